@@ -1,0 +1,12 @@
+//go:build tools
+
+// Package tools records the upstream programs that the Makefile builds from
+// the pinned module graph (kube-apiserver, kube-controller-manager, kubectl,
+// and the code generators), so that `go mod tidy` keeps their dependencies.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
