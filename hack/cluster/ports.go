@@ -1,0 +1,28 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// FreePort asks the kernel for a loopback TCP port nobody listens on. Tests
+// use it so that a test cluster never collides with a user's `make up`.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// checkPortFree fails with an actionable message when port is taken; env
+// names the variable that moves the component elsewhere.
+func checkPortFree(component string, port int, env string) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("port %d for %s is already in use by another program: stop it, or choose another port with %s=<port>", port, component, env)
+	}
+	return l.Close()
+}
