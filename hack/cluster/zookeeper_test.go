@@ -73,4 +73,3 @@ func TestZooKeeperRefusesTakenPort(t *testing.T) {
 		t.Fatalf("error %q does not say %q", err, want)
 	}
 }
-
