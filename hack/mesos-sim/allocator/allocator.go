@@ -1,0 +1,327 @@
+// Package allocator decides which framework role gets which agent's free
+// resources, following the observable rules of Mesos's hierarchical DRF
+// allocator: whole-agent offers per cycle, per-role suppression and revival,
+// decline filters that expire, reserved resources offered only to their role.
+//
+// It is pure bookkeeping without locks or timers; the master drives it under
+// its own lock.
+package allocator
+
+import (
+	"sort"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/resources"
+)
+
+// Minimum resources worth offering, the master's min_allocatable_resources
+// default ("cpus:0.01|mem:32").
+const (
+	MinCPUs = 0.01
+	MinMem  = 32
+)
+
+// Allocation is one offer to be made.
+type Allocation struct {
+	FrameworkID string
+	AgentID     string
+	Role        string
+	Resources   mesos.Resources
+}
+
+type agent struct {
+	total     mesos.Resources
+	allocated map[string]mesos.Resources // by framework
+	active    bool
+}
+
+type filter struct {
+	agentID   string
+	resources mesos.Resources
+	expires   time.Time
+}
+
+type framework struct {
+	roles      []string
+	suppressed map[string]bool
+	active     bool
+	filters    []filter
+}
+
+// Allocator tracks agent resources and framework allocation state.
+type Allocator struct {
+	agents     map[string]*agent
+	frameworks map[string]*framework
+}
+
+// New returns an empty allocator.
+func New() *Allocator {
+	return &Allocator{agents: map[string]*agent{}, frameworks: map[string]*framework{}}
+}
+
+// Normalize strips per-offer allocation info so that resources can be compared
+// and added across offers.
+func Normalize(rs mesos.Resources) mesos.Resources {
+	out := make(mesos.Resources, 0, len(rs))
+	for _, r := range rs {
+		r := *proto(r)
+		r.AllocationInfo = nil
+		out.Add1(r)
+	}
+	return out
+}
+
+func proto(r mesos.Resource) *mesos.Resource {
+	c := r
+	return &c
+}
+
+// AddAgent registers an agent's total resources; used is what already runs there.
+func (a *Allocator) AddAgent(id string, total mesos.Resources, used map[string]mesos.Resources) {
+	ag := &agent{total: Normalize(total), allocated: map[string]mesos.Resources{}, active: true}
+	for fw, rs := range used {
+		ag.allocated[fw] = Normalize(rs)
+	}
+	a.agents[id] = ag
+}
+
+// RemoveAgent forgets an agent.
+func (a *Allocator) RemoveAgent(id string) { delete(a.agents, id) }
+
+// SetAgentActive stops or resumes offers from an agent (disconnected agents are not offered).
+func (a *Allocator) SetAgentActive(id string, active bool) {
+	if ag := a.agents[id]; ag != nil {
+		ag.active = active
+	}
+}
+
+// UpdateAgentTotal replaces an agent's total, e.g. after a reservation changed its shape.
+func (a *Allocator) UpdateAgentTotal(id string, total mesos.Resources) {
+	if ag := a.agents[id]; ag != nil {
+		ag.total = Normalize(total)
+	}
+}
+
+// AgentTotal returns the agent's total resources.
+func (a *Allocator) AgentTotal(id string) mesos.Resources {
+	if ag := a.agents[id]; ag != nil {
+		return ag.total.Clone()
+	}
+	return nil
+}
+
+// AddFramework registers a framework with its roles.
+func (a *Allocator) AddFramework(id string, roles, suppressed []string) {
+	fw := a.frameworks[id]
+	if fw == nil {
+		fw = &framework{}
+		a.frameworks[id] = fw
+	}
+	fw.roles = append([]string(nil), roles...)
+	fw.suppressed = map[string]bool{}
+	for _, r := range suppressed {
+		fw.suppressed[r] = true
+	}
+	fw.active = true
+}
+
+// SetFrameworkActive deactivates a disconnected framework (it gets no offers) or reactivates it.
+func (a *Allocator) SetFrameworkActive(id string, active bool) {
+	if fw := a.frameworks[id]; fw != nil {
+		fw.active = active
+	}
+}
+
+// RemoveFramework forgets a framework and frees everything allocated to it.
+func (a *Allocator) RemoveFramework(id string) {
+	delete(a.frameworks, id)
+	for _, ag := range a.agents {
+		delete(ag.allocated, id)
+	}
+}
+
+// Allocate marks resources as used by a framework on an agent (tasks found on a re-registering agent).
+func (a *Allocator) Allocate(fw, agentID string, rs mesos.Resources) {
+	if ag := a.agents[agentID]; ag != nil {
+		cur := ag.allocated[fw]
+		ag.allocated[fw] = cur.Plus(Normalize(rs)...)
+	}
+}
+
+// Recover returns resources to the free pool. A positive refuse installs a
+// decline filter: the framework will not see these resources (or a subset) on
+// that agent again until it expires or the framework revives.
+func (a *Allocator) Recover(fw, agentID string, rs mesos.Resources, refuse time.Duration, now time.Time) {
+	rs = Normalize(rs)
+	if ag := a.agents[agentID]; ag != nil {
+		cur := ag.allocated[fw]
+		cur = cur.Minus(rs...)
+		if len(cur) == 0 {
+			delete(ag.allocated, fw)
+		} else {
+			ag.allocated[fw] = cur
+		}
+	}
+	if f := a.frameworks[fw]; f != nil && refuse > 0 && len(rs) > 0 {
+		f.filters = append(f.filters, filter{agentID: agentID, resources: rs, expires: now.Add(refuse)})
+	}
+}
+
+// Revive clears filters and unsuppresses the given roles (all roles when empty).
+func (a *Allocator) Revive(fw string, roles []string) {
+	f := a.frameworks[fw]
+	if f == nil {
+		return
+	}
+	f.filters = nil
+	if len(roles) == 0 {
+		roles = f.roles
+	}
+	for _, r := range roles {
+		delete(f.suppressed, r)
+	}
+}
+
+// Suppress stops offers for the given roles (all roles when empty).
+func (a *Allocator) Suppress(fw string, roles []string) {
+	f := a.frameworks[fw]
+	if f == nil {
+		return
+	}
+	if len(roles) == 0 {
+		roles = f.roles
+	}
+	for _, r := range roles {
+		f.suppressed[r] = true
+	}
+}
+
+// Suppressed reports the suppressed roles of a framework, for the state endpoint.
+func (a *Allocator) Suppressed(fw string) []string {
+	f := a.frameworks[fw]
+	if f == nil {
+		return nil
+	}
+	var out []string
+	for r := range f.suppressed {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (ag *agent) free() mesos.Resources {
+	free := ag.total.Clone()
+	for _, used := range ag.allocated {
+		free = free.Minus(used...)
+	}
+	return free
+}
+
+// allocatableTo keeps resources that are unreserved or reserved to role.
+func allocatableTo(rs mesos.Resources, role string) mesos.Resources {
+	var out mesos.Resources
+	for i := range rs {
+		if rs[i].IsAllocatableTo(role) {
+			out.Add1(rs[i])
+		}
+	}
+	return out
+}
+
+func allocatable(rs mesos.Resources) bool {
+	if cpus, ok := resources.CPUs(rs...); ok && cpus >= MinCPUs {
+		return true
+	}
+	if mem, ok := resources.Memory(rs...); ok && mem >= MinMem {
+		return true
+	}
+	return false
+}
+
+func (a *Allocator) share(fw string) float64 {
+	var totalCPU, totalMem, usedCPU, usedMem float64
+	for _, ag := range a.agents {
+		c, _ := resources.CPUs(ag.total...)
+		m, _ := resources.Memory(ag.total...)
+		totalCPU += c
+		totalMem += float64(m)
+		if rs, ok := ag.allocated[fw]; ok {
+			c, _ := resources.CPUs(rs...)
+			m, _ := resources.Memory(rs...)
+			usedCPU += c
+			usedMem += float64(m)
+		}
+	}
+	s := 0.0
+	if totalCPU > 0 {
+		s = usedCPU / totalCPU
+	}
+	if totalMem > 0 && usedMem/totalMem > s {
+		s = usedMem / totalMem
+	}
+	return s
+}
+
+// Cycle runs one allocation round: every active agent's free resources go,
+// whole, to the framework role with the lowest dominant share that is not
+// suppressed and has no filter covering them. The returned allocations are
+// already counted as allocated.
+func (a *Allocator) Cycle(now time.Time) []Allocation {
+	var fws []string
+	for id, f := range a.frameworks {
+		kept := f.filters[:0]
+		for _, flt := range f.filters {
+			if now.Before(flt.expires) {
+				kept = append(kept, flt)
+			}
+		}
+		f.filters = kept
+		if f.active {
+			fws = append(fws, id)
+		}
+	}
+	var agentIDs []string
+	for id, ag := range a.agents {
+		if ag.active {
+			agentIDs = append(agentIDs, id)
+		}
+	}
+	sort.Strings(agentIDs)
+	var out []Allocation
+	for _, aid := range agentIDs {
+		ag := a.agents[aid]
+		sort.SliceStable(fws, func(i, j int) bool {
+			si, sj := a.share(fws[i]), a.share(fws[j])
+			if si != sj {
+				return si < sj
+			}
+			return fws[i] < fws[j]
+		})
+		for _, fid := range fws {
+			f := a.frameworks[fid]
+			for _, role := range f.roles {
+				if f.suppressed[role] {
+					continue
+				}
+				offered := allocatableTo(ag.free(), role)
+				if !allocatable(offered) || f.filtered(aid, offered) {
+					continue
+				}
+				ag.allocated[fid] = ag.allocated[fid].Plus(offered...)
+				out = append(out, Allocation{FrameworkID: fid, AgentID: aid, Role: role, Resources: offered})
+			}
+		}
+	}
+	return out
+}
+
+func (f *framework) filtered(agentID string, offered mesos.Resources) bool {
+	for _, flt := range f.filters {
+		if flt.agentID == agentID && resources.ContainsAll(flt.resources, offered) {
+			return true
+		}
+	}
+	return false
+}

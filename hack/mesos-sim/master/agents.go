@@ -1,0 +1,254 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"k8s.io/klog/v2"
+)
+
+// RegisterAgent (re-)registers an agent. An agent without an id gets a new
+// one; an agent with an id the master knows or does not know (master
+// failover) keeps it, and the tasks it reports are adopted.
+func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.elected {
+		return "", fmt.Errorf("registering agent %s: master %s is not the leader", reg.Info.Hostname, m.cfg.ID)
+	}
+	info := reg.Info
+	if info.ID == nil || info.ID.Value == "" {
+		id := mesos.AgentID{Value: fmt.Sprintf("%s-S%d", m.cfg.ID, m.nextAgent)}
+		m.nextAgent++
+		info.ID = &id
+	}
+	aid := info.ID.Value
+	if old := m.agents[aid]; old != nil {
+		// Re-registration: offers on the old incarnation are void.
+		for _, o := range m.offers {
+			if o.agent == aid {
+				m.rescind(o)
+			}
+		}
+		m.alloc.RemoveAgent(aid)
+	}
+	ag := &agentEntry{info: info, pid: reg.PID, ip: reg.IP, port: reg.Port, conn: conn, registered: time.Now(),
+		executors: map[string]map[string]mesos.ExecutorInfo{}}
+	for _, e := range reg.Executors {
+		fid := e.GetFrameworkID().GetValue()
+		if ag.executors[fid] == nil {
+			ag.executors[fid] = map[string]mesos.ExecutorInfo{}
+		}
+		ag.executors[fid][e.ExecutorID.Value] = e
+		if fw := m.frameworks[fid]; fw != nil {
+			if fw.executors[aid] == nil {
+				fw.executors[aid] = map[string]mesos.ExecutorInfo{}
+			}
+			fw.executors[aid][e.ExecutorID.Value] = e
+		}
+	}
+	used := map[string]mesos.Resources{}
+	for i := range reg.Tasks {
+		t := reg.Tasks[i]
+		fid := t.FrameworkID.Value
+		if t.State != nil && isTerminal(*t.State) {
+			continue
+		}
+		used[fid] = used[fid].Plus(internalFormat(t.Resources)...)
+		if fw := m.frameworks[fid]; fw != nil {
+			if cur := fw.tasks[t.TaskID.Value]; cur == nil || cur.AgentID.Value == aid {
+				fw.tasks[t.TaskID.Value] = &t
+			}
+		} else if _, gone := m.completedFrameworks[fid]; gone {
+			conn.ShutdownFramework(fid)
+		} else {
+			m.orphanTasks[fid] = append(m.orphanTasks[fid], &t)
+		}
+	}
+	for fid, execs := range ag.executors {
+		for _, e := range execs {
+			used[fid] = used[fid].Plus(internalFormat(e.Resources)...)
+		}
+	}
+	m.agents[aid] = ag
+	m.alloc.AddAgent(aid, internalFormat(info.Resources), used)
+	klog.InfoS("Agent registered", "agent", aid, "hostname", info.Hostname, "tasks", len(reg.Tasks))
+	m.triggerAllocation()
+	return aid, nil
+}
+
+// UnregisterAgent removes an agent that shut down cleanly: its tasks are gone.
+func (m *Master) UnregisterAgent(agentID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ag := m.agents[agentID]
+	if ag == nil {
+		return
+	}
+	m.loseAgent(ag, false)
+	delete(m.agents, agentID)
+	m.alloc.RemoveAgent(agentID)
+}
+
+// loseAgent rescinds the agent's offers, reports its tasks and sends FAILURE.
+func (m *Master) loseAgent(ag *agentEntry, unreachable bool) {
+	aid := ag.info.ID.Value
+	for _, o := range m.offers {
+		if o.agent == aid {
+			m.rescind(o)
+		}
+	}
+	ag.unreachable = true
+	m.alloc.SetAgentActive(aid, false)
+	for _, fw := range m.frameworks {
+		now := mesos.TimeInfo{Nanoseconds: time.Now().UnixNano()}
+		for _, t := range fw.tasks {
+			if t.AgentID.Value != aid {
+				continue
+			}
+			state, reason, msg := mesos.TASK_LOST, mesos.REASON_AGENT_REMOVED, "Agent "+ag.info.Hostname+" removed"
+			if unreachable {
+				reason, msg = mesos.REASON_AGENT_REMOVED, "Agent "+ag.info.Hostname+" is unreachable"
+				if fw.partAware {
+					state = mesos.TASK_UNREACHABLE
+				}
+			} else if fw.partAware {
+				state = mesos.TASK_GONE
+			}
+			st := masterUpdate(t.TaskID, &t.AgentID, t.ExecutorID, state, msg, reason)
+			if unreachable {
+				st.UnreachableTime = &now
+			}
+			t.State = &state
+			t.StatusUpdateState = &state
+			t.StatusUpdateUUID = nil
+			t.Statuses = append(t.Statuses, st)
+			m.sendUpdate(fw, st)
+			if state != mesos.TASK_UNREACHABLE {
+				m.removeTask(fw, t)
+			}
+		}
+		delete(fw.executors, aid)
+		if fw.conn != nil {
+			a := *ag.info.ID
+			fw.conn.Send(&scheduler.Event{Type: scheduler.Event_FAILURE, Failure: &scheduler.Event_Failure{AgentID: &a}})
+		}
+	}
+	klog.InfoS("Agent lost", "agent", aid, "unreachable", unreachable)
+}
+
+// MarkAgentUnreachable makes the master treat an agent as failed its health checks now.
+func (m *Master) MarkAgentUnreachable(agentID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ag := m.agents[agentID]; ag != nil && !ag.unreachable {
+		m.loseAgent(ag, true)
+	}
+}
+
+func (m *Master) healthLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.AgentPingTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var check []*agentEntry
+		if m.elected {
+			for _, ag := range m.agents {
+				if !ag.unreachable {
+					check = append(check, ag)
+				}
+			}
+		}
+		m.mu.Unlock()
+		for _, ag := range check {
+			ok := ag.conn.Ping()
+			m.mu.Lock()
+			if ok {
+				ag.missedPings = 0
+			} else if ag.missedPings++; ag.missedPings >= m.cfg.MaxAgentPingTimeouts && !ag.unreachable && m.agents[ag.info.ID.Value] == ag {
+				m.loseAgent(ag, true)
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// StatusUpdate receives an update forwarded by an agent's status update manager.
+func (m *Master) StatusUpdate(agentID string, u StatusUpdate) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ag := m.agents[agentID]
+	if ag == nil || ag.unreachable {
+		return
+	}
+	fw := m.frameworks[u.FrameworkID]
+	if fw == nil {
+		return
+	}
+	st := u.Status
+	t := fw.tasks[st.TaskID.Value]
+	if t != nil {
+		prevTerminal := t.State != nil && isTerminal(*t.State)
+		if st.State != nil {
+			s := *st.State
+			// The latest state is what the agent knows; the update state is what is being delivered.
+			if !prevTerminal {
+				t.State = &s
+			}
+			t.StatusUpdateState = &s
+		}
+		t.StatusUpdateUUID = st.UUID
+		t.Statuses = append(t.Statuses, st)
+		if st.State != nil && isTerminal(*st.State) && !prevTerminal {
+			m.alloc.Recover(fw.id, agentID, internalFormat(t.Resources), 0, time.Now())
+		}
+	}
+	m.sendUpdate(fw, st)
+}
+
+// ExecutorExited reports an executor's termination; the framework gets FAILURE.
+func (m *Master) ExecutorExited(agentID, frameworkID, executorID string, status int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ag := m.agents[agentID]
+	if ag == nil {
+		return
+	}
+	var res mesos.Resources
+	if e, ok := ag.executors[frameworkID][executorID]; ok {
+		res = internalFormat(e.Resources)
+		delete(ag.executors[frameworkID], executorID)
+	}
+	fw := m.frameworks[frameworkID]
+	if fw == nil {
+		return
+	}
+	delete(fw.executors[agentID], executorID)
+	m.alloc.Recover(frameworkID, agentID, res, 0, time.Now())
+	if fw.conn != nil {
+		a := mesos.AgentID{Value: agentID}
+		e := mesos.ExecutorID{Value: executorID}
+		fw.conn.Send(&scheduler.Event{Type: scheduler.Event_FAILURE, Failure: &scheduler.Event_Failure{AgentID: &a, ExecutorID: &e, Status: &status}})
+	}
+}
+
+// ExecutorMessage forwards an executor's MESSAGE to its scheduler (best effort, as in Mesos).
+func (m *Master) ExecutorMessage(agentID, frameworkID, executorID string, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fw := m.frameworks[frameworkID]
+	if fw == nil || fw.conn == nil {
+		return
+	}
+	fw.conn.Send(&scheduler.Event{Type: scheduler.Event_MESSAGE, Message: &scheduler.Event_Message{
+		AgentID: mesos.AgentID{Value: agentID}, ExecutorID: mesos.ExecutorID{Value: executorID}, Data: data,
+	}})
+}

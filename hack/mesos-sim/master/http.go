@@ -1,0 +1,309 @@
+package master
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
+)
+
+// Handler serves the master's HTTP endpoints.
+func (m *Master) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/scheduler", m.serveScheduler)
+	mux.HandleFunc("/master/state", m.serveState)
+	mux.HandleFunc("/state", m.serveState)
+	mux.HandleFunc("/master/state.json", m.serveState)
+	mux.HandleFunc("/state.json", m.serveState)
+	mux.HandleFunc("/health", serveHealth)
+	mux.HandleFunc("/master/health", serveHealth)
+	mux.HandleFunc("/redirect", m.serveRedirect)
+	mux.HandleFunc("/master/redirect", m.serveRedirect)
+	return mux
+}
+
+func serveHealth(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg)
+}
+
+// redirect answers a request made to a non-leading master: 307 with a
+// scheme-relative Location so the client keeps its own scheme, or 503 when no
+// leader is known at all.
+func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	leader := m.leader
+	m.mu.Unlock()
+	if leader == nil {
+		httpError(w, http.StatusServiceUnavailable, "No leader elected")
+		return
+	}
+	host := leader.GetHostname()
+	if host == "" && leader.Address != nil {
+		host = leader.Address.GetIP()
+	}
+	base := "//" + host + ":" + strconv.Itoa(int(leader.GetPort()))
+	switch p := r.URL.Path; {
+	case p == "/redirect" || p == "/master/redirect":
+		w.Header().Set("Location", base)
+	case strings.HasPrefix(p, "/redirect/") || strings.HasPrefix(p, "/master/redirect/"):
+		http.NotFound(w, r)
+		return
+	default:
+		w.Header().Set("Location", base+r.URL.RequestURI())
+	}
+	w.WriteHeader(http.StatusTemporaryRedirect)
+}
+
+func (m *Master) serveRedirect(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	leader := m.leader
+	m.mu.Unlock()
+	if leader != nil && leader.ID == m.cfg.ID {
+		// The leader redirects to itself, as the real one does.
+		w.Header().Set("Location", "//"+leader.GetHostname()+":"+strconv.Itoa(int(leader.GetPort())))
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return
+	}
+	m.redirect(w, r)
+}
+
+// serveScheduler follows the order of checks in Master::Http::scheduler so a
+// request with several faults gets the status code Mesos would give.
+func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
+	if !m.Elected() {
+		m.redirect(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		httpError(w, http.StatusMethodNotAllowed, "Expecting one of { 'POST' }, but received '"+r.Method+"'")
+		return
+	}
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		httpError(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(m.cfg.MaxRequestSize)+1))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
+		return
+	}
+	if len(body) > m.cfg.MaxRequestSize && (contentType == wire.JSON || contentType == wire.Protobuf) {
+		httpError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: request body exceeds "+strconv.Itoa(m.cfg.MaxRequestSize)+" bytes")
+		return
+	}
+	var call scheduler.Call
+	if err := wire.Decode(contentType, body, &call); err != nil {
+		var ume *wire.UnsupportedMediaTypeError
+		if errors.As(err, &ume) {
+			httpError(w, http.StatusUnsupportedMediaType, err.Error())
+			return
+		}
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := validateCall(&call); err != nil {
+		httpError(w, http.StatusBadRequest, "Failed to validate scheduler::Call: "+err.Error())
+		return
+	}
+
+	if call.Type == scheduler.Call_SUBSCRIBE {
+		accept, ok := wire.NegotiateStream(r.Header.Values("Accept"))
+		if !ok {
+			httpError(w, http.StatusNotAcceptable, wire.NotAcceptableMessage)
+			return
+		}
+		if _, present := r.Header["Mesos-Stream-Id"]; present {
+			httpError(w, http.StatusBadRequest, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
+			return
+		}
+		m.serveSubscribe(w, r, &call, accept)
+		return
+	}
+
+	fwID := call.GetFrameworkID().GetValue()
+	m.mu.Lock()
+	fw := m.frameworks[fwID]
+	var conn *wire.Stream
+	if fw != nil {
+		conn = fw.conn
+	}
+	hook := m.callHook
+	m.mu.Unlock()
+	if fw == nil {
+		httpError(w, http.StatusBadRequest, "Framework cannot be found")
+		return
+	}
+	if conn == nil {
+		httpError(w, http.StatusForbidden, "Framework is not subscribed")
+		return
+	}
+	streamID, present := r.Header["Mesos-Stream-Id"]
+	if !present {
+		httpError(w, http.StatusBadRequest, "All non-subscribe calls should include the 'Mesos-Stream-Id' header")
+		return
+	}
+	if len(streamID) != 1 || streamID[0] != conn.ID {
+		httpError(w, http.StatusBadRequest, "The stream ID '"+strings.Join(streamID, ",")+"' included in this request didn't match the stream ID currently associated with framework ID "+fwID)
+		return
+	}
+	if hook != nil {
+		drop, delay := hook(&call)
+		if drop {
+			klog.V(2).InfoS("Dropping scheduler call by fault injection", "type", call.Type, "framework", fwID)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		if delay > 0 {
+			// Delay processing, not the answer: the real master accepts first and acts later.
+			go func() {
+				select {
+				case <-time.After(delay):
+					m.dispatch(fwID, &call)
+				case <-m.ctx.Done():
+				}
+			}()
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+	}
+	m.dispatch(fwID, &call)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func validateCall(c *scheduler.Call) error {
+	if c.Type == scheduler.Call_SUBSCRIBE {
+		if c.Subscribe == nil {
+			return errors.New("Expecting 'subscribe' to be present")
+		}
+		if c.Subscribe.FrameworkInfo == nil {
+			return errors.New("Not initialized: subscribe.framework_info")
+		}
+		if c.Subscribe.FrameworkInfo.GetID().GetValue() != c.GetFrameworkID().GetValue() {
+			return errors.New("'framework_id' differs from 'subscribe.framework_info.id'")
+		}
+		return nil
+	}
+	if c.FrameworkID == nil {
+		return errors.New("Expecting 'framework_id' to be present")
+	}
+	missing := func(name string) error { return errors.New("Expecting '" + name + "' to be present") }
+	switch c.Type {
+	case scheduler.Call_ACCEPT:
+		if c.Accept == nil {
+			return missing("accept")
+		}
+	case scheduler.Call_DECLINE:
+		if c.Decline == nil {
+			return missing("decline")
+		}
+	case scheduler.Call_ACCEPT_INVERSE_OFFERS:
+		if c.AcceptInverseOffers == nil {
+			return missing("accept_inverse_offers")
+		}
+	case scheduler.Call_DECLINE_INVERSE_OFFERS:
+		if c.DeclineInverseOffers == nil {
+			return missing("decline_inverse_offers")
+		}
+	case scheduler.Call_KILL:
+		if c.Kill == nil {
+			return missing("kill")
+		}
+	case scheduler.Call_SHUTDOWN:
+		if c.Shutdown == nil {
+			return missing("shutdown")
+		}
+	case scheduler.Call_ACKNOWLEDGE:
+		if c.Acknowledge == nil {
+			return missing("acknowledge")
+		}
+		if _, err := uuid.FromBytes(c.Acknowledge.UUID); err != nil {
+			return errors.New("Not a valid UUID")
+		}
+	case scheduler.Call_ACKNOWLEDGE_OPERATION_STATUS:
+		if c.AcknowledgeOperationStatus == nil {
+			return missing("acknowledge_operation_status")
+		}
+		if _, err := uuid.FromBytes(c.AcknowledgeOperationStatus.UUID); err != nil {
+			return errors.New("Not a valid UUID")
+		}
+		if c.AcknowledgeOperationStatus.AgentID == nil {
+			return missing("agent_id")
+		}
+	case scheduler.Call_RECONCILE:
+		if c.Reconcile == nil {
+			return missing("reconcile")
+		}
+	case scheduler.Call_RECONCILE_OPERATIONS:
+		if c.ReconcileOperations == nil {
+			return missing("reconcile_operations")
+		}
+	case scheduler.Call_MESSAGE:
+		if c.Message == nil {
+			return missing("message")
+		}
+	case scheduler.Call_REQUEST:
+		if c.Request == nil {
+			return missing("request")
+		}
+	case scheduler.Call_UPDATE_FRAMEWORK:
+		if c.UpdateFramework == nil {
+			return missing("update_framework")
+		}
+		if c.UpdateFramework.FrameworkInfo.GetID().GetValue() != c.GetFrameworkID().GetValue() {
+			return errors.New("'framework_id' differs from 'update_framework.framework_info.id'")
+		}
+	}
+	return nil
+}
+
+func (m *Master) serveSubscribe(w http.ResponseWriter, r *http.Request, call *scheduler.Call, contentType string) {
+	stream := wire.NewStream(contentType, uuid.NewString())
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Mesos-Stream-Id", stream.ID)
+	// Chunked streaming must not be buffered by intermediaries.
+	w.Header().Set("Cache-Control", "no-cache")
+	fwID, gen := m.subscribe(stream, call.Subscribe)
+	if fwID != "" {
+		go m.heartbeat(stream)
+	}
+	stream.Serve(r.Context(), w)
+	if fwID != "" {
+		m.disconnected(fwID, gen, stream)
+	}
+}
+
+func (m *Master) heartbeat(s *wire.Stream) {
+	t := time.NewTicker(m.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.Done():
+			return
+		case <-t.C:
+			if !s.Send(&scheduler.Event{Type: scheduler.Event_HEARTBEAT}) {
+				return
+			}
+		}
+	}
+}
+
+func errorEvent(msg string) *scheduler.Event {
+	return &scheduler.Event{Type: scheduler.Event_ERROR, Error: &scheduler.Event_Error{Message: msg}}
+}
+
+var _ = mesos.FrameworkID{}

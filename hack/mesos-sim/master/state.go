@@ -1,0 +1,165 @@
+package master
+
+import (
+	"net/http"
+	"sort"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/k8sm/k8sm/hack/mesos-sim/state"
+)
+
+// State returns the master's state in the shape of GET /master/state.
+func (m *Master) State() state.Object {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := state.Object{
+		"version":    m.info.GetVersion(),
+		"id":         m.cfg.ID,
+		"pid":        m.info.GetPID(),
+		"hostname":   m.cfg.Hostname,
+		"start_time": float64(m.start.UnixNano()) / 1e9,
+		"flags": state.Object{
+			"allocation_interval": FormatDuration(m.cfg.AllocationInterval),
+			"offer_timeout":       FormatDuration(m.cfg.OfferTimeout),
+			"agent_ping_timeout":  FormatDuration(m.cfg.AgentPingTimeout),
+		},
+	}
+	if m.elected {
+		out["elected_time"] = float64(m.start.UnixNano()) / 1e9
+	}
+	if m.leader != nil {
+		out["leader"] = m.leader.GetPID()
+		out["leader_info"] = m.leader
+	}
+	var agents []state.Object
+	active, inactive := 0, 0
+	for _, ag := range m.agents {
+		used := mesos.Resources{}
+		offered := mesos.Resources{}
+		for _, fw := range m.frameworks {
+			for _, t := range fw.tasks {
+				if t.AgentID.Value == ag.info.ID.Value && !isTerminal(t.GetState()) {
+					used = used.Plus(internalFormat(t.Resources)...)
+				}
+			}
+		}
+		for _, o := range m.offers {
+			if o.agent == ag.info.ID.Value {
+				offered = offered.Plus(o.resources...)
+			}
+		}
+		if ag.unreachable {
+			inactive++
+		} else {
+			active++
+		}
+		agents = append(agents, state.Object{
+			"id":                ag.info.ID.Value,
+			"pid":               ag.pid,
+			"hostname":          ag.info.Hostname,
+			"port":              ag.port,
+			"attributes":        state.Attributes(ag.info.Attributes),
+			"resources":         state.Resources(ag.info.Resources),
+			"used_resources":    state.Resources(used),
+			"offered_resources": state.Resources(offered),
+			"active":            !ag.unreachable,
+			"registered_time":   float64(ag.registered.UnixNano()) / 1e9,
+			"version":           "1.11.0",
+		})
+	}
+	sort.Slice(agents, func(i, j int) bool { return agents[i]["id"].(string) < agents[j]["id"].(string) })
+	out["slaves"] = nonNil(agents)
+	out["activated_slaves"] = active
+	out["deactivated_slaves"] = inactive
+	var fws, done []state.Object
+	for _, fw := range m.frameworks {
+		fws = append(fws, m.frameworkState(fw, true))
+	}
+	for _, fw := range m.completedFrameworks {
+		done = append(done, m.frameworkState(fw, false))
+	}
+	sort.Slice(fws, func(i, j int) bool { return fws[i]["id"].(string) < fws[j]["id"].(string) })
+	out["frameworks"] = nonNil(fws)
+	out["completed_frameworks"] = nonNil(done)
+	var orphans []state.Object
+	for _, ts := range m.orphanTasks {
+		for _, t := range ts {
+			orphans = append(orphans, state.Task(*t))
+		}
+	}
+	out["orphan_tasks"] = nonNil(orphans)
+	out["unregistered_frameworks"] = []string{}
+	return out
+}
+
+func nonNil(s []state.Object) []state.Object {
+	if s == nil {
+		return []state.Object{}
+	}
+	return s
+}
+
+func (m *Master) frameworkState(fw *framework, registered bool) state.Object {
+	var tasks, completed, offers []state.Object
+	used := mesos.Resources{}
+	for _, t := range fw.tasks {
+		tasks = append(tasks, state.Task(*t))
+		if !isTerminal(t.GetState()) {
+			used = used.Plus(internalFormat(t.Resources)...)
+		}
+	}
+	for _, t := range fw.completedTasks {
+		completed = append(completed, state.Task(t))
+	}
+	offered := mesos.Resources{}
+	for _, o := range fw.offers {
+		offered = offered.Plus(o.resources...)
+		offers = append(offers, state.Object{
+			"id": o.offer.ID.Value, "framework_id": fw.id, "slave_id": o.agent,
+			"resources": state.Resources(o.resources), "allocation_info": state.Object{"role": o.role},
+		})
+	}
+	var execs []state.Object
+	for aid, es := range fw.executors {
+		for _, e := range es {
+			execs = append(execs, state.Object{"executor_id": e.ExecutorID.Value, "slave_id": aid, "name": e.GetName(),
+				"framework_id": fw.id, "resources": state.Resources(e.Resources)})
+		}
+	}
+	var caps []string
+	for _, c := range fw.info.Capabilities {
+		caps = append(caps, c.Type.String())
+	}
+	o := state.Object{
+		"id":                fw.id,
+		"name":              fw.info.Name,
+		"user":              fw.info.User,
+		"hostname":          fw.info.GetHostname(),
+		"principal":         fw.info.GetPrincipal(),
+		"webui_url":         fw.info.GetWebUiURL(),
+		"failover_timeout":  fw.info.GetFailoverTimeout(),
+		"checkpoint":        fw.info.GetCheckpoint(),
+		"roles":             fw.roles,
+		"capabilities":      caps,
+		"active":            registered && fw.conn != nil,
+		"connected":         registered && fw.conn != nil,
+		"recovered":         false,
+		"registered_time":   float64(fw.registered.UnixNano()) / 1e9,
+		"used_resources":    state.Resources(used),
+		"offered_resources": state.Resources(offered),
+		"tasks":             nonNil(tasks),
+		"completed_tasks":   nonNil(completed),
+		"offers":            nonNil(offers),
+		"executors":         nonNil(execs),
+		"suppressed_roles":  m.alloc.Suppressed(fw.id),
+	}
+	if !fw.multiRole {
+		o["role"] = fw.info.GetRole()
+	}
+	return o
+}
+
+func (m *Master) serveState(w http.ResponseWriter, r *http.Request) {
+	state.Serve(w, r, m.State())
+}
