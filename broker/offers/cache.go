@@ -1,0 +1,464 @@
+package offers
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// Config tunes the cache. Zero fields take the defaults documented on them.
+type Config struct {
+	// Clock is injectable for tests; default the real clock.
+	Clock clock.WithTicker
+	// Executor is what the k8sm executor itself needs. It is charged once per
+	// agent and role while no executor runs there: the view subtracts it, and
+	// the first launch carries it in the ExecutorInfo.
+	Executor podresources.Resources
+	// DefaultTTL applies to a Reserve without a TTL (default 30s); MaxTTL caps
+	// any TTL (default 5m) so that a crashed scheduler cannot pin offers.
+	DefaultTTL, MaxTTL time.Duration
+	// DeclineAfter is how long an offer no reservation needs is held before
+	// Declinable hands it back (default 5s). Holding briefly lets pods that
+	// are being scheduled use it; holding long starves other frameworks.
+	DeclineAfter time.Duration
+	// RefuseSeconds is the filter sent with declines (default 5): how long
+	// Mesos should not re-offer the declined resources to the framework.
+	RefuseSeconds float64
+	// EndedTTL is how long ended reservations are remembered so that a late
+	// Launch learns why its reservation ended (default 10m).
+	EndedTTL time.Duration
+	// WatchBuffer is the number of events a watcher may lag behind before it
+	// is resynced with a fresh snapshot (default 1024).
+	WatchBuffer int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+	if c.DefaultTTL <= 0 {
+		c.DefaultTTL = 30 * time.Second
+	}
+	if c.MaxTTL <= 0 {
+		c.MaxTTL = 5 * time.Minute
+	}
+	if c.DeclineAfter <= 0 {
+		c.DeclineAfter = 5 * time.Second
+	}
+	if c.RefuseSeconds <= 0 {
+		c.RefuseSeconds = 5
+	}
+	if c.EndedTTL <= 0 {
+		c.EndedTTL = 10 * time.Minute
+	}
+	if c.WatchBuffer <= 0 {
+		c.WatchBuffer = 1024
+	}
+	return c
+}
+
+// Cache is the offer cache. Create it with New.
+type Cache struct {
+	cfg Config
+
+	mu           sync.Mutex
+	version      uint64
+	agents       map[string]*agent
+	byHost       map[string]*agent
+	offerAgent   map[string]*agent
+	reservations map[string]*Reservation
+	byPod        map[types.UID]*Reservation
+	ended        map[string]ended
+	watchers     map[*Watcher]struct{}
+	seq          uint64
+	idPrefix     string
+}
+
+type ended struct {
+	err error
+	at  time.Time
+}
+
+type agent struct {
+	id, hostname string
+	// attributes is replaced, never modified, once published in a view.
+	attributes   map[string]string
+	offers       map[string]*offer
+	offered      podresources.ByRole
+	capacity     podresources.ByRole
+	reserved     podresources.ByRole
+	reservations map[string]*Reservation
+	executors    map[string]bool
+	version      uint64
+}
+
+type offer struct {
+	id        string
+	resources []mesos.Resource
+	byRole    podresources.ByRole
+	received  time.Time
+	usable    bool
+}
+
+// New returns an empty cache.
+func New(cfg Config) *Cache {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return &Cache{
+		cfg:          cfg.withDefaults(),
+		agents:       map[string]*agent{},
+		byHost:       map[string]*agent{},
+		offerAgent:   map[string]*agent{},
+		reservations: map[string]*Reservation{},
+		byPod:        map[types.UID]*Reservation{},
+		ended:        map[string]ended{},
+		watchers:     map[*Watcher]struct{}{},
+		// Reservation ids are unique across broker restarts, so a plugin that
+		// kept one from the previous leader gets "unknown", never a stranger's.
+		idPrefix: hex.EncodeToString(b[:]),
+	}
+}
+
+// AgentView is an immutable copy of one agent's state, as watchers see it.
+type AgentView struct {
+	ID         string
+	Hostname   string
+	Attributes map[string]string // shared, never modified: do not modify
+	// Available is what a new pod may claim, by role.
+	Available podresources.ByRole
+	// Capacity is the most the agent has offered, by role.
+	Capacity podresources.ByRole
+	// ExecutorRoles are the roles for which the k8sm executor runs.
+	ExecutorRoles []string
+	Version       uint64
+}
+
+// Add records new offers. An offer id seen before is ignored, so redelivered
+// OFFERS events are harmless.
+func (c *Cache) Add(offers ...mesos.Offer) {
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	touched := map[*agent]struct{}{}
+	for i := range offers {
+		o := &offers[i]
+		id := o.ID.Value
+		if _, dup := c.offerAgent[id]; dup {
+			continue
+		}
+		a := c.agentLocked(o.AgentID.Value, o.Hostname)
+		if attrs := renderAttributes(o.Attributes); !equalMaps(attrs, a.attributes) {
+			a.attributes = attrs
+		}
+		byRole := podresources.FromMesos(o.Resources)
+		a.offers[id] = &offer{id: id, resources: o.Resources, byRole: byRole, received: now, usable: !byRole.Total().IsZero()}
+		c.offerAgent[id] = a
+		for role, r := range byRole {
+			a.offered[role] = a.offered[role].Add(r)
+			a.capacity[role] = highWater(a.capacity[role], a.offered[role])
+		}
+		touched[a] = struct{}{}
+	}
+	for a := range touched {
+		c.changedLocked(a)
+	}
+}
+
+func (c *Cache) agentLocked(id, hostname string) *agent {
+	a, ok := c.agents[id]
+	if !ok {
+		a = &agent{
+			id:           id,
+			offers:       map[string]*offer{},
+			offered:      podresources.ByRole{},
+			capacity:     podresources.ByRole{},
+			reserved:     podresources.ByRole{},
+			reservations: map[string]*Reservation{},
+			executors:    map[string]bool{},
+		}
+		c.agents[id] = a
+	}
+	if hostname != "" && a.hostname != hostname {
+		if old := c.byHost[a.hostname]; old == a {
+			delete(c.byHost, a.hostname)
+		}
+		a.hostname = hostname
+	}
+	// An agent that re-registers under a new id keeps its hostname; the
+	// newest one is the Node's agent.
+	if a.hostname != "" {
+		c.byHost[a.hostname] = a
+	}
+	return a
+}
+
+// Rescind forgets an offer Mesos took back and returns the reservations that
+// lost their resources with it.
+func (c *Cache) Rescind(offerID string) []Reservation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.offerAgent[offerID]
+	if !ok {
+		return nil
+	}
+	c.removeOffersLocked(a, []string{offerID})
+	lost := c.rebalanceLocked(a)
+	c.changedLocked(a)
+	return lost
+}
+
+// RemoveAgent forgets an agent Mesos lost or removed, with its offers and
+// reservations (returned as lost).
+func (c *Cache) RemoveAgent(agentID string) []Reservation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.agents[agentID]
+	if !ok {
+		return nil
+	}
+	var lost []Reservation
+	for _, r := range sortedReservations(a) {
+		lost = append(lost, *r)
+		c.endLocked(r, fmt.Errorf("%w: agent %s (%s) is gone", ErrLost, a.hostname, a.id))
+	}
+	for id := range a.offers {
+		delete(c.offerAgent, id)
+	}
+	delete(c.agents, a.id)
+	if c.byHost[a.hostname] == a {
+		delete(c.byHost, a.hostname)
+	}
+	c.version++
+	c.publishLocked(Event{Type: EventRemoved, Version: c.version, Removed: AgentRef{ID: a.id, Hostname: a.hostname}})
+	return lost
+}
+
+// SetExecutorRunning records whether the k8sm executor runs on the agent for
+// role. While it does not, the executor's resources are held back from the
+// view and charged to the next launch. Take sets it when it launches the
+// executor; the Mesos side clears it when the executor ends.
+func (c *Cache) SetExecutorRunning(agentID, role string, running bool) []Reservation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.agents[agentID]
+	if !ok {
+		a = c.agentLocked(agentID, "")
+	}
+	if a.executors[role] == running {
+		return nil
+	}
+	if running {
+		a.executors[role] = true
+	} else {
+		delete(a.executors, role)
+	}
+	lost := c.rebalanceLocked(a)
+	c.changedLocked(a)
+	return lost
+}
+
+// Agent returns the current view of one agent.
+func (c *Cache) Agent(agentID string) (AgentView, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.agents[agentID]
+	if !ok {
+		return AgentView{}, false
+	}
+	return c.viewLocked(a), true
+}
+
+// Snapshot returns every agent's view, sorted by hostname, and the version.
+func (c *Cache) Snapshot() ([]AgentView, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snapshotLocked(), c.version
+}
+
+func (c *Cache) snapshotLocked() []AgentView {
+	out := make([]AgentView, 0, len(c.agents))
+	for _, a := range c.agents {
+		out = append(out, c.viewLocked(a))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// executorCharge is what role still owes for the executor on a.
+func (c *Cache) executorCharge(a *agent, role string) podresources.Resources {
+	if a.executors[role] {
+		return podresources.Resources{}
+	}
+	return c.cfg.Executor
+}
+
+// availableLocked is offered minus reservations minus the executor charge, by
+// role. Scalars may come out negative when the executor does not fit; Fit
+// then fails, which is right: no pod can start there.
+func (c *Cache) availableLocked(a *agent) podresources.ByRole {
+	out := make(podresources.ByRole, len(a.offered))
+	for role, off := range a.offered {
+		out[role] = off.Subtract(a.reserved[role]).Subtract(c.executorCharge(a, role))
+	}
+	return out
+}
+
+func (c *Cache) viewLocked(a *agent) AgentView {
+	avail := c.availableLocked(a)
+	for role, r := range avail {
+		r.CPUs, r.MemMB, r.DiskMB, r.GPUs = max(r.CPUs, 0), max(r.MemMB, 0), max(r.DiskMB, 0), max(r.GPUs, 0)
+		avail[role] = r
+	}
+	var roles []string
+	for role := range a.executors {
+		roles = append(roles, role)
+	}
+	sort.Strings(roles)
+	return AgentView{
+		ID:            a.id,
+		Hostname:      a.hostname,
+		Attributes:    a.attributes,
+		Available:     avail,
+		Capacity:      a.capacity.Clone(),
+		ExecutorRoles: roles,
+		Version:       a.version,
+	}
+}
+
+func (c *Cache) changedLocked(a *agent) {
+	c.version++
+	a.version = c.version
+	if len(c.watchers) == 0 {
+		return
+	}
+	c.publishLocked(Event{Type: EventUpdated, Version: c.version, Agent: c.viewLocked(a)})
+}
+
+func (c *Cache) removeOffersLocked(a *agent, ids []string) {
+	for _, id := range ids {
+		if _, ok := a.offers[id]; !ok {
+			continue
+		}
+		delete(a.offers, id)
+		delete(c.offerAgent, id)
+	}
+	// Recomputed rather than subtracted: port ranges of two offers may touch,
+	// and a fresh sum cannot carry an earlier mistake forward.
+	a.offered = podresources.ByRole{}
+	for _, o := range a.offers {
+		for role, r := range o.byRole {
+			a.offered[role] = a.offered[role].Add(r)
+		}
+	}
+}
+
+// rebalanceLocked restores the invariant after offered resources shrank or
+// the executor charge grew: reservations are re-admitted oldest first and
+// those that no longer fit are lost.
+func (c *Cache) rebalanceLocked(a *agent) []Reservation {
+	ok := true
+	for role, res := range a.reserved {
+		if !a.offered[role].Contains(res.Add(c.executorCharge(a, role))) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return nil
+	}
+	var lost []Reservation
+	kept := podresources.ByRole{}
+	for _, r := range sortedReservations(a) {
+		want := kept[r.Role].Add(r.Claim)
+		if a.offered[r.Role].Contains(want.Add(c.executorCharge(a, r.Role))) {
+			kept[r.Role] = want
+			continue
+		}
+		lost = append(lost, *r)
+		c.endLocked(r, fmt.Errorf("%w: the offers of agent %s (%s) no longer hold it", ErrLost, a.hostname, a.id))
+	}
+	a.reserved = kept
+	return lost
+}
+
+func sortedReservations(a *agent) []*Reservation {
+	rs := make([]*Reservation, 0, len(a.reservations))
+	for _, r := range a.reservations {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].seq < rs[j].seq })
+	return rs
+}
+
+// endLocked removes a live reservation and remembers why it ended. It does
+// not touch a.reserved: callers either subtract the claim or rebuild the sum.
+func (c *Cache) endLocked(r *Reservation, why error) {
+	delete(c.reservations, r.ID)
+	if c.byPod[r.Pod.UID] == r {
+		delete(c.byPod, r.Pod.UID)
+	}
+	if a, ok := c.agents[r.AgentID]; ok {
+		delete(a.reservations, r.ID)
+	}
+	c.ended[r.ID] = ended{err: why, at: c.cfg.Clock.Now()}
+	klog.V(4).InfoS("Reservation ended", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "agent", r.AgentID, "reason", why)
+}
+
+func renderAttributes(attrs []mesos.Attribute) map[string]string {
+	if len(attrs) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(attrs))
+	for _, at := range attrs {
+		switch {
+		case at.Text != nil:
+			out[at.Name] = at.Text.Value
+		case at.Scalar != nil:
+			out[at.Name] = strconv.FormatFloat(at.Scalar.Value, 'f', -1, 64)
+		case at.Ranges != nil:
+			spans := make([]podresources.Range, len(at.Ranges.Range))
+			for i, r := range at.Ranges.Range {
+				spans[i] = podresources.Range{Begin: r.Begin, End: r.End}
+			}
+			out[at.Name] = podresources.NewRanges(spans...).String()
+		case at.Set != nil:
+			items := append([]string(nil), at.Set.Item...)
+			sort.Strings(items)
+			out[at.Name] = "{" + strings.Join(items, ",") + "}"
+		}
+	}
+	return out
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func highWater(a, b podresources.Resources) podresources.Resources {
+	return podresources.Resources{Scalars: a.Scalars.Max(b.Scalars), Ports: a.Ports.Union(b.Ports)}
+}

@@ -1,0 +1,101 @@
+package offers
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// Decline is one DECLINE call: offers of any agents, one filter.
+type Decline struct {
+	OfferIDs      []string
+	RefuseSeconds float64
+}
+
+// Declinable removes and returns the offers to hand back to Mesos: those held
+// longer than Config.DeclineAfter that no live reservation needs, and at once
+// those with nothing k8sm can use (revocable only, persistent volumes, ...).
+// An offer that backs a reservation is kept however old, because declining it
+// would make the reservation a lie.
+func (c *Cache) Declinable() Decline {
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := Decline{RefuseSeconds: c.cfg.RefuseSeconds}
+	for _, a := range c.agents {
+		var candidates []*offer
+		for _, o := range a.offers {
+			if !o.usable || now.Sub(o.received) >= c.cfg.DeclineAfter {
+				candidates = append(candidates, o)
+			}
+		}
+		if len(candidates) == 0 {
+			continue
+		}
+		sort.Slice(candidates, func(i, j int) bool {
+			if !candidates[i].received.Equal(candidates[j].received) {
+				return candidates[i].received.Before(candidates[j].received)
+			}
+			return candidates[i].id < candidates[j].id
+		})
+		offered := a.offered.Clone()
+		var drop []string
+		for _, o := range candidates {
+			if len(a.reservations) > 0 && !c.stillHoldsLocked(a, offered, o) {
+				continue
+			}
+			for role, r := range o.byRole {
+				offered[role] = offered[role].Subtract(r)
+			}
+			drop = append(drop, o.id)
+		}
+		if len(drop) == 0 {
+			continue
+		}
+		c.removeOffersLocked(a, drop)
+		c.changedLocked(a)
+		d.OfferIDs = append(d.OfferIDs, drop...)
+	}
+	sort.Strings(d.OfferIDs)
+	if len(d.OfferIDs) > 0 {
+		klog.V(4).InfoS("Declining unused offers", "offers", len(d.OfferIDs), "refuseSeconds", d.RefuseSeconds)
+	}
+	return d
+}
+
+// stillHoldsLocked reports whether offered without o still holds every
+// reservation of a plus the executor charge of their roles.
+func (c *Cache) stillHoldsLocked(a *agent, offered podresources.ByRole, o *offer) bool {
+	for role, res := range a.reserved {
+		left := offered[role].Subtract(o.byRole[role])
+		if !left.Contains(res.Add(c.executorCharge(a, role))) {
+			return false
+		}
+	}
+	return true
+}
+
+// Run expires reservations every interval until ctx ends and calls decline
+// with whatever Declinable returns (when non-empty). It is the loop the
+// broker's Mesos side runs; tests drive Expire and Declinable directly.
+func (c *Cache) Run(ctx context.Context, interval time.Duration, decline func(context.Context, Decline)) {
+	t := c.cfg.Clock.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		for _, r := range c.Expire() {
+			klog.FromContext(ctx).V(2).Info("Reservation expired", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "node", r.Hostname)
+		}
+		if d := c.Declinable(); len(d.OfferIDs) > 0 && decline != nil {
+			decline(ctx, d)
+		}
+	}
+}
