@@ -48,9 +48,13 @@ func Decode(contentType string, body []byte, m Message) error {
 		}
 		return nil
 	case JSON:
-		var raw json.RawMessage
-		if err := json.Unmarshal(body, &raw); err != nil {
+		if !json.Valid(body) {
+			var raw any
+			err := json.Unmarshal(body, &raw)
 			return &DecodeError{Msg: "Failed to parse body into JSON: " + err.Error()}
+		}
+		if err := requiredFromJSON(body, m); err != nil {
+			return &DecodeError{Msg: "Failed to convert JSON into " + typeName(m) + " protobuf: Not initialized: " + err.Error()}
 		}
 		if err := json.Unmarshal(body, m); err != nil {
 			return &DecodeError{Msg: "Failed to convert JSON into " + typeName(m) + " protobuf: " + err.Error()}
