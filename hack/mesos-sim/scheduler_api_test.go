@@ -160,7 +160,9 @@ func TestSubscribeHeartbeatOffers(t *testing.T) {
 					subscribed = e
 				}
 			}
-			_ = subscribed
+			if subscribed == nil || subscribed.Subscribed.GetHeartbeatIntervalSeconds() != 0.3 || subscribed.Subscribed.MasterInfo == nil {
+				t.Fatalf("SUBSCRIBED event = %v", subscribed)
+			}
 			if _, err := sched.Next(ctx, scheduler.Event_HEARTBEAT); err != nil {
 				t.Fatal(err)
 			}
@@ -190,11 +192,9 @@ func TestSubscribeHeartbeatOffers(t *testing.T) {
 				t.Errorf("offer resources = %v", o.Resources)
 			}
 			// Give it back so the next subtest's framework can get it.
-			zero := 0.0
 			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN}); err != nil {
 				t.Fatal(err)
 			}
-			_ = zero
 		})
 	}
 }
