@@ -309,6 +309,10 @@ func (a *Agent) statusUpdateLocked(fwID string, e *executorRun, st mesos.TaskSta
 			t.Statuses = append(t.Statuses, st)
 		}
 		a.checkpoint(e)
+		if e.fw.terminating {
+			// Nobody is left to acknowledge updates of a removed framework.
+			return
+		}
 	}
 	if s == nil {
 		execID := ""

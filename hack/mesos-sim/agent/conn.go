@@ -77,6 +77,9 @@ func (c *conn) ShutdownFramework(fwID string) {
 			delete(a.updates, key)
 		}
 	}
+	for _, e := range fw.executors {
+		a.maybeRemoveExecutorLocked(e)
+	}
 }
 
 func (c *conn) AcknowledgeUpdate(fwID, taskID string, uuid []byte) {

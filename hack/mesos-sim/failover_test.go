@@ -1,0 +1,258 @@
+package mesossim_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	"github.com/k8sm/k8sm/hack/mesos-sim/simtest"
+)
+
+// TestFrameworkFailover: a second SUBSCRIBE with the framework id fails the
+// first connection over with an ERROR event; tasks survive; after the
+// failover timeout a disconnected framework is torn down for good.
+func TestFrameworkFailover(t *testing.T) {
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			info := fwInfo("failover")
+			ft := 1.0
+			info.FailoverTimeout = &ft
+			first := subscribe(t, ctx, s.MasterURL(), ct, info)
+			o := nextOffer(t, ctx, first)
+			if err := first.MustAccept(ctx, launchCall(o, commandTask("keep", "sleep 100", resources(t, "cpus:1;mem:64")))); err != nil {
+				t.Fatal(err)
+			}
+			running, err := first.Update(ctx, "keep", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			info.ID = &mesos.FrameworkID{Value: first.FrameworkID}
+			second := subscribe(t, ctx, s.MasterURL(), ct, info)
+			if second.FrameworkID != first.FrameworkID {
+				t.Fatalf("failover got framework id %s, want %s", second.FrameworkID, first.FrameworkID)
+			}
+			ev, err := first.Next(ctx, scheduler.Event_ERROR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Error.Message != "Framework failed over" {
+				t.Errorf("ERROR message %q", ev.Error.Message)
+			}
+			eventually(t, ctx, "old stream to close", first.Closed)
+			// The old stream id is no longer valid.
+			code, _, _ := first.Call(ctx, &scheduler.Call{Type: scheduler.Call_REVIVE})
+			if code != 400 {
+				t.Errorf("call with the old stream id: %d, want 400", code)
+			}
+			// The unacknowledged update is resent to the new instance.
+			again, err := second.Update(ctx, "keep", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(again.UUID) != string(running.UUID) {
+				t.Errorf("resent uuid differs")
+			}
+			if err := second.Ack(ctx, again); err != nil {
+				t.Fatal(err)
+			}
+
+			// Disconnect: calls are refused with 403 until re-subscription,
+			// and after failover_timeout the framework is removed.
+			second.Close()
+			eventually(t, ctx, "403 for the disconnected framework", func() bool {
+				code, _, _ := second.Call(ctx, &scheduler.Call{Type: scheduler.Call_REVIVE})
+				return code == 403
+			})
+			eventually(t, ctx, "framework removal after failover_timeout", func() bool {
+				st := getState(t, ctx, s.MasterURL()+"/master/state")
+				return len(st["completed_frameworks"].([]any)) == 1
+			})
+			_, err = simtest.Subscribe(ctx, s.MasterURL(), ct, info)
+			if err == nil || !strings.Contains(err.Error(), "Framework has been removed") {
+				t.Fatalf("re-subscribing a removed framework: %v", err)
+			}
+			// Its task was killed on the agent.
+			eventually(t, ctx, "agent to forget the task", func() bool {
+				st := getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state")
+				return len(st["frameworks"].([]any)) == 0
+			})
+		})
+	}
+}
+
+// TestTeardown removes the framework and closes its stream.
+func TestTeardown(t *testing.T) {
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+	for _, ct := range encodings {
+		ctx := testCtx(t)
+		sched := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("teardown"))
+		nextOffer(t, ctx, sched)
+		if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, ctx, "stream to close", sched.Closed)
+		code, msg, _ := sched.Call(ctx, &scheduler.Call{Type: scheduler.Call_REVIVE})
+		if code != 400 || !strings.Contains(msg, "Framework cannot be found") {
+			t.Errorf("call after teardown: %d %q", code, msg)
+		}
+	}
+}
+
+// TestOfferTimeout: --offer_timeout rescinds unused offers.
+func TestOfferTimeout(t *testing.T) {
+	mc := fastMaster()
+	mc.OfferTimeout = 200 * time.Millisecond
+	s := startSim(t, mesossim.Config{Master: mc, Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+	for _, ct := range encodings {
+		ctx := testCtx(t)
+		sched := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("timeout"))
+		o := nextOffer(t, ctx, sched)
+		ev, err := sched.Next(ctx, scheduler.Event_RESCIND)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Rescind.OfferID != o.ID {
+			t.Errorf("rescinded %v, want %v", ev.Rescind.OfferID, o.ID)
+		}
+		// Rescinded resources are offered again (no filter).
+		nextOffer(t, ctx, sched)
+		if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAgentLost: a partitioned agent fails its health checks; its tasks are
+// reported TASK_LOST (TASK_UNREACHABLE to partition-aware frameworks) and a
+// FAILURE event names the agent.
+func TestAgentLost(t *testing.T) {
+	for _, pa := range []bool{false, true} {
+		for _, ct := range encodings {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			info := fwInfo("lost")
+			want := mesos.TASK_LOST
+			if pa {
+				info = fwInfo("lost", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+				want = mesos.TASK_UNREACHABLE
+			}
+			sched := subscribe(t, ctx, s.MasterURL(), ct, info)
+			o := nextOffer(t, ctx, sched)
+			if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "sleep 100", resources(t, "cpus:1;mem:64")))); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.Ack(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PartitionAgent(0, true); err != nil {
+				t.Fatal(err)
+			}
+			lost, err := sched.Update(ctx, "t", want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(lost.UUID) != 0 || lost.GetSource() != mesos.SOURCE_MASTER {
+				t.Errorf("lost update %v", lost)
+			}
+			ev, err := sched.Next(ctx, scheduler.Event_FAILURE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Failure.AgentID.GetValue() != o.AgentID.Value || ev.Failure.ExecutorID != nil {
+				t.Errorf("FAILURE %v", ev.Failure)
+			}
+		}
+	}
+}
+
+// TestCallFaults: a dropped ACKNOWLEDGE means the update keeps coming.
+func TestCallFaults(t *testing.T) {
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+	ctx := testCtx(t)
+	sched := subscribe(t, ctx, s.MasterURL(), encodings[1], fwInfo("faults"))
+	o := nextOffer(t, ctx, sched)
+	if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_ACKNOWLEDGE, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "x", resources(t, "cpus:1;mem:64")))); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.Ack(ctx, st); err != nil { // dropped
+		t.Fatal(err)
+	}
+	again, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.Ack(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	// A delayed KILL still happens.
+	if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_KILL, Delay: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sched.Update(ctx, "t", mesos.TASK_KILLED); err != nil {
+		t.Fatal(err)
+	}
+	s.ClearCallFaults()
+}
+
+// TestMasterFailoverSingle: a fresh master on the same address learns tasks
+// from re-registering agents and the framework re-subscribes with its id.
+func TestMasterFailoverSingle(t *testing.T) {
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+	ctx := testCtx(t)
+	info := fwInfo("mfail")
+	ft := 60.0
+	info.FailoverTimeout = &ft
+	sched := subscribe(t, ctx, s.MasterURL(), encodings[0], info)
+	o := nextOffer(t, ctx, sched)
+	if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "x", resources(t, "cpus:1;mem:64")))); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.Ack(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	url := s.MasterURL()
+	if err := s.FailoverMaster(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "old stream to end", sched.Closed)
+	if s.MasterURL() != url {
+		t.Fatalf("replacement master at %s, want %s", s.MasterURL(), url)
+	}
+	info.ID = &mesos.FrameworkID{Value: sched.FrameworkID}
+	again := subscribe(t, ctx, url, encodings[0], info)
+	if err := again.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Update(ctx, "t", mesos.TASK_RUNNING); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ = master.Config{}
