@@ -293,7 +293,9 @@ func (a *Agent) executorTerminatedLocked(e *executorRun, status int, reason meso
 			continue
 		}
 		state := mesos.TASK_FAILED
-		if e.killing[id] || e.fw.terminating || (wasTerminating && e.kind != kindCustom) {
+		// A custom executor's leftovers are failed, as in the real agent; the
+		// agent itself plays hollow and command executors, which do kill.
+		if e.kind != kindCustom && (e.killing[id] || wasTerminating) {
 			state = mesos.TASK_KILLED
 		}
 		a.statusUpdateLocked(e.fw.id, e, a.newStatus(t.TaskID, e.info.ExecutorID.Value, state, mesos.SOURCE_AGENT, reasonPtr(reason), msg))
