@@ -1,0 +1,78 @@
+# k8sm: Kubernetes on Apache Mesos.
+#   make up      bring up the local cluster (README.md says what it runs)
+#   make test    every test: unit, integration, end to end
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+OUT      := _output
+BIN      := $(OUT)/bin
+# One set of flags for every build and test, so that binaries and test
+# binaries share Go's build cache (-trimpath is part of a package's cache key).
+export GOFLAGS := -buildvcs=false -trimpath
+export PATH := /usr/local/go/bin:$(PATH)
+
+# Upstream programs built from the pinned k8s.io/kubernetes module.
+UPSTREAM := k8s.io/kubernetes/cmd/kube-apiserver \
+            k8s.io/kubernetes/cmd/kube-controller-manager \
+            k8s.io/kubernetes/cmd/kubectl
+# Our programs: every main package under a cmd/ directory.
+OURS := $(shell go list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... 2>/dev/null | grep -v '/hack/images/' | grep '/cmd/')
+# The static programs that the local container images are made of.
+IMAGES := ./hack/images/pause ./hack/images/webapp
+
+# Packages whose tests run under the race detector. Packages that link the
+# kubelet or the scheduler are left out: their race build alone would cost
+# CI half an hour on two cores.
+RACE_DIRS := $(wildcard ./broker ./pkg ./proto ./hack/mesos-sim)
+RACE_PKGS := $(addsuffix /...,$(RACE_DIRS))
+UNIT_PKGS := $(shell go list ./... 2>/dev/null | grep -v -e /test/ $(foreach d,$(RACE_DIRS),-e $(patsubst ./%,github.com/k8sm/k8sm/%,$(d))))
+TEST_FLAGS ?= -count=1 -timeout=30m
+
+.PHONY: build deps test test-unit test-integration e2e bench up down generate verify-generate lint clean
+
+build:
+	@mkdir -p $(BIN)/images
+	go build -o $(BIN)/ $(UPSTREAM) $(OURS)
+	CGO_ENABLED=0 go build -ldflags=-s -o $(BIN)/images/ $(IMAGES)
+
+deps:
+	@hack/install-deps.sh
+
+test: deps build lint test-unit test-integration e2e
+
+test-unit: deps
+	$(if $(RACE_DIRS),go test -race $(TEST_FLAGS) $(RACE_PKGS))
+	go test $(TEST_FLAGS) $(UNIT_PKGS)
+
+# Integration tests start the real components (etcd, kube-apiserver,
+# kube-controller-manager, ZooKeeper, containerd) through hack/cluster.
+test-integration: deps build
+	K8SM_BIN_DIR=$(abspath $(BIN)) go test -tags integration -p 1 $(TEST_FLAGS) -v ./test/integration/...
+
+# End-to-end tests drive the local cluster as a user does (make up/down).
+e2e: deps build
+	K8SM_BIN_DIR=$(abspath $(BIN)) go test -tags e2e -p 1 $(TEST_FLAGS) -v ./test/e2e/...
+
+bench: deps
+	go test -run '^$$' -bench . -benchmem $(RACE_PKGS) $(UNIT_PKGS)
+
+up: deps build
+	$(BIN)/local-cluster up
+
+down:
+	@if [ -x $(BIN)/local-cluster ]; then $(BIN)/local-cluster down; else go run ./hack/cmd/local-cluster down; fi
+
+generate:
+	hack/update-codegen.sh
+
+verify-generate:
+	hack/verify-codegen.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	@if [ -x hack/verify-codegen.sh ]; then hack/verify-codegen.sh; fi
+
+clean:
+	rm -rf $(OUT)/bin

@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// startAPIServer runs kube-apiserver against the local etcd with client
+// certificate authentication, RBAC and Node authorization, and service
+// account tokens signed by the cluster's key.
+func startAPIServer(ctx context.Context, c Config) (*Process, error) {
+	bin, err := c.bin("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPortFree("kube-apiserver", c.APIServerPort, "K8SM_APISERVER_PORT"); err != nil {
+		return nil, err
+	}
+	pki := c.PKI()
+	p, err := startProcess("kube-apiserver", c.StateDir, nil, bin,
+		"--etcd-servers="+fmt.Sprintf("http://127.0.0.1:%d", c.EtcdPort),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(c.APIServerPort),
+		"--cert-dir="+filepath.Join(c.StateDir, "kube-apiserver"),
+		"--tls-cert-file="+pki.Cert("apiserver"),
+		"--tls-private-key-file="+pki.Key("apiserver"),
+		"--client-ca-file="+pki.CACert(),
+		"--kubelet-client-certificate="+pki.Cert("apiserver-kubelet-client"),
+		"--kubelet-client-key="+pki.Key("apiserver-kubelet-client"),
+		"--kubelet-certificate-authority="+pki.CACert(),
+		"--service-account-key-file="+pki.ServiceAccountPub(),
+		"--service-account-signing-key-file="+pki.ServiceAccountKey(),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--authorization-mode=Node,RBAC",
+		"--allow-privileged=true",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false",
+		"--v=1",
+	)
+	if err != nil {
+		return nil, err
+	}
+	probe := func(ctx context.Context) error {
+		return getOK(ctx, adminHTTPClient(pki), c.APIServerURL()+"/readyz")
+	}
+	if err := waitHealthy(ctx, p, 3*time.Minute, probe); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// startControllerManager runs kube-controller-manager so that Deployments,
+// ReplicaSets, service accounts, garbage collection and node lifecycle
+// behave as on any cluster.
+func startControllerManager(ctx context.Context, c Config) (*Process, error) {
+	bin, err := c.bin("kube-controller-manager")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPortFree("kube-controller-manager", c.ControllerManagerPort, "K8SM_CONTROLLER_MANAGER_PORT"); err != nil {
+		return nil, err
+	}
+	pki := c.PKI()
+	kc := pki.Kubeconfig("controller-manager")
+	p, err := startProcess("kube-controller-manager", c.StateDir, nil, bin,
+		"--kubeconfig="+kc,
+		"--authentication-kubeconfig="+kc,
+		"--authorization-kubeconfig="+kc,
+		"--bind-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(c.ControllerManagerPort),
+		"--cert-dir="+filepath.Join(c.StateDir, "kube-controller-manager"),
+		"--service-account-private-key-file="+pki.ServiceAccountKey(),
+		"--root-ca-file="+pki.CACert(),
+		"--cluster-signing-cert-file="+pki.CACert(),
+		"--cluster-signing-key-file="+pki.CAKey(),
+		"--use-service-account-credentials=true",
+		"--leader-elect=false",
+		"--controllers=*",
+		"--profiling=false",
+		"--v=1",
+	)
+	if err != nil {
+		return nil, err
+	}
+	// Its serving certificate is self-signed at start; /healthz is public.
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	probe := func(ctx context.Context) error {
+		return getOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.ControllerManagerPort))
+	}
+	if err := waitHealthy(ctx, p, 2*time.Minute, probe); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// adminHTTPClient authenticates as the cluster admin and trusts only the
+// local CA.
+func adminHTTPClient(pki PKI) *http.Client {
+	pool := x509.NewCertPool()
+	if b, err := os.ReadFile(pki.CACert()); err == nil {
+		pool.AppendCertsFromPEM(b)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert, err := tls.LoadX509KeyPair(pki.Cert("admin"), pki.Key("admin")); err == nil {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+func getOK(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return fmt.Errorf("%w: GET %s: %s: %s", errNotReady, url, resp.Status, b)
+	}
+	return nil
+}

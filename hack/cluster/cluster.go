@@ -1,0 +1,296 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	Config Config
+	// Started lists the components this Up started; the others were
+	// already running and were adopted.
+	Started []string
+	procs   map[string]*Process
+}
+
+// component is one process of the cluster, in start order.
+type component struct {
+	name    string
+	enabled func(Config) bool
+	start   func(context.Context, Config) (*Process, error)
+}
+
+var components = []component{
+	{name: "etcd", start: startEtcd},
+	{name: "kube-apiserver", start: startAPIServer},
+	{name: "kube-controller-manager", start: startControllerManager},
+	{name: "zookeeper", start: func(ctx context.Context, c Config) (*Process, error) {
+		return startZooKeeper(ctx, c.StateDir, filepath.Join(c.StateDir, "zookeeper"), c.ZooKeeperPort)
+	}},
+	{name: "containerd", enabled: func(c Config) bool { return c.Containerd }, start: startContainerd},
+}
+
+// ErrAlreadyUp is returned (wrapped) by Up when every component was already
+// running: nothing was done.
+var ErrAlreadyUp = errors.New("the local cluster is already up")
+
+// Up starts whatever part of the cluster is not running and waits until
+// all of it is healthy. Components left running by an earlier Up are
+// adopted, dead ones (after a crash) are started again.
+func Up(ctx context.Context, c Config) (*Cluster, error) {
+	var err error
+	// Pid files are trusted only for processes whose command line names the
+	// state directory, so it must be spelled the same way every time.
+	if c.StateDir, err = filepath.Abs(c.StateDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating state dir %s: %w", c.StateDir, err)
+	}
+	unlock, err := lockState(c.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := c.PKI().ensure(c.APIServerURL()); err != nil {
+		return nil, fmt.Errorf("making the cluster's certificates: %w", err)
+	}
+	cl := &Cluster{Config: c, procs: map[string]*Process{}}
+	for _, comp := range components {
+		if comp.enabled != nil && !comp.enabled(c) {
+			continue
+		}
+		if p := adoptProcess(comp.name, c.StateDir); p != nil {
+			klog.V(1).InfoS("Already running", "component", comp.name, "pid", p.Pid())
+			cl.procs[comp.name] = p
+			continue
+		}
+		klog.InfoS("Starting", "component", comp.name)
+		p, err := comp.start(ctx, c)
+		if err != nil {
+			return cl, fmt.Errorf("starting %s: %w", comp.name, err)
+		}
+		cl.procs[comp.name] = p
+		cl.Started = append(cl.Started, comp.name)
+	}
+	if c.Containerd {
+		if err := loadImages(ctx, c); err != nil {
+			return cl, err
+		}
+	}
+	if err := cl.waitDefaultServiceAccount(ctx); err != nil {
+		return cl, err
+	}
+	if len(cl.Started) == 0 {
+		return cl, fmt.Errorf("%w in %s: nothing to do (`make down` stops it)", ErrAlreadyUp, c.StateDir)
+	}
+	return cl, nil
+}
+
+// Client is a clientset authenticated as the cluster admin.
+func (cl *Cluster) Client() (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", cl.Config.PKI().Kubeconfig("admin"))
+	if err != nil {
+		return nil, fmt.Errorf("loading admin kubeconfig: %w", err)
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// Process returns a component's process, or nil when it is not part of the
+// cluster.
+func (cl *Cluster) Process(name string) *Process { return cl.procs[name] }
+
+// waitDefaultServiceAccount waits until pods can be created in "default":
+// the service account controller makes the account a moment after start,
+// and until then the API server rejects pods that would use it.
+func (cl *Cluster) waitDefaultServiceAccount(ctx context.Context) error {
+	cs, err := cl.Client()
+	if err != nil {
+		return err
+	}
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, last = cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(last) {
+			return false, nil
+		}
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the default service account (is kube-controller-manager running? see %s): %v, last error: %v",
+			filepath.Join(cl.Config.StateDir, "logs", "kube-controller-manager.log"), err, last)
+	}
+	return nil
+}
+
+// Down stops every process of the cluster in stateDir, tears down what
+// containerd and CNI made (sandboxes, mounts, the bridge) and removes the
+// state directory. It works after a crash too, and on a cluster that is
+// not there.
+func Down(ctx context.Context, stateDir string) error {
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(stateDir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	ctrdDir := filepath.Join(stateDir, "containerd")
+	sock := filepath.Join(ctrdDir, "containerd.sock")
+	if p := adoptProcess("containerd", stateDir); p != nil {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := removeSandboxes(rctx, sock); err != nil {
+			klog.InfoS("Could not remove every pod sandbox; killing their processes instead", "err", err)
+		}
+		cancel()
+	}
+	for i := len(components) - 1; i >= 0; i-- {
+		if p := adoptProcess(components[i].name, stateDir); p != nil {
+			klog.InfoS("Stopping", "component", p.Name, "pid", p.Pid())
+			if err := p.Stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Shims and the containers under them outlive containerd by design.
+	killMatching(sock)
+	if err := unmountUnder(stateDir); err != nil {
+		errs = append(errs, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(ctrdDir, "bridge")); err == nil {
+		br := strings.TrimSpace(string(b))
+		if br != "" && bridgeOwner(br, stateDir) == "" {
+			if _, err := os.Stat("/sys/class/net/" + br); err == nil {
+				if out, err := exec.Command("ip", "link", "delete", br).CombinedOutput(); err != nil {
+					errs = append(errs, fmt.Errorf("deleting bridge %s: %v: %s", br, err, out))
+				}
+			}
+		}
+	}
+	unlock()
+	if len(errs) == 0 {
+		if err := os.RemoveAll(stateDir); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", stateDir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Status reports, per component, whether it runs.
+func Status(stateDir string, c Config) map[string]bool {
+	st := map[string]bool{}
+	for _, comp := range components {
+		if comp.enabled != nil && !comp.enabled(c) {
+			continue
+		}
+		st[comp.name] = adoptProcess(comp.name, stateDir) != nil
+	}
+	return st
+}
+
+// lockState serialises up and down on one state directory: two `make up`s
+// racing would start every component twice.
+func lockState(stateDir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(stateDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock of %s: %w", stateDir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another `make up` or `make down` is working on %s: wait for it to finish", stateDir)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// killMatching SIGKILLs every process whose command line contains marker,
+// and their process groups.
+func killMatching(marker string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	self := os.Getpid()
+	for _, f := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(f, "/proc/%d/cmdline", &pid); err != nil || pid == self {
+			continue
+		}
+		if cmdlineContains(pid, marker) {
+			klog.InfoS("Killing leftover process", "pid", pid)
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// unmountUnder lazily unmounts every mount point below dir, deepest first.
+func unmountUnder(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("reading mounts: %w", err)
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == abs || strings.HasPrefix(mp, abs+"/") {
+			points = append(points, mp)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, mp := range points {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
