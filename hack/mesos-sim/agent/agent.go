@@ -308,7 +308,6 @@ func (a *Agent) statusUpdateLocked(fwID string, e *executorRun, st mesos.TaskSta
 			}
 			t.Statuses = append(t.Statuses, st)
 		}
-		a.checkpoint(e)
 		if e.fw.terminating {
 			// Nobody is left to acknowledge updates of a removed framework.
 			return
@@ -323,6 +322,10 @@ func (a *Agent) statusUpdateLocked(fwID string, e *executorRun, st mesos.TaskSta
 		a.updates[key] = s
 	}
 	s.pending = append(s.pending, st)
+	if e != nil {
+		// Checkpointed before it is sent: a crash now must not lose it.
+		a.checkpoint(e)
+	}
 	if len(s.pending) == 1 {
 		a.forwardLocked(s)
 	}

@@ -2,7 +2,9 @@ package master
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/google/uuid"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -73,11 +75,46 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 			used[fid] = used[fid].Plus(internalFormat(e.Resources)...)
 		}
 	}
+	if old := m.agents[aid]; old != nil {
+		m.reconcileKnownAgent(aid, reg.Tasks)
+	}
 	m.agents[aid] = ag
 	m.alloc.AddAgent(aid, internalFormat(info.Resources), used)
 	klog.InfoS("Agent registered", "agent", aid, "hostname", info.Hostname, "tasks", len(reg.Tasks))
 	m.triggerAllocation()
 	return aid, nil
+}
+
+// reconcileKnownAgent reports tasks the master placed on a re-registering
+// agent that the agent no longer knows. The real master asks the agent, which
+// answers TASK_LOST (TASK_DROPPED when partition-aware) outside its status
+// update manager; the answer is produced here with the same content.
+func (m *Master) reconcileKnownAgent(aid string, reported []mesos.Task) {
+	known := map[string]bool{}
+	for _, t := range reported {
+		known[t.FrameworkID.Value+"/"+t.TaskID.Value] = true
+	}
+	for _, fw := range m.frameworks {
+		for _, t := range fw.tasks {
+			if t.AgentID.Value != aid || known[fw.id+"/"+t.TaskID.Value] || isTerminal(t.GetState()) {
+				continue
+			}
+			state := mesos.TASK_LOST
+			if fw.partAware {
+				state = mesos.TASK_DROPPED
+			}
+			st := masterUpdate(t.TaskID, &t.AgentID, t.ExecutorID, state, "Reconciliation: task unknown to the agent", mesos.REASON_RECONCILIATION)
+			src := mesos.SOURCE_AGENT
+			st.Source = &src
+			st.UUID, _ = uuid.New().MarshalBinary()
+			t.State = &state
+			t.StatusUpdateState = &state
+			t.StatusUpdateUUID = st.UUID
+			t.Statuses = append(t.Statuses, st)
+			m.alloc.Recover(fw.id, aid, internalFormat(t.Resources), 0, time.Now())
+			m.sendUpdate(fw, st)
+		}
+	}
 }
 
 // UnregisterAgent removes an agent that shut down cleanly: its tasks are gone.
