@@ -374,8 +374,8 @@ func (c *Cache) removeOffersLocked(a *agent, ids []string) {
 // those that no longer fit are lost.
 func (c *Cache) rebalanceLocked(a *agent) []Reservation {
 	ok := true
-	for role, res := range a.reserved {
-		if !a.offered[role].Contains(res.Add(c.executorCharge(a, role))) {
+	for role := range rolesInUse(a) {
+		if !a.offered[role].Contains(a.reserved[role].Add(c.executorCharge(a, role))) {
 			ok = false
 			break
 		}
@@ -396,6 +396,17 @@ func (c *Cache) rebalanceLocked(a *agent) []Reservation {
 	}
 	a.reserved = kept
 	return lost
+}
+
+// rolesInUse are the roles of a's live reservations. A reservation that
+// claims nothing still needs its role's executor charge, so a.reserved (which
+// drops zero sums) is not the same set.
+func rolesInUse(a *agent) map[string]bool {
+	roles := make(map[string]bool, 2)
+	for _, r := range a.reservations {
+		roles[r.Role] = true
+	}
+	return roles
 }
 
 func sortedReservations(a *agent) []*Reservation {

@@ -70,9 +70,9 @@ func (c *Cache) Declinable() Decline {
 // stillHoldsLocked reports whether offered without o still holds every
 // reservation of a plus the executor charge of their roles.
 func (c *Cache) stillHoldsLocked(a *agent, offered podresources.ByRole, o *offer) bool {
-	for role, res := range a.reserved {
+	for role := range rolesInUse(a) {
 		left := offered[role].Subtract(o.byRole[role])
-		if !left.Contains(res.Add(c.executorCharge(a, role))) {
+		if !left.Contains(a.reserved[role].Add(c.executorCharge(a, role))) {
 			return false
 		}
 	}

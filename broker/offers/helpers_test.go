@@ -69,6 +69,11 @@ func checkInvariants(t testing.TB, c *Cache) {
 				}
 			}
 		}
+		for _, r := range a.reservations {
+			if _, ok := sum[r.Role]; !ok {
+				sum[r.Role] = podresources.Resources{}
+			}
+		}
 		for role, s := range sum {
 			if got := a.reserved[role]; !got.Contains(s) || !s.Contains(got) {
 				t.Fatalf("agent %s role %s: reserved sum %v, reservations add up to %v", a.id, role, got, s)

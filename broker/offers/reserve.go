@@ -232,3 +232,14 @@ func IsEnded(err error) bool {
 	return errors.Is(err, ErrExpired) || errors.Is(err, ErrLost) || errors.Is(err, ErrReleased) ||
 		errors.Is(err, ErrLaunched) || errors.Is(err, ErrUnknownReservation)
 }
+
+// Pending is the number of live reservations on the agent. The launcher's
+// batching window closes early once every one of them has asked to launch.
+func (c *Cache) Pending(agentID string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.agents[agentID]; ok {
+		return len(a.reservations)
+	}
+	return 0
+}

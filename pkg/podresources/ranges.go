@@ -164,3 +164,18 @@ func (rs Ranges) String() string {
 	b.WriteByte(']')
 	return b.String()
 }
+
+// Ports lists every port of the set in order; meant for small sets such as a
+// pod's host ports.
+func (rs Ranges) Ports() []uint64 {
+	var out []uint64
+	for _, r := range rs {
+		for p := r.Begin; ; p++ {
+			out = append(out, p)
+			if p == r.End {
+				break
+			}
+		}
+	}
+	return out
+}

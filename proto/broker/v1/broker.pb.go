@@ -236,8 +236,9 @@ type Agent struct {
 	// The most this agent has offered the framework; PreFilter rejects a pod
 	// that fits no agent's capacity.
 	Capacity []*RoleResources `protobuf:"bytes,5,rep,name=capacity,proto3" json:"capacity,omitempty"`
-	// Whether the k8sm executor runs on the agent.
-	ExecutorRunning bool `protobuf:"varint,6,opt,name=executor_running,json=executorRunning,proto3" json:"executor_running,omitempty"`
+	// The roles for which the k8sm executor runs on the agent (a task and its
+	// executor draw from one role).
+	ExecutorRoles []string `protobuf:"bytes,6,rep,name=executor_roles,json=executorRoles,proto3" json:"executor_roles,omitempty"`
 	// Changes whenever anything above changes; increases monotonically across
 	// all agents of one broker leader.
 	ResourceVersion uint64 `protobuf:"varint,7,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
@@ -310,11 +311,11 @@ func (x *Agent) GetCapacity() []*RoleResources {
 	return nil
 }
 
-func (x *Agent) GetExecutorRunning() bool {
+func (x *Agent) GetExecutorRoles() []string {
 	if x != nil {
-		return x.ExecutorRunning
+		return x.ExecutorRoles
 	}
-	return false
+	return nil
 }
 
 func (x *Agent) GetResourceVersion() uint64 {
@@ -1110,9 +1111,10 @@ func (x *LaunchRequest) GetPodContentType() string {
 }
 
 type LaunchResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	AgentId string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Mesos task id, which is the pod uid.
+	TaskId  string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	AgentId string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// How many pods went in the same ACCEPT (this one included).
 	BatchSize     int32 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1283,7 +1285,7 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\"\\\n" +
 	"\rRoleResources\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x127\n" +
-	"\tresources\x18\x02 \x01(\v2\x19.k8sm.broker.v1.ResourcesR\tresources\"\x92\x03\n" +
+	"\tresources\x18\x02 \x01(\v2\x19.k8sm.broker.v1.ResourcesR\tresources\"\x8e\x03\n" +
 	"\x05Agent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12E\n" +
@@ -1291,8 +1293,8 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"attributes\x18\x03 \x03(\v2%.k8sm.broker.v1.Agent.AttributesEntryR\n" +
 	"attributes\x12;\n" +
 	"\tavailable\x18\x04 \x03(\v2\x1d.k8sm.broker.v1.RoleResourcesR\tavailable\x129\n" +
-	"\bcapacity\x18\x05 \x03(\v2\x1d.k8sm.broker.v1.RoleResourcesR\bcapacity\x12)\n" +
-	"\x10executor_running\x18\x06 \x01(\bR\x0fexecutorRunning\x12)\n" +
+	"\bcapacity\x18\x05 \x03(\v2\x1d.k8sm.broker.v1.RoleResourcesR\bcapacity\x12%\n" +
+	"\x0eexecutor_roles\x18\x06 \x03(\tR\rexecutorRoles\x12)\n" +
 	"\x10resource_version\x18\a \x01(\x04R\x0fresourceVersion\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

@@ -63,8 +63,9 @@ type BrokerClient interface {
 	//
 	// Errors: INVALID_ARGUMENT (no reservation id, undecodable pod, pod uid not
 	// the reserved one), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
-	// (the reservation expired), ABORTED (the offers behind the reservation
-	// were rescinded or used up: schedule the pod again), UNAVAILABLE (the
+	// (the reservation expired or was released), ABORTED (the offers behind
+	// the reservation were rescinded or used up: schedule the pod again),
+	// ALREADY_EXISTS (this reservation was launched before), UNAVAILABLE (the
 	// broker could not reach Mesos).
 	Launch(ctx context.Context, in *LaunchRequest, opts ...grpc.CallOption) (*LaunchResponse, error)
 	// Kill kills the task of a pod. Killing a task that is already gone
@@ -166,8 +167,9 @@ type BrokerServer interface {
 	//
 	// Errors: INVALID_ARGUMENT (no reservation id, undecodable pod, pod uid not
 	// the reserved one), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
-	// (the reservation expired), ABORTED (the offers behind the reservation
-	// were rescinded or used up: schedule the pod again), UNAVAILABLE (the
+	// (the reservation expired or was released), ABORTED (the offers behind
+	// the reservation were rescinded or used up: schedule the pod again),
+	// ALREADY_EXISTS (this reservation was launched before), UNAVAILABLE (the
 	// broker could not reach Mesos).
 	Launch(context.Context, *LaunchRequest) (*LaunchResponse, error)
 	// Kill kills the task of a pod. Killing a task that is already gone
