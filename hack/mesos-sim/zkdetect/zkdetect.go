@@ -48,12 +48,35 @@ type klogger struct{}
 
 func (klogger) Printf(format string, args ...any) { klog.V(4).Infof("zk: "+format, args...) }
 
+// ConnectTimeout bounds the wait for a first session.
+const ConnectTimeout = 30 * time.Second
+
+// connect returns once a session exists: requests sent before that fail
+// outright (a server that just started may refuse the first handshake).
 func connect(servers []string) (*zk.Conn, error) {
-	c, _, err := zk.Connect(servers, SessionTimeout, zk.WithLogger(klogger{}))
+	c, events, err := zk.Connect(servers, SessionTimeout, zk.WithLogger(klogger{}))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to ZooKeeper %v: %w", servers, err)
 	}
-	return c, nil
+	timeout := time.After(ConnectTimeout)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return nil, fmt.Errorf("connecting to ZooKeeper %v: connection closed", servers)
+			}
+			if ev.State == zk.StateHasSession {
+				go func() {
+					for range events {
+					}
+				}()
+				return c, nil
+			}
+		case <-timeout:
+			c.Close()
+			return nil, fmt.Errorf("connecting to ZooKeeper %v: no session within %v", servers, ConnectTimeout)
+		}
+	}
 }
 
 func ensurePath(c *zk.Conn, p string) error {
