@@ -1,0 +1,248 @@
+// Command mesos-sim runs a protocol-faithful Mesos master (or several, elected
+// through ZooKeeper) and agents in one process, with flags named like
+// mesos-master's and mesos-agent's. It is what `make up` runs by default.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	mesostime "github.com/mesos/mesos-go/api/v1/lib/time"
+	"k8s.io/klog/v2"
+
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+)
+
+// duration accepts Mesos's format ("5secs", "15mins") as well as Go's ("5s").
+type duration struct{ d *time.Duration }
+
+func (d duration) String() string {
+	if d.d == nil {
+		return ""
+	}
+	return master.FormatDuration(*d.d)
+}
+
+func (d duration) Set(s string) error {
+	if v, err := mesostime.ParseDuration(s); err == nil {
+		*d.d = v
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 5secs, 100ms, 15mins)", s)
+	}
+	*d.d = v
+	return nil
+}
+
+type options struct {
+	ip, hostname, zk, workDir, resources, attributes, agentIP, agentHostname, execEnv string
+	port, masters, agents, agentPort, controlPort, maxPingTimeouts                    int
+	hollow                                                                            bool
+	offerTimeout, allocInterval, heartbeat, pingTimeout                               time.Duration
+	graceShutdown, recoveryTimeout, reregTimeout, regTimeout, updateRetry             time.Duration
+}
+
+const usageHeader = `Usage: mesos-sim [options]
+
+Runs Mesos masters and agents speaking the real v1 HTTP APIs (scheduler API
+on the master at /api/v1/scheduler, executor API on each agent at
+/api/v1/executor, /master/state and /state), launching executors as real
+child processes. Flags follow mesos-master and mesos-agent; each flag can also
+be given as an environment variable MESOS_<FLAG> (e.g. MESOS_PORT=5050).
+
+Durations take the Mesos form (5secs, 100ms, 15mins) or Go's (5s).
+
+Options:
+`
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("mesos-sim", flag.ContinueOnError)
+	klogNames := map[string]bool{}
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprint(out, usageHeader)
+		var logging []string
+		fs.VisitAll(func(f *flag.Flag) {
+			if klogNames[f.Name] {
+				logging = append(logging, "--"+f.Name)
+				return
+			}
+			def := ""
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+				def = " (default: " + f.DefValue + ")"
+			}
+			fmt.Fprintf(out, "  --%s\n      %s%s\n", f.Name, f.Usage, def)
+		})
+		fmt.Fprintf(out, "\nLogging (klog): %s\n", strings.Join(logging, " "))
+		fmt.Fprint(out, `
+Fault API (with --control_port): POST /agents/{i}/kill|restart|partition|heal|unreachable,
+POST /master/failover, POST /offers/{id}/rescind, POST /calls/{TYPE}/drop?count=N,
+POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
+`)
+	}
+	// Master flags.
+	fs.StringVar(&o.ip, "ip", "127.0.0.1", "IP address the master listens on")
+	fs.IntVar(&o.port, "port", 5050, "port the (first) master listens on; 0 picks a free port")
+	fs.StringVar(&o.hostname, "hostname", "localhost", "hostname the master advertises (used in redirects and MasterInfo)")
+	fs.StringVar(&o.zk, "zk", "", "ZooKeeper URL zk://host1:port1,host2:port2/path for master election and detection")
+	fs.IntVar(&o.masters, "masters", 1, "number of masters to run (more than one needs --zk)")
+	o.offerTimeout = 0
+	fs.Var(duration{&o.offerTimeout}, "offer_timeout", "rescind offers not used within this long (default: never)")
+	o.allocInterval = master.DefaultAllocationInterval
+	fs.Var(duration{&o.allocInterval}, "allocation_interval", "time between allocation cycles")
+	o.heartbeat = master.DefaultHeartbeatInterval
+	fs.Var(duration{&o.heartbeat}, "heartbeat_interval", "interval of HEARTBEAT events to schedulers (the real master's fixed 15secs)")
+	o.pingTimeout = master.DefaultAgentPingTimeout
+	fs.Var(duration{&o.pingTimeout}, "agent_ping_timeout", "time an agent has to answer a health check ping")
+	fs.IntVar(&o.maxPingTimeouts, "max_agent_ping_timeouts", master.DefaultMaxAgentPingTimeouts, "missed pings before an agent is declared unreachable")
+	// Agent flags.
+	fs.IntVar(&o.agents, "agents", 1, "number of agents to run")
+	fs.StringVar(&o.agentIP, "agent_ip", "127.0.0.1", "IP address agents listen on (MESOS_AGENT_ENDPOINT of executors)")
+	fs.IntVar(&o.agentPort, "agent_port", 0, "port of the first agent, the next agents use the following ports; 0 picks free ports")
+	fs.StringVar(&o.agentHostname, "agent_hostname", "", "hostname prefix of agents (agent i is <prefix>-i; default agent-i)")
+	fs.StringVar(&o.resources, "resources", "cpus:4;mem:8192;disk:65536;ports:[31000-32000]", "resources of each agent; cpus(role):2 is a static reservation")
+	fs.StringVar(&o.attributes, "attributes", "", "attributes of each agent, e.g. rack:r1;zone:a")
+	fs.StringVar(&o.workDir, "work_dir", "", "directory for sandboxes and checkpoints (default: a temporary directory)")
+	fs.BoolVar(&o.hollow, "hollow", false, "run hollow agents: launches answer TASK_RUNNING without starting executors (scale tests only)")
+	o.graceShutdown = agent.DefaultExecutorShutdownGracePeriod
+	fs.Var(duration{&o.graceShutdown}, "executor_shutdown_grace_period", "time an executor gets after SHUTDOWN before SIGKILL")
+	o.recoveryTimeout = agent.DefaultRecoveryTimeout
+	fs.Var(duration{&o.recoveryTimeout}, "recovery_timeout", "MESOS_RECOVERY_TIMEOUT given to checkpointing executors")
+	o.reregTimeout = agent.DefaultExecutorReregistrationTimeout
+	fs.Var(duration{&o.reregTimeout}, "executor_reregistration_timeout", "time recovered executors have to re-subscribe after an agent restart")
+	o.regTimeout = agent.DefaultExecutorRegistrationTimeout
+	fs.Var(duration{&o.regTimeout}, "executor_registration_timeout", "time a launched executor has to subscribe")
+	o.updateRetry = agent.DefaultStatusUpdateRetryInterval
+	fs.Var(duration{&o.updateRetry}, "status_update_retry_interval", "first resend interval of unacknowledged status updates (doubles up to 10mins)")
+	fs.StringVar(&o.execEnv, "executor_environment_variables", "", `JSON object of environment variables for executors, e.g. {"PATH":"/bin"}`)
+	fs.IntVar(&o.controlPort, "control_port", 0, "port of the fault-injection HTTP API (0: disabled)")
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	klogFlags.VisitAll(func(f *flag.Flag) {
+		klogNames[f.Name] = true
+		fs.Var(f.Value, f.Name, f.Usage)
+	})
+
+	// MESOS_<FLAG> environment variables, as the real binaries read them.
+	set := map[string]bool{}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v, ok := os.LookupEnv("MESOS_" + strings.ToUpper(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("MESOS_%s: %w", strings.ToUpper(f.Name), err)
+			}
+		}
+	})
+	return o, envErr
+}
+
+func config(o *options) (mesossim.Config, error) {
+	res, err := mesossim.ParseResources(o.resources)
+	if err != nil {
+		return mesossim.Config{}, fmt.Errorf("--resources: %w", err)
+	}
+	attrs, err := mesossim.ParseAttributes(o.attributes)
+	if err != nil {
+		return mesossim.Config{}, fmt.Errorf("--attributes: %w", err)
+	}
+	var env map[string]string
+	if o.execEnv != "" {
+		if err := json.Unmarshal([]byte(o.execEnv), &env); err != nil {
+			return mesossim.Config{}, fmt.Errorf("--executor_environment_variables: %w", err)
+		}
+	}
+	cfg := mesossim.Config{
+		Masters: o.masters,
+		ZK:      o.zk,
+		WorkDir: o.workDir,
+		Master: master.Config{
+			Hostname: o.hostname, IP: o.ip, Port: o.port,
+			HeartbeatInterval: o.heartbeat, AllocationInterval: o.allocInterval, OfferTimeout: o.offerTimeout,
+			AgentPingTimeout: o.pingTimeout, MaxAgentPingTimeouts: o.maxPingTimeouts,
+		},
+	}
+	for i := 0; i < o.agents; i++ {
+		ac := agent.Config{
+			IP: o.agentIP, Resources: res, Attributes: attrs, Hollow: o.hollow,
+			ExecutorShutdownGracePeriod: o.graceShutdown, RecoveryTimeout: o.recoveryTimeout,
+			ExecutorReregistrationTimeout: o.reregTimeout, ExecutorRegistrationTimeout: o.regTimeout,
+			StatusUpdateRetryInterval: o.updateRetry, ExecutorEnvironment: env,
+		}
+		if o.agentHostname != "" {
+			ac.Hostname = o.agentHostname + "-" + strconv.Itoa(i)
+		}
+		if o.agentPort != 0 {
+			ac.Port = o.agentPort + i
+		}
+		cfg.Agents = append(cfg.Agents, ac)
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	cfg, err := config(o)
+	if err != nil {
+		return err
+	}
+	s, err := mesossim.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if o.controlPort != 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(o.ip, strconv.Itoa(o.controlPort)))
+		if err != nil {
+			return fmt.Errorf("listening for the fault API: %w", err)
+		}
+		srv := &http.Server{Handler: s.ControlHandler()}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		klog.InfoS("Fault API listening", "address", ln.Addr().String())
+	}
+	klog.InfoS("mesos-sim running", "master", s.MasterURL(), "agents", len(cfg.Agents), "hollow", o.hollow)
+	<-ctx.Done()
+	klog.InfoS("mesos-sim shutting down")
+	return nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "mesos-sim:", err)
+		os.Exit(1)
+	}
+}
