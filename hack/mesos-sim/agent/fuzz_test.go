@@ -16,7 +16,7 @@ func FuzzDecodeExecutorCall(f *testing.F) {
 	u := make([]byte, 16)
 	calls := []*executor.Call{
 		{Type: executor.Call_SUBSCRIBE, FrameworkID: mesos.FrameworkID{Value: "f"}, ExecutorID: mesos.ExecutorID{Value: "e"},
-			Subscribe: &executor.Call_Subscribe{UnacknowledgedUpdates: []executor.Call_Update{{Status: mesos.TaskStatus{TaskID: mesos.TaskID{Value: "t"}, UUID: u}}}}},
+			Subscribe: &executor.Call_Subscribe{UnacknowledgedUpdates: []executor.Call_Update{{Status: mesos.TaskStatus{TaskID: mesos.TaskID{Value: "t"}, State: mesos.TASK_RUNNING.Enum(), UUID: u}}}}},
 		{Type: executor.Call_UPDATE, FrameworkID: mesos.FrameworkID{Value: "f"}, ExecutorID: mesos.ExecutorID{Value: "e"},
 			Update: &executor.Call_Update{Status: mesos.TaskStatus{TaskID: mesos.TaskID{Value: "t"}, State: mesos.TASK_RUNNING.Enum(), Source: mesos.SOURCE_EXECUTOR.Enum(), UUID: u}}},
 		{Type: executor.Call_MESSAGE, FrameworkID: mesos.FrameworkID{Value: "f"}, ExecutorID: mesos.ExecutorID{Value: "e"}, Message: &executor.Call_Message{Data: []byte("x")}},
