@@ -69,7 +69,7 @@ generate:
 verify-generate:
 	hack/verify-codegen.sh
 
-lint:
+lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	@if [ -x hack/verify-codegen.sh ]; then hack/verify-codegen.sh; fi

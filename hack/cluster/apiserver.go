@@ -29,6 +29,9 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		"--etcd-servers="+fmt.Sprintf("http://127.0.0.1:%d", c.EtcdPort),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The endpoint reconciler refuses loopback addresses, and there is
+		// no kube-proxy here to make the kubernetes service reachable anyway.
+		"--endpoint-reconciler-type=none",
 		"--secure-port="+strconv.Itoa(c.APIServerPort),
 		"--cert-dir="+filepath.Join(c.StateDir, "kube-apiserver"),
 		"--tls-cert-file="+pki.Cert("apiserver"),

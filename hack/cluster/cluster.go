@@ -189,6 +189,7 @@ func Down(ctx context.Context, stateDir string) error {
 			}
 		}
 	}
+	cleanHostLeftovers()
 	unlock()
 	if len(errs) == 0 {
 		if err := os.RemoveAll(stateDir); err != nil {

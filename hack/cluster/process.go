@@ -107,7 +107,13 @@ func (p *Process) Alive() bool {
 			return true
 		}
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	return pidAlive(p.pid)
+}
+
+// pidAlive reports whether pid exists and is not a zombie: processes
+// reparented to a PID 1 that does not reap stay zombies for a while.
+func pidAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
 	}

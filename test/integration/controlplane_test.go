@@ -208,6 +208,16 @@ func downLeavesNothing(t *testing.T, cl *cluster.Cluster, cfg cluster.Config) {
 	if out, _ := exec.Command("pgrep", "-f", cfg.StateDir).Output(); len(out) > 0 {
 		t.Errorf("processes naming %s remain after down: %s", cfg.StateDir, out)
 	}
+	// Host-wide leftovers of containerd and CNI go once no containerd is
+	// left on the host (another cluster may legitimately share them).
+	if out, _ := exec.Command("pgrep", "-x", "containerd").Output(); len(out) == 0 {
+		if out, _ := exec.Command("iptables", "-w", "-t", "nat", "-S").Output(); strings.Contains(string(out), "CNI-HOSTPORT") {
+			t.Errorf("CNI portmap chains remain after down")
+		}
+		if m, _ := filepath.Glob("/sys/fs/cgroup/*/k8s.io"); len(m) > 0 {
+			t.Errorf("containerd cgroups remain after down: %v", m)
+		}
+	}
 }
 
 func kubectl(t *testing.T, cfg cluster.Config, args ...string) string {
