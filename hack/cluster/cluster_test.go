@@ -63,3 +63,29 @@ func TestUnescapeMount(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestNodeCredentialsNameTheNode(t *testing.T) {
+	p := PKI{Dir: t.TempDir()}
+	if err := p.ensure("https://127.0.0.1:6443"); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := p.NodeCredentials("agent-1", "https://127.0.0.1:6443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(kc); err != nil {
+		t.Fatal(err)
+	}
+	cert, _, err := loadPair(p.Cert("node-agent-1"), p.Key("node-agent-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Node authorizer recognises kubelets by exactly this identity.
+	if cert.Subject.CommonName != "system:node:agent-1" || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != "system:nodes" {
+		t.Fatalf("node identity is %v", cert.Subject)
+	}
+	serving, _ := p.NodeServingCert("agent-1")
+	if _, err := os.Stat(serving); err != nil {
+		t.Fatal(err)
+	}
+}

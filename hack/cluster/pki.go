@@ -218,3 +218,41 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 	}
 	return cert, key, nil
 }
+
+// NodeCredentials makes (once) what the kubelet of node needs: a client
+// certificate in group system:nodes, so that the Node authorizer lets it
+// write exactly its own Node, Lease and pods' status, a kubeconfig using
+// it, and a serving certificate for the kubelet's own HTTPS server (logs,
+// exec, port-forward), signed by the cluster CA that kube-apiserver trusts
+// via --kubelet-certificate-authority. It returns the kubeconfig path.
+func (p PKI) NodeCredentials(node, apiserverURL string) (kubeconfig string, err error) {
+	caCert, caKey, err := loadPair(p.CACert(), p.CAKey())
+	if err != nil {
+		return "", fmt.Errorf("reading the local CA (is the cluster up?): %w", err)
+	}
+	client := "node-" + node
+	if err := p.ensureSigned(caCert, caKey, client, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return "", err
+	}
+	if err := p.ensureSigned(caCert, caKey, client+"-serving", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{node, "localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}); err != nil {
+		return "", err
+	}
+	if err := p.writeKubeconfig(client, "system:node:"+node, apiserverURL); err != nil {
+		return "", err
+	}
+	return p.Kubeconfig(client), nil
+}
+
+// NodeServingCert returns the kubelet serving certificate and key paths
+// made by NodeCredentials.
+func (p PKI) NodeServingCert(node string) (cert, key string) {
+	return p.Cert("node-" + node + "-serving"), p.Key("node-" + node + "-serving")
+}
