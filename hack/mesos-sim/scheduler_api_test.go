@@ -154,14 +154,8 @@ func TestSubscribeHeartbeatOffers(t *testing.T) {
 		t.Run(ct, func(t *testing.T) {
 			ctx := testCtx(t)
 			sched := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("hb"))
-			var subscribed *scheduler.Event
-			for _, e := range sched.Events() {
-				if e.Type == scheduler.Event_SUBSCRIBED {
-					subscribed = e
-				}
-			}
-			if subscribed == nil || subscribed.Subscribed.GetHeartbeatIntervalSeconds() != 0.3 || subscribed.Subscribed.MasterInfo == nil {
-				t.Fatalf("SUBSCRIBED event = %v", subscribed)
+			if sub := sched.Subscribed; sub.GetHeartbeatIntervalSeconds() != 0.3 || sub.MasterInfo == nil || sub.MasterInfo.Address.GetPort() == 0 {
+				t.Fatalf("SUBSCRIBED event = %v", sub)
 			}
 			if _, err := sched.Next(ctx, scheduler.Event_HEARTBEAT); err != nil {
 				t.Fatal(err)

@@ -300,6 +300,19 @@ func (a *Agent) statusUpdateLocked(fwID string, e *executorRun, st mesos.TaskSta
 			}
 		}
 	}
+	if e != nil && len(st.UUID) > 0 {
+		// Like the real status update manager, remember every update of a
+		// task: an executor re-sending an update that was already delivered
+		// and acknowledged (it missed our ACKNOWLEDGED before a restart)
+		// must not deliver it twice.
+		if t := e.tasks[st.TaskID.Value]; t != nil {
+			for _, prev := range t.Statuses {
+				if string(prev.UUID) == string(st.UUID) {
+					return
+				}
+			}
+		}
+	}
 	if e != nil {
 		if t := e.tasks[st.TaskID.Value]; t != nil && st.State != nil {
 			if t.State == nil || !isTerminal(*t.State) {

@@ -27,6 +27,8 @@ type Scheduler struct {
 	StreamID    string
 	FrameworkID string
 	Header      http.Header
+	// Subscribed is the SUBSCRIBED event that opened the stream.
+	Subscribed *scheduler.Event_Subscribed
 
 	mu     sync.Mutex
 	events []*scheduler.Event
@@ -103,6 +105,7 @@ func Subscribe(ctx context.Context, url, contentType string, info mesos.Framewor
 		return s, fmt.Errorf("subscribing: ERROR event: %s", ev.Error.Message)
 	}
 	s.FrameworkID = ev.Subscribed.FrameworkID.Value
+	s.Subscribed = ev.Subscribed
 	return s, nil
 }
 
