@@ -10,7 +10,6 @@ import (
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
-	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/hack/mesos-sim/simtest"
 )
 
@@ -174,6 +173,33 @@ func TestAgentLost(t *testing.T) {
 			if ev.Failure.AgentID.GetValue() != o.AgentID.Value || ev.Failure.ExecutorID != nil {
 				t.Errorf("FAILURE %v", ev.Failure)
 			}
+			// The partition heals and the agent re-registers: a partition-aware
+			// framework finds its task running again by reconciling; the task
+			// of any other framework is killed.
+			if err := s.PartitionAgent(0, false); err != nil {
+				t.Fatal(err)
+			}
+			if pa {
+				eventually(t, ctx, "task to be running again", func() bool {
+					if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{}}); err != nil {
+						t.Fatal(err)
+					}
+					for _, e := range sched.Events() {
+						if e.Type == scheduler.Event_UPDATE && e.Update.Status.GetState() == mesos.TASK_RUNNING && e.Update.Status.GetReason() == mesos.REASON_RECONCILIATION {
+							return true
+						}
+					}
+					return false
+				})
+			} else {
+				killed, err := sched.Update(ctx, "t", mesos.TASK_KILLED)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := sched.Ack(ctx, killed); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 	}
 }
@@ -254,5 +280,3 @@ func TestMasterFailoverSingle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-var _ = master.Config{}

@@ -12,7 +12,6 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
 
-	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 )
 
 func (s *Sim) node(i int) (*agentNode, error) {
@@ -183,37 +182,22 @@ func (f *faults) hook(call *scheduler.Call) (bool, time.Duration) {
 	return false, 0
 }
 
-var simFaults = map[*Sim]*faults{}
-var simFaultsMu sync.Mutex
-
 // InjectCallFault makes the leading master drop (Delay 0) or delay the next
 // Count calls of a type. Dropped calls are still answered 202.
 func (s *Sim) InjectCallFault(cf CallFault) error {
-	simFaultsMu.Lock()
-	f := simFaults[s]
-	if f == nil {
-		f = &faults{}
-		simFaults[s] = f
-	}
-	simFaultsMu.Unlock()
+	f := &s.faults
 	f.mu.Lock()
 	c := cf
 	f.list = append(f.list, &c)
 	f.mu.Unlock()
-	for _, m := range s.Masters() {
-		m.SetCallHook(master.CallHook(f.hook))
-	}
 	return nil
 }
 
 // ClearCallFaults removes all call faults.
 func (s *Sim) ClearCallFaults() {
-	simFaultsMu.Lock()
-	delete(simFaults, s)
-	simFaultsMu.Unlock()
-	for _, m := range s.Masters() {
-		m.SetCallHook(nil)
-	}
+	s.faults.mu.Lock()
+	s.faults.list = nil
+	s.faults.mu.Unlock()
 }
 
 // ControlHandler serves the fault API over HTTP for tests in other

@@ -79,4 +79,3 @@ func TestReserveUnreserve(t *testing.T) {
 		})
 	}
 }
-

@@ -64,6 +64,7 @@ type Sim struct {
 	leader  *mesos.MasterInfo
 	tmpDir  string
 	leaderC chan struct{}
+	faults  faults
 }
 
 // Start brings the cluster up and returns once every agent is registered.
@@ -125,6 +126,8 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 
 func (s *Sim) startMaster(mc master.Config) error {
 	m := master.New(mc)
+	// Injected call faults survive master failovers.
+	m.SetCallHook(s.faults.hook)
 	if s.cfg.ZK != "" {
 		// Until ZooKeeper says otherwise nobody leads.
 		m.SetLeader(nil)

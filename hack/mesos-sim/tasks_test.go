@@ -322,3 +322,54 @@ func TestMultiRoleAndFrameworksApart(t *testing.T) {
 		})
 	}
 }
+
+// TestSuppressRevivePerRole: SUPPRESS and REVIVE with roles affect only those roles.
+func TestSuppressRevivePerRole(t *testing.T) {
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:2;mem:512")}})
+	for _, ct := range encodings {
+		ctx := testCtx(t)
+		info := fwInfo("roles", mesos.FrameworkInfo_Capability_MULTI_ROLE)
+		info.Roles = []string{"a", "b"}
+		sched := subscribe(t, ctx, s.MasterURL(), ct, info)
+		zero := 0.0
+		declineNext := func() string {
+			t.Helper()
+			o := nextOffer(t, ctx, sched)
+			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_DECLINE, Decline: &scheduler.Call_Decline{
+				OfferIDs: []mesos.OfferID{o.ID}, Filters: &mesos.Filters{RefuseSeconds: &zero}}}); err != nil {
+				t.Fatal(err)
+			}
+			return o.AllocationInfo.GetRole()
+		}
+		declineNext()
+		if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_SUPPRESS, Suppress: &scheduler.Call_Suppress{Roles: []string{"a"}}}); err != nil {
+			t.Fatal(err)
+		}
+		// Offers made before the SUPPRESS took effect may still name "a"; after a few, only "b".
+		for i := 0; i < 3; i++ {
+			declineNext()
+		}
+		for i := 0; i < 3; i++ {
+			if role := declineNext(); role != "b" {
+				t.Fatalf("offer for suppressed role %q", role)
+			}
+		}
+		if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_REVIVE, Revive: &scheduler.Call_Revive{Roles: []string{"a"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_SUPPRESS, Suppress: &scheduler.Call_Suppress{Roles: []string{"b"}}}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			declineNext()
+		}
+		for i := 0; i < 3; i++ {
+			if role := declineNext(); role != "a" {
+				t.Fatalf("offer for role %q after reviving a and suppressing b", role)
+			}
+		}
+		if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -28,7 +28,9 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 		info.ID = &id
 	}
 	aid := info.ID.Value
+	wasUnreachable := false
 	if old := m.agents[aid]; old != nil {
+		wasUnreachable = old.unreachable
 		// Re-registration: offers on the old incarnation are void.
 		for _, o := range m.offers {
 			if o.agent == aid {
@@ -59,6 +61,12 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 		if t.State != nil && isTerminal(*t.State) {
 			continue
 		}
+		if fw := m.frameworks[fid]; fw != nil && wasUnreachable && !fw.partAware {
+			// Tasks of frameworks that are not partition-aware were already
+			// reported lost; the master kills them when the agent comes back.
+			conn.KillTask(fid, t.TaskID.Value, nil)
+			continue
+		}
 		used[fid] = used[fid].Plus(internalFormat(t.Resources)...)
 		if fw := m.frameworks[fid]; fw != nil {
 			if cur := fw.tasks[t.TaskID.Value]; cur == nil || cur.AgentID.Value == aid {
@@ -75,7 +83,7 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 			used[fid] = used[fid].Plus(internalFormat(e.Resources)...)
 		}
 	}
-	if old := m.agents[aid]; old != nil {
+	if old := m.agents[aid]; old != nil && !wasUnreachable {
 		m.reconcileKnownAgent(aid, reg.Tasks)
 	}
 	m.agents[aid] = ag

@@ -109,10 +109,6 @@ func (m *Master) subscribe(stream *wire.Stream, sub *scheduler.Call_Subscribe) (
 	fw.conn = stream
 	fw.generation++
 	m.alloc.AddFramework(fw.id, fw.roles, sub.SuppressedRoles)
-	for aid, execs := range fw.executors {
-		_ = execs
-		_ = aid
-	}
 	hb := m.cfg.HeartbeatInterval.Seconds()
 	mi := m.info
 	fid := mesos.FrameworkID{Value: fw.id}

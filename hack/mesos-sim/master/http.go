@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
 
@@ -305,5 +304,3 @@ func (m *Master) heartbeat(s *wire.Stream) {
 func errorEvent(msg string) *scheduler.Event {
 	return &scheduler.Event{Type: scheduler.Event_ERROR, Error: &scheduler.Event_Error{Message: msg}}
 }
-
-var _ = mesos.FrameworkID{}
