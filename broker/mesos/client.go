@@ -1,0 +1,384 @@
+// Package mesos is the broker's connection to the Mesos master over the v1
+// scheduler HTTP API: it finds the leading master, subscribes (re-using the
+// stored FrameworkID), watches heartbeats, re-subscribes with backoff,
+// hands every event to a Handler in order and acknowledges status updates
+// once the Handler is done with them.
+package mesos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"strings"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/httpcli"
+	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpsched"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/broker/metrics"
+)
+
+// Detector finds the leading master.
+type Detector interface {
+	// Master blocks until a master leads and returns its base URL
+	// (http://host:port) and a channel that is closed when the leader
+	// changes (nil when it never does).
+	Master(ctx context.Context) (url string, changed <-chan struct{}, err error)
+}
+
+// StaticMaster is a Detector for --master=http://host:port. Several masters
+// behind one address still work: the client follows their 307 redirects.
+type StaticMaster string
+
+// Master implements Detector.
+func (s StaticMaster) Master(context.Context) (string, <-chan struct{}, error) {
+	return strings.TrimRight(string(s), "/"), nil, nil
+}
+
+// IDStore keeps the FrameworkID across broker restarts.
+type IDStore interface {
+	Get(ctx context.Context) (string, error)
+	Set(ctx context.Context, id string) error
+}
+
+// MemoryIDStore is an IDStore for tests and single-process use.
+type MemoryIDStore struct {
+	mu sync.Mutex
+	id string
+}
+
+// Get implements IDStore.
+func (m *MemoryIDStore) Get(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id, nil
+}
+
+// Set implements IDStore.
+func (m *MemoryIDStore) Set(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.id = id
+	return nil
+}
+
+// Handler consumes the events of a subscription, one at a time, in order.
+type Handler interface {
+	// HandleEvent handles one event. SUBSCRIBED comes first on every
+	// (re)subscription. For an UPDATE carrying a uuid, a nil error lets the
+	// client ACKNOWLEDGE it; an error leaves it unacknowledged so that Mesos
+	// sends it again.
+	HandleEvent(ctx context.Context, ev *scheduler.Event) error
+	// Disconnected is called when a subscription ends: offers of the old
+	// subscription are void.
+	Disconnected(ctx context.Context)
+}
+
+// Caller makes calls on the current subscription; the handler, the offer
+// declines and the launcher share it.
+type Caller interface {
+	// Call sends c with the framework id set. It fails with ErrNotSubscribed
+	// while no subscription is up.
+	Call(ctx context.Context, c *scheduler.Call) error
+}
+
+// ErrNotSubscribed is returned by Call between subscriptions.
+var ErrNotSubscribed = errors.New("not subscribed to a Mesos master")
+
+// Config of the client.
+type Config struct {
+	Detector Detector
+	// Framework is what SUBSCRIBE sends; its ID is taken from Store.
+	Framework mesos.FrameworkInfo
+	Store     IDStore
+	// Secret authenticates Framework.Principal with HTTP basic auth.
+	Secret string
+	// MediaType of the event stream and calls: application/x-protobuf
+	// (default) or application/json.
+	MediaType string
+	// MissedHeartbeats is how many heartbeat intervals may pass without any
+	// event before the connection is considered dead (default 3).
+	MissedHeartbeats int
+	// MinBackoff and MaxBackoff bound the wait between subscription attempts
+	// (default 500ms and 30s).
+	MinBackoff, MaxBackoff time.Duration
+	// CallTimeout bounds every call but SUBSCRIBE (default 10s).
+	CallTimeout time.Duration
+}
+
+// Client is a Mesos scheduler connection. Create it with New, then Run.
+type Client struct {
+	cfg   Config
+	codec encoding.Codec
+
+	mu       sync.Mutex
+	caller   calls.Caller
+	fwID     string
+	master   string
+	subCount int
+}
+
+// New validates cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.Detector == nil {
+		return nil, errors.New("mesos client: no master detector")
+	}
+	if cfg.Store == nil {
+		cfg.Store = &MemoryIDStore{}
+	}
+	if cfg.MediaType == "" {
+		cfg.MediaType = string(codecs.MediaTypeProtobuf)
+	}
+	codec, ok := codecs.ByMediaType[encoding.MediaType(cfg.MediaType)]
+	if !ok {
+		return nil, fmt.Errorf("mesos client: unsupported media type %q (application/x-protobuf or application/json)", cfg.MediaType)
+	}
+	if cfg.MissedHeartbeats <= 0 {
+		cfg.MissedHeartbeats = 3
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 500 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 10 * time.Second
+	}
+	return &Client{cfg: cfg, codec: codec}, nil
+}
+
+// FrameworkID is the id of the current (or last) subscription.
+func (c *Client) FrameworkID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fwID
+}
+
+// Subscriptions is the number of successful subscriptions so far.
+func (c *Client) Subscriptions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subCount
+}
+
+// Call implements Caller.
+func (c *Client) Call(ctx context.Context, call *scheduler.Call) error {
+	c.mu.Lock()
+	caller, id := c.caller, c.fwID
+	c.mu.Unlock()
+	if caller == nil {
+		return fmt.Errorf("%s: %w", call.Type, ErrNotSubscribed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	resp, err := caller.Call(ctx, call.With(calls.Framework(id)))
+	if resp != nil {
+		_ = resp.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("%s call: %w", call.Type, err)
+	}
+	return nil
+}
+
+// Run keeps a subscription up until ctx ends.
+func (c *Client) Run(ctx context.Context, h Handler) error {
+	logger := klog.FromContext(ctx)
+	backoff := c.cfg.MinBackoff
+	for ctx.Err() == nil {
+		master, changed, err := c.cfg.Detector.Master(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			logger.Error(err, "Detecting the leading Mesos master")
+		} else {
+			subscribed, err := c.subscribeOnce(ctx, master, changed, h)
+			if subscribed {
+				backoff = c.cfg.MinBackoff
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			logger.Info("Mesos subscription ended; subscribing again", "master", master, "err", err, "backoff", backoff)
+		}
+		// Jitter keeps a fleet of frameworks from stampeding a new master.
+		wait := backoff/2 + time.Duration(rand.Int63n(int64(backoff/2)+1))
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+	return ctx.Err()
+}
+
+func (c *Client) newCaller(endpoint string) calls.Caller {
+	do := []httpcli.ConfigOpt{}
+	if p := c.cfg.Framework.GetPrincipal(); p != "" && c.cfg.Secret != "" {
+		do = append(do, httpcli.BasicAuth(p, c.cfg.Secret))
+	}
+	cli := httpcli.New(
+		httpcli.Endpoint(endpoint+"/api/v1/scheduler"),
+		httpcli.Codec(c.codec),
+		httpcli.Do(httpcli.With(do...)),
+	)
+	return httpsched.NewCaller(cli, httpsched.AllowReconnection(true))
+}
+
+// subscribeOnce runs one subscription; subscribed reports whether SUBSCRIBED arrived.
+func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-chan struct{}, h Handler) (subscribed bool, err error) {
+	logger := klog.FromContext(ctx).WithValues("master", master)
+	id, err := c.cfg.Store.Get(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading the stored framework id: %w", err)
+	}
+	info := c.cfg.Framework
+	info.ID = nil
+	if id != "" {
+		info.ID = &mesos.FrameworkID{Value: id}
+	}
+	caller := c.newCaller(master)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	logger.Info("Subscribing to Mesos", "frameworkID", id, "roles", info.Roles)
+	resp, err := caller.Call(sctx, calls.Subscribe(&info))
+	if err != nil {
+		metrics.Subscriptions.WithLabelValues("error").Inc()
+		if id != "" && strings.Contains(err.Error(), "Framework has been removed") {
+			// Mesos tore the framework down (failover timeout passed); its
+			// id can never be used again.
+			logger.Info("Mesos removed the framework; registering a new one", "frameworkID", id)
+			if serr := c.cfg.Store.Set(ctx, ""); serr != nil {
+				logger.Error(serr, "Forgetting the removed framework id")
+			}
+		}
+		return false, fmt.Errorf("subscribing to %s: %w", master, err)
+	}
+	defer resp.Close()
+
+	type decoded struct {
+		ev  *scheduler.Event
+		err error
+	}
+	events := make(chan decoded, 64)
+	go func() {
+		defer close(events)
+		for {
+			ev := new(scheduler.Event)
+			err := resp.Decode(ev)
+			select {
+			case events <- decoded{ev, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	defer func() {
+		c.mu.Lock()
+		c.caller = nil
+		c.mu.Unlock()
+		if subscribed {
+			metrics.Connected.Set(0)
+			h.Disconnected(ctx)
+		}
+	}()
+
+	// Until SUBSCRIBED tells the interval, wait as for the master's default.
+	watchdog := time.NewTimer(time.Duration(c.cfg.MissedHeartbeats) * 15 * time.Second)
+	defer watchdog.Stop()
+	interval := 15 * time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return subscribed, ctx.Err()
+		case <-changed:
+			return subscribed, fmt.Errorf("the leading master changed")
+		case <-watchdog.C:
+			return subscribed, fmt.Errorf("no event for %v (%d heartbeat intervals): connection presumed dead", time.Duration(c.cfg.MissedHeartbeats)*interval, c.cfg.MissedHeartbeats)
+		case d, ok := <-events:
+			if !ok {
+				return subscribed, ctx.Err()
+			}
+			if d.err != nil {
+				return subscribed, fmt.Errorf("reading the event stream: %w", d.err)
+			}
+			ev := d.ev
+			if !watchdog.Stop() {
+				select {
+				case <-watchdog.C:
+				default:
+				}
+			}
+			switch ev.Type {
+			case scheduler.Event_SUBSCRIBED:
+				s := ev.GetSubscribed()
+				if hb := s.GetHeartbeatIntervalSeconds(); hb > 0 {
+					interval = time.Duration(hb * float64(time.Second))
+				}
+				newID := s.FrameworkID.GetValue()
+				if newID != id {
+					// Store before anything else happens: a crash now must
+					// not lose the framework that tasks will run under.
+					if err := c.cfg.Store.Set(ctx, newID); err != nil {
+						return subscribed, fmt.Errorf("storing framework id %s: %w", newID, err)
+					}
+				}
+				c.mu.Lock()
+				c.caller, c.fwID, c.master = caller, newID, master
+				c.subCount++
+				c.mu.Unlock()
+				subscribed = true
+				metrics.Subscriptions.WithLabelValues("success").Inc()
+				metrics.Connected.Set(1)
+				logger.Info("Subscribed to Mesos", "frameworkID", newID, "heartbeat", interval)
+			case scheduler.Event_ERROR:
+				msg := ev.GetError().GetMessage()
+				if strings.Contains(msg, "removed") {
+					if err := c.cfg.Store.Set(ctx, ""); err != nil {
+						logger.Error(err, "Forgetting the removed framework id")
+					}
+				}
+				return subscribed, fmt.Errorf("Mesos sent ERROR: %s", msg)
+			}
+			watchdog.Reset(time.Duration(c.cfg.MissedHeartbeats) * interval)
+			if ev.Type == scheduler.Event_HEARTBEAT {
+				continue
+			}
+			if err := h.HandleEvent(sctx, ev); err != nil {
+				logger.Error(err, "Handling a Mesos event; it is not acknowledged", "event", ev.Type)
+				continue
+			}
+			if ev.Type == scheduler.Event_UPDATE {
+				c.ack(sctx, ev.GetUpdate().GetStatus())
+			}
+		}
+	}
+}
+
+func (c *Client) ack(ctx context.Context, st mesos.TaskStatus) {
+	if len(st.UUID) == 0 || st.AgentID == nil {
+		return
+	}
+	err := c.Call(ctx, calls.Acknowledge(st.AgentID.Value, st.TaskID.Value, st.UUID))
+	if err != nil {
+		metrics.Acks.WithLabelValues("error").Inc()
+		// Mesos resends unacknowledged updates; nothing is lost.
+		klog.FromContext(ctx).Error(err, "Acknowledging a status update", "task", st.TaskID.Value, "state", st.GetState())
+		return
+	}
+	metrics.Acks.WithLabelValues("success").Inc()
+}

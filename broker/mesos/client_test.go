@@ -1,0 +1,237 @@
+package mesos_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
+	brokermesos "github.com/k8sm/k8sm/broker/mesos"
+)
+
+// recorder is a Handler that remembers events and can refuse updates.
+type recorder struct {
+	mu           sync.Mutex
+	events       []*scheduler.Event
+	refuse       func(*scheduler.Event) error
+	disconnected int
+	ch           chan *scheduler.Event
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan *scheduler.Event, 1000)} }
+
+func (r *recorder) HandleEvent(_ context.Context, ev *scheduler.Event) error {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	refuse := r.refuse
+	r.mu.Unlock()
+	r.ch <- ev
+	if refuse != nil {
+		return refuse(ev)
+	}
+	return nil
+}
+
+func (r *recorder) Disconnected(context.Context) {
+	r.mu.Lock()
+	r.disconnected++
+	r.mu.Unlock()
+}
+
+func (r *recorder) next(t *testing.T, ctx context.Context, typ scheduler.Event_Type) *scheduler.Event {
+	t.Helper()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for a %s event: %v", typ, ctx.Err())
+		case ev := <-r.ch:
+			if ev.Type == typ {
+				return ev
+			}
+		}
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// fakeMaster is a scripted master: each SUBSCRIBE gets SUBSCRIBED and then
+// the events of script (JSON records), and is then held open silently.
+type fakeMaster struct {
+	mu         sync.Mutex
+	subscribes []map[string]any
+	calls      []map[string]any
+	script     []string
+	heartbeat  float64
+	callSeen   chan string
+}
+
+func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var call map[string]any
+	if err := json.Unmarshal(body, &call); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if call["type"] != "SUBSCRIBE" {
+		if r.Header.Get("Mesos-Stream-Id") != "stream-1" {
+			http.Error(w, "missing Mesos-Stream-Id", http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.calls = append(f.calls, call)
+		f.mu.Unlock()
+		f.callSeen <- call["type"].(string)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	f.mu.Lock()
+	f.subscribes = append(f.subscribes, call)
+	script := f.script
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Mesos-Stream-Id", "stream-1")
+	w.WriteHeader(http.StatusOK)
+	send := func(rec string) {
+		fmt.Fprintf(w, "%d\n%s", len(rec), rec)
+		w.(http.Flusher).Flush()
+	}
+	send(fmt.Sprintf(`{"type":"SUBSCRIBED","subscribed":{"framework_id":{"value":"fw-1"},"heartbeat_interval_seconds":%g}}`, f.heartbeat))
+	for _, rec := range script {
+		send(rec)
+	}
+	// Then silence: no heartbeats, as from a master behind a dead link.
+	<-r.Context().Done()
+}
+
+func (f *fakeMaster) subscribeCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.subscribes)
+}
+
+func startClient(t *testing.T, ctx context.Context, cfg brokermesos.Config, h brokermesos.Handler) *brokermesos.Client {
+	t.Helper()
+	c, err := brokermesos.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx, h) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// TestWatchdogResubscribes: a master that stops sending heartbeats is given
+// up on, and the client subscribes again with the framework id it stored.
+func TestWatchdogResubscribes(t *testing.T) {
+	ctx := testCtx(t)
+	fm := &fakeMaster{heartbeat: 0.05, callSeen: make(chan string, 100)}
+	srv := httptest.NewServer(fm)
+	t.Cleanup(srv.Close)
+	rec := newRecorder()
+	store := &brokermesos.MemoryIDStore{}
+	startClient(t, ctx, brokermesos.Config{
+		Detector: brokermesos.StaticMaster(srv.URL), Store: store,
+		MediaType: string(codecs.MediaTypeJSON), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}, rec)
+	rec.next(t, ctx, scheduler.Event_SUBSCRIBED)
+	rec.next(t, ctx, scheduler.Event_SUBSCRIBED)
+	fm.mu.Lock()
+	second := fm.subscribes[1]
+	fm.mu.Unlock()
+	got, _ := json.Marshal(second["framework_id"])
+	if string(got) != `{"value":"fw-1"}` {
+		t.Errorf("re-subscription carried framework_id %s, want fw-1 (the stored id)", got)
+	}
+	info := second["subscribe"].(map[string]any)["framework_info"].(map[string]any)
+	if id, _ := json.Marshal(info["id"]); string(id) != `{"value":"fw-1"}` {
+		t.Errorf("re-subscription's framework_info.id is %s, want fw-1", id)
+	}
+	if id, _ := store.Get(ctx); id != "fw-1" {
+		t.Errorf("stored framework id %q, want fw-1", id)
+	}
+}
+
+// TestAckAfterHandling: an UPDATE is acknowledged only once the handler
+// accepted it; an update the handler failed stays unacknowledged.
+func TestAckAfterHandling(t *testing.T) {
+	ctx := testCtx(t)
+	fm := &fakeMaster{heartbeat: 60, callSeen: make(chan string, 100), script: []string{
+		`{"type":"UPDATE","update":{"status":{"task_id":{"value":"refused"},"state":"TASK_RUNNING","agent_id":{"value":"a1"},"uuid":"AAEC"}}}`,
+		`{"type":"UPDATE","update":{"status":{"task_id":{"value":"no-uuid"},"state":"TASK_LOST","agent_id":{"value":"a1"}}}}`,
+		`{"type":"UPDATE","update":{"status":{"task_id":{"value":"handled"},"state":"TASK_RUNNING","agent_id":{"value":"a1"},"uuid":"AwQF"}}}`,
+	}}
+	srv := httptest.NewServer(fm)
+	t.Cleanup(srv.Close)
+	rec := newRecorder()
+	handled := make(chan string, 10)
+	rec.refuse = func(ev *scheduler.Event) error {
+		if ev.Type != scheduler.Event_UPDATE {
+			return nil
+		}
+		id := ev.GetUpdate().GetStatus().TaskID.Value
+		handled <- id
+		if id == "refused" {
+			return errors.New("API server unavailable")
+		}
+		return nil
+	}
+	startClient(t, ctx, brokermesos.Config{Detector: brokermesos.StaticMaster(srv.URL), MediaType: string(codecs.MediaTypeJSON)}, rec)
+	for _, want := range []string{"refused", "no-uuid", "handled"} {
+		select {
+		case got := <-handled:
+			if got != want {
+				t.Fatalf("handled %s, want %s", got, want)
+			}
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	select {
+	case typ := <-fm.callSeen:
+		if typ != "ACKNOWLEDGE" {
+			t.Fatalf("call %s, want ACKNOWLEDGE", typ)
+		}
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	if len(fm.calls) != 1 {
+		t.Fatalf("%d calls, want exactly one ACKNOWLEDGE: %v", len(fm.calls), fm.calls)
+	}
+	ack := fm.calls[0]["acknowledge"].(map[string]any)
+	if tid, _ := json.Marshal(ack["task_id"]); !strings.Contains(string(tid), "handled") || ack["uuid"] != "AwQF" {
+		t.Errorf("acknowledged %v, want task handled with uuid AwQF", ack)
+	}
+}
+
+// TestNotSubscribed: calls fail clearly while no subscription is up.
+func TestNotSubscribed(t *testing.T) {
+	c, err := brokermesos.New(brokermesos.Config{Detector: brokermesos.StaticMaster("http://127.0.0.1:1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Call(context.Background(), &scheduler.Call{Type: scheduler.Call_REVIVE})
+	if !errors.Is(err, brokermesos.ErrNotSubscribed) {
+		t.Fatalf("Call before subscribing: %v, want ErrNotSubscribed", err)
+	}
+	if _, err := brokermesos.New(brokermesos.Config{Detector: brokermesos.StaticMaster("x"), MediaType: "text/plain"}); err == nil || !strings.Contains(err.Error(), "text/plain") {
+		t.Fatalf("bad media type: %v", err)
+	}
+}

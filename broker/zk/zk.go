@@ -1,0 +1,124 @@
+// Package zk is the broker's use of ZooKeeper: detecting the leading Mesos
+// master, keeping the framework id across restarts, and electing one leader
+// among broker replicas. Everything here must survive a process restart,
+// which is why it lives in ZooKeeper and not in memory.
+package zk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+	"k8s.io/klog/v2"
+)
+
+// DefaultSessionTimeout matches the Mesos masters' --zk_session_timeout.
+const DefaultSessionTimeout = 10 * time.Second
+
+// ParseURL splits zk://[auth@]host1:port,host2:port/path into servers and a
+// cleaned znode path.
+func ParseURL(raw string) (servers []string, znode string, err error) {
+	if !strings.HasPrefix(raw, "zk://") {
+		return nil, "", fmt.Errorf("ZooKeeper URL %q must start with zk://", raw)
+	}
+	// url.Parse refuses several hosts when one lacks a port: split by hand.
+	rest := strings.TrimPrefix(raw, "zk://")
+	if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.Index(rest+"/", "/") {
+		rest = rest[at+1:]
+	}
+	hosts, p, _ := strings.Cut(rest, "/")
+	if hosts == "" {
+		return nil, "", fmt.Errorf("ZooKeeper URL %q names no servers", raw)
+	}
+	if p == "" {
+		return nil, "", fmt.Errorf("ZooKeeper URL %q names no znode path (zk://host:2181/mesos)", raw)
+	}
+	for _, s := range strings.Split(hosts, ",") {
+		if s == "" {
+			return nil, "", fmt.Errorf("ZooKeeper URL %q has an empty server", raw)
+		}
+		if !strings.Contains(s, ":") {
+			s += ":2181"
+		}
+		servers = append(servers, s)
+	}
+	return servers, path.Clean("/" + p), nil
+}
+
+// Session is one ZooKeeper session. go-zookeeper reconnects by itself, but a
+// session that expired took its ephemeral znodes (a broker's leadership)
+// with it: Expired tells the owners so.
+type Session struct {
+	*gozk.Conn
+	expired chan struct{}
+	once    sync.Once
+}
+
+type klogLogger struct{}
+
+func (klogLogger) Printf(format string, args ...any) { klog.V(4).Infof("zookeeper: "+format, args...) }
+
+// Connect opens a session and returns once it is established, so that the
+// first requests do not fail while the handshake is still under way.
+func Connect(ctx context.Context, servers []string, timeout time.Duration) (*Session, error) {
+	if timeout <= 0 {
+		timeout = DefaultSessionTimeout
+	}
+	conn, events, err := gozk.Connect(servers, timeout, gozk.WithLogger(klogLogger{}))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to ZooKeeper %v: %w", servers, err)
+	}
+	s := &Session{Conn: conn, expired: make(chan struct{})}
+	for {
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return nil, fmt.Errorf("connecting to ZooKeeper %v: %w", servers, ctx.Err())
+		case ev, ok := <-events:
+			if !ok {
+				return nil, fmt.Errorf("connecting to ZooKeeper %v: connection closed", servers)
+			}
+			if ev.State == gozk.StateHasSession {
+				go s.watch(events)
+				return s, nil
+			}
+		}
+	}
+}
+
+func (s *Session) watch(events <-chan gozk.Event) {
+	for ev := range events {
+		if ev.State == gozk.StateExpired {
+			klog.InfoS("ZooKeeper session expired")
+			s.once.Do(func() { close(s.expired) })
+		}
+	}
+	s.once.Do(func() { close(s.expired) })
+}
+
+// Expired is closed when the session expired (or the connection was closed).
+func (s *Session) Expired() <-chan struct{} { return s.expired }
+
+// ensurePath creates p and its parents as persistent znodes.
+func ensurePath(c *gozk.Conn, p string) error {
+	if p == "/" || p == "" {
+		return nil
+	}
+	if ok, _, err := c.Exists(p); err != nil {
+		return fmt.Errorf("checking znode %s: %w", p, err)
+	} else if ok {
+		return nil
+	}
+	if err := ensurePath(c, path.Dir(p)); err != nil {
+		return err
+	}
+	if _, err := c.Create(p, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		return fmt.Errorf("creating znode %s: %w", p, err)
+	}
+	return nil
+}
