@@ -11,7 +11,6 @@ import (
 
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
-
 )
 
 func (s *Sim) node(i int) (*agentNode, error) {

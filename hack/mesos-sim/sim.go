@@ -115,7 +115,9 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 			ac.Hostname = "agent-" + strconv.Itoa(i)
 		}
 		n := &agentNode{cfg: ac}
+		s.mu.Lock()
 		s.agents = append(s.agents, n)
+		s.mu.Unlock()
 		if err := s.startAgent(n); err != nil {
 			s.Close()
 			return nil, err
@@ -215,7 +217,10 @@ func (s *Sim) reregisterAgents() {
 }
 
 func (s *Sim) startAgent(n *agentNode) error {
-	a := agent.New(n.cfg, &router{s: s})
+	s.mu.Lock()
+	cfg := n.cfg
+	s.mu.Unlock()
+	a := agent.New(cfg, &router{s: s})
 	var err error
 	for i := 0; i < 100; i++ {
 		if err = a.Start(s.ctx); err == nil {
@@ -223,7 +228,7 @@ func (s *Sim) startAgent(n *agentNode) error {
 		}
 		// During a master election registration can fail for a moment.
 		time.Sleep(50 * time.Millisecond)
-		a = agent.New(n.cfg, &router{s: s})
+		a = agent.New(cfg, &router{s: s})
 	}
 	if err != nil {
 		return fmt.Errorf("starting mesos-sim agent %s: %w", n.cfg.Hostname, err)

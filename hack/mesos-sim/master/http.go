@@ -286,7 +286,12 @@ func (m *Master) serveSubscribe(w http.ResponseWriter, r *http.Request, call *sc
 	}
 }
 
+// heartbeat sends HEARTBEAT at once and then every interval, as the real
+// master's heartbeater (started with no initial delay) does.
 func (m *Master) heartbeat(s *wire.Stream) {
+	if !s.Send(&scheduler.Event{Type: scheduler.Event_HEARTBEAT}) {
+		return
+	}
 	t := time.NewTicker(m.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
