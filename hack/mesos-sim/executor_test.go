@@ -223,37 +223,41 @@ func TestLaunchGroup(t *testing.T) {
 
 // TestCommandTask runs a command task through the agent's command executor.
 func TestCommandTask(t *testing.T) {
-	s := startSim(t, mesossim.Config{Agents: []agent.Config{realAgent(t, "cpus:4;mem:2048")}})
-	ctx := testCtx(t)
-	sched := subscribe(t, ctx, s.MasterURL(), wire.JSON, fwInfo("cmd"))
-	o := nextOffer(t, ctx, sched)
-	if err := sched.MustAccept(ctx, launchCall(o,
-		commandTask("ok", "exit 0", resources(t, "cpus:0.5;mem:32")),
-		commandTask("bad", "exit 3", resources(t, "cpus:0.5;mem:32")),
-		commandTask("long", "sleep 100", resources(t, "cpus:0.5;mem:32")),
-	)); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		id    string
-		state mesos.TaskState
-	}{{"ok", mesos.TASK_STARTING}, {"ok", mesos.TASK_RUNNING}, {"ok", mesos.TASK_FINISHED},
-		{"bad", mesos.TASK_STARTING}, {"bad", mesos.TASK_RUNNING}, {"bad", mesos.TASK_FAILED},
-		{"long", mesos.TASK_STARTING}, {"long", mesos.TASK_RUNNING}} {
-		st, err := sched.Update(ctx, c.id, c.state)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ack(t, ctx, sched, st)
-		if c.state == mesos.TASK_FAILED && !strings.Contains(st.GetMessage(), "status 3") {
-			t.Errorf("failed command message %q", st.GetMessage())
-		}
-	}
-	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "long"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sched.Update(ctx, "long", mesos.TASK_KILLED); err != nil {
-		t.Fatal(err)
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{realAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			sched := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("cmd"))
+			o := nextOffer(t, ctx, sched)
+			if err := sched.MustAccept(ctx, launchCall(o,
+				commandTask("ok", "exit 0", resources(t, "cpus:0.5;mem:32")),
+				commandTask("bad", "exit 3", resources(t, "cpus:0.5;mem:32")),
+				commandTask("long", "sleep 100", resources(t, "cpus:0.5;mem:32")),
+			)); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				id    string
+				state mesos.TaskState
+			}{{"ok", mesos.TASK_STARTING}, {"ok", mesos.TASK_RUNNING}, {"ok", mesos.TASK_FINISHED},
+				{"bad", mesos.TASK_STARTING}, {"bad", mesos.TASK_RUNNING}, {"bad", mesos.TASK_FAILED},
+				{"long", mesos.TASK_STARTING}, {"long", mesos.TASK_RUNNING}} {
+				st, err := sched.Update(ctx, c.id, c.state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ack(t, ctx, sched, st)
+				if c.state == mesos.TASK_FAILED && !strings.Contains(st.GetMessage(), "status 3") {
+					t.Errorf("failed command message %q", st.GetMessage())
+				}
+			}
+			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "long"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sched.Update(ctx, "long", mesos.TASK_KILLED); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

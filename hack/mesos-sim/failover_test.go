@@ -206,77 +206,85 @@ func TestAgentLost(t *testing.T) {
 
 // TestCallFaults: a dropped ACKNOWLEDGE means the update keeps coming.
 func TestCallFaults(t *testing.T) {
-	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
-	ctx := testCtx(t)
-	sched := subscribe(t, ctx, s.MasterURL(), encodings[1], fwInfo("faults"))
-	o := nextOffer(t, ctx, sched)
-	if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_ACKNOWLEDGE, Count: 1}); err != nil {
-		t.Fatal(err)
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			sched := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("faults"))
+			o := nextOffer(t, ctx, sched)
+			if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_ACKNOWLEDGE, Count: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "x", resources(t, "cpus:1;mem:64")))); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.Ack(ctx, st); err != nil { // dropped
+				t.Fatal(err)
+			}
+			again, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.Ack(ctx, again); err != nil {
+				t.Fatal(err)
+			}
+			// A delayed KILL still happens.
+			if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_KILL, Delay: 100 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sched.Update(ctx, "t", mesos.TASK_KILLED); err != nil {
+				t.Fatal(err)
+			}
+			s.ClearCallFaults()
+		})
 	}
-	if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "x", resources(t, "cpus:1;mem:64")))); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sched.Ack(ctx, st); err != nil { // dropped
-		t.Fatal(err)
-	}
-	again, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sched.Ack(ctx, again); err != nil {
-		t.Fatal(err)
-	}
-	// A delayed KILL still happens.
-	if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_KILL, Delay: 100 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sched.Update(ctx, "t", mesos.TASK_KILLED); err != nil {
-		t.Fatal(err)
-	}
-	s.ClearCallFaults()
 }
 
 // TestMasterFailoverSingle: a fresh master on the same address learns tasks
 // from re-registering agents and the framework re-subscribes with its id.
 func TestMasterFailoverSingle(t *testing.T) {
-	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
-	ctx := testCtx(t)
-	info := fwInfo("mfail")
-	ft := 60.0
-	info.FailoverTimeout = &ft
-	sched := subscribe(t, ctx, s.MasterURL(), encodings[0], info)
-	o := nextOffer(t, ctx, sched)
-	if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "x", resources(t, "cpus:1;mem:64")))); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sched.Ack(ctx, st); err != nil {
-		t.Fatal(err)
-	}
-	url := s.MasterURL()
-	if err := s.FailoverMaster(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, ctx, "old stream to end", sched.Closed)
-	if s.MasterURL() != url {
-		t.Fatalf("replacement master at %s, want %s", s.MasterURL(), url)
-	}
-	info.ID = &mesos.FrameworkID{Value: sched.FrameworkID}
-	again := subscribe(t, ctx, url, encodings[0], info)
-	if err := again.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := again.Update(ctx, "t", mesos.TASK_RUNNING); err != nil {
-		t.Fatal(err)
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			info := fwInfo("mfail")
+			ft := 60.0
+			info.FailoverTimeout = &ft
+			sched := subscribe(t, ctx, s.MasterURL(), ct, info)
+			o := nextOffer(t, ctx, sched)
+			if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "x", resources(t, "cpus:1;mem:64")))); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.Ack(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			url := s.MasterURL()
+			if err := s.FailoverMaster(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, ctx, "old stream to end", sched.Closed)
+			if s.MasterURL() != url {
+				t.Fatalf("replacement master at %s, want %s", s.MasterURL(), url)
+			}
+			info.ID = &mesos.FrameworkID{Value: sched.FrameworkID}
+			again := subscribe(t, ctx, url, ct, info)
+			if err := again.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := again.Update(ctx, "t", mesos.TASK_RUNNING); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -17,66 +17,75 @@ import (
 // agent crash, re-subscribes to the restarted agent, and the status update
 // that was not yet acknowledged is delivered again with the same uuid.
 func TestAgentRestartRecovery(t *testing.T) {
-	mc := fastMaster()
-	// Long enough that the master does not give up on the agent while it restarts.
-	mc.AgentPingTimeout = 5 * time.Second
-	s := startSim(t, mesossim.Config{Master: mc, Agents: []agent.Config{realAgent(t, "cpus:4;mem:2048")}})
-	ctx := testCtx(t)
-	info := fwInfo("recover")
-	checkpoint := true
-	info.Checkpoint = &checkpoint
-	sched := subscribe(t, ctx, s.MasterURL(), wire.Protobuf, info)
-	o := nextOffer(t, ctx, sched)
-	exec := testExecutor("survivor")
-	if err := sched.MustAccept(ctx, launchCall(o, executorTask("t", exec, resources(t, "cpus:1;mem:64")))); err != nil {
-		t.Fatal(err)
-	}
-	running, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env map[string]string
-	if err := json.Unmarshal(running.Data, &env); err != nil {
-		t.Fatal(err)
-	}
-	if env["MESOS_CHECKPOINT"] != "1" || env["MESOS_RECOVERY_TIMEOUT"] != "30secs" || env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] != "5secs" {
-		t.Errorf("checkpoint env: %v", env)
-	}
-	pidBefore := agentExecutorPID(t, s)
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			mc := fastMaster()
+			// Long enough that the master does not give up on the agent while it restarts.
+			mc.AgentPingTimeout = 5 * time.Second
+			ac := realAgent(t, "cpus:4;mem:2048")
+			if ct == wire.JSON {
+				// The executor speaks JSON to the agent too.
+				ac.ExecutorEnvironment = map[string]string{"TESTEXECUTOR_JSON": "1"}
+			}
+			s := startSim(t, mesossim.Config{Master: mc, Agents: []agent.Config{ac}})
+			ctx := testCtx(t)
+			info := fwInfo("recover")
+			checkpoint := true
+			info.Checkpoint = &checkpoint
+			sched := subscribe(t, ctx, s.MasterURL(), ct, info)
+			o := nextOffer(t, ctx, sched)
+			exec := testExecutor("survivor")
+			if err := sched.MustAccept(ctx, launchCall(o, executorTask("t", exec, resources(t, "cpus:1;mem:64")))); err != nil {
+				t.Fatal(err)
+			}
+			running, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var env map[string]string
+			if err := json.Unmarshal(running.Data, &env); err != nil {
+				t.Fatal(err)
+			}
+			if env["MESOS_CHECKPOINT"] != "1" || env["MESOS_RECOVERY_TIMEOUT"] != "30secs" || env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] != "5secs" {
+				t.Errorf("checkpoint env: %v", env)
+			}
+			pidBefore := agentExecutorPID(t, s)
 
-	if err := s.KillAgent(0); err != nil {
-		t.Fatal(err)
+			if err := s.KillAgent(0); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RestartAgent(0); err != nil {
+				t.Fatal(err)
+			}
+			again, err := sched.Wait(ctx, func(e *scheduler.Event) bool {
+				return e.Type == scheduler.Event_UPDATE && string(e.Update.Status.UUID) == string(running.UUID)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack(t, ctx, sched, &again.Update.Status)
+			eventually(t, ctx, "executor to re-subscribe", func() bool {
+				st := getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state")
+				fws := st["frameworks"].([]any)
+				if len(fws) != 1 {
+					return false
+				}
+				execs := fws[0].(map[string]any)["executors"].([]any)
+				return len(execs) == 1 && execs[0].(map[string]any)["state"] == "RUNNING"
+			})
+			if pid := agentExecutorPID(t, s); pid != pidBefore {
+				t.Errorf("executor pid changed from %v to %v: it was relaunched, not recovered", pidBefore, pid)
+			}
+			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
+				t.Fatal(err)
+			}
+			killed, err := sched.Update(ctx, "t", mesos.TASK_KILLED)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack(t, ctx, sched, killed)
+		})
 	}
-	if err := s.RestartAgent(0); err != nil {
-		t.Fatal(err)
-	}
-	again, err := sched.Wait(ctx, func(e *scheduler.Event) bool {
-		return e.Type == scheduler.Event_UPDATE && string(e.Update.Status.UUID) == string(running.UUID)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack(t, ctx, sched, &again.Update.Status)
-	eventually(t, ctx, "executor to re-subscribe", func() bool {
-		st := getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state")
-		fws := st["frameworks"].([]any)
-		if len(fws) != 1 {
-			return false
-		}
-		execs := fws[0].(map[string]any)["executors"].([]any)
-		return len(execs) == 1 && execs[0].(map[string]any)["state"] == "RUNNING"
-	})
-	if pid := agentExecutorPID(t, s); pid != pidBefore {
-		t.Errorf("executor pid changed from %v to %v: it was relaunched, not recovered", pidBefore, pid)
-	}
-	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
-		t.Fatal(err)
-	}
-	killed, err := sched.Update(ctx, "t", mesos.TASK_KILLED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack(t, ctx, sched, killed)
 }
 
 func agentExecutorPID(t *testing.T, s *mesossim.Sim) float64 {

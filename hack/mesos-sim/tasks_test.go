@@ -146,20 +146,24 @@ func TestStaleOfferAccept(t *testing.T) {
 
 // TestInvalidTask: a task asking for more than the offer gets TASK_ERROR.
 func TestInvalidTask(t *testing.T) {
-	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:1;mem:256")}})
-	ctx := testCtx(t)
-	sched := subscribe(t, ctx, s.MasterURL(), encodings[1], fwInfo("invalid"))
-	o := nextOffer(t, ctx, sched)
-	task := commandTask("huge", "true", resources(t, "cpus:8;mem:64"))
-	if err := sched.MustAccept(ctx, launchCall(o, task)); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sched.Update(ctx, "huge", mesos.TASK_ERROR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.GetReason() != mesos.REASON_TASK_INVALID || len(st.UUID) != 0 {
-		t.Errorf("TASK_ERROR update %v", st)
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:1;mem:256")}})
+			ctx := testCtx(t)
+			sched := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("invalid"))
+			o := nextOffer(t, ctx, sched)
+			task := commandTask("huge", "true", resources(t, "cpus:8;mem:64"))
+			if err := sched.MustAccept(ctx, launchCall(o, task)); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sched.Update(ctx, "huge", mesos.TASK_ERROR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.GetReason() != mesos.REASON_TASK_INVALID || len(st.UUID) != 0 {
+				t.Errorf("TASK_ERROR update %v", st)
+			}
+		})
 	}
 }
 
