@@ -1,0 +1,255 @@
+package mesosoffers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/pkg/podresources"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
+)
+
+// agent is the plugin's copy of one agent's offers. It is immutable once in
+// the mirror: updates replace it, so readers may keep a pointer without a lock.
+type agent struct {
+	id, hostname string
+	attributes   map[string]string
+	available    podresources.ByRole
+	capacity     podresources.ByRole
+	version      uint64
+}
+
+// parkedPod is a pod that may be waiting for offers, with what it needs.
+type parkedPod struct {
+	pod    *v1.Pod
+	demand podresources.Demand
+}
+
+// mirror is a local copy of the broker's offer view, fed by WatchOffers, like
+// an informer's store. Filter reads it for every node, so reads must be cheap
+// and never wait on the network.
+type mirror struct {
+	// activate moves pods to the scheduler's active queue (Handle.Activate).
+	activate func(pods map[string]*v1.Pod)
+
+	mu     sync.RWMutex
+	synced bool
+	// lastErr says why the view is not synced, for the pods failed meanwhile.
+	lastErr error
+	agents  map[string]*agent // by hostname (= Node name)
+	byID    map[string]string // agent id -> hostname
+	parked  map[types.UID]parkedPod
+}
+
+func newMirror(activate func(map[string]*v1.Pod)) *mirror {
+	return &mirror{
+		activate: activate,
+		agents:   map[string]*agent{},
+		byID:     map[string]string{},
+		parked:   map[types.UID]parkedPod{},
+		lastErr:  errors.New("the offer watch has not started yet"),
+	}
+}
+
+// state returns whether the view is usable and, if not, why.
+func (m *mirror) state() (bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.synced, m.lastErr
+}
+
+func (m *mirror) get(hostname string) *agent {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.agents[hostname]
+}
+
+// each calls f for every agent while holding the read lock.
+func (m *mirror) each(f func(*agent)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, a := range m.agents {
+		f(a)
+	}
+}
+
+// park remembers a pod that is being scheduled, so that an offer arriving
+// while it is in flight or after it was rejected activates it. Parking before
+// the view is read closes the window in which an offer arrives between
+// "Filter saw nothing" and "the pod is waiting".
+func (m *mirror) park(pod *v1.Pod, d podresources.Demand) {
+	m.mu.Lock()
+	m.parked[pod.UID] = parkedPod{pod: pod, demand: d}
+	m.mu.Unlock()
+}
+
+func (m *mirror) unpark(uid types.UID) {
+	m.mu.Lock()
+	delete(m.parked, uid)
+	m.mu.Unlock()
+}
+
+func (m *mirror) parkedCount() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.parked)
+}
+
+// assume subtracts a claim the broker granted from the local copy, unless the
+// agent changed while Reserve was in flight (then the change may already
+// include the claim, and subtracting twice would hide free resources). The
+// broker's next update for the agent replaces the guess either way. Without
+// this, the pods scheduled right after this one would see the claimed
+// resources as free until the watch catches up, and fail their Reserve.
+func (m *mirror) assume(hostname string, seenVersion uint64, role string, claim podresources.Resources) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.agents[hostname]
+	if a == nil || a.version != seenVersion {
+		return
+	}
+	cp := *a
+	cp.available = a.available.Clone()
+	cp.available[role] = cp.available[role].Subtract(claim)
+	m.agents[hostname] = &cp
+}
+
+// apply folds one watch event into the view and returns the parked pods that
+// now fit one of the changed agents.
+func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) map[string]*v1.Pod {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var changed []*agent
+	switch e := ev.GetEvent().(type) {
+	case *brokerv1.WatchOffersResponse_Snapshot:
+		m.agents = make(map[string]*agent, len(e.Snapshot.GetAgents()))
+		m.byID = make(map[string]string, len(e.Snapshot.GetAgents()))
+		for _, pa := range e.Snapshot.GetAgents() {
+			a := agentFromProto(pa)
+			m.put(a)
+			changed = append(changed, a)
+		}
+		m.synced, m.lastErr = true, nil
+	case *brokerv1.WatchOffersResponse_Updated:
+		a := agentFromProto(e.Updated)
+		if old, ok := m.byID[a.id]; ok && old != a.hostname {
+			delete(m.agents, old)
+		}
+		m.put(a)
+		changed = append(changed, a)
+	case *brokerv1.WatchOffersResponse_Removed:
+		host := e.Removed.GetHostname()
+		if h, ok := m.byID[e.Removed.GetAgentId()]; ok {
+			host = h
+		}
+		delete(m.agents, host)
+		delete(m.byID, e.Removed.GetAgentId())
+	}
+	return m.fittingParkedLocked(changed)
+}
+
+func (m *mirror) put(a *agent) {
+	m.agents[a.hostname] = a
+	m.byID[a.id] = a.hostname
+}
+
+// fittingParkedLocked picks the parked pods that fit one of the agents and
+// forgets them: a pod that fails again is parked again by PreFilter.
+func (m *mirror) fittingParkedLocked(agents []*agent) map[string]*v1.Pod {
+	if len(agents) == 0 || len(m.parked) == 0 {
+		return nil
+	}
+	var out map[string]*v1.Pod
+	for uid, p := range m.parked {
+		for _, a := range agents {
+			if _, short := a.available.Fit(p.demand); short.Fits() {
+				if out == nil {
+					out = map[string]*v1.Pod{}
+				}
+				out[string(uid)] = p.pod
+				delete(m.parked, uid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// disconnected drops the view: offers seen from a broker we cannot reach may
+// be long gone, and Reserve would fail on them anyway.
+func (m *mirror) disconnected(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.synced, m.lastErr = false, err
+	m.agents = map[string]*agent{}
+	m.byID = map[string]string{}
+}
+
+func agentFromProto(a *brokerv1.Agent) *agent {
+	return &agent{
+		id:         a.GetAgentId(),
+		hostname:   a.GetHostname(),
+		attributes: a.GetAttributes(),
+		available:  grpcserver.ByRoleFromProto(a.GetAvailable()),
+		capacity:   grpcserver.ByRoleFromProto(a.GetCapacity()),
+		version:    a.GetResourceVersion(),
+	}
+}
+
+// run keeps the watch open until ctx ends, re-opening it with back-off after
+// the broker went away. Each (re)connection starts with a snapshot.
+func (m *mirror) run(ctx context.Context, client brokerv1.BrokerClient, maxDelay time.Duration) {
+	logger := klog.FromContext(ctx)
+	backoff := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: maxDelay, Steps: 1 << 30}
+	for ctx.Err() == nil {
+		synced, err := m.watchOnce(ctx, client)
+		if ctx.Err() != nil {
+			return
+		}
+		m.disconnected(fmt.Errorf("watching offers: %w", err))
+		logger.Error(err, "Offer watch ended; pods needing Mesos offers fail until it is back")
+		if synced {
+			backoff.Duration, backoff.Steps = 50*time.Millisecond, 1<<30
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff.Step()):
+		}
+	}
+}
+
+func (m *mirror) watchOnce(ctx context.Context, client brokerv1.BrokerClient) (synced bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.WatchOffers(ctx, &brokerv1.WatchOffersRequest{})
+	if err != nil {
+		return false, err
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the broker ended the stream")
+			}
+			return synced, err
+		}
+		if ev.GetSnapshot() != nil {
+			synced = true
+			klog.FromContext(ctx).V(2).Info("Offer view synced", "agents", len(ev.GetSnapshot().GetAgents()), "resourceVersion", ev.GetResourceVersion())
+		}
+		if pods := m.apply(ev); len(pods) > 0 {
+			klog.FromContext(ctx).V(4).Info("Activating pods after new offers", "pods", len(pods))
+			m.activate(pods)
+		}
+	}
+}

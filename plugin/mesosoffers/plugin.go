@@ -1,0 +1,437 @@
+// Package mesosoffers is the MesosOffers scheduler plugin: it places pods only
+// where outstanding Mesos offers hold them, claims the resources from the
+// k8sm broker in Reserve and launches the pod as a Mesos task in Bind.
+//
+// The plugin keeps a local mirror of the broker's offer view through the
+// WatchOffers stream, so PreFilter and Filter never call the broker. When new
+// offers arrive, pods it turned away are activated at once: offers are not
+// Kubernetes objects, so no cluster event would requeue them.
+package mesosoffers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	apitypes "k8s.io/apimachinery/pkg/types"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/tools/cache"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/features"
+
+	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/pkg/podresources"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
+)
+
+// Name is the plugin's name in the registry and in configurations.
+const Name = "MesosOffers"
+
+const (
+	demandKey      fwk.StateKey = Name + "/demand"
+	reservationKey fwk.StateKey = Name + "/reservation"
+	podJSON                     = "application/json"
+)
+
+// MesosOffers implements the plugin.
+type MesosOffers struct {
+	handle fwk.Handle
+	args   *Args
+	conn   *grpc.ClientConn
+	client brokerv1.BrokerClient
+	mirror *mirror
+	// comparisonOperators follows the TaintTolerationComparisonOperators
+	// feature gate, as the stock TaintToleration filter does.
+	comparisonOperators bool
+}
+
+var (
+	_ fwk.PreFilterPlugin   = &MesosOffers{}
+	_ fwk.FilterPlugin      = &MesosOffers{}
+	_ fwk.ReservePlugin     = &MesosOffers{}
+	_ fwk.BindPlugin        = &MesosOffers{}
+	_ fwk.EnqueueExtensions = &MesosOffers{}
+	_ fwk.SignPlugin        = &MesosOffers{}
+)
+
+// New is the plugin factory for app.WithPlugin. The watch lives as long as
+// ctx, which the scheduler cancels when it stops.
+func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	args, err := argsFrom(obj)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial(args)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the k8sm broker at %v: %w", args.BrokerAddresses, err)
+	}
+	return newWithConn(ctx, args, h, conn), nil
+}
+
+func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.ClientConn) *MesosOffers {
+	logger := klog.FromContext(ctx).WithValues("plugin", Name)
+	ctx = klog.NewContext(ctx, logger)
+	pl := &MesosOffers{
+		handle:              h,
+		args:                args,
+		conn:                conn,
+		client:              brokerv1.NewBrokerClient(conn),
+		comparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
+	}
+	pl.mirror = newMirror(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
+	if f := h.SharedInformerFactory(); f != nil {
+		// A parked pod that is deleted would otherwise stay parked until an
+		// offer that fits it arrives.
+		_, _ = f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			DeleteFunc: func(obj any) {
+				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = tomb.Obj
+				}
+				if p, ok := obj.(*v1.Pod); ok {
+					pl.mirror.unpark(p.UID)
+				}
+			},
+		})
+	}
+	go pl.mirror.run(ctx, pl.client, args.ReconnectMaxDelay.Duration)
+	go func() {
+		<-ctx.Done()
+		_ = conn.Close()
+	}()
+	return pl
+}
+
+// Name returns the plugin name.
+func (pl *MesosOffers) Name() string { return Name }
+
+// SignPod refuses opportunistic batching: a cached result for an identical
+// pod would reuse node choices made against offers that have since changed
+// outside the cluster state the scheduler snapshots.
+func (pl *MesosOffers) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	return nil, fwk.NewStatus(fwk.Unschedulable, "Mesos offers change outside the scheduler's snapshot")
+}
+
+type demandState struct{ demand podresources.Demand }
+
+func (s *demandState) Clone() fwk.StateData { return s }
+
+type reservationState struct {
+	r *brokerv1.Reservation
+}
+
+func (s *reservationState) Clone() fwk.StateData { return s }
+
+// PreFilter computes the pod's Mesos demand once per cycle and turns a pod
+// away at once when no agent could ever hold it.
+func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	d, err := podresources.FromPod(pod)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "mesos: "+err.Error())
+	}
+	state.Write(demandKey, &demandState{demand: d})
+	pl.mirror.park(pod, d)
+
+	if ok, why := pl.mirror.state(); !ok {
+		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("mesos: no offer view from the k8sm broker %s: %v", strings.Join(pl.args.BrokerAddresses, ","), why))
+	}
+	if msg := pl.fitsNoAgent(d); msg != "" {
+		// Unschedulable rather than unresolvable: a bigger agent may join,
+		// and then the watch activates the pod.
+		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+	}
+	return nil, nil
+}
+
+// fitsNoAgent explains why no agent's capacity (the most it ever offered)
+// holds d, or returns "" when one does. It names the largest amount any agent
+// offered, e.g. "at most 0.5 cpus offered, 2 requested".
+func (pl *MesosOffers) fitsNoAgent(d podresources.Demand) string {
+	fits, agents := false, 0
+	var most podresources.Resources
+	var closest podresources.Shortfalls
+	var closestHost string
+	pl.mirror.each(func(a *agent) {
+		if fits {
+			return
+		}
+		agents++
+		_, short := a.capacity.Fit(d)
+		if short.Fits() {
+			fits = true
+			return
+		}
+		for _, r := range a.capacity {
+			most.Scalars = most.Scalars.Max(r.Scalars)
+			most.Ports = most.Ports.Union(r.Ports)
+		}
+		if closest == nil || len(short) < len(closest) || (len(short) == len(closest) && a.hostname < closestHost) {
+			closest, closestHost = short, a.hostname
+		}
+	})
+	switch {
+	case fits:
+		return ""
+	case agents == 0:
+		return "mesos: no agent has offered resources yet"
+	}
+	if short := most.Fit(podresources.Demand{Scalars: d.Scalars, HostPorts: d.HostPorts}); !short.Fits() {
+		return "mesos: the pod fits no agent: at most " + short.Error()
+	}
+	return "mesos: the pod fits no agent; the closest, " + closestHost + ": " + closest.Error()
+}
+
+// PreFilterExtensions returns nil: other pods do not change Mesos offers.
+func (pl *MesosOffers) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
+
+func demandFrom(state fwk.CycleState) (podresources.Demand, error) {
+	s, err := state.Read(demandKey)
+	if err != nil {
+		return podresources.Demand{}, fmt.Errorf("reading %s: %w", demandKey, err)
+	}
+	return s.(*demandState).demand, nil
+}
+
+// Filter checks the node against the mirrored offers (and the node's taints,
+// see Args.TolerateAgentTaint). Reasons name the short resource and the
+// amount requested but not the amount offered, so that the scheduler's
+// FailedScheduling message counts agents per resource ("3 mesos: not enough
+// cpus offered (2 requested)") instead of listing every agent.
+func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	node := nodeInfo.Node()
+	if *pl.args.TolerateAgentTaint {
+		if st := pl.filterTaints(ctx, pod, node); st != nil {
+			return st
+		}
+	}
+	d, err := demandFrom(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	a := pl.mirror.get(node.Name)
+	if a == nil {
+		return fwk.NewStatus(fwk.Unschedulable, "mesos: no outstanding offers from the node")
+	}
+	_, short := a.available.Fit(d)
+	if short.Fits() {
+		return nil
+	}
+	klog.FromContext(ctx).V(5).Info("Offers do not hold the pod", "pod", klog.KObj(pod), "node", node.Name, "short", short.Error())
+	return fwk.NewStatus(fwk.Unschedulable, reasons(short, d)...)
+}
+
+// reasons words shortfalls so that they are the same on every agent.
+func reasons(short podresources.Shortfalls, d podresources.Demand) []string {
+	out := make([]string, 0, len(short))
+	for _, s := range short {
+		switch {
+		case s.Resource == "role":
+			out = append(out, "mesos: no resources offered for role "+s.Requested)
+		case s.Resource == podresources.Ports && d.WildcardPorts > 0 && strings.Contains(s.Requested, "wildcard"):
+			out = append(out, fmt.Sprintf("mesos: fewer than %d free ports offered", d.WildcardPorts))
+		case s.Resource == podresources.Ports:
+			out = append(out, "mesos: "+s.Requested)
+		default:
+			out = append(out, fmt.Sprintf("mesos: not enough %s offered (%s requested)", s.Resource, s.Requested))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// agentToleration is what every pod of the profile implicitly carries.
+var agentToleration = v1.Toleration{Key: AgentTaintKey, Operator: v1.TolerationOpExists}
+
+// filterTaints does what the stock TaintToleration filter does (which this
+// profile disables, as it has no arguments to add a toleration), with the
+// agent taint tolerated.
+func (pl *MesosOffers) filterTaints(ctx context.Context, pod *v1.Pod, node *v1.Node) *fwk.Status {
+	if len(node.Spec.Taints) == 0 {
+		return nil
+	}
+	tolerations := append(slices.Clip(pod.Spec.Tolerations), agentToleration)
+	taint, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.FromContext(ctx), node.Spec.Taints, tolerations,
+		func(t *v1.Taint) bool {
+			return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
+		},
+		pl.comparisonOperators)
+	if !untolerated {
+		return nil
+	}
+	klog.FromContext(ctx).V(4).Info("Node had untolerated taints", "node", klog.KObj(node), "pod", klog.KObj(pod), "untoleratedTaint", taint)
+	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node(s) had untolerated taint(s)")
+}
+
+// EventsToRegister lists the cluster events that can make a rejected pod
+// schedulable. Offers are not among them (they are not Kubernetes objects):
+// the offer watch activates pods itself. A new Node is a new agent; a taint
+// change matters because this plugin applies taints in this profile.
+func (pl *MesosOffers) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeTaint}},
+	}, nil
+}
+
+func (pl *MesosOffers) rpcContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, pl.args.RPCTimeout.Duration)
+}
+
+func podRef(p *v1.Pod) *brokerv1.PodRef {
+	return &brokerv1.PodRef{Uid: string(p.UID), Namespace: p.Namespace, Name: p.Name}
+}
+
+// Reserve claims the pod's resources on the chosen agent with one RPC.
+func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	d, err := demandFrom(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	var seen uint64
+	if a := pl.mirror.get(nodeName); a != nil {
+		seen = a.version
+	}
+	rctx, cancel := pl.rpcContext(ctx)
+	defer cancel()
+	resp, err := pl.client.Reserve(rctx, &brokerv1.ReserveRequest{
+		Pod:      podRef(pod),
+		NodeName: nodeName,
+		Demand:   grpcserver.DemandToProto(d),
+		Ttl:      durationpb.New(pl.args.ReservationTTL.Duration),
+	})
+	if err != nil {
+		return brokerStatus(fmt.Sprintf("reserving %s on node %s", d, nodeName), err)
+	}
+	r := resp.GetReservation()
+	state.Write(reservationKey, &reservationState{r: r})
+	pl.mirror.assume(nodeName, seen, r.GetRole(), grpcserver.ResourcesFromProto(r.GetResources()))
+	pl.mirror.unpark(pod.UID)
+	klog.FromContext(ctx).V(4).Info("Reserved Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "reservation", r.GetId(), "role", r.GetRole())
+	return nil
+}
+
+// brokerStatus turns a broker error into what the scheduler should do: a
+// claim that lost a race or offers that went away make the pod retry like any
+// unschedulable pod; anything else is an error with back-off.
+func brokerStatus(doing string, err error) *fwk.Status {
+	msg := fmt.Sprintf("mesos: %s: %s", doing, status.Convert(err).Message())
+	switch status.Code(err) {
+	case codes.ResourceExhausted, codes.NotFound, codes.Aborted, codes.FailedPrecondition:
+		return fwk.NewStatus(fwk.Unschedulable, msg)
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fwk.NewStatus(fwk.Error, fmt.Sprintf("mesos: %s: the k8sm broker is unreachable: %s", doing, status.Convert(err).Message()))
+	}
+	return fwk.AsStatus(fmt.Errorf("%s: %w", doing, err))
+}
+
+// Unreserve releases the claim. It may run without a Reserve before it, and
+// after a failed Bind; releasing by pod uid covers both.
+func (pl *MesosOffers) Unreserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) {
+	// The cycle's context may already be cancelled; the claim must still go.
+	rctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
+	defer cancel()
+	req := &brokerv1.UnreserveRequest{Pod: podRef(pod)}
+	if s, err := state.Read(reservationKey); err == nil {
+		req.ReservationId = s.(*reservationState).r.GetId()
+	}
+	if _, err := pl.client.Unreserve(rctx, req); err != nil {
+		// The broker's TTL frees the claim anyway.
+		klog.FromContext(ctx).Error(err, "Releasing Mesos reservation failed; it ends with its TTL", "pod", klog.KObj(pod), "node", nodeName, "reservation", req.ReservationId)
+	}
+}
+
+// Bind launches the pod as a Mesos task and then binds it. A pod whose
+// Binding fails has its task killed, so that no task runs for a pod the
+// cluster does not place there.
+func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod, nodeName string) *fwk.Status {
+	logger := klog.FromContext(ctx)
+	s, err := state.Read(reservationKey)
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s: %w", p.Namespace, p.Name, errNoReservation))
+	}
+	r := s.(*reservationState).r
+
+	pod := p.DeepCopy()
+	if wc := r.GetWildcardHostPorts(); len(wc) > 0 {
+		if err := pl.recordHostPorts(ctx, pod, wc); err != nil {
+			return fwk.AsStatus(err)
+		}
+	}
+	pod.Spec.NodeName = nodeName
+	pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+	data, err := json.Marshal(pod)
+	if err != nil {
+		return fwk.AsStatus(fmt.Errorf("encoding pod %s/%s for its Mesos task: %w", p.Namespace, p.Name, err))
+	}
+	lctx, cancel := context.WithTimeout(ctx, pl.args.LaunchTimeout.Duration)
+	resp, err := pl.client.Launch(lctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data, PodContentType: podJSON})
+	cancel()
+	if err != nil {
+		return brokerStatus(fmt.Sprintf("launching on node %s", nodeName), err)
+	}
+	logger.V(3).Info("Launched Mesos task", "pod", klog.KObj(p), "node", nodeName, "task", resp.GetTaskId(), "agent", resp.GetAgentId(), "batch", resp.GetBatchSize())
+
+	if err := pl.bind(ctx, p, nodeName); err != nil {
+		kctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
+		defer cancel()
+		if _, kerr := pl.client.Kill(kctx, &brokerv1.KillRequest{Pod: podRef(p), AgentId: resp.GetAgentId()}); kerr != nil {
+			logger.Error(kerr, "Killing the task of a pod whose Binding failed; the broker's reconciler must kill it", "pod", klog.KObj(p), "task", resp.GetTaskId())
+		}
+		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to node %s after launching task %s (killed): %w", p.Namespace, p.Name, nodeName, resp.GetTaskId(), err))
+	}
+	return nil
+}
+
+func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName string) error {
+	binding := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID},
+		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
+	}
+	if c := pl.handle.APICacher(); c != nil {
+		// With asynchronous API calls the scheduler's cache must see the
+		// binding through its dispatcher, as DefaultBinder does.
+		onFinish, err := c.BindPod(binding)
+		if err != nil {
+			return err
+		}
+		return c.WaitOnFinish(ctx, onFinish)
+	}
+	return pl.handle.ClientSet().CoreV1().Pods(p.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
+}
+
+// recordHostPorts stores the ports the broker chose for the pod's wildcard
+// ports on the pod in the API server and on the copy that becomes the task,
+// before the launch: endpoints and the executor both read them from there.
+func (pl *MesosOffers) recordHostPorts(ctx context.Context, pod *v1.Pod, ports []uint32) error {
+	hp := make([]uint64, len(ports))
+	for i, p := range ports {
+		hp[i] = uint64(p)
+	}
+	as, err := podresources.AssignWildcardPorts(pod, hp)
+	if err != nil {
+		return fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if err := podresources.RecordPortAssignments(pod, as); err != nil {
+		return err
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"uid":         pod.UID, // the patch fails if the pod was replaced meanwhile
+		"annotations": map[string]string{podresources.HostPortsAnnotation: pod.Annotations[podresources.HostPortsAnnotation]},
+	}})
+	if err != nil {
+		return err
+	}
+	if _, err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, apitypes.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("recording host ports on pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
