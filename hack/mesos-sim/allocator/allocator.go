@@ -240,28 +240,12 @@ func allocatable(rs mesos.Resources) bool {
 	return false
 }
 
-func (a *Allocator) share(fw string) float64 {
-	var totalCPU, totalMem, usedCPU, usedMem float64
-	for _, ag := range a.agents {
-		c, _ := resources.CPUs(ag.total...)
-		m, _ := resources.Memory(ag.total...)
-		totalCPU += c
-		totalMem += float64(m)
-		if rs, ok := ag.allocated[fw]; ok {
-			c, _ := resources.CPUs(rs...)
-			m, _ := resources.Memory(rs...)
-			usedCPU += c
-			usedMem += float64(m)
-		}
-	}
-	s := 0.0
-	if totalCPU > 0 {
-		s = usedCPU / totalCPU
-	}
-	if totalMem > 0 && usedMem/totalMem > s {
-		s = usedMem / totalMem
-	}
-	return s
+type usage struct{ cpus, mem float64 }
+
+func cpusMem(rs mesos.Resources) usage {
+	c, _ := resources.CPUs(rs...)
+	m, _ := resources.Memory(rs...)
+	return usage{c, float64(m)}
 }
 
 // Cycle runs one allocation round: every active agent's free resources go,
@@ -282,18 +266,41 @@ func (a *Allocator) Cycle(now time.Time) []Allocation {
 			fws = append(fws, id)
 		}
 	}
+	// Dominant shares are computed once and updated as offers are made, so
+	// a cycle stays linear in the number of agents.
+	var total usage
+	used := map[string]usage{}
 	var agentIDs []string
 	for id, ag := range a.agents {
+		t := cpusMem(ag.total)
+		total.cpus += t.cpus
+		total.mem += t.mem
+		for fw, rs := range ag.allocated {
+			u := cpusMem(rs)
+			cur := used[fw]
+			used[fw] = usage{cur.cpus + u.cpus, cur.mem + u.mem}
+		}
 		if ag.active {
 			agentIDs = append(agentIDs, id)
 		}
+	}
+	share := func(fw string) float64 {
+		u := used[fw]
+		s := 0.0
+		if total.cpus > 0 {
+			s = u.cpus / total.cpus
+		}
+		if total.mem > 0 && u.mem/total.mem > s {
+			s = u.mem / total.mem
+		}
+		return s
 	}
 	sort.Strings(agentIDs)
 	var out []Allocation
 	for _, aid := range agentIDs {
 		ag := a.agents[aid]
 		sort.SliceStable(fws, func(i, j int) bool {
-			si, sj := a.share(fws[i]), a.share(fws[j])
+			si, sj := share(fws[i]), share(fws[j])
 			if si != sj {
 				return si < sj
 			}
@@ -310,6 +317,8 @@ func (a *Allocator) Cycle(now time.Time) []Allocation {
 					continue
 				}
 				ag.allocated[fid] = ag.allocated[fid].Plus(offered...)
+				u, cur := cpusMem(offered), used[fid]
+				used[fid] = usage{cur.cpus + u.cpus, cur.mem + u.mem}
 				out = append(out, Allocation{FrameworkID: fid, AgentID: aid, Role: role, Resources: offered})
 			}
 		}
