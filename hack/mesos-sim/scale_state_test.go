@@ -103,6 +103,15 @@ func TestStateEndpoints(t *testing.T) {
 		tasks := st["frameworks"].([]any)[0].(map[string]any)["tasks"].([]any)
 		return len(tasks) == 1 && tasks[0].(map[string]any)["state"] == "TASK_RUNNING"
 	})
+	if tasks := getState(t, ctx, s.MasterURL()+"/master/tasks")["tasks"].([]any); len(tasks) != 1 {
+		t.Errorf("/master/tasks %v", tasks)
+	}
+	if sl := getState(t, ctx, s.MasterURL()+"/master/slaves")["slaves"].([]any); len(sl) != 1 {
+		t.Errorf("/master/slaves %v", sl)
+	}
+	if fws := getState(t, ctx, s.MasterURL()+"/master/frameworks")["frameworks"].([]any); len(fws) != 1 {
+		t.Errorf("/master/frameworks %v", fws)
+	}
 	ast := getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state")
 	execs := ast["frameworks"].([]any)[0].(map[string]any)["executors"].([]any)
 	if len(execs) != 1 || execs[0].(map[string]any)["id"] != "e" {

@@ -163,3 +163,31 @@ func (m *Master) frameworkState(fw *framework, registered bool) state.Object {
 func (m *Master) serveState(w http.ResponseWriter, r *http.Request) {
 	state.Serve(w, r, m.State())
 }
+
+// serveStateKeys serves a subset of the state, like /master/slaves and /master/frameworks.
+func (m *Master) serveStateKeys(keys ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		full := m.State()
+		out := state.Object{}
+		for _, k := range keys {
+			out[k] = full[k]
+		}
+		state.Serve(w, r, out)
+	}
+}
+
+// serveTasks is /master/tasks: every known and completed task.
+func (m *Master) serveTasks(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	tasks := []state.Object{}
+	for _, fw := range m.frameworks {
+		for _, t := range fw.tasks {
+			tasks = append(tasks, state.Task(*t))
+		}
+		for _, t := range fw.completedTasks {
+			tasks = append(tasks, state.Task(t))
+		}
+	}
+	m.mu.Unlock()
+	state.Serve(w, r, state.Object{"tasks": tasks})
+}
