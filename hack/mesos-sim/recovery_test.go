@@ -2,6 +2,7 @@ package mesossim_test
 
 import (
 	"encoding/json"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,9 +114,12 @@ func TestRecoveryWithoutCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	ack(t, ctx, sched, running)
+	pid := int(agentExecutorPID(t, s))
 	if err := s.RestartAgent(0); err != nil {
 		t.Fatal(err)
 	}
+	// The orphaned executor is killed.
+	eventually(t, ctx, "orphaned executor to die", func() bool { return syscall.Kill(pid, 0) != nil })
 	// The re-registered agent does not report the task: the master tells the framework.
 	st, err := sched.Update(ctx, "t", mesos.TASK_LOST)
 	if err != nil {

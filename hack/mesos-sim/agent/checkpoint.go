@@ -49,9 +49,11 @@ func (a *Agent) writeMeta(path string, b []byte) error {
 	return nil
 }
 
-// checkpoint persists an executor's state if its framework asked for checkpointing.
+// checkpoint persists an executor's state. Executors of frameworks without
+// checkpointing are recorded too, only so that a restarted agent can find and
+// kill them, as the real agent destroys such orphaned containers.
 func (a *Agent) checkpoint(e *executorRun) {
-	if !e.fw.info.GetCheckpoint() || a.id == "" {
+	if a.id == "" {
 		return
 	}
 	c := checkpointed{Framework: e.fw.info, Executor: e.info, ContainerID: e.containerID, Directory: e.dir,
@@ -96,6 +98,14 @@ func (a *Agent) recover() {
 			continue
 		}
 		fwID := c.Framework.GetID().GetValue()
+		if !c.Framework.GetCheckpoint() {
+			if !c.Terminated && c.Kind != kindHollow && alive(c.PID) {
+				klog.InfoS("Killing orphaned executor of a non-checkpointing framework", "framework", fwID, "executor", c.Executor.ExecutorID.Value, "pid", c.PID)
+				killGroup(c.PID, 9)
+			}
+			_ = os.RemoveAll(filepath.Dir(p))
+			continue
+		}
 		fw := a.frameworks[fwID]
 		if fw == nil {
 			fw = &frameworkState{id: fwID, info: c.Framework, executors: map[string]*executorRun{}}

@@ -49,7 +49,7 @@ type klogger struct{}
 func (klogger) Printf(format string, args ...any) { klog.V(4).Infof("zk: "+format, args...) }
 
 // ConnectTimeout bounds the wait for a first session.
-const ConnectTimeout = 30 * time.Second
+const ConnectTimeout = 60 * time.Second
 
 // connect returns once a session exists: requests sent before that fail
 // outright (a server that just started may refuse the first handshake).

@@ -55,7 +55,7 @@ func noRedirect() *http.Client {
 func TestZooKeeperElection(t *testing.T) {
 	zkAddr := startZK(t)
 	zkURL := "zk://" + zkAddr + "/mesos"
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	s, err := mesossim.Start(ctx, mesossim.Config{
 		Masters: 3,
@@ -211,7 +211,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 // follows the 307 to the leader and subscribes there.
 func TestMesosGoFollowsRedirect(t *testing.T) {
 	zkAddr := startZK(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	s, err := mesossim.Start(ctx, mesossim.Config{
 		Masters: 2,
