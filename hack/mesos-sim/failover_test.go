@@ -278,7 +278,18 @@ func TestMasterFailoverSingle(t *testing.T) {
 				t.Fatalf("replacement master at %s, want %s", s.MasterURL(), url)
 			}
 			info.ID = &mesos.FrameworkID{Value: sched.FrameworkID}
-			again := subscribe(t, ctx, url, ct, info)
+			// A connection kept alive to the dead master may fail once, as it
+			// would for a real scheduler: re-subscribe until it works.
+			var again *simtest.Scheduler
+			eventually(t, ctx, "re-subscription to the new master", func() bool {
+				sub, err := simtest.Subscribe(ctx, url, ct, info)
+				if err != nil {
+					return false
+				}
+				again = sub
+				return true
+			})
+			t.Cleanup(again.Close)
 			if err := again.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{}}); err != nil {
 				t.Fatal(err)
 			}
