@@ -377,3 +377,36 @@ func TestSuppressRevivePerRole(t *testing.T) {
 		}
 	}
 }
+
+// TestGPUAgentsOnlyForGPUFrameworks: agents with GPUs are offered only to
+// frameworks with the GPU_RESOURCES capability.
+func TestGPUAgentsOnlyForGPUFrameworks(t *testing.T) {
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:2;mem:512;gpus:1"), hollowAgent(t, "cpus:2;mem:512")}})
+	for _, ct := range encodings {
+		ctx := testCtx(t)
+		plain := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("plain"))
+		gpu := subscribe(t, ctx, s.MasterURL(), ct, fwInfo("gpu", mesos.FrameworkInfo_Capability_GPU_RESOURCES))
+		// Nobody else may take the GPU agent, so it is in the GPU framework's offers.
+		ev, err := gpu.Next(ctx, scheduler.Event_OFFERS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasGPU := false
+		for _, o := range ev.Offers.Offers {
+			for _, r := range o.Resources {
+				hasGPU = hasGPU || r.Name == "gpus"
+			}
+		}
+		if !hasGPU {
+			t.Fatalf("GPU framework offers lack the GPU agent: %v", ev.Offers.Offers)
+		}
+		op := nextOffer(t, ctx, plain)
+		for _, r := range op.Resources {
+			if r.Name == "gpus" {
+				t.Fatalf("framework without GPU_RESOURCES offered %v", op.Resources)
+			}
+		}
+		_ = plain.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN})
+		_ = gpu.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN})
+	}
+}

@@ -43,6 +43,7 @@ type filter struct {
 }
 
 type framework struct {
+	gpuAware   bool
 	roles      []string
 	suppressed map[string]bool
 	active     bool
@@ -124,6 +125,15 @@ func (a *Allocator) AddFramework(id string, roles, suppressed []string) {
 		fw.suppressed[r] = true
 	}
 	fw.active = true
+}
+
+// SetGPUAware records the GPU_RESOURCES capability: only such frameworks
+// are offered agents that have GPUs, so that others do not crowd GPU
+// machines (the real allocator's rule).
+func (a *Allocator) SetGPUAware(id string, aware bool) {
+	if fw := a.frameworks[id]; fw != nil {
+		fw.gpuAware = aware
+	}
 }
 
 // SetFrameworkActive deactivates a disconnected framework (it gets no offers) or reactivates it.
@@ -306,8 +316,12 @@ func (a *Allocator) Cycle(now time.Time) []Allocation {
 			}
 			return fws[i] < fws[j]
 		})
+		gpus, _ := resources.GPUs(ag.total...)
 		for _, fid := range fws {
 			f := a.frameworks[fid]
+			if gpus > 0 && !f.gpuAware {
+				continue
+			}
 			for _, role := range f.roles {
 				if f.suppressed[role] {
 					continue

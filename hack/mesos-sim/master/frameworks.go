@@ -109,6 +109,7 @@ func (m *Master) subscribe(stream *wire.Stream, sub *scheduler.Call_Subscribe) (
 	fw.conn = stream
 	fw.generation++
 	m.alloc.AddFramework(fw.id, fw.roles, sub.SuppressedRoles)
+	m.alloc.SetGPUAware(fw.id, hasCapability(&fw.info, mesos.FrameworkInfo_Capability_GPU_RESOURCES))
 	hb := m.cfg.HeartbeatInterval.Seconds()
 	mi := m.info
 	fid := mesos.FrameworkID{Value: fw.id}
@@ -239,6 +240,7 @@ func (m *Master) dispatch(fwID string, call *scheduler.Call) {
 		}
 		fw.apply(info)
 		m.alloc.AddFramework(fw.id, fw.roles, call.UpdateFramework.SuppressedRoles)
+		m.alloc.SetGPUAware(fw.id, hasCapability(&fw.info, mesos.FrameworkInfo_Capability_GPU_RESOURCES))
 		m.triggerAllocation()
 	case scheduler.Call_ACCEPT_INVERSE_OFFERS, scheduler.Call_DECLINE_INVERSE_OFFERS,
 		scheduler.Call_REQUEST, scheduler.Call_ACKNOWLEDGE_OPERATION_STATUS, scheduler.Call_RECONCILE_OPERATIONS:
