@@ -1,0 +1,518 @@
+// Package framework is the broker's Mesos scheduler logic: it turns the
+// events of a subscription into offer-cache changes, task status changes and
+// agent changes, declines offers nobody needs, suppresses offers while no
+// pod is pending, reconciles tasks after every subscription, and launches
+// and kills tasks for the gRPC server (it is its Launcher).
+package framework
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/broker/grpcserver"
+	brokermesos "github.com/k8sm/k8sm/broker/mesos"
+	"github.com/k8sm/k8sm/broker/metrics"
+	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// TaskBuilder is the TaskInfo contract with the executor (pkg/taskinfo):
+// how a pod rides in a TaskInfo and what the shared ExecutorInfo is.
+type TaskBuilder interface {
+	NewTask(pod *v1.Pod, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error)
+	// NewExecutorInfo returns the executor without resources; the framework
+	// fills them in from the offers.
+	NewExecutorInfo(fw mesos.FrameworkID) *mesos.ExecutorInfo
+}
+
+// Task is a task the API server says should exist: a bound pod.
+type Task struct {
+	ID      string
+	AgentID string // may be empty when the Node does not name it
+}
+
+// TaskSource lists the tasks to reconcile explicitly.
+type TaskSource interface {
+	KnownTasks(ctx context.Context) ([]Task, error)
+}
+
+// StatusSink applies task states to pods. An error leaves the update
+// unacknowledged, so that Mesos sends it again.
+type StatusSink interface {
+	TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
+}
+
+// AgentSink mirrors agents (as Nodes).
+type AgentSink interface {
+	AgentOffered(ctx context.Context, o *mesos.Offer)
+	// AgentLost: Mesos lost or removed the agent.
+	AgentLost(ctx context.Context, agentID string)
+	// ExecutorEnded: the k8sm executor (and its kubelet) on the agent ended.
+	ExecutorEnded(ctx context.Context, agentID string)
+}
+
+// Config of a Framework.
+type Config struct {
+	Cache  *offers.Cache
+	Caller brokermesos.Caller
+	// FrameworkID returns the current framework id (the client's).
+	FrameworkID func() string
+	Builder     TaskBuilder
+	// Roles the framework subscribes with; SUPPRESS/REVIVE apply to them.
+	Roles []string
+	// Executor is what the executor itself needs (as the cache charges it).
+	Executor podresources.Resources
+	// RefuseSeconds filters declined offers and the remainder of accepted ones.
+	RefuseSeconds float64
+	// DeclineInterval is how often expired reservations and unused offers
+	// are swept (default 1s).
+	DeclineInterval time.Duration
+	Tasks           TaskSource
+	Status          StatusSink
+	Agents          AgentSink
+}
+
+// Framework handles a subscription's events; it implements
+// brokermesos.Handler and grpcserver.Launcher.
+type Framework struct {
+	cfg Config
+
+	mu sync.Mutex
+	// offerIDs are the offers handed to the cache, so that a lost
+	// subscription can void them all.
+	offerIDs map[string]struct{}
+	// taskAgents remembers where tasks run, for KILLs that name no agent.
+	taskAgents map[string]string
+	// execs is the ExecutorInfo launched per agent: Mesos refuses a task
+	// whose ExecutorInfo differs from the running executor's.
+	execs      map[string]*mesos.ExecutorInfo
+	pending    bool
+	suppressed *bool // nil: unknown (not yet told Mesos)
+	subscribed bool
+	wake       chan struct{}
+}
+
+// New returns a Framework.
+func New(cfg Config) *Framework {
+	if cfg.DeclineInterval <= 0 {
+		cfg.DeclineInterval = time.Second
+	}
+	if cfg.RefuseSeconds <= 0 {
+		cfg.RefuseSeconds = 5
+	}
+	if len(cfg.Roles) == 0 {
+		cfg.Roles = []string{podresources.DefaultRole}
+	}
+	return &Framework{
+		cfg:        cfg,
+		offerIDs:   map[string]struct{}{},
+		taskAgents: map[string]string{},
+		execs:      map[string]*mesos.ExecutorInfo{},
+		pending:    true, // until told otherwise: never starve a pod at startup
+		wake:       make(chan struct{}, 1),
+	}
+}
+
+// Run sweeps reservations and declines unused offers, and keeps Mesos'
+// suppression in line with the pending pods, until ctx ends.
+func (f *Framework) Run(ctx context.Context) {
+	go f.cfg.Cache.Run(ctx, f.cfg.DeclineInterval, f.decline)
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		f.syncSuppression(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (f *Framework) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetPending says whether any pod waits for resources: SUPPRESS when none
+// does, REVIVE as soon as one does.
+func (f *Framework) SetPending(pending bool) {
+	f.mu.Lock()
+	changed := f.pending != pending
+	f.pending = pending
+	f.mu.Unlock()
+	if changed {
+		f.poke()
+	}
+}
+
+// Revive asks Mesos for offers again now (a new pod is pending): it also
+// clears the refuse filters of earlier declines.
+func (f *Framework) Revive() {
+	f.mu.Lock()
+	f.pending = true
+	f.suppressed = nil
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *Framework) syncSuppression(ctx context.Context) {
+	f.mu.Lock()
+	want := !f.pending
+	if !f.subscribed || (f.suppressed != nil && *f.suppressed == want) {
+		f.mu.Unlock()
+		return
+	}
+	f.mu.Unlock()
+	call := calls.ReviveWith(f.cfg.Roles)
+	if want {
+		call = calls.SuppressWith(f.cfg.Roles)
+	}
+	if err := f.cfg.Caller.Call(ctx, call); err != nil {
+		klog.FromContext(ctx).Error(err, "Changing offer suppression", "suppress", want)
+		return
+	}
+	klog.FromContext(ctx).V(2).Info("Offer suppression changed", "suppressed", want, "roles", f.cfg.Roles)
+	if want {
+		metrics.Suppressed.Set(1)
+	} else {
+		metrics.Suppressed.Set(0)
+	}
+	f.mu.Lock()
+	f.suppressed = &want
+	f.mu.Unlock()
+}
+
+func (f *Framework) decline(ctx context.Context, d offers.Decline) {
+	ids := make([]mesos.OfferID, len(d.OfferIDs))
+	f.mu.Lock()
+	for i, id := range d.OfferIDs {
+		ids[i] = mesos.OfferID{Value: id}
+		delete(f.offerIDs, id)
+	}
+	metrics.OffersHeld.Set(float64(len(f.offerIDs)))
+	f.mu.Unlock()
+	call := calls.Decline(ids...).With(calls.RefuseSeconds(time.Duration(d.RefuseSeconds * float64(time.Second))))
+	if err := f.cfg.Caller.Call(ctx, call); err != nil {
+		// The offers are gone from the cache either way; Mesos rescinds
+		// them in time (or they died with the subscription).
+		klog.FromContext(ctx).Error(err, "Declining offers", "offers", len(ids))
+		return
+	}
+	metrics.OffersDeclined.Add(float64(len(ids)))
+}
+
+// HandleEvent implements brokermesos.Handler.
+func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error {
+	logger := klog.FromContext(ctx)
+	switch ev.Type {
+	case scheduler.Event_SUBSCRIBED:
+		f.mu.Lock()
+		f.subscribed = true
+		// A new subscription starts unsuppressed: tell Mesos again.
+		f.suppressed = nil
+		f.mu.Unlock()
+		f.poke()
+		go f.reconcile(ctx)
+	case scheduler.Event_OFFERS:
+		os := ev.GetOffers().Offers
+		f.mu.Lock()
+		for i := range os {
+			f.offerIDs[os[i].ID.Value] = struct{}{}
+		}
+		metrics.OffersHeld.Set(float64(len(f.offerIDs)))
+		f.mu.Unlock()
+		metrics.OffersReceived.Add(float64(len(os)))
+		f.cfg.Cache.Add(os...)
+		if f.cfg.Agents != nil {
+			for i := range os {
+				f.cfg.Agents.AgentOffered(ctx, &os[i])
+			}
+		}
+	case scheduler.Event_RESCIND:
+		id := ev.GetRescind().OfferID.Value
+		f.mu.Lock()
+		delete(f.offerIDs, id)
+		metrics.OffersHeld.Set(float64(len(f.offerIDs)))
+		f.mu.Unlock()
+		metrics.OffersRescinded.Inc()
+		for _, r := range f.cfg.Cache.Rescind(id) {
+			metrics.Reservations.WithLabelValues("lost").Inc()
+			logger.Info("Reservation lost: its offer was rescinded", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "offer", id)
+		}
+	case scheduler.Event_FAILURE:
+		fl := ev.GetFailure()
+		agentID := fl.AgentID.GetValue()
+		if agentID == "" {
+			break
+		}
+		if fl.ExecutorID != nil {
+			logger.Info("Executor ended", "agent", agentID, "executor", fl.ExecutorID.Value, "status", fl.GetStatus())
+			f.mu.Lock()
+			delete(f.execs, agentID)
+			f.mu.Unlock()
+			for _, role := range f.cfg.Roles {
+				f.cfg.Cache.SetExecutorRunning(agentID, role, false)
+			}
+			if f.cfg.Agents != nil {
+				f.cfg.Agents.ExecutorEnded(ctx, agentID)
+			}
+			break
+		}
+		logger.Info("Agent lost", "agent", agentID)
+		for _, r := range f.cfg.Cache.RemoveAgent(agentID) {
+			metrics.Reservations.WithLabelValues("lost").Inc()
+			logger.Info("Reservation lost with its agent", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name))
+		}
+		f.mu.Lock()
+		delete(f.execs, agentID)
+		f.mu.Unlock()
+		if f.cfg.Agents != nil {
+			f.cfg.Agents.AgentLost(ctx, agentID)
+		}
+	case scheduler.Event_UPDATE:
+		st := ev.GetUpdate().GetStatus()
+		return f.update(ctx, &st)
+	case scheduler.Event_MESSAGE:
+		logger.V(4).Info("Executor message", "agent", ev.GetMessage().AgentID.Value, "bytes", len(ev.GetMessage().Data))
+	case scheduler.Event_INVERSE_OFFERS:
+		// Maintenance windows are not honoured yet: declining says so.
+		var ids []mesos.OfferID
+		for _, o := range ev.GetInverseOffers().InverseOffers {
+			ids = append(ids, o.OfferID)
+		}
+		if len(ids) > 0 {
+			if err := f.cfg.Caller.Call(ctx, calls.DeclineInverseOffers(ids...)); err != nil {
+				logger.Error(err, "Declining inverse offers")
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
+	state := st.GetState()
+	metrics.Updates.WithLabelValues(state.String()).Inc()
+	taskID := st.TaskID.Value
+	agentID := st.AgentID.GetValue()
+	klog.FromContext(ctx).V(2).Info("Task status", "task", taskID, "state", state, "agent", agentID, "reason", st.GetReason(), "message", st.GetMessage(), "source", st.GetSource())
+	f.mu.Lock()
+	if terminal(state) {
+		delete(f.taskAgents, taskID)
+	} else if agentID != "" {
+		f.taskAgents[taskID] = agentID
+	}
+	f.mu.Unlock()
+	if agentID != "" && st.ExecutorID != nil && (state == mesos.TASK_RUNNING || state == mesos.TASK_STARTING || state == mesos.TASK_STAGING) {
+		// An executor runs there (after a broker restart this is how the
+		// cache learns it): do not charge its resources again.
+		for _, role := range f.cfg.Roles {
+			f.cfg.Cache.SetExecutorRunning(agentID, role, true)
+		}
+	}
+	if f.cfg.Status == nil {
+		return nil
+	}
+	return f.cfg.Status.TaskStatus(ctx, st)
+}
+
+func terminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_LOST, mesos.TASK_ERROR,
+		mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR, mesos.TASK_UNKNOWN:
+		return true
+	}
+	return false
+}
+
+// Disconnected implements brokermesos.Handler: the offers of the old
+// subscription are void, so are the reservations on them.
+func (f *Framework) Disconnected(ctx context.Context) {
+	f.mu.Lock()
+	ids := make([]string, 0, len(f.offerIDs))
+	for id := range f.offerIDs {
+		ids = append(ids, id)
+	}
+	f.offerIDs = map[string]struct{}{}
+	f.subscribed = false
+	f.suppressed = nil
+	f.mu.Unlock()
+	metrics.OffersHeld.Set(0)
+	for _, id := range ids {
+		for _, r := range f.cfg.Cache.Rescind(id) {
+			metrics.Reservations.WithLabelValues("lost").Inc()
+			klog.FromContext(ctx).V(2).Info("Reservation lost with the Mesos subscription", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name))
+		}
+	}
+}
+
+// reconcile asks Mesos about every task the API server expects (explicit),
+// then about every task Mesos knows (implicit). The answers are ordinary
+// UPDATEs: the StatusSink fails pods whose tasks are gone and kills tasks
+// whose pods are.
+func (f *Framework) reconcile(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	if f.cfg.Tasks != nil {
+		tasks, err := f.cfg.Tasks.KnownTasks(ctx)
+		if err != nil {
+			metrics.ReconcileRuns.WithLabelValues("explicit", "error").Inc()
+			logger.Error(err, "Listing the tasks to reconcile")
+		} else if len(tasks) > 0 {
+			m := make(map[string]string, len(tasks))
+			for _, t := range tasks {
+				m[t.ID] = t.AgentID
+			}
+			if err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(m))); err != nil {
+				metrics.ReconcileRuns.WithLabelValues("explicit", "error").Inc()
+				logger.Error(err, "Explicit reconciliation", "tasks", len(tasks))
+			} else {
+				metrics.ReconcileRuns.WithLabelValues("explicit", "success").Inc()
+				logger.Info("Explicit reconciliation sent", "tasks", len(tasks))
+			}
+		}
+	}
+	if err := f.cfg.Caller.Call(ctx, calls.Reconcile()); err != nil {
+		metrics.ReconcileRuns.WithLabelValues("implicit", "error").Inc()
+		logger.Error(err, "Implicit reconciliation")
+		return
+	}
+	metrics.ReconcileRuns.WithLabelValues("implicit", "success").Inc()
+}
+
+// Launch implements grpcserver.Launcher: one ACCEPT of the launch's offers
+// with one LAUNCH operation holding every task.
+func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[string]grpcserver.Pod) error {
+	fwID := f.cfg.FrameworkID()
+	if fwID == "" {
+		return fmt.Errorf("launching on %s: %w", l.Hostname, brokermesos.ErrNotSubscribed)
+	}
+	agent := mesos.AgentID{Value: l.AgentID}
+	tasks := make([]mesos.TaskInfo, 0, len(l.Tasks))
+	for _, t := range l.Tasks {
+		p, ok := pods[t.ID]
+		if !ok || p.Decoded == nil {
+			return fmt.Errorf("launching reservation %s: no pod", t.ID)
+		}
+		pod, err := podForTask(p.Decoded, &t)
+		if err != nil {
+			return err
+		}
+		ti, err := f.cfg.Builder.NewTask(pod, agent, t.Resources, f.executorFor(fwID, l, t.Role))
+		if err != nil {
+			return fmt.Errorf("launching pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		tasks = append(tasks, ti)
+	}
+	offerIDs := make([]mesos.OfferID, len(l.OfferIDs))
+	for i, id := range l.OfferIDs {
+		offerIDs[i] = mesos.OfferID{Value: id}
+	}
+	call := calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(offerIDs...)).
+		With(calls.RefuseSeconds(time.Duration(f.cfg.RefuseSeconds * float64(time.Second))))
+	f.mu.Lock()
+	for _, id := range l.OfferIDs {
+		delete(f.offerIDs, id)
+	}
+	metrics.OffersHeld.Set(float64(len(f.offerIDs)))
+	f.mu.Unlock()
+	start := time.Now()
+	err := f.cfg.Caller.Call(ctx, call)
+	metrics.LaunchLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		metrics.Launches.WithLabelValues("error").Add(float64(len(tasks)))
+		f.mu.Lock()
+		delete(f.execs, l.AgentID)
+		f.mu.Unlock()
+		return fmt.Errorf("ACCEPT of %d offers with %d tasks: %w", len(offerIDs), len(tasks), err)
+	}
+	metrics.Launches.WithLabelValues("success").Add(float64(len(tasks)))
+	f.mu.Lock()
+	for _, t := range tasks {
+		f.taskAgents[t.TaskID.Value] = l.AgentID
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+// podForTask is the pod as the executor must run it: bound to the agent and
+// with the host ports the reservation chose for its wildcard ports.
+func podForTask(in *v1.Pod, t *offers.Task) (*v1.Pod, error) {
+	pod := in.DeepCopy()
+	pod.Spec.NodeName = t.Hostname
+	if len(t.WildcardPorts) > 0 {
+		as, err := podresources.AssignWildcardPorts(pod, t.WildcardPorts)
+		if err != nil {
+			return nil, fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		podresources.ApplyPortAssignments(pod, as)
+		if err := podresources.RecordPortAssignments(pod, as); err != nil {
+			return nil, fmt.Errorf("recording host ports of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	return pod, nil
+}
+
+// executorFor returns the ExecutorInfo for a task: with the resources Take
+// cut for it when this launch starts the executor, else the one the running
+// executor was started with.
+func (f *Framework) executorFor(fwID string, l *offers.Launch, role string) *mesos.ExecutorInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res, ok := l.Executor[role]; ok {
+		ei := f.cfg.Builder.NewExecutorInfo(mesos.FrameworkID{Value: fwID})
+		ei.Resources = res
+		f.execs[l.AgentID] = ei
+		return ei
+	}
+	if ei, ok := f.execs[l.AgentID]; ok {
+		return ei
+	}
+	// Started by an earlier broker: the same computation gives the same
+	// resources as long as the executor's size did not change.
+	ei := f.cfg.Builder.NewExecutorInfo(mesos.FrameworkID{Value: fwID})
+	ei.Resources = podresources.ToMesos(f.cfg.Executor, role)
+	f.execs[l.AgentID] = ei
+	return ei
+}
+
+// Kill implements grpcserver.Launcher.
+func (f *Framework) Kill(ctx context.Context, taskID, agentID string) error {
+	return f.kill(ctx, taskID, agentID, "requested")
+}
+
+func (f *Framework) kill(ctx context.Context, taskID, agentID, reason string) error {
+	if agentID == "" {
+		f.mu.Lock()
+		agentID = f.taskAgents[taskID]
+		f.mu.Unlock()
+	}
+	if err := f.cfg.Caller.Call(ctx, calls.Kill(taskID, agentID)); err != nil {
+		return fmt.Errorf("killing task %s: %w", taskID, err)
+	}
+	metrics.Kills.WithLabelValues(reason).Inc()
+	klog.FromContext(ctx).V(2).Info("Killing task", "task", taskID, "agent", agentID, "reason", reason)
+	return nil
+}
+
+// KillTask kills a task for a reason (metrics and logs say which).
+func (f *Framework) KillTask(ctx context.Context, taskID, agentID, reason string) error {
+	return f.kill(ctx, taskID, agentID, reason)
+}
+
+// PodUID returns the pod uid of a task id (grpcserver.TaskID's inverse).
+func PodUID(taskID string) types.UID {
+	return types.UID(strings.TrimPrefix(taskID, "pod."))
+}
