@@ -1,0 +1,136 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	brokermesos "github.com/k8sm/k8sm/broker/mesos"
+	brokerzk "github.com/k8sm/k8sm/broker/zk"
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// Config is everything Run needs, resolved from Options: clients built,
+// listeners bound, files read.
+type Config struct {
+	Options *Options
+
+	Kube      kubernetes.Interface
+	Framework mesos.FrameworkInfo
+	Secret    string
+	MediaType string
+	Executor  podresources.Resources
+	Builder   taskBuilder
+
+	// ZKServers and ZKPath hold the broker's state (empty: none).
+	ZKServers []string
+	ZKPath    string
+	// MasterZK is the masters' znode when --master is zk://.
+	MasterZKServers []string
+	MasterZKPath    string
+
+	GRPCListener net.Listener
+	HTTPListener net.Listener
+}
+
+// Config validates the options and resolves them.
+func (o *Options) Config(ctx context.Context) (*Config, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Config{Options: o, Builder: taskBuilder{command: o.ExecutorCommand}}
+	var rc *rest.Config
+	var err error
+	if o.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	rc.UserAgent = "k8sm-broker"
+	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	if o.SecretFile != "" {
+		b, err := os.ReadFile(o.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--secret-file: %w", err)
+		}
+		c.Secret = strings.TrimSpace(string(b))
+	}
+	c.MediaType = string(codecs.MediaTypeProtobuf)
+	if o.Codec == "json" {
+		c.MediaType = string(codecs.MediaTypeJSON)
+	}
+	ft := o.FailoverTimeout.Seconds()
+	cp := o.Checkpoint
+	host := o.Hostname
+	c.Framework = mesos.FrameworkInfo{
+		User: o.FrameworkUser, Name: o.FrameworkName, FailoverTimeout: &ft, Checkpoint: &cp, Hostname: &host,
+		Roles: o.Roles,
+		Capabilities: []mesos.FrameworkInfo_Capability{
+			{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE},
+			{Type: mesos.FrameworkInfo_Capability_RESERVATION_REFINEMENT},
+		},
+	}
+	if o.Principal != "" {
+		p := o.Principal
+		c.Framework.Principal = &p
+	}
+	c.Executor = podresources.Resources{Scalars: podresources.Scalars{
+		CPUs: podresources.MilliFromFloat(o.ExecutorCPUs), MemMB: podresources.MilliFromFloat(o.ExecutorMemMB)}}
+	for _, u := range o.ExecutorURIs {
+		exec, extract := true, false
+		c.Builder.uris = append(c.Builder.uris, mesos.CommandInfo_URI{Value: u, Executable: &exec, Extract: &extract})
+	}
+	if o.ExecutorKubeconfig != "" {
+		c.Builder.args = append(c.Builder.args, "--kubeconfig="+o.ExecutorKubeconfig)
+	}
+	if o.ExecutorCRI != "" {
+		c.Builder.args = append(c.Builder.args, "--container-runtime-endpoint="+o.ExecutorCRI)
+	}
+	if o.ExecutorRootDir != "" {
+		c.Builder.args = append(c.Builder.args, "--root-dir="+o.ExecutorRootDir)
+	}
+	c.Builder.args = append(c.Builder.args, o.ExecutorArgs...)
+
+	if strings.HasPrefix(o.Master, "zk://") {
+		c.MasterZKServers, c.MasterZKPath, _ = brokerzk.ParseURL(o.Master)
+		c.ZKServers, c.ZKPath = c.MasterZKServers, "/k8sm"
+	}
+	if o.ZK != "" {
+		c.ZKServers, c.ZKPath, _ = brokerzk.ParseURL(o.ZK)
+	}
+	if c.GRPCListener, err = net.Listen("tcp", o.GRPCAddress); err != nil {
+		return nil, fmt.Errorf("--grpc-bind-address: %w", err)
+	}
+	if o.HTTPAddress != "" {
+		if c.HTTPListener, err = net.Listen("tcp", o.HTTPAddress); err != nil {
+			_ = c.GRPCListener.Close()
+			return nil, fmt.Errorf("--http-bind-address: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// detector returns the master detector and, for ZooKeeper, its runner.
+func (c *Config) detector(sess *brokerzk.Session) (brokermesos.Detector, func(context.Context)) {
+	if c.MasterZKPath == "" {
+		return brokermesos.StaticMaster(c.Options.Master), func(context.Context) {}
+	}
+	d := brokerzk.NewMasterDetector(sess, c.MasterZKPath)
+	return d, d.Run
+}
+
+var errLeadershipLost = errors.New("leadership lost")

@@ -1,0 +1,214 @@
+// Package app is the k8sm-broker program, in the shape of Kubernetes
+// components: Options (flags) are validated into a Config, which Run runs.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	cliflag "k8s.io/component-base/cli/flag"
+	logsapi "k8s.io/component-base/logs/api/v1"
+
+	brokerzk "github.com/k8sm/k8sm/broker/zk"
+)
+
+// Options are the flags of k8sm-broker.
+type Options struct {
+	Master           string
+	ZK               string
+	FrameworkName    string
+	FrameworkUser    string
+	Roles            []string
+	Principal        string
+	SecretFile       string
+	FailoverTimeout  time.Duration
+	Checkpoint       bool
+	Codec            string
+	MissedHeartbeats int
+	Hostname         string
+
+	RefuseSeconds float64
+	DeclineAfter  time.Duration
+	BatchWindow   time.Duration
+	DefaultTTL    time.Duration
+	MaxTTL        time.Duration
+
+	ExecutorCommand    string
+	ExecutorURIs       []string
+	ExecutorKubeconfig string
+	ExecutorCRI        string
+	ExecutorRootDir    string
+	ExecutorArgs       []string
+	ExecutorCPUs       float64
+	ExecutorMemMB      float64
+
+	Kubeconfig        string
+	SchedulerName     string
+	NodeLeaseDuration time.Duration
+
+	GRPCAddress string
+	HTTPAddress string
+	EnablePprof bool
+
+	LeaderElect bool
+	Identity    string
+
+	Logs *logsapi.LoggingConfiguration
+}
+
+// NewOptions returns the defaults.
+func NewOptions() *Options {
+	host, _ := os.Hostname()
+	return &Options{
+		FrameworkName:     "k8sm",
+		FrameworkUser:     "root",
+		Roles:             []string{"*"},
+		FailoverTimeout:   7 * 24 * time.Hour,
+		Checkpoint:        true,
+		Codec:             "protobuf",
+		MissedHeartbeats:  3,
+		Hostname:          host,
+		RefuseSeconds:     5,
+		DeclineAfter:      5 * time.Second,
+		BatchWindow:       100 * time.Millisecond,
+		DefaultTTL:        30 * time.Second,
+		MaxTTL:            5 * time.Minute,
+		ExecutorCommand:   "./k8sm-executor",
+		ExecutorCPUs:      0.25,
+		ExecutorMemMB:     128,
+		SchedulerName:     "mesos-scheduler",
+		NodeLeaseDuration: 40 * time.Second,
+		GRPCAddress:       "0.0.0.0:10350",
+		HTTPAddress:       "0.0.0.0:10351",
+		LeaderElect:       true,
+		Identity:          host,
+		Logs:              logsapi.NewLoggingConfiguration(),
+	}
+}
+
+// Flags returns the flags in named sections, for --help.
+func (o *Options) Flags() cliflag.NamedFlagSets {
+	var fss cliflag.NamedFlagSets
+	fs := fss.FlagSet("mesos")
+	fs.StringVar(&o.Master, "master", o.Master, "The Mesos master: zk://host1:2181,host2:2181/mesos (leader detection through ZooKeeper) or http://host:5050.")
+	fs.StringVar(&o.FrameworkName, "framework-name", o.FrameworkName, "The framework's name in Mesos.")
+	fs.StringVar(&o.FrameworkUser, "framework-user", o.FrameworkUser, "The user the executors run as.")
+	fs.StringSliceVar(&o.Roles, "roles", o.Roles, "The roles the framework subscribes with (MULTI_ROLE).")
+	fs.StringVar(&o.Principal, "principal", o.Principal, "The framework principal for authentication and reservations.")
+	fs.StringVar(&o.SecretFile, "secret-file", o.SecretFile, "A file holding the principal's secret (HTTP basic authentication).")
+	fs.DurationVar(&o.FailoverTimeout, "failover-timeout", o.FailoverTimeout, "How long Mesos keeps the framework's tasks while no broker is subscribed.")
+	fs.BoolVar(&o.Checkpoint, "checkpoint", o.Checkpoint, "Ask agents to checkpoint the framework's tasks (they survive agent restarts).")
+	fs.StringVar(&o.Codec, "mesos-codec", o.Codec, "The encoding of the scheduler API: protobuf or json.")
+	fs.IntVar(&o.MissedHeartbeats, "missed-heartbeats", o.MissedHeartbeats, "Heartbeat intervals without any event before the connection is dropped and re-established.")
+	fs.StringVar(&o.Hostname, "framework-hostname", o.Hostname, "The hostname the framework reports to Mesos.")
+
+	fs = fss.FlagSet("offers")
+	fs.Float64Var(&o.RefuseSeconds, "refuse-seconds", o.RefuseSeconds, "The filter sent with declined offers: seconds before Mesos offers them again.")
+	fs.DurationVar(&o.DeclineAfter, "decline-after", o.DeclineAfter, "How long an offer no pod reserved is held before it is declined.")
+	fs.DurationVar(&o.BatchWindow, "launch-batch-window", o.BatchWindow, "How long a launch waits for the other pods reserved on the same agent, to launch them in one ACCEPT.")
+	fs.DurationVar(&o.DefaultTTL, "reservation-ttl", o.DefaultTTL, "How long a reservation holds without a launch, when the scheduler asks for no TTL.")
+	fs.DurationVar(&o.MaxTTL, "reservation-max-ttl", o.MaxTTL, "The longest TTL a reservation may have.")
+
+	fs = fss.FlagSet("executor")
+	fs.StringVar(&o.ExecutorCommand, "executor-command", o.ExecutorCommand, "The k8sm-executor binary on the agent, or the name of a file fetched by --executor-uri.")
+	fs.StringSliceVar(&o.ExecutorURIs, "executor-uri", o.ExecutorURIs, "URIs the agent fetches into the executor's sandbox (the executor binary, a kubeconfig).")
+	fs.StringVar(&o.ExecutorKubeconfig, "executor-kubeconfig", o.ExecutorKubeconfig, "The kubeconfig of the executor's kubelet on the agent.")
+	fs.StringVar(&o.ExecutorCRI, "executor-container-runtime-endpoint", o.ExecutorCRI, "The CRI endpoint of the kubelet on the agent, e.g. unix:///run/containerd/containerd.sock.")
+	fs.StringVar(&o.ExecutorRootDir, "executor-root-dir", o.ExecutorRootDir, "The kubelet's root directory on the agent.")
+	fs.StringSliceVar(&o.ExecutorArgs, "executor-arg", o.ExecutorArgs, "Extra --flag=value arguments of the executor.")
+	fs.Float64Var(&o.ExecutorCPUs, "executor-cpus", o.ExecutorCPUs, "CPUs charged once per agent for the executor and its kubelet.")
+	fs.Float64Var(&o.ExecutorMemMB, "executor-mem", o.ExecutorMemMB, "Memory (MB) charged once per agent for the executor and its kubelet.")
+
+	fs = fss.FlagSet("kubernetes")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "The kubeconfig of the broker (user system:k8sm-broker); in-cluster configuration when empty.")
+	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "The schedulerName of the pods k8sm runs.")
+	fs.DurationVar(&o.NodeLeaseDuration, "node-lease-duration", o.NodeLeaseDuration, "The lease duration of the Node Leases the broker renews for agents without a kubelet.")
+
+	fs = fss.FlagSet("serving")
+	fs.StringVar(&o.GRPCAddress, "grpc-bind-address", o.GRPCAddress, "The address of the Broker gRPC service (the scheduler plugin's).")
+	fs.StringVar(&o.HTTPAddress, "http-bind-address", o.HTTPAddress, "The address of /metrics, /healthz and /readyz.")
+	fs.BoolVar(&o.EnablePprof, "enable-pprof", o.EnablePprof, "Serve /debug/pprof on --http-bind-address.")
+
+	fs = fss.FlagSet("leader election")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect one leader among broker replicas in ZooKeeper; only the leader subscribes to Mesos and serves.")
+	fs.StringVar(&o.ZK, "zk", o.ZK, "Where the broker keeps its state in ZooKeeper (framework id, leader election): zk://host:2181/k8sm. Defaults to the servers of a zk:// --master with path /k8sm.")
+	fs.StringVar(&o.Identity, "identity", o.Identity, "This replica's name in the leader election.")
+
+	logsapi.AddFlags(o.Logs, fss.FlagSet("logging"))
+	return fss
+}
+
+// AddFlags adds every section to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	for _, f := range o.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+}
+
+// Validate returns every problem, each naming its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	switch {
+	case o.Master == "":
+		errs = append(errs, errors.New("--master is required (zk://host:2181/mesos or http://host:5050)"))
+	case strings.HasPrefix(o.Master, "zk://"):
+		if _, _, err := brokerzk.ParseURL(o.Master); err != nil {
+			errs = append(errs, fmt.Errorf("--master: %w", err))
+		}
+	case strings.HasPrefix(o.Master, "http://"), strings.HasPrefix(o.Master, "https://"):
+	default:
+		errs = append(errs, fmt.Errorf("--master=%q must start with zk://, http:// or https://", o.Master))
+	}
+	if o.ZK != "" {
+		if _, _, err := brokerzk.ParseURL(o.ZK); err != nil {
+			errs = append(errs, fmt.Errorf("--zk: %w", err))
+		}
+	}
+	if o.LeaderElect && o.ZK == "" && !strings.HasPrefix(o.Master, "zk://") {
+		errs = append(errs, errors.New("--leader-elect needs ZooKeeper: set --zk=zk://host:2181/k8sm (or use a zk:// --master), or --leader-elect=false for a single replica"))
+	}
+	if o.FrameworkName == "" {
+		errs = append(errs, errors.New("--framework-name must not be empty"))
+	}
+	if len(o.Roles) == 0 {
+		errs = append(errs, errors.New("--roles must name at least one role"))
+	}
+	if o.Codec != "protobuf" && o.Codec != "json" {
+		errs = append(errs, fmt.Errorf("--mesos-codec=%q must be protobuf or json", o.Codec))
+	}
+	if o.FailoverTimeout <= 0 {
+		errs = append(errs, errors.New("--failover-timeout must be positive: without it Mesos kills every pod when the broker restarts"))
+	}
+	if o.MissedHeartbeats < 1 {
+		errs = append(errs, errors.New("--missed-heartbeats must be at least 1"))
+	}
+	if o.RefuseSeconds <= 0 {
+		errs = append(errs, errors.New("--refuse-seconds must be positive"))
+	}
+	if o.DeclineAfter <= 0 || o.BatchWindow <= 0 || o.DefaultTTL <= 0 || o.MaxTTL < o.DefaultTTL {
+		errs = append(errs, errors.New("--decline-after, --launch-batch-window and --reservation-ttl must be positive and --reservation-max-ttl at least --reservation-ttl"))
+	}
+	if o.ExecutorCommand == "" {
+		errs = append(errs, errors.New("--executor-command must not be empty"))
+	}
+	if o.ExecutorCPUs < 0 || o.ExecutorMemMB < 0 {
+		errs = append(errs, errors.New("--executor-cpus and --executor-mem must not be negative"))
+	}
+	if o.SchedulerName == "" {
+		errs = append(errs, errors.New("--scheduler-name must not be empty"))
+	}
+	if o.GRPCAddress == "" {
+		errs = append(errs, errors.New("--grpc-bind-address must not be empty"))
+	}
+	if o.SecretFile != "" && o.Principal == "" {
+		errs = append(errs, errors.New("--secret-file needs --principal"))
+	}
+	if o.LeaderElect && o.Identity == "" {
+		errs = append(errs, errors.New("--identity must not be empty with --leader-elect"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"path"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"google.golang.org/grpc"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/broker/framework"
+	"github.com/k8sm/k8sm/broker/grpcserver"
+	brokermesos "github.com/k8sm/k8sm/broker/mesos"
+	"github.com/k8sm/k8sm/broker/metrics"
+	"github.com/k8sm/k8sm/broker/nodes"
+	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/broker/pods"
+	brokerzk "github.com/k8sm/k8sm/broker/zk"
+)
+
+// servingHandler flips the gRPC health and /readyz with the subscription:
+// the scheduler plugin must not reserve against a broker without offers.
+type servingHandler struct {
+	*framework.Framework
+	srv   *grpcserver.Server
+	ready *atomic.Bool
+}
+
+func (h servingHandler) HandleEvent(ctx context.Context, ev *scheduler.Event) error {
+	err := h.Framework.HandleEvent(ctx, ev)
+	if ev.Type == scheduler.Event_SUBSCRIBED {
+		h.srv.SetServing(true)
+		h.ready.Store(true)
+	}
+	return err
+}
+
+func (h servingHandler) Disconnected(ctx context.Context) {
+	h.srv.SetServing(false)
+	h.ready.Store(false)
+	h.Framework.Disconnected(ctx)
+}
+
+// Run runs the broker until ctx ends or leadership is lost.
+func (c *Config) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	o := c.Options
+	metrics.Register()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var ready atomic.Bool
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if c.HTTPListener != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", legacyregistry.Handler())
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() {
+				http.Error(w, "not subscribed to Mesos (not the leader, or no master)", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok"))
+		})
+		if o.EnablePprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = hs.Serve(c.HTTPListener) }()
+		defer func() { _ = hs.Close() }()
+		logger.Info("Serving metrics and health", "address", c.HTTPListener.Addr().String())
+	}
+
+	var sess, masterSess *brokerzk.Session
+	if len(c.ZKServers) > 0 {
+		var err error
+		if sess, err = brokerzk.Connect(ctx, c.ZKServers, 0); err != nil {
+			return fmt.Errorf("--zk: %w", err)
+		}
+		defer sess.Close()
+		masterSess = sess
+	}
+	if len(c.MasterZKServers) > 0 && !slices.Equal(c.MasterZKServers, c.ZKServers) {
+		var err error
+		if masterSess, err = brokerzk.Connect(ctx, c.MasterZKServers, 0); err != nil {
+			return fmt.Errorf("--master: %w", err)
+		}
+		defer masterSess.Close()
+	}
+
+	cache := offers.New(offers.Config{Executor: c.Executor, DefaultTTL: o.DefaultTTL, MaxTTL: o.MaxTTL, DeclineAfter: o.DeclineAfter, RefuseSeconds: o.RefuseSeconds})
+	var store brokermesos.IDStore = &brokermesos.MemoryIDStore{}
+	if sess != nil {
+		store = brokerzk.NewFrameworkIDStore(sess, c.ZKPath)
+	} else {
+		logger.Info("No ZooKeeper for the broker's state: the framework id lives in memory only, and a restarted broker registers a new framework", "flag", "--zk")
+	}
+	detector, runDetector := c.detector(masterSess)
+	client, err := brokermesos.New(brokermesos.Config{
+		Detector: detector, Framework: c.Framework, Store: store, Secret: c.Secret,
+		MediaType: c.MediaType, MissedHeartbeats: o.MissedHeartbeats,
+	})
+	if err != nil {
+		return err
+	}
+	var fw *framework.Framework
+	podc := pods.New(pods.Config{
+		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
+		TaskID: grpcserver.TaskID, PodUID: framework.PodUID,
+		AgentHostname: func(id string) (string, bool) {
+			v, ok := cache.Agent(id)
+			return v.Hostname, ok && v.Hostname != ""
+		},
+	})
+	mirror := nodes.New(nodes.Config{Client: c.Kube, Cache: cache, LeaseDuration: o.NodeLeaseDuration})
+	fw = framework.New(framework.Config{
+		Cache: cache, Caller: client, FrameworkID: client.FrameworkID, Builder: c.Builder,
+		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds,
+		Tasks: podc, Status: podc, Agents: mirror,
+	})
+	srv := grpcserver.New(cache, fw, grpcserver.Options{BatchWindow: o.BatchWindow})
+	g := grpc.NewServer()
+	srv.Register(g)
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = g.Serve(c.GRPCListener) }()
+	defer g.Stop()
+	defer srv.Shutdown()
+	logger.Info("Serving the Broker gRPC service (NOT_SERVING until leading and subscribed)", "address", c.GRPCListener.Addr().String())
+
+	lctx := ctx
+	if o.LeaderElect {
+		if sess == nil {
+			return errors.New("--leader-elect needs ZooKeeper (--zk)")
+		}
+		logger.Info("Running for broker leadership", "identity", o.Identity)
+		if lctx, err = brokerzk.Elect(ctx, sess, path.Join(c.ZKPath, "leader"), o.Identity); err != nil {
+			return fmt.Errorf("electing the broker leader: %w", err)
+		}
+		metrics.Leader.Set(1)
+		defer metrics.Leader.Set(0)
+	}
+
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(lctx) }()
+	}
+	run(runDetector)
+	run(podc.Run)
+	run(fw.Run)
+	run(mirror.Run)
+	run(func(ctx context.Context) { _ = client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: &ready}) })
+	<-lctx.Done()
+	srv.SetServing(false)
+	ready.Store(false)
+	if ctx.Err() == nil {
+		return fmt.Errorf("broker %s: %w", o.Identity, errLeadershipLost)
+	}
+	return nil
+}
+
+// lazyFramework breaks the construction cycle between the pod controller
+// (which drives the framework) and the framework (which reports to it).
+type lazyFramework struct{ fw **framework.Framework }
+
+func (l lazyFramework) SetPending(p bool) { (*l.fw).SetPending(p) }
+func (l lazyFramework) Revive()           { (*l.fw).Revive() }
+func (l lazyFramework) KillTask(ctx context.Context, taskID, agentID, reason string) error {
+	return (*l.fw).KillTask(ctx, taskID, agentID, reason)
+}

@@ -1,0 +1,352 @@
+// Package pods is the broker's Kubernetes side for pods: it watches the pods
+// of the mesos-scheduler to tell the framework whether any is pending
+// (SUPPRESS/REVIVE), kills the task of a deleted pod, applies task states to
+// pods (a task that ended ends its pod, so controllers replace it), kills
+// tasks whose pod is gone or bound elsewhere, and lists the tasks the API
+// server expects for reconciliation.
+package pods
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/broker/framework"
+)
+
+// AgentIDAnnotation on a Node names the Mesos agent behind it (the node
+// mirror sets it); reconciliation sends it with the task id.
+const AgentIDAnnotation = "k8sm.io/agent-id"
+
+// Reasons set on pods whose task ended.
+const (
+	ReasonTaskFinished = "MesosTaskFinished"
+	ReasonTaskFailed   = "MesosTaskFailed"
+	ReasonTaskKilled   = "MesosTaskKilled"
+	ReasonTaskLost     = "MesosTaskLost"
+)
+
+// Framework is what the controller drives.
+type Framework interface {
+	SetPending(pending bool)
+	Revive()
+	KillTask(ctx context.Context, taskID, agentID, reason string) error
+}
+
+// Config of the controller.
+type Config struct {
+	Client        kubernetes.Interface
+	SchedulerName string
+	Framework     Framework
+	// TaskID is the task id of a pod uid (grpcserver.TaskID).
+	TaskID func(types.UID) string
+	// PodUID inverts TaskID.
+	PodUID func(taskID string) types.UID
+	// AgentHostname names the host of an agent id when known.
+	AgentHostname func(agentID string) (string, bool)
+	Resync        time.Duration
+}
+
+// Controller implements framework.StatusSink and framework.TaskSource.
+type Controller struct {
+	cfg      Config
+	factory  informers.SharedInformerFactory
+	informer cache.SharedIndexInformer
+	nodes    corelisters.NodeLister
+	synced   []cache.InformerSynced
+	// startNodes starts the node informer (a factory without the pod
+	// field selector).
+	startNodes func(stop <-chan struct{})
+
+	mu         sync.Mutex
+	pending    map[types.UID]bool
+	lastRevive time.Time
+}
+
+const byUID = "uid"
+
+// New builds the controller; Run starts it.
+func New(cfg Config) *Controller {
+	if cfg.Resync == 0 {
+		cfg.Resync = 10 * time.Minute
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.schedulerName", cfg.SchedulerName).String()
+		}))
+	pods := factory.Core().V1().Pods().Informer()
+	_ = pods.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
+		return []string{string(obj.(*v1.Pod).UID)}, nil
+	}})
+	nodeFactory := informers.NewSharedInformerFactory(cfg.Client, cfg.Resync)
+	nodes := nodeFactory.Core().V1().Nodes()
+	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
+		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced}}
+	_, _ = pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.observe(obj.(*v1.Pod)) },
+		UpdateFunc: func(_, obj any) { c.observe(obj.(*v1.Pod)) },
+		DeleteFunc: c.deleted,
+	})
+	c.startNodes = nodeFactory.Start
+	return c
+}
+
+// Run starts the informers and blocks until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	c.factory.Start(ctx.Done())
+	c.startNodes(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	klog.FromContext(ctx).Info("Pod informer synced", "schedulerName", c.cfg.SchedulerName)
+	c.publishPending(false)
+	<-ctx.Done()
+}
+
+// HasSynced reports whether the informers are in sync.
+func (c *Controller) HasSynced() bool {
+	for _, s := range c.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+func isPending(p *v1.Pod) bool {
+	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed
+}
+
+func (c *Controller) observe(p *v1.Pod) {
+	c.mu.Lock()
+	was := c.pending[p.UID]
+	now := isPending(p)
+	if now {
+		c.pending[p.UID] = true
+	} else {
+		delete(c.pending, p.UID)
+	}
+	c.mu.Unlock()
+	if now && !was {
+		c.publishPending(true)
+	} else if was && !now {
+		c.publishPending(false)
+	}
+}
+
+// publishPending tells the framework; newPod asks for a REVIVE, which also
+// clears the refuse filters of offers declined while nothing was pending.
+func (c *Controller) publishPending(newPod bool) {
+	if !c.HasSynced() {
+		return
+	}
+	c.mu.Lock()
+	n := len(c.pending)
+	revive := newPod && time.Since(c.lastRevive) > time.Second
+	if revive {
+		c.lastRevive = time.Now()
+	}
+	c.mu.Unlock()
+	if revive {
+		c.cfg.Framework.Revive()
+		return
+	}
+	c.cfg.Framework.SetPending(n > 0)
+}
+
+func (c *Controller) deleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	p, ok := obj.(*v1.Pod)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	was := c.pending[p.UID]
+	delete(c.pending, p.UID)
+	c.mu.Unlock()
+	if was {
+		c.publishPending(false)
+	}
+	if p.Spec.NodeName == "" {
+		return
+	}
+	// A bound pod may have a task (a pod bound before its task started is
+	// killed too: Mesos answers an unknown task with TASK_LOST).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.cfg.Framework.KillTask(ctx, c.cfg.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-deleted"); err != nil {
+		// Reconciliation after the next subscription kills it for good.
+		klog.ErrorS(err, "Killing the task of a deleted pod", "pod", klog.KObj(p))
+	}
+}
+
+func (c *Controller) agentOfNode(name string) string {
+	n, err := c.nodes.Get(name)
+	if err != nil {
+		return ""
+	}
+	return n.Annotations[AgentIDAnnotation]
+}
+
+func (c *Controller) podByUID(uid types.UID) *v1.Pod {
+	objs, err := c.informer.GetIndexer().ByIndex(byUID, string(uid))
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	return objs[0].(*v1.Pod)
+}
+
+// KnownTasks implements framework.TaskSource: the bound, unfinished pods.
+func (c *Controller) KnownTasks(ctx context.Context) ([]framework.Task, error) {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return nil, fmt.Errorf("listing pods to reconcile: informers did not sync: %w", ctx.Err())
+	}
+	var out []framework.Task
+	for _, obj := range c.informer.GetStore().List() {
+		p := obj.(*v1.Pod)
+		if p.Spec.NodeName == "" || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+			continue
+		}
+		out = append(out, framework.Task{ID: c.cfg.TaskID(p.UID), AgentID: c.agentOfNode(p.Spec.NodeName)})
+	}
+	return out, nil
+}
+
+// TaskStatus implements framework.StatusSink.
+func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("handling status of task %s: informers did not sync", st.TaskID.Value)
+	}
+	logger := klog.FromContext(ctx)
+	taskID, agentID, state := st.TaskID.Value, st.AgentID.GetValue(), st.GetState()
+	pod := c.podByUID(c.cfg.PodUID(taskID))
+	live := !terminal(state)
+	if pod == nil {
+		// The informer may lag a pod created a moment ago, but a task is
+		// only launched for a pod the scheduler saw: read the API server
+		// before killing anything.
+		if live && !c.existsLive(ctx, c.cfg.PodUID(taskID)) {
+			logger.Info("Killing a task whose pod does not exist", "task", taskID, "agent", agentID, "state", state)
+			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "orphan")
+		}
+		return nil
+	}
+	if live {
+		if host, ok := c.hostOf(agentID); ok && pod.Spec.NodeName != "" && pod.Spec.NodeName != host {
+			logger.Info("Killing a task whose pod is bound elsewhere", "task", taskID, "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "agentHost", host)
+			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "bound-elsewhere")
+		}
+		return nil
+	}
+	return c.endPod(ctx, pod, st)
+}
+
+func (c *Controller) existsLive(ctx context.Context, uid types.UID) bool {
+	l, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.schedulerName", c.cfg.SchedulerName).String(),
+	})
+	if err != nil {
+		return true // do not kill on doubt
+	}
+	for i := range l.Items {
+		if l.Items[i].UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Controller) hostOf(agentID string) (string, bool) {
+	if agentID == "" || c.cfg.AgentHostname == nil {
+		return "", false
+	}
+	return c.cfg.AgentHostname(agentID)
+}
+
+func terminal(s mesos.TaskState) bool {
+	switch s {
+	case mesos.TASK_STAGING, mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING, mesos.TASK_UNREACHABLE:
+		return false
+	}
+	return true
+}
+
+// phaseOf maps a terminal task state to the pod's phase and reason.
+func phaseOf(s mesos.TaskState) (v1.PodPhase, string) {
+	switch s {
+	case mesos.TASK_FINISHED:
+		return v1.PodSucceeded, ReasonTaskFinished
+	case mesos.TASK_KILLED:
+		return v1.PodFailed, ReasonTaskKilled
+	case mesos.TASK_LOST, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR, mesos.TASK_DROPPED, mesos.TASK_UNKNOWN:
+		return v1.PodFailed, ReasonTaskLost
+	}
+	return v1.PodFailed, ReasonTaskFailed
+}
+
+// endPod sets the phase of a pod whose task ended, so that its controller
+// replaces it. A pod that already ended is left as the kubelet wrote it.
+func (c *Controller) endPod(ctx context.Context, pod *v1.Pod, st *mesos.TaskStatus) error {
+	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+		return nil
+	}
+	phase, reason := phaseOf(st.GetState())
+	msg := fmt.Sprintf("Mesos task %s is %s", st.TaskID.Value, st.GetState())
+	if m := st.GetMessage(); m != "" {
+		msg += ": " + m
+	}
+	if r := st.Reason; r != nil {
+		msg += " (" + r.String() + ")"
+	}
+	p := pod.DeepCopy()
+	p.Status.Phase = phase
+	p.Status.Reason = reason
+	p.Status.Message = msg
+	now := metav1.Now()
+	setCondition(p, v1.PodCondition{Type: v1.PodReady, Status: v1.ConditionFalse, Reason: reason, Message: msg, LastTransitionTime: now})
+	_, err := c.cfg.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if apierrors.IsConflict(err) {
+		// Re-read and try once more; otherwise Mesos resends the update.
+		fresh, gerr := c.cfg.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("re-reading pod %s/%s: %w", p.Namespace, p.Name, gerr)
+		}
+		if fresh.UID != pod.UID {
+			return nil
+		}
+		return c.endPod(ctx, fresh, st)
+	}
+	if err != nil {
+		return fmt.Errorf("setting pod %s/%s %s after task %s: %w", p.Namespace, p.Name, phase, st.GetState(), err)
+	}
+	klog.FromContext(ctx).Info("Pod ended with its Mesos task", "pod", klog.KObj(p), "phase", phase, "reason", reason, "state", st.GetState())
+	return nil
+}
+
+func setCondition(p *v1.Pod, cond v1.PodCondition) {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == cond.Type {
+			p.Status.Conditions[i] = cond
+			return
+		}
+	}
+	p.Status.Conditions = append(p.Status.Conditions, cond)
+}
