@@ -91,16 +91,20 @@ type env struct {
 	status *statuses
 }
 
-func newEnv(t *testing.T, ctx context.Context) *env {
+func newEnv(t testing.TB, ctx context.Context) *env {
+	return newEnvWith(t, ctx, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", 50*time.Millisecond)
+}
+
+func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.Duration) *env {
 	t.Helper()
-	res, err := mesossim.ParseResources("cpus:4;mem:4096;disk:10000;ports:[31000-32000]")
+	res, err := mesossim.ParseResources(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sctx, scancel := context.WithCancel(context.Background())
 	sim, err := mesossim.Start(sctx, mesossim.Config{
 		WorkDir: t.TempDir(),
-		Master:  master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: 100 * time.Millisecond},
+		Master:  master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: allocation, AgentPingTimeout: 100 * time.Millisecond},
 		Agents:  []agent.Config{{Hostname: "node-a", Resources: res, Hollow: true, StatusUpdateRetryInterval: 200 * time.Millisecond}},
 	})
 	if err != nil {
@@ -147,7 +151,7 @@ func newEnv(t *testing.T, ctx context.Context) *env {
 	return &env{sim: sim, client: client, fw: fw, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st}
 }
 
-func podBytes(t *testing.T, name string, uid types.UID, wildcard bool) []byte {
+func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
 	t.Helper()
 	ann := map[string]string{}
 	if wildcard {

@@ -1,0 +1,46 @@
+package framework_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
+)
+
+// BenchmarkReserveLaunch measures what the scheduler plugin waits for per
+// pod: a Reserve and a Launch over gRPC, the Launch returning once the
+// master accepted the ACCEPT. Waiting for the next offer is not counted.
+func BenchmarkReserveLaunch(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := newEnvWith(b, ctx, "cpus:100000;mem:10000000;disk:10000;ports:[31000-32000]", 5*time.Millisecond)
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		name := fmt.Sprintf("bench-%d", i)
+		uid := types.UID(fmt.Sprintf("bench-uid-%d", i))
+		data := podBytes(b, name, uid, false)
+		for {
+			views, _ := e.cache.Snapshot()
+			if len(views) == 1 && !views[0].Available.Total().IsZero() {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.StartTimer()
+		resp, err := e.broker.Reserve(ctx, &brokerv1.ReserveRequest{
+			Pod:      &brokerv1.PodRef{Uid: string(uid), Namespace: "default", Name: name},
+			NodeName: "node-a",
+			Demand:   &brokerv1.Demand{Cpus: 0.01, MemMb: 1},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: data, PodContentType: "application/json"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

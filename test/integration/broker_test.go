@@ -1,0 +1,379 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/k8sm/k8sm/broker/app"
+	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/broker/nodes"
+	"github.com/k8sm/k8sm/hack/cluster"
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
+)
+
+// brokerEnv is a real control plane, a simulated Mesos registered in the
+// cluster's ZooKeeper, and the broker program run in-process.
+type brokerEnv struct {
+	t    *testing.T
+	cfg  cluster.Config
+	kube kubernetes.Interface
+	sim  *mesossim.Sim
+}
+
+type runningBroker struct {
+	client brokerv1.BrokerClient
+	health healthpb.HealthClient
+	stop   func()
+}
+
+func applyBrokerRBAC(t *testing.T, ctx context.Context, cs kubernetes.Interface) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "manifests", "broker-rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(raw), "\n---\n")
+	var role rbacv1.ClusterRole
+	var binding rbacv1.ClusterRoleBinding
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), &role); err != nil {
+		t.Fatalf("manifests/broker-rbac.yaml ClusterRole: %v", err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &binding); err != nil {
+		t.Fatalf("manifests/broker-rbac.yaml ClusterRoleBinding: %v", err)
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
+	t.Helper()
+	d := os.Getenv("K8SM_BIN_DIR")
+	if d == "" {
+		t.Fatal("K8SM_BIN_DIR is not set: run these tests with `make test-integration`")
+	}
+	cfg, err := cluster.TestConfig(filepath.Join(t.TempDir(), "state"), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Containerd = false // the agents are hollow: no container runs
+	cl, err := cluster.Up(ctx, cfg)
+	t.Cleanup(func() { _ = cluster.Down(context.Background(), cfg.StateDir) })
+	if err != nil {
+		t.Fatalf("bringing the cluster up: %v", err)
+	}
+	cs, err := cl.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyBrokerRBAC(t, ctx, cs)
+
+	res, err := mesossim.ParseResources("cpus:4;mem:4096;disk:10000;ports:[31000-32000]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := mesossim.ParseAttributes("rack:r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	sim, err := mesossim.Start(sctx, mesossim.Config{
+		ZK:      "zk://" + cfg.ZooKeeperAddr() + "/mesos",
+		WorkDir: t.TempDir(),
+		Master:  master.Config{HeartbeatInterval: 500 * time.Millisecond, AllocationInterval: 50 * time.Millisecond},
+		Agents:  []agent.Config{{Hostname: "agent-a", Resources: res, Attributes: attrs, Hollow: true, StatusUpdateRetryInterval: 300 * time.Millisecond}},
+	})
+	if err != nil {
+		scancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close(); scancel() })
+	return &brokerEnv{t: t, cfg: cfg, kube: cs, sim: sim}
+}
+
+// startBroker runs k8sm-broker as its command would, with its own flags.
+func (e *brokerEnv) startBroker(ctx context.Context, identity string) *runningBroker {
+	t := e.t
+	t.Helper()
+	o := app.NewOptions()
+	o.Master = "zk://" + e.cfg.ZooKeeperAddr() + "/mesos"
+	o.Kubeconfig = e.cfg.PKI().Kubeconfig("k8sm-broker")
+	o.GRPCAddress = "127.0.0.1:0"
+	o.HTTPAddress = "127.0.0.1:0"
+	o.Identity = identity
+	o.DeclineAfter = 500 * time.Millisecond
+	o.RefuseSeconds = 1
+	o.BatchWindow = 20 * time.Millisecond
+	o.ExecutorCPUs, o.ExecutorMemMB = 0.1, 64
+	c, err := o.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	conn, err := grpc.NewClient(c.GRPCListener.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once bool
+	stop := func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		_ = conn.Close()
+		if err := <-done; err != nil {
+			t.Errorf("broker %s: %v", identity, err)
+		}
+	}
+	t.Cleanup(stop)
+	return &runningBroker{client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), stop: stop}
+}
+
+func (e *brokerEnv) eventually(ctx context.Context, what string, cond func() (bool, string)) {
+	e.t.Helper()
+	last := ""
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		last = why
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("waiting for %s: %v (last: %s)", what, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// taskStates is what the master says about every task of every framework.
+func (e *brokerEnv) taskStates() (map[string]string, int) {
+	out := map[string]string{}
+	m := e.sim.Leader()
+	if m == nil {
+		return out, 0
+	}
+	st := m.State()
+	fws := st["frameworks"].([]map[string]any)
+	for _, fw := range fws {
+		for _, key := range []string{"completed_tasks", "tasks"} {
+			b, _ := json.Marshal(fw[key])
+			var ts []map[string]any
+			_ = json.Unmarshal(b, &ts)
+			for _, task := range ts {
+				out[task["id"].(string)] = task["state"].(string)
+			}
+		}
+	}
+	return out, len(fws)
+}
+
+func (e *brokerEnv) createPod(ctx context.Context, name, nodeName string) *corev1.Pod {
+	e.t.Helper()
+	p, err := e.kube.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: corev1.PodSpec{
+			SchedulerName: "mesos-scheduler",
+			NodeName:      nodeName,
+			Containers: []corev1.Container{{Name: "web", Image: cluster.WebappImage, Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("128Mi")}}}},
+			Tolerations: []corev1.Toleration{{Key: nodes.TaintKey, Operator: corev1.TolerationOpExists}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// schedule does what the MesosOffers plugin does for a pod: Reserve, Launch,
+// then bind.
+func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Pod) {
+	t := e.t
+	t.Helper()
+	var r *brokerv1.Reservation
+	e.eventually(ctx, "a reservation for "+p.Name, func() (bool, string) {
+		resp, err := b.client.Reserve(ctx, &brokerv1.ReserveRequest{
+			Pod: &brokerv1.PodRef{Uid: string(p.UID), Namespace: p.Namespace, Name: p.Name}, NodeName: "agent-a",
+			Demand: &brokerv1.Demand{Cpus: 0.5, MemMb: 128},
+		})
+		if err != nil {
+			return false, err.Error()
+		}
+		r = resp.GetReservation()
+		return true, ""
+	})
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data, PodContentType: "application/json"})
+	if err != nil {
+		t.Fatalf("launching %s: %v", p.Name, err)
+	}
+	if resp.GetTaskId() != grpcserver.TaskID(p.UID) {
+		t.Errorf("task id %s, want %s", resp.GetTaskId(), grpcserver.TaskID(p.UID))
+	}
+	err = e.kube.CoreV1().Pods(p.Namespace).Bind(ctx, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: "agent-a"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("binding %s: %v", p.Name, err)
+	}
+}
+
+func (e *brokerEnv) waitTask(ctx context.Context, uid types.UID, state string) {
+	e.t.Helper()
+	id := grpcserver.TaskID(uid)
+	e.eventually(ctx, "task "+id+" "+state, func() (bool, string) {
+		ts, _ := e.taskStates()
+		return ts[id] == state, ts[id]
+	})
+}
+
+func (e *brokerEnv) waitPodPhase(ctx context.Context, name string, phase corev1.PodPhase, reason string) {
+	e.t.Helper()
+	e.eventually(ctx, "pod "+name+" "+string(phase), func() (bool, string) {
+		p, err := e.kube.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.Phase == phase && p.Status.Reason == reason, string(p.Status.Phase) + "/" + p.Status.Reason + ": " + p.Status.Message
+	})
+}
+
+// TestBroker drives the broker as the scheduler plugin and a user would:
+// agents become Nodes, a pod's resources are reserved and launched as a
+// task, a task that ends fails its pod, a deleted pod's task is killed, and
+// a restarted broker keeps its framework, kills no running task, kills the
+// task of a pod deleted while it was down and fails a bound pod that has no
+// task.
+func TestBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := newBrokerEnv(t, ctx)
+	b := e.startBroker(ctx, "broker-1")
+
+	{ // agent mirrored as a ready Node
+		e.eventually(ctx, "Node agent-a", func() (bool, string) {
+			n, err := e.kube.CoreV1().Nodes().Get(ctx, "agent-a", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			ready := false
+			for _, c := range n.Status.Conditions {
+				ready = ready || (c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue)
+			}
+			tainted := false
+			for _, tn := range n.Spec.Taints {
+				tainted = tainted || (tn.Key == nodes.TaintKey && tn.Effect == corev1.TaintEffectNoSchedule)
+			}
+			cpu := n.Status.Capacity[corev1.ResourceCPU]
+			ok := ready && tainted && n.Labels[nodes.AttributeLabelPrefix+"rack"] == "r1" && cpu.MilliValue() == 4000 && n.Annotations[nodes.AgentIDAnnotation] != ""
+			return ok, "ready=" + strconv.FormatBool(ready) + " tainted=" + strconv.FormatBool(tainted) + " labels=" + strings.Join(mapKeys(n.Labels), ",") + " cpu=" + cpu.String()
+		})
+		if _, err := e.kube.CoordinationV1().Leases("kube-node-lease").Get(ctx, "agent-a", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the broker keeps no Lease for agent-a: %v", err)
+		}
+	}
+
+	{ // health serving when subscribed
+		e.eventually(ctx, "SERVING", func() (bool, string) {
+			r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName})
+			if err != nil {
+				return false, err.Error()
+			}
+			return r.GetStatus() == healthpb.HealthCheckResponse_SERVING, r.GetStatus().String()
+		})
+	}
+
+	running := e.createPod(ctx, "running", "")
+	e.schedule(ctx, b, running)
+	e.waitTask(ctx, running.UID, "TASK_RUNNING")
+
+	{ // task killed: pod failed
+		p := e.createPod(ctx, "killed", "")
+		e.schedule(ctx, b, p)
+		e.waitTask(ctx, p.UID, "TASK_RUNNING")
+		if _, err := b.client.Kill(ctx, &brokerv1.KillRequest{Pod: &brokerv1.PodRef{Uid: string(p.UID), Namespace: "default", Name: p.Name}}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitTask(ctx, p.UID, "TASK_KILLED")
+		e.waitPodPhase(ctx, p.Name, corev1.PodFailed, "MesosTaskKilled")
+	}
+
+	{ // pod deleted: task killed
+		p := e.createPod(ctx, "deleted", "")
+		e.schedule(ctx, b, p)
+		e.waitTask(ctx, p.UID, "TASK_RUNNING")
+		if err := e.kube.CoreV1().Pods("default").Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitTask(ctx, p.UID, "TASK_KILLED")
+	}
+
+	{ // restart reconciles
+		_, fwsBefore := e.taskStates()
+		orphan := e.createPod(ctx, "orphan", "")
+		e.schedule(ctx, b, orphan)
+		e.waitTask(ctx, orphan.UID, "TASK_RUNNING")
+		b.stop()
+		// While no broker runs: a pod bound without a task, and a pod
+		// deleted under its running task.
+		lost := e.createPod(ctx, "never-launched", "agent-a")
+		if err := e.kube.CoreV1().Pods("default").Delete(ctx, orphan.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+			t.Fatal(err)
+		}
+		e.startBroker(ctx, "broker-2")
+		e.waitPodPhase(ctx, lost.Name, corev1.PodFailed, "MesosTaskLost")
+		e.waitTask(ctx, orphan.UID, "TASK_KILLED")
+		ts, fws := e.taskStates()
+		if fws != fwsBefore || fws != 1 {
+			t.Errorf("Mesos knows %d frameworks after the restart (%d before), want the same one", fws, fwsBefore)
+		}
+		if ts[grpcserver.TaskID(running.UID)] != "TASK_RUNNING" {
+			t.Errorf("the running pod's task is %s after the restart, want TASK_RUNNING", ts[grpcserver.TaskID(running.UID)])
+		}
+		p, err := e.kube.CoreV1().Pods("default").Get(ctx, running.Name, metav1.GetOptions{})
+		if err != nil || p.Status.Phase == corev1.PodFailed {
+			t.Errorf("the running pod after the restart: %v %v", p.Status.Phase, err)
+		}
+	}
+}
+
+func mapKeys(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
