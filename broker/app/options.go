@@ -31,11 +31,12 @@ type Options struct {
 	MissedHeartbeats int
 	Hostname         string
 
-	RefuseSeconds float64
-	DeclineAfter  time.Duration
-	BatchWindow   time.Duration
-	DefaultTTL    time.Duration
-	MaxTTL        time.Duration
+	RefuseSeconds     float64
+	DeclineAfter      time.Duration
+	BatchWindow       time.Duration
+	DefaultTTL        time.Duration
+	MaxTTL            time.Duration
+	ReconcileInterval time.Duration
 
 	ExecutorCommand    string
 	ExecutorURIs       []string
@@ -77,6 +78,7 @@ func NewOptions() *Options {
 		BatchWindow:       100 * time.Millisecond,
 		DefaultTTL:        30 * time.Second,
 		MaxTTL:            5 * time.Minute,
+		ReconcileInterval: 5 * time.Minute,
 		ExecutorCommand:   "./k8sm-executor",
 		ExecutorCPUs:      0.25,
 		ExecutorMemMB:     128,
@@ -112,6 +114,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.DurationVar(&o.BatchWindow, "launch-batch-window", o.BatchWindow, "How long a launch waits for the other pods reserved on the same agent, to launch them in one ACCEPT.")
 	fs.DurationVar(&o.DefaultTTL, "reservation-ttl", o.DefaultTTL, "How long a reservation holds without a launch, when the scheduler asks for no TTL.")
 	fs.DurationVar(&o.MaxTTL, "reservation-max-ttl", o.MaxTTL, "The longest TTL a reservation may have.")
+	fs.DurationVar(&o.ReconcileInterval, "reconcile-interval", o.ReconcileInterval, "How often tasks are reconciled with Mesos besides after every subscription.")
 
 	fs = fss.FlagSet("executor")
 	fs.StringVar(&o.ExecutorCommand, "executor-command", o.ExecutorCommand, "The k8sm-executor binary on the agent, or the name of a file fetched by --executor-uri.")
@@ -191,6 +194,9 @@ func (o *Options) Validate() error {
 	}
 	if o.DeclineAfter <= 0 || o.BatchWindow <= 0 || o.DefaultTTL <= 0 || o.MaxTTL < o.DefaultTTL {
 		errs = append(errs, errors.New("--decline-after, --launch-batch-window and --reservation-ttl must be positive and --reservation-max-ttl at least --reservation-ttl"))
+	}
+	if o.ReconcileInterval <= 0 {
+		errs = append(errs, errors.New("--reconcile-interval must be positive"))
 	}
 	if o.ExecutorCommand == "" {
 		errs = append(errs, errors.New("--executor-command must not be empty"))

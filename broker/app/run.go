@@ -55,12 +55,12 @@ func (c *Config) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	o := c.Options
 	metrics.Register()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
 	var ready atomic.Bool
 	var wg sync.WaitGroup
+	// Deferred first, so it runs last: after cancel and the servers' stops.
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if c.HTTPListener != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", legacyregistry.Handler())
@@ -130,7 +130,7 @@ func (c *Config) Run(ctx context.Context) error {
 	mirror := nodes.New(nodes.Config{Client: c.Kube, Cache: cache, LeaseDuration: o.NodeLeaseDuration})
 	fw = framework.New(framework.Config{
 		Cache: cache, Caller: client, FrameworkID: client.FrameworkID, Builder: c.Builder,
-		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds,
+		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,
 		Tasks: podc, Status: podc, Agents: mirror,
 	})
 	srv := grpcserver.New(cache, fw, grpcserver.Options{BatchWindow: o.BatchWindow})

@@ -18,6 +18,8 @@ func BenchmarkReserveLaunch(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	e := newEnvWith(b, ctx, "cpus:100000;mem:10000000;disk:10000;ports:[31000-32000]", 5*time.Millisecond)
+	var reserve, launch time.Duration
+	n := 0
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		name := fmt.Sprintf("bench-%d", i)
@@ -31,6 +33,7 @@ func BenchmarkReserveLaunch(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		b.StartTimer()
+		t0 := time.Now()
 		resp, err := e.broker.Reserve(ctx, &brokerv1.ReserveRequest{
 			Pod:      &brokerv1.PodRef{Uid: string(uid), Namespace: "default", Name: name},
 			NodeName: "node-a",
@@ -39,8 +42,17 @@ func BenchmarkReserveLaunch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
+		reserve += t1.Sub(t0)
 		if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: data, PodContentType: "application/json"}); err != nil {
 			b.Fatal(err)
 		}
+		launch += time.Since(t1)
+		n++
 	}
+	b.ReportMetric(float64(reserve.Microseconds())/float64(n), "reserve-µs/op")
+	b.ReportMetric(float64(launch.Microseconds())/float64(n), "launch-µs/op")
+	e.caller.mu.Lock()
+	b.ReportMetric(float64(e.caller.accepts.Microseconds())/float64(e.caller.n), "accept-µs/op")
+	e.caller.mu.Unlock()
 }

@@ -77,9 +77,13 @@ type Config struct {
 	// DeclineInterval is how often expired reservations and unused offers
 	// are swept (default 1s).
 	DeclineInterval time.Duration
-	Tasks           TaskSource
-	Status          StatusSink
-	Agents          AgentSink
+	// ReconcileInterval repeats reconciliation while subscribed (default
+	// 5m): a pod bound while the broker runs but never launched is only
+	// found by asking Mesos about it again.
+	ReconcileInterval time.Duration
+	Tasks             TaskSource
+	Status            StatusSink
+	Agents            AgentSink
 }
 
 // Framework handles a subscription's events; it implements
@@ -110,6 +114,9 @@ func New(cfg Config) *Framework {
 	if cfg.RefuseSeconds <= 0 {
 		cfg.RefuseSeconds = 5
 	}
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = 5 * time.Minute
+	}
 	if len(cfg.Roles) == 0 {
 		cfg.Roles = []string{podresources.DefaultRole}
 	}
@@ -129,6 +136,8 @@ func (f *Framework) Run(ctx context.Context) {
 	go f.cfg.Cache.Run(ctx, f.cfg.DeclineInterval, f.decline)
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	rt := time.NewTicker(f.cfg.ReconcileInterval)
+	defer rt.Stop()
 	for {
 		f.syncSuppression(ctx)
 		select {
@@ -136,6 +145,13 @@ func (f *Framework) Run(ctx context.Context) {
 			return
 		case <-f.wake:
 		case <-t.C:
+		case <-rt.C:
+			f.mu.Lock()
+			subscribed := f.subscribed
+			f.mu.Unlock()
+			if subscribed {
+				f.reconcile(ctx)
+			}
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
 	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/broker/grpcserver"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
@@ -82,7 +84,28 @@ func (s *statuses) wait(t *testing.T, ctx context.Context, task string, want mes
 	}
 }
 
+// timedCaller measures the ACCEPT round trips to the master.
+type timedCaller struct {
+	brokermesos.Caller
+	mu      sync.Mutex
+	accepts time.Duration
+	n       int
+}
+
+func (c *timedCaller) Call(ctx context.Context, call *scheduler.Call) error {
+	start := time.Now()
+	err := c.Caller.Call(ctx, call)
+	if call.Type == scheduler.Call_ACCEPT {
+		c.mu.Lock()
+		c.accepts += time.Since(start)
+		c.n++
+		c.mu.Unlock()
+	}
+	return err
+}
+
 type env struct {
+	caller *timedCaller
 	sim    *mesossim.Sim
 	client *brokermesos.Client
 	fw     *framework.Framework
@@ -124,8 +147,9 @@ func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.
 		t.Fatal(err)
 	}
 	st := &statuses{m: map[string][]mesos.TaskState{}, ch: make(chan struct{}, 1)}
+	caller := &timedCaller{Caller: client}
 	fw := framework.New(framework.Config{
-		Cache: cache, Caller: client, FrameworkID: client.FrameworkID, Builder: builder{},
+		Cache: cache, Caller: caller, FrameworkID: client.FrameworkID, Builder: builder{},
 		Executor: exec, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st,
 	})
 	rctx, cancel := context.WithCancel(ctx)
@@ -148,7 +172,7 @@ func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close(); g.Stop() })
-	return &env{sim: sim, client: client, fw: fw, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st}
+	return &env{caller: caller, sim: sim, client: client, fw: fw, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st}
 }
 
 func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {

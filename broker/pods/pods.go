@@ -57,7 +57,11 @@ type Config struct {
 	PodUID func(taskID string) types.UID
 	// AgentHostname names the host of an agent id when known.
 	AgentHostname func(agentID string) (string, bool)
-	Resync        time.Duration
+	// BoundGrace keeps pods bound less than this long out of explicit
+	// reconciliation (default 10s): their launch may still be on its way
+	// to the master, which would answer TASK_LOST and fail a healthy pod.
+	BoundGrace time.Duration
+	Resync     time.Duration
 }
 
 // Controller implements framework.StatusSink and framework.TaskSource.
@@ -82,6 +86,9 @@ const byUID = "uid"
 func New(cfg Config) *Controller {
 	if cfg.Resync == 0 {
 		cfg.Resync = 10 * time.Minute
+	}
+	if cfg.BoundGrace == 0 {
+		cfg.BoundGrace = 10 * time.Second
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -222,6 +229,9 @@ func (c *Controller) KnownTasks(ctx context.Context) ([]framework.Task, error) {
 		if p.Spec.NodeName == "" || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
 			continue
 		}
+		if time.Since(boundAt(p)) < c.cfg.BoundGrace {
+			continue
+		}
 		out = append(out, framework.Task{ID: c.cfg.TaskID(p.UID), AgentID: c.agentOfNode(p.Spec.NodeName)})
 	}
 	return out, nil
@@ -254,6 +264,17 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 		return nil
 	}
 	return c.endPod(ctx, pod, st)
+}
+
+// boundAt is when the pod was bound: the PodScheduled condition the binding
+// sets, or its creation for a pod created with a nodeName.
+func boundAt(p *v1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == v1.PodScheduled && c.Status == v1.ConditionTrue && !c.LastTransitionTime.IsZero() {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return p.CreationTimestamp.Time
 }
 
 func (c *Controller) existsLive(ctx context.Context, uid types.UID) bool {

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -130,6 +132,7 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string) *runningBr
 	o.RefuseSeconds = 1
 	o.BatchWindow = 20 * time.Millisecond
 	o.ExecutorCPUs, o.ExecutorMemMB = 0.1, 64
+	o.ReconcileInterval = 2 * time.Second
 	c, err := o.Config(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -346,14 +349,43 @@ func TestBroker(t *testing.T) {
 		orphan := e.createPod(ctx, "orphan", "")
 		e.schedule(ctx, b, orphan)
 		e.waitTask(ctx, orphan.UID, "TASK_RUNNING")
+
+		// A second replica waits for leadership: it does not serve.
+		standby := e.startBroker(ctx, "broker-2")
+		if r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("the standby replica's health is %v (%v), want NOT_SERVING", r.GetStatus(), err)
+		}
+		// A pod is reserved mid-scheduling when the leader goes away.
+		midLaunch := e.createPod(ctx, "mid-launch", "")
+		res, err := b.client.Reserve(ctx, &brokerv1.ReserveRequest{
+			Pod: &brokerv1.PodRef{Uid: string(midLaunch.UID), Namespace: "default", Name: midLaunch.Name}, NodeName: "agent-a",
+			Demand: &brokerv1.Demand{Cpus: 0.5, MemMb: 128},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 		b.stop()
-		// While no broker runs: a pod bound without a task, and a pod
+		// While no broker leads: a pod bound without a task, and a pod
 		// deleted under its running task.
 		lost := e.createPod(ctx, "never-launched", "agent-a")
 		if err := e.kube.CoreV1().Pods("default").Delete(ctx, orphan.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 			t.Fatal(err)
 		}
-		e.startBroker(ctx, "broker-2")
+		e.eventually(ctx, "the standby to take over and serve", func() (bool, string) {
+			r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName})
+			if err != nil {
+				return false, err.Error()
+			}
+			return r.GetStatus() == healthpb.HealthCheckResponse_SERVING, r.GetStatus().String()
+		})
+		// The old leader's reservation died with it: the launch is refused
+		// (the scheduler retries the pod) and nothing runs for it.
+		data, _ := json.Marshal(midLaunch)
+		if _, err := standby.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: res.GetReservation().GetId(), Pod: data, PodContentType: "application/json"}); status.Code(err) != codes.NotFound {
+			t.Errorf("launching the old leader's reservation on the new leader: %v, want NotFound", err)
+		}
+		e.schedule(ctx, standby, midLaunch)
+		e.waitTask(ctx, midLaunch.UID, "TASK_RUNNING")
 		e.waitPodPhase(ctx, lost.Name, corev1.PodFailed, "MesosTaskLost")
 		e.waitTask(ctx, orphan.UID, "TASK_KILLED")
 		ts, fws := e.taskStates()
