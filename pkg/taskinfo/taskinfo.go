@@ -1,0 +1,187 @@
+// Package taskinfo is the contract between the k8sm broker and the k8sm
+// executor: how a pod travels inside a Mesos TaskInfo, and how the shared
+// ExecutorInfo that runs the embedded kubelet is named and started.
+//
+// A pod's task:
+//   - TaskID: "pod.<pod uid>" (one task per pod UID; a pod runs at most once).
+//   - Name: "<namespace>/<name>".
+//   - Data: the JSON of the v1.Pod as it was bound (spec.nodeName = the agent
+//     hostname), so that the executor can check what it was asked to run.
+//   - Labels: k8sm.io/namespace, k8sm.io/name, k8sm.io/uid.
+//
+// The executor: one per agent and framework, ExecutorID "k8sm-executor-<version>"
+// so that an upgraded executor does not mix with running ones, and a command
+// that runs the k8sm-executor binary with the flags of ExecutorConfig.
+package taskinfo
+
+import (
+	"encoding/json"
+	"fmt"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Label keys carried by every pod task.
+const (
+	LabelNamespace = "k8sm.io/namespace"
+	LabelName      = "k8sm.io/name"
+	LabelUID       = "k8sm.io/uid"
+)
+
+// TaskIDPrefix starts every pod task's id.
+const TaskIDPrefix = "pod."
+
+// ExecutorVersion changes whenever the executor's contract or behaviour
+// changes in a way that must not mix with executors already running.
+const ExecutorVersion = "v1"
+
+// TaskID is the task id of a pod.
+func TaskID(uid types.UID) string { return TaskIDPrefix + string(uid) }
+
+// ExecutorID is the id shared by every task of this executor version.
+func ExecutorID() string { return "k8sm-executor-" + ExecutorVersion }
+
+// PodRef names a pod as a task does.
+type PodRef struct {
+	Namespace, Name string
+	UID             types.UID
+}
+
+func (r PodRef) String() string { return r.Namespace + "/" + r.Name + " (" + string(r.UID) + ")" }
+
+// NewTask returns a TaskInfo for pod on agent, with the given resources and
+// executor. The pod must have a UID.
+func NewTask(pod *v1.Pod, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error) {
+	if pod.UID == "" {
+		return mesos.TaskInfo{}, fmt.Errorf("making the task of pod %s/%s: the pod has no UID", pod.Namespace, pod.Name)
+	}
+	data, err := json.Marshal(pod)
+	if err != nil {
+		return mesos.TaskInfo{}, fmt.Errorf("making the task of pod %s/%s: encoding the pod: %w", pod.Namespace, pod.Name, err)
+	}
+	return mesos.TaskInfo{
+		Name:      pod.Namespace + "/" + pod.Name,
+		TaskID:    mesos.TaskID{Value: TaskID(pod.UID)},
+		AgentID:   agent,
+		Resources: resources,
+		Executor:  exec,
+		Data:      data,
+		Labels: &mesos.Labels{Labels: []mesos.Label{
+			{Key: LabelNamespace, Value: &pod.Namespace},
+			{Key: LabelName, Value: &pod.Name},
+			{Key: LabelUID, Value: strPtr(string(pod.UID))},
+		}},
+	}, nil
+}
+
+func strPtr(s string) *string { return &s }
+
+// Ref returns what the task's labels say about its pod, without decoding data.
+func Ref(t *mesos.TaskInfo) (PodRef, error) {
+	var r PodRef
+	for _, l := range t.GetLabels().GetLabels() {
+		switch l.Key {
+		case LabelNamespace:
+			r.Namespace = l.GetValue()
+		case LabelName:
+			r.Name = l.GetValue()
+		case LabelUID:
+			r.UID = types.UID(l.GetValue())
+		}
+	}
+	if r.Namespace == "" || r.Name == "" || r.UID == "" {
+		return r, fmt.Errorf("task %s lacks one of the labels %s, %s, %s", t.TaskID.Value, LabelNamespace, LabelName, LabelUID)
+	}
+	return r, nil
+}
+
+// Decode returns the pod a task carries and checks that it agrees with the
+// task's id and labels. Errors say what is wrong, for the task's failure message.
+func Decode(t *mesos.TaskInfo) (*v1.Pod, error) {
+	if len(t.Data) == 0 {
+		return nil, fmt.Errorf("task %s carries no pod: its data is empty", t.TaskID.Value)
+	}
+	var pod v1.Pod
+	// Unknown fields are allowed: a newer broker may send a newer pod.
+	if err := json.Unmarshal(t.Data, &pod); err != nil {
+		return nil, fmt.Errorf("task %s carries no pod: its data is not the JSON of a v1.Pod: %w", t.TaskID.Value, err)
+	}
+	if pod.Kind != "" && pod.Kind != "Pod" {
+		return nil, fmt.Errorf("task %s carries a %s, not a Pod", t.TaskID.Value, pod.Kind)
+	}
+	if pod.Name == "" || pod.UID == "" || len(pod.Spec.Containers) == 0 {
+		return nil, fmt.Errorf("task %s carries no pod: the data has no pod name, UID or containers", t.TaskID.Value)
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = "default"
+	}
+	if want := TaskID(pod.UID); t.TaskID.Value != want {
+		return nil, fmt.Errorf("task %s carries pod %s/%s whose task id would be %s", t.TaskID.Value, pod.Namespace, pod.Name, want)
+	}
+	if ref, err := Ref(t); err == nil && (ref.Namespace != pod.Namespace || ref.Name != pod.Name || ref.UID != pod.UID) {
+		return nil, fmt.Errorf("task %s is labelled for pod %s but carries pod %s/%s (%s)", t.TaskID.Value, ref, pod.Namespace, pod.Name, pod.UID)
+	}
+	return &pod, nil
+}
+
+// ExecutorConfig is what the broker knows about running the executor.
+type ExecutorConfig struct {
+	// Command is the k8sm-executor binary: a path on the agent, or the name
+	// of a file fetched into the sandbox from URIs ("./k8sm-executor").
+	Command string
+	// URIs are fetched into the sandbox first (the executor binary, a kubeconfig).
+	URIs []mesos.CommandInfo_URI
+	// Kubeconfig for the node's kubelet (system:node:<agent hostname>); a
+	// path on the agent, or relative to the sandbox.
+	Kubeconfig string
+	// ContainerRuntimeEndpoint is containerd's CRI socket, e.g. unix:///run/containerd/containerd.sock.
+	ContainerRuntimeEndpoint string
+	// RootDir is the kubelet's root directory on the agent (default /var/lib/k8sm/kubelet).
+	RootDir string
+	// ExtraArgs are appended as they are (--flag=value), e.g. serving certificates.
+	ExtraArgs []string
+	// Resources are the executor's own resources, charged once per agent.
+	Resources []mesos.Resource
+}
+
+// Args returns the executor's command line arguments (argv[1:]). The node
+// name is not among them: the executor uses the agent's hostname, which is
+// the name of the Node the broker mirrored.
+func (c ExecutorConfig) Args() []string {
+	var a []string
+	if c.Kubeconfig != "" {
+		a = append(a, "--kubeconfig="+c.Kubeconfig)
+	}
+	if c.ContainerRuntimeEndpoint != "" {
+		a = append(a, "--container-runtime-endpoint="+c.ContainerRuntimeEndpoint)
+	}
+	if c.RootDir != "" {
+		a = append(a, "--root-dir="+c.RootDir)
+	}
+	return append(a, c.ExtraArgs...)
+}
+
+// NewExecutorInfo returns the ExecutorInfo shared by every pod task of a
+// framework on an agent.
+func NewExecutorInfo(fw mesos.FrameworkID, c ExecutorConfig) *mesos.ExecutorInfo {
+	shell := false
+	cmd := c.Command
+	name := "k8sm executor (kubelet)"
+	source := "k8sm"
+	return &mesos.ExecutorInfo{
+		ExecutorID:  mesos.ExecutorID{Value: ExecutorID()},
+		FrameworkID: &fw,
+		Type:        mesos.ExecutorInfo_CUSTOM,
+		Name:        &name,
+		Source:      &source,
+		Command: &mesos.CommandInfo{
+			Value:     &cmd,
+			Shell:     &shell,
+			Arguments: append([]string{cmd}, c.Args()...),
+			URIs:      c.URIs,
+		},
+		Resources: c.Resources,
+	}
+}
