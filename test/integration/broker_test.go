@@ -107,7 +107,7 @@ func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
 	sim, err := mesossim.Start(sctx, mesossim.Config{
 		ZK:      "zk://" + cfg.ZooKeeperAddr() + "/mesos",
 		WorkDir: t.TempDir(),
-		Master:  master.Config{HeartbeatInterval: 500 * time.Millisecond, AllocationInterval: 50 * time.Millisecond},
+		Master:  master.Config{HeartbeatInterval: 500 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: 100 * time.Millisecond},
 		Agents:  []agent.Config{{Hostname: "agent-a", Resources: res, Attributes: attrs, Hollow: true, StatusUpdateRetryInterval: 300 * time.Millisecond}},
 	})
 	if err != nil {
@@ -304,9 +304,17 @@ func TestBroker(t *testing.T) {
 			ok := ready && tainted && n.Labels[nodes.AttributeLabelPrefix+"rack"] == "r1" && cpu.MilliValue() == 4000 && n.Annotations[nodes.AgentIDAnnotation] != ""
 			return ok, "ready=" + strconv.FormatBool(ready) + " tainted=" + strconv.FormatBool(tainted) + " labels=" + strings.Join(mapKeys(n.Labels), ",") + " cpu=" + cpu.String()
 		})
-		if _, err := e.kube.CoordinationV1().Leases("kube-node-lease").Get(ctx, "agent-a", metav1.GetOptions{}); err != nil {
-			t.Fatalf("the broker keeps no Lease for agent-a: %v", err)
-		}
+		e.eventually(ctx, "the broker to hold agent-a's Lease", func() (bool, string) {
+			l, err := e.kube.CoordinationV1().Leases("kube-node-lease").Get(ctx, "agent-a", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			holder := ""
+			if l.Spec.HolderIdentity != nil {
+				holder = *l.Spec.HolderIdentity
+			}
+			return holder == nodes.LeaseHolder && l.Spec.RenewTime != nil, "holder " + holder
+		})
 	}
 
 	{ // health serving when subscribed
@@ -399,6 +407,25 @@ func TestBroker(t *testing.T) {
 		if err != nil || p.Status.Phase == corev1.PodFailed {
 			t.Errorf("the running pod after the restart: %v %v", p.Status.Phase, err)
 		}
+	}
+
+	{ // agent lost: its pods fail, its Node goes NotReady
+		if err := e.sim.KillAgent(0); err != nil {
+			t.Fatal(err)
+		}
+		e.waitPodPhase(ctx, running.Name, corev1.PodFailed, "MesosTaskLost")
+		e.eventually(ctx, "Node agent-a NotReady", func() (bool, string) {
+			n, err := e.kube.CoreV1().Nodes().Get(ctx, "agent-a", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					return c.Status == corev1.ConditionFalse && c.Reason == nodes.ReasonAgentLost, string(c.Status) + "/" + c.Reason
+				}
+			}
+			return false, "no Ready condition"
+		})
 	}
 }
 
