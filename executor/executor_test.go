@@ -1,0 +1,231 @@
+package executor_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/k8sm/k8sm/executor"
+	"github.com/k8sm/k8sm/executor/agentconn"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+)
+
+func (e *env) kill(taskID string) {
+	e.t.Helper()
+	if err := e.sched.MustAccept(e.ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: taskID}}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// A launched pod goes STARTING then RUNNING (with its address), and KILL
+// stops it and ends the task KILLED.
+func TestLaunchRunKill(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("web", nil)
+	id := e.launch(p)
+	e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_STARTING)
+	st := e.update(id, mesos.TASK_RUNNING)
+	if ips := st.GetContainerStatus().GetNetworkInfos(); len(ips) == 0 || ips[0].IPAddresses[0].GetIPAddress() != "10.88.0.5" {
+		t.Errorf("RUNNING does not carry the pod IP: %v", st.GetContainerStatus())
+	}
+	if len(st.UUID) == 0 || st.GetSource() != mesos.SOURCE_EXECUTOR {
+		t.Errorf("update without uuid or not from the executor: %v", st)
+	}
+	e.kill(id)
+	e.update(id, mesos.TASK_KILLED)
+	if n, _ := e.kube.RunningContainers(e.ctx, p.UID); n != 0 {
+		t.Errorf("the pod still runs after TASK_KILLED")
+	}
+	e.eventually("the master to show TASK_KILLED", func() bool { return e.masterTaskState(id) == "TASK_KILLED" })
+}
+
+// Deleting the pod from the API server ends its task KILLED.
+func TestPodDeletedKillsTask(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("doomed", nil)
+	id := e.launch(p)
+	e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_RUNNING)
+	if err := e.api.CoreV1().Pods("default").Delete(e.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.update(id, mesos.TASK_KILLED)
+	if !strings.Contains(st.GetMessage(), "deleted") {
+		t.Errorf("KILLED message %q does not say the pod was deleted", st.GetMessage())
+	}
+}
+
+// A container that exits 1 fails its task with the exit code in the message.
+func TestContainerExitFails(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	id := e.launch(e.pod("crash", map[string]string{annExit: "1"}))
+	e.startExecutor(e.mesosEnv())
+	st := e.update(id, mesos.TASK_FAILED)
+	if !strings.Contains(st.GetMessage(), "exited with code 1") {
+		t.Errorf("FAILED message %q lacks the exit code", st.GetMessage())
+	}
+}
+
+// Bad input fails the task with a message saying what was wrong, and the
+// executor keeps serving its other pods.
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	good := e.launch(e.pod("good", nil))
+	e.startExecutor(e.mesosEnv())
+	e.update(good, mesos.TASK_RUNNING)
+
+	notPod := mesos.TaskInfo{Name: "junk", TaskID: mesos.TaskID{Value: "pod.junk"}, Executor: &e.exec, Data: []byte(`{"kind":"Deployment","metadata":{"name":"x"}}`)}
+	e.launchTask(notPod)
+	if st := e.update("pod.junk", mesos.TASK_FAILED); !strings.Contains(st.GetMessage(), "not a Pod") && !strings.Contains(st.GetMessage(), "carries no pod") {
+		t.Errorf("message %q does not say the data is not a pod", st.GetMessage())
+	}
+
+	other := e.pod("elsewhere", nil)
+	other.Spec.NodeName = "node-2"
+	id := e.launch(other)
+	if st := e.update(id, mesos.TASK_FAILED); !strings.Contains(st.GetMessage(), `"node-2"`) {
+		t.Errorf("message %q does not name the other node", st.GetMessage())
+	}
+	if e.kube.wasHanded(other.UID) {
+		t.Error("a pod for another node reached the kubelet")
+	}
+
+	missing := e.pod("noimage", map[string]string{annWaiting: "ErrImageNeverPull"})
+	id = e.launch(missing)
+	if st := e.update(id, mesos.TASK_FAILED); !strings.Contains(st.GetMessage(), "ErrImageNeverPull") {
+		t.Errorf("message %q does not say the image is missing", st.GetMessage())
+	}
+
+	if s := e.masterTaskState(good); s != "TASK_RUNNING" {
+		t.Errorf("the good pod's task is %s after the bad input, want TASK_RUNNING", s)
+	}
+	e.kill(good)
+	e.update(good, mesos.TASK_KILLED)
+}
+
+// The kubelet runs only launched pods: a pod bound to the node by someone
+// else never reaches it, and a LAUNCH that arrives before its pod is
+// visible is held, not failed.
+func TestOnlyLaunchedPodsRun(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	stray := e.pod("stray", nil)
+	early := e.pod("early", nil)
+	if err := e.api.CoreV1().Pods("default").Delete(e.ctx, early.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id := e.launch(early)
+	e.startExecutor(e.mesosEnv())
+	e.eventually("the task to be held", func() bool { return e.masterTaskState(id) == "TASK_STAGING" })
+	// Its Binding becomes visible now.
+	if _, err := e.api.CoreV1().Pods("default").Create(e.ctx, early, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.update(id, mesos.TASK_STARTING)
+	e.update(id, mesos.TASK_RUNNING)
+	if e.kube.wasHanded(stray.UID) {
+		t.Error("a pod bound to the node but never launched reached the kubelet")
+	}
+}
+
+// SHUTDOWN stops every pod, reports them KILLED, and the executor returns.
+func TestShutdown(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	a, b := e.launch(e.pod("a", nil)), e.launch(e.pod("b", nil))
+	r := e.startExecutor(e.mesosEnv())
+	e.update(a, mesos.TASK_RUNNING)
+	e.update(b, mesos.TASK_RUNNING)
+	if err := e.sched.MustAccept(e.ctx, &scheduler.Call{Type: scheduler.Call_SHUTDOWN, Shutdown: &scheduler.Call_Shutdown{
+		ExecutorID: e.exec.ExecutorID, AgentID: mesos.AgentID{Value: e.sim.Agent(0).ID()}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.update(a, mesos.TASK_KILLED)
+	e.update(b, mesos.TASK_KILLED)
+	if err := r.wait(t, e.ctx); err != nil {
+		t.Errorf("executor returned %v after SHUTDOWN, want nil", err)
+	}
+}
+
+// An executor restarted in place adopts its running pods: the task stays
+// RUNNING, the pod is not started twice, and the new process can kill it.
+func TestRestartAdoptsPods(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("keep", nil)
+	id := e.launch(p)
+	c := e.mesosEnv()
+	r := e.startExecutor(c)
+	e.update(id, mesos.TASK_RUNNING)
+	r.restart <- struct{}{}
+	if err := r.wait(t, e.ctx); !errors.Is(err, executor.ErrRestart) {
+		t.Fatalf("executor returned %v, want ErrRestart", err)
+	}
+	if n, _ := e.kube.RunningContainers(e.ctx, p.UID); n != 1 {
+		t.Fatal("the restart stopped the pod")
+	}
+	e.startExecutor(c)
+	// A pod launched now runs only if the new process subscribed.
+	next := e.launch(e.pod("next", nil))
+	e.update(next, mesos.TASK_RUNNING)
+	if s := e.masterTaskState(id); s != "TASK_RUNNING" {
+		t.Errorf("task is %s after the restart, want TASK_RUNNING", s)
+	}
+	if n := e.kube.startsOf(p.UID); n != 1 {
+		t.Errorf("the pod was started %d times", n)
+	}
+	e.kill(id)
+	e.update(id, mesos.TASK_KILLED)
+}
+
+// An executor whose agent stays away longer than the recovery timeout stops
+// its pods and returns; one whose agent comes back in time carries on.
+func TestAgentGone(t *testing.T) {
+	e := newEnv(t, 3*time.Second)
+	p := e.pod("orphan", nil)
+	id := e.launch(p)
+	r := e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_RUNNING)
+
+	// Back in time: nothing changes.
+	if err := e.sim.RestartAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	q := e.pod("after-restart", nil)
+	id2 := e.launch(q)
+	e.update(id2, mesos.TASK_RUNNING)
+
+	if err := e.sim.KillAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	err := r.wait(t, e.ctx)
+	if !errors.Is(err, agentconn.ErrAgentGone) {
+		t.Fatalf("executor returned %v, want ErrAgentGone", err)
+	}
+	for _, uid := range []string{string(p.UID), string(q.UID)} {
+		if n, _ := e.kube.RunningContainers(e.ctx, p.UID); n != 0 {
+			t.Errorf("pod %s still runs after its executor gave up", uid)
+		}
+	}
+}
+
+func TestTaskInfoRoundTrip(t *testing.T) {
+	e := &env{t: t}
+	_ = e
+	p := newPod("rt")
+	ti, err := taskinfo.NewTask(p, mesos.AgentID{Value: "a"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := taskinfo.Decode(&ti)
+	if err != nil || got.UID != p.UID || got.Spec.NodeName != node {
+		t.Fatalf("Decode = %v, %v", got, err)
+	}
+	ti.Labels.Labels[2].Value = ptr("other")
+	if _, err := taskinfo.Decode(&ti); err == nil {
+		t.Error("a task labelled for another pod decoded")
+	}
+}

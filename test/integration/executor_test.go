@@ -1,0 +1,457 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/k8sm/k8sm/executor/cri"
+	"github.com/k8sm/k8sm/hack/cluster"
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	"github.com/k8sm/k8sm/hack/mesos-sim/simtest"
+	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+)
+
+// The agent's hostname, hence the Node's name. The API server reaches a
+// kubelet through the Node's Hostname address first, and the local
+// cluster's kubelet serving certificates name "localhost": so this name.
+const execNode = "localhost"
+
+// executorWorld is the local control plane, containerd, a Mesos test double
+// whose agent starts the real k8sm-executor, and a test scheduler playing
+// the broker.
+type executorWorld struct {
+	t     *testing.T
+	ctx   context.Context
+	cfg   cluster.Config
+	cs    kubernetes.Interface
+	sim   *mesossim.Sim
+	sched *simtest.Scheduler
+	exec  *mesos.ExecutorInfo
+	rt    *cri.Runtime
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
+	t.Helper()
+	cfg, err := cluster.TestConfig(filepath.Join(t.TempDir(), "state"), binDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := cluster.Up(ctx, cfg)
+	t.Cleanup(func() {
+		if err := cluster.Down(context.Background(), cfg.StateDir); err != nil {
+			t.Errorf("down: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("bringing the cluster up: %v", err)
+	}
+	cs, err := cl.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := cfg.PKI()
+	kubeconfig, err := pki.NodeCredentials(execNode, cfg.APIServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := pki.NodeServingCert(execNode)
+
+	res, err := mesossim.ParseResources("cpus:4;mem:4096;ports:[31000-32000]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := mesossim.Start(ctx, mesossim.Config{
+		Master:  master.Config{HeartbeatInterval: time.Second, AllocationInterval: 100 * time.Millisecond, AgentPingTimeout: 10 * time.Second},
+		WorkDir: filepath.Join(cfg.StateDir, "mesos"),
+		Agents: []agent.Config{{
+			Hostname: execNode, Resources: res,
+			ExecutorShutdownGracePeriod:   10 * time.Second,
+			ExecutorReregistrationTimeout: 2 * time.Second,
+			RecoveryTimeout:               5 * time.Second,
+			StatusUpdateRetryInterval:     time.Second,
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before Down: the executor must stop its pods while containerd runs.
+	t.Cleanup(s.Close)
+	checkpoint := true
+	sched, err := simtest.Subscribe(ctx, s.MasterURL(), wire.Protobuf, mesos.FrameworkInfo{User: "root", Name: "k8sm", Checkpoint: &checkpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sched.Close)
+	exec := taskinfo.NewExecutorInfo(mesos.FrameworkID{Value: sched.FrameworkID}, taskinfo.ExecutorConfig{
+		Command:                  filepath.Join(binDir(t), "k8sm-executor"),
+		Kubeconfig:               kubeconfig,
+		ContainerRuntimeEndpoint: "unix://" + cfg.ContainerdSocket(),
+		RootDir:                  filepath.Join(cfg.StateDir, "kubelet-"+execNode),
+		ExtraArgs: []string{
+			"--tls-cert-file=" + cert, "--tls-private-key-file=" + key, "--client-ca-file=" + pki.CACert(),
+			"--kubelet-port=" + strconv.Itoa(freePort(t)), "--cgroup-root=/k8sm-test/" + execNode,
+			"--bind-timeout=20s", "--v=2",
+		},
+	})
+	rt, err := cri.Dial("unix://" + cfg.ContainerdSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return &executorWorld{t: t, ctx: ctx, cfg: cfg, cs: cs, sim: s, sched: sched, exec: exec, rt: rt}
+}
+
+// pod creates a pod bound to the agent's node, as the scheduler's Binding would.
+func (w *executorWorld) pod(name string, hostPort int32, args ...string) *corev1.Pod {
+	w.t.Helper()
+	grace := int64(3)
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.PodSpec{
+			NodeName: execNode, SchedulerName: "mesos-scheduler", RestartPolicy: corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{{
+				Name: "web", Image: cluster.WebappImage, ImagePullPolicy: corev1.PullNever, Args: args,
+				Env: []corev1.EnvVar{{Name: "POD_NAME", Value: name}},
+			}},
+		},
+	}
+	if hostPort != 0 {
+		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: hostPort}}
+	}
+	p, err := w.cs.CoreV1().Pods("default").Create(w.ctx, p, metav1.CreateOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return p
+}
+
+func (w *executorWorld) launch(p *corev1.Pod) string {
+	w.t.Helper()
+	ti, err := taskinfo.NewTask(p, mesos.AgentID{}, nil, w.exec)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.launchTask(ti)
+	return ti.TaskID.Value
+}
+
+func (w *executorWorld) launchTask(ti mesos.TaskInfo) {
+	w.t.Helper()
+	ev, err := w.sched.Next(w.ctx, scheduler.Event_OFFERS)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	o := ev.Offers.Offers[0]
+	res, _ := mesossim.ParseResources("cpus:0.1;mem:32")
+	ti.AgentID, ti.Resources = o.AgentID, res
+	if err := w.sched.MustAccept(w.ctx, &scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{
+		OfferIDs:   []mesos.OfferID{o.ID},
+		Operations: []mesos.Offer_Operation{{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{ti}}}},
+	}}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *executorWorld) update(taskID string, state mesos.TaskState, within time.Duration) *mesos.TaskStatus {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(w.ctx, within)
+	defer cancel()
+	st, err := awaitTaskState(ctx, w.sched, taskID, state)
+	if err != nil {
+		var seen []string
+		for _, ev := range w.sched.Events() {
+			if ev.Type == scheduler.Event_UPDATE && ev.Update.Status.TaskID.Value == taskID {
+				seen = append(seen, fmt.Sprintf("%s(%s)", ev.Update.Status.GetState(), ev.Update.Status.GetMessage()))
+			}
+		}
+		w.t.Fatalf("%v; updates of %s: %s\n%s", err, taskID, strings.Join(seen, ", "), w.executorLog())
+	}
+	return st
+}
+
+// awaitTaskState waits for the task's state, acknowledging it and every
+// update before it: the agent sends a task's next update only once the
+// previous one is acknowledged.
+func awaitTaskState(ctx context.Context, s *simtest.Scheduler, taskID string, state mesos.TaskState) (*mesos.TaskStatus, error) {
+	for {
+		ev, err := s.Wait(ctx, func(ev *scheduler.Event) bool {
+			return ev.Type == scheduler.Event_UPDATE && ev.Update.Status.TaskID.Value == taskID
+		})
+		if err != nil {
+			return nil, fmt.Errorf("waiting for %s of task %s: %w", state, taskID, err)
+		}
+		st := &ev.Update.Status
+		if err := s.Ack(ctx, st); err != nil {
+			return nil, err
+		}
+		if st.GetState() == state {
+			return st, nil
+		}
+	}
+}
+
+// executorLog is the tail of the executor's stderr in its sandbox.
+func (w *executorWorld) executorLog() string {
+	m, _ := filepath.Glob(filepath.Join(w.cfg.StateDir, "mesos", "*", "slaves", "*", "frameworks", "*", "executors", "*", "runs", "*", "stderr"))
+	if len(m) == 0 {
+		m, _ = filepath.Glob(filepath.Join(w.cfg.StateDir, "mesos", "*", "*", "slaves", "*", "frameworks", "*", "executors", "*", "runs", "*", "stderr"))
+	}
+	var out []string
+	for _, f := range m {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(string(b), "\n")
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
+		}
+		out = append(out, "== "+f+"\n"+strings.Join(lines, "\n"))
+	}
+	return strings.Join(out, "\n")
+}
+
+func (w *executorWorld) masterTask(taskID string) string {
+	w.t.Helper()
+	resp, err := http.Get(w.sim.MasterURL() + "/master/tasks")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Tasks []struct{ ID, State string } `json:"tasks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		w.t.Fatal(err)
+	}
+	for _, t := range out.Tasks {
+		if t.ID == taskID {
+			return t.State
+		}
+	}
+	return ""
+}
+
+func (w *executorWorld) executorPID() int {
+	w.t.Helper()
+	resp, err := http.Get("http://" + w.sim.Agent(0).Endpoint() + "/state")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Frameworks []struct {
+			Executors []struct {
+				PID int `json:"pid"`
+			} `json:"executors"`
+		} `json:"frameworks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		w.t.Fatal(err)
+	}
+	if len(st.Frameworks) == 0 || len(st.Frameworks[0].Executors) == 0 {
+		w.t.Fatal("the agent runs no executor")
+	}
+	return st.Frameworks[0].Executors[0].PID
+}
+
+func (w *executorWorld) running(p *corev1.Pod) int {
+	n, err := w.rt.RunningContainers(w.ctx, p.UID)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return n
+}
+
+func (w *executorWorld) poll(what string, within time.Duration, cond func() (bool, error)) {
+	w.t.Helper()
+	err := wait.PollUntilContextTimeout(w.ctx, 250*time.Millisecond, within, true, func(context.Context) (bool, error) { return cond() })
+	if err != nil {
+		w.t.Fatalf("waiting for %s: %v\n%s", what, err, w.executorLog())
+	}
+}
+
+func TestExecutorRunsPods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	w := startExecutorWorld(t, ctx)
+
+	hostPort := int32(freePort(t))
+	web := w.pod("web", hostPort)
+	webTask := w.launch(web)
+	w.update(webTask, mesos.TASK_STARTING, 3*time.Minute)
+	w.update(webTask, mesos.TASK_RUNNING, 3*time.Minute)
+
+	t.Run("kubectl shows it Running", func(t *testing.T) {
+		out := kubectl(t, w.cfg, "get", "pod", "web", "-o", "jsonpath={.status.phase} {.spec.nodeName}")
+		if out != "Running "+execNode {
+			t.Errorf("kubectl get pod web: %q", out)
+		}
+		node := kubectl(t, w.cfg, "get", "node", execNode, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if node != "True" {
+			t.Errorf("node %s Ready=%q", execNode, node)
+		}
+	})
+	t.Run("answers on its host port", func(t *testing.T) {
+		var body string
+		w.poll("the webapp on its host port", time.Minute, func() (bool, error) {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", hostPort))
+			if err != nil {
+				return false, nil
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return resp.StatusCode == http.StatusOK, nil
+		})
+		if !strings.Contains(body, "pod /web") && !strings.Contains(body, "hello from") {
+			t.Errorf("webapp answered %q", body)
+		}
+	})
+	t.Run("kubectl logs", func(t *testing.T) {
+		if out := kubectl(t, w.cfg, "logs", "web"); !strings.Contains(out, "serving on") {
+			t.Errorf("kubectl logs web: %q", out)
+		}
+	})
+	t.Run("kubectl exec", func(t *testing.T) {
+		if out := kubectl(t, w.cfg, "exec", "web", "--", "sh", "-c", "echo exec-works"); strings.TrimSpace(out) != "exec-works" {
+			t.Errorf("kubectl exec: %q", out)
+		}
+	})
+
+	t.Run("exit 1 fails the task and the pod", func(t *testing.T) {
+		crash := w.pod("crash", 0, "--exit-after=1s", "--exit-code=1")
+		id := w.launch(crash)
+		st := w.update(id, mesos.TASK_FAILED, 2*time.Minute)
+		if !strings.Contains(st.GetMessage(), "exited with code 1") {
+			t.Errorf("FAILED message %q lacks the exit code", st.GetMessage())
+		}
+		if out := kubectl(t, w.cfg, "get", "pod", "crash", "-o", "jsonpath={.status.phase}"); out != "Failed" {
+			t.Errorf("pod crash is %q, want Failed", out)
+		}
+	})
+
+	t.Run("bad input fails only its task", func(t *testing.T) {
+		junk := mesos.TaskInfo{Name: "junk", TaskID: mesos.TaskID{Value: "pod.junk"}, Executor: w.exec, Data: []byte("not json")}
+		w.launchTask(junk)
+		if st := w.update("pod.junk", mesos.TASK_FAILED, time.Minute); !strings.Contains(st.GetMessage(), "not the JSON of a v1.Pod") {
+			t.Errorf("message %q", st.GetMessage())
+		}
+		other := w.pod("elsewhere", 0)
+		other.Spec.NodeName = "some-other-node"
+		id := w.launch(other)
+		if st := w.update(id, mesos.TASK_FAILED, time.Minute); !strings.Contains(st.GetMessage(), "some-other-node") {
+			t.Errorf("message %q", st.GetMessage())
+		}
+		noimg := w.pod("noimage", 0)
+		noimg, err := w.cs.CoreV1().Pods("default").Get(ctx, "noimage", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Replace the pod by one whose image is missing (same name, new UID).
+		_ = w.cs.CoreV1().Pods("default").Delete(ctx, "noimage", *metav1.NewDeleteOptions(0))
+		w.poll("noimage to go", time.Minute, func() (bool, error) {
+			_, err := w.cs.CoreV1().Pods("default").Get(ctx, "noimage", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		noimg.ResourceVersion, noimg.UID = "", ""
+		noimg.Spec.Containers[0].Image = "k8sm.local/missing:latest"
+		noimg, err = w.cs.CoreV1().Pods("default").Create(ctx, noimg, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = w.launch(noimg)
+		if st := w.update(id, mesos.TASK_FAILED, 2*time.Minute); !strings.Contains(st.GetMessage(), "ErrImageNeverPull") {
+			t.Errorf("message %q", st.GetMessage())
+		}
+		if s := w.masterTask(webTask); s != "TASK_RUNNING" {
+			t.Errorf("web's task is %s after the bad input", s)
+		}
+	})
+
+	t.Run("an executor restarted in place adopts its pods", func(t *testing.T) {
+		before, err := w.cs.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := w.executorPID()
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		// A pod launched now runs only through the new process.
+		next := w.pod("next", 0)
+		id := w.launch(next)
+		w.update(id, mesos.TASK_RUNNING, 3*time.Minute)
+		after, err := w.cs.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Status.Phase != corev1.PodRunning || after.Status.ContainerStatuses[0].ContainerID != before.Status.ContainerStatuses[0].ContainerID ||
+			after.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("web after the restart: %s %v, before %v", after.Status.Phase, after.Status.ContainerStatuses, before.Status.ContainerStatuses)
+		}
+		if s := w.masterTask(webTask); s != "TASK_RUNNING" {
+			t.Errorf("web's task is %s after the restart", s)
+		}
+		if w.executorPID() != pid {
+			t.Errorf("the agent sees a new executor")
+		}
+	})
+
+	t.Run("deleting the pod kills the task", func(t *testing.T) {
+		kubectl(t, w.cfg, "delete", "pod", "web", "--wait=false")
+		w.update(webTask, mesos.TASK_KILLED, 2*time.Minute)
+		if n := w.running(web); n != 0 {
+			t.Errorf("%d containers of web still run", n)
+		}
+	})
+
+	t.Run("an executor whose agent is gone stops its pods", func(t *testing.T) {
+		last := w.pod("last", 0)
+		id := w.launch(last)
+		w.update(id, mesos.TASK_RUNNING, 2*time.Minute)
+		pid := w.executorPID()
+		if err := w.sim.KillAgent(0); err != nil {
+			t.Fatal(err)
+		}
+		w.poll("the executor to exit", 2*time.Minute, func() (bool, error) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			return err != nil || strings.Contains(string(b), ") Z "), nil
+		})
+		if n := w.running(last); n != 0 {
+			t.Errorf("%d containers of pod last still run after its executor gave up", n)
+		}
+	})
+}
