@@ -17,6 +17,7 @@ import (
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // Config is everything Run needs, resolved from Options: clients built,
@@ -47,7 +48,10 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Config{Options: o, Builder: taskBuilder{command: o.ExecutorCommand}}
+	c := &Config{Options: o, Builder: taskBuilder{exec: taskinfo.ExecutorConfig{
+		Command: o.ExecutorCommand, Kubeconfig: o.ExecutorKubeconfig, ContainerRuntimeEndpoint: o.ExecutorCRI,
+		RootDir: o.ExecutorRootDir, ExtraArgs: o.ExecutorArgs,
+	}}}
 	var rc *rest.Config
 	var err error
 	if o.Kubeconfig != "" {
@@ -92,18 +96,8 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 		CPUs: podresources.MilliFromFloat(o.ExecutorCPUs), MemMB: podresources.MilliFromFloat(o.ExecutorMemMB)}}
 	for _, u := range o.ExecutorURIs {
 		exec, extract := true, false
-		c.Builder.uris = append(c.Builder.uris, mesos.CommandInfo_URI{Value: u, Executable: &exec, Extract: &extract})
+		c.Builder.exec.URIs = append(c.Builder.exec.URIs, mesos.CommandInfo_URI{Value: u, Executable: &exec, Extract: &extract})
 	}
-	if o.ExecutorKubeconfig != "" {
-		c.Builder.args = append(c.Builder.args, "--kubeconfig="+o.ExecutorKubeconfig)
-	}
-	if o.ExecutorCRI != "" {
-		c.Builder.args = append(c.Builder.args, "--container-runtime-endpoint="+o.ExecutorCRI)
-	}
-	if o.ExecutorRootDir != "" {
-		c.Builder.args = append(c.Builder.args, "--root-dir="+o.ExecutorRootDir)
-	}
-	c.Builder.args = append(c.Builder.args, o.ExecutorArgs...)
 
 	if strings.HasPrefix(o.Master, "zk://") {
 		c.MasterZKServers, c.MasterZKPath, _ = brokerzk.ParseURL(o.Master)

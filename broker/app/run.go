@@ -149,6 +149,9 @@ func (c *Config) Run(ctx context.Context) error {
 		}
 		logger.Info("Running for broker leadership", "identity", o.Identity)
 		if lctx, err = brokerzk.Elect(ctx, sess, path.Join(c.ZKPath, "leader"), o.Identity); err != nil {
+			if ctx.Err() != nil {
+				return nil // shut down while waiting: not a failure
+			}
 			return fmt.Errorf("electing the broker leader: %w", err)
 		}
 		metrics.Leader.Set(1)

@@ -24,6 +24,7 @@ import (
 	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // TaskBuilder is the TaskInfo contract with the executor (pkg/taskinfo):
@@ -530,5 +531,5 @@ func (f *Framework) KillTask(ctx context.Context, taskID, agentID, reason string
 
 // PodUID returns the pod uid of a task id (grpcserver.TaskID's inverse).
 func PodUID(taskID string) types.UID {
-	return types.UID(strings.TrimPrefix(taskID, "pod."))
+	return types.UID(strings.TrimPrefix(taskID, taskinfo.TaskIDPrefix))
 }

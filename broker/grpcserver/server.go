@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -47,9 +48,10 @@ type Pod struct {
 	Decoded *v1.Pod
 }
 
-// TaskID is the Mesos task id of a pod. Deriving it from the pod uid makes a
+// TaskID is the Mesos task id of a pod (pkg/taskinfo's contract with the
+// executor: "pod.<uid>"). Deriving it from the pod uid makes a
 // second task for one pod impossible: Mesos refuses a duplicate task id.
-func TaskID(uid types.UID) string { return string(uid) }
+func TaskID(uid types.UID) string { return taskinfo.TaskID(uid) }
 
 // Options tune the server; zero fields take defaults.
 type Options struct {

@@ -265,8 +265,8 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 			t.Errorf("launch %d: %v, want a batch of 2 on a1", i, resps[i])
 		}
 	}
-	if resps[0].GetTaskId() != "uid-a" {
-		t.Errorf("task id %q, want the pod uid", resps[0].GetTaskId())
+	if resps[0].GetTaskId() != "pod.uid-a" {
+		t.Errorf("task id %q, want pod.<pod uid> (pkg/taskinfo)", resps[0].GetTaskId())
 	}
 	if len(e.launcher.launches) != 1 {
 		t.Fatalf("%d ACCEPTs, want 1", len(e.launcher.launches))
@@ -330,7 +330,7 @@ func TestKill(t *testing.T) {
 	_, err := e.client.Kill(context.Background(), &brokerv1.KillRequest{})
 	wantCode(t, err, codes.InvalidArgument, "pod.uid")
 	resp, err := e.client.Kill(context.Background(), &brokerv1.KillRequest{Pod: pbPod("a"), AgentId: "a1"})
-	if err != nil || resp.GetTaskId() != "uid-a" || len(e.launcher.kills) != 1 {
+	if err != nil || resp.GetTaskId() != "pod.uid-a" || len(e.launcher.kills) != 1 || e.launcher.kills[0] != "pod.uid-a" {
 		t.Errorf("Kill = %v %v, kills %v", resp, err, e.launcher.kills)
 	}
 }

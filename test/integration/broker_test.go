@@ -217,11 +217,10 @@ func (e *brokerEnv) createPod(ctx context.Context, name, nodeName string) *corev
 	return p
 }
 
-// schedule does what the MesosOffers plugin does for a pod: Reserve, Launch,
-// then bind.
-func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Pod) {
-	t := e.t
-	t.Helper()
+// reserve claims the pod's resources on agent-a, retrying until the
+// agent's resources are offered again (as the scheduler retries a pod).
+func (e *brokerEnv) reserve(ctx context.Context, b *runningBroker, p *corev1.Pod) *brokerv1.Reservation {
+	e.t.Helper()
 	var r *brokerv1.Reservation
 	e.eventually(ctx, "a reservation for "+p.Name, func() (bool, string) {
 		resp, err := b.client.Reserve(ctx, &brokerv1.ReserveRequest{
@@ -234,6 +233,15 @@ func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Po
 		r = resp.GetReservation()
 		return true, ""
 	})
+	return r
+}
+
+// schedule does what the MesosOffers plugin does for a pod: Reserve, Launch,
+// then bind.
+func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Pod) {
+	t := e.t
+	t.Helper()
+	r := e.reserve(ctx, b, p)
 	data, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
@@ -365,13 +373,7 @@ func TestBroker(t *testing.T) {
 		}
 		// A pod is reserved mid-scheduling when the leader goes away.
 		midLaunch := e.createPod(ctx, "mid-launch", "")
-		res, err := b.client.Reserve(ctx, &brokerv1.ReserveRequest{
-			Pod: &brokerv1.PodRef{Uid: string(midLaunch.UID), Namespace: "default", Name: midLaunch.Name}, NodeName: "agent-a",
-			Demand: &brokerv1.Demand{Cpus: 0.5, MemMb: 128},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := e.reserve(ctx, b, midLaunch)
 		b.stop()
 		// While no broker leads: a pod bound without a task, and a pod
 		// deleted under its running task.
@@ -389,7 +391,7 @@ func TestBroker(t *testing.T) {
 		// The old leader's reservation died with it: the launch is refused
 		// (the scheduler retries the pod) and nothing runs for it.
 		data, _ := json.Marshal(midLaunch)
-		if _, err := standby.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: res.GetReservation().GetId(), Pod: data, PodContentType: "application/json"}); status.Code(err) != codes.NotFound {
+		if _, err := standby.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: res.GetId(), Pod: data, PodContentType: "application/json"}); status.Code(err) != codes.NotFound {
 			t.Errorf("launching the old leader's reservation on the new leader: %v, want NotFound", err)
 		}
 		e.schedule(ctx, standby, midLaunch)
