@@ -16,6 +16,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
+	"github.com/k8sm/k8sm/broker/grpcserver"
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
@@ -233,8 +234,8 @@ func TestFailedBindingKillsTheTask(t *testing.T) {
 		t.Fatalf("Bind = %v, want a failure saying the task was killed", st)
 	}
 	launched, killed := e.broker.launcher.snapshot()
-	if len(launched) != 1 || !slices.Equal(killed, []string{string(pod.UID)}) {
-		t.Errorf("launched %d, killed %v; want the launched task %s killed", len(launched), killed, pod.UID)
+	if task := grpcserver.TaskID(pod.UID); len(launched) != 1 || !slices.Equal(killed, []string{task}) {
+		t.Errorf("launched %d, killed %v; want the launched task %s killed", len(launched), killed, task)
 	}
 }
 
