@@ -5,6 +5,8 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,6 +47,7 @@ type brokerEnv struct {
 }
 
 type runningBroker struct {
+	http   string // http://host:port of /metrics, /healthz, /readyz
 	client brokerv1.BrokerClient
 	health healthpb.HealthClient
 	stop   func()
@@ -157,7 +160,7 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string) *runningBr
 		}
 	}
 	t.Cleanup(stop)
-	return &runningBroker{client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), stop: stop}
+	return &runningBroker{http: "http://" + c.HTTPListener.Addr().String(), client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), stop: stop}
 }
 
 func (e *brokerEnv) eventually(ctx context.Context, what string, cond func() (bool, string)) {
@@ -339,6 +342,18 @@ func TestBroker(t *testing.T) {
 	e.schedule(ctx, b, running)
 	e.waitTask(ctx, running.UID, "TASK_RUNNING")
 
+	{ // what an operator sees: ready, and metrics of what happened
+		if code, _ := httpGet(ctx, b.http+"/readyz"); code != http.StatusOK {
+			t.Errorf("/readyz of the leader answered %d", code)
+		}
+		code, body := httpGet(ctx, b.http+"/metrics")
+		for _, m := range []string{"k8sm_broker_offers_received_total", "k8sm_broker_launch_duration_seconds_count", "k8sm_broker_status_acknowledgements_total{result=\"success\"}", "k8sm_broker_reconcile_runs_total", "k8sm_broker_leader 1"} {
+			if code != http.StatusOK || !strings.Contains(body, m) {
+				t.Errorf("/metrics (%d) lacks %s", code, m)
+			}
+		}
+	}
+
 	{ // task killed: pod failed
 		p := e.createPod(ctx, "killed", "")
 		e.schedule(ctx, b, p)
@@ -370,6 +385,9 @@ func TestBroker(t *testing.T) {
 		standby := e.startBroker(ctx, "broker-2")
 		if r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Errorf("the standby replica's health is %v (%v), want NOT_SERVING", r.GetStatus(), err)
+		}
+		if code, _ := httpGet(ctx, standby.http+"/readyz"); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz of the standby answered %d, want 503", code)
 		}
 		// A pod is reserved mid-scheduling when the leader goes away.
 		midLaunch := e.createPod(ctx, "mid-launch", "")
@@ -429,6 +447,20 @@ func TestBroker(t *testing.T) {
 			return false, "no Ready condition"
 		})
 	}
+}
+
+func httpGet(ctx context.Context, url string) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func mapKeys(m map[string]string) []string {

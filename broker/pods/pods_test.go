@@ -1,0 +1,52 @@
+package pods
+
+import (
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestPhaseOf: a finished task succeeds its pod; every other end fails it,
+// with a reason saying how the task ended; live states end nothing.
+func TestPhaseOf(t *testing.T) {
+	for state, want := range map[mesos.TaskState]string{
+		mesos.TASK_FINISHED: "Succeeded/" + ReasonTaskFinished,
+		mesos.TASK_FAILED:   "Failed/" + ReasonTaskFailed,
+		mesos.TASK_ERROR:    "Failed/" + ReasonTaskFailed,
+		mesos.TASK_KILLED:   "Failed/" + ReasonTaskKilled,
+		mesos.TASK_LOST:     "Failed/" + ReasonTaskLost,
+		mesos.TASK_GONE:     "Failed/" + ReasonTaskLost,
+		mesos.TASK_DROPPED:  "Failed/" + ReasonTaskLost,
+		mesos.TASK_UNKNOWN:  "Failed/" + ReasonTaskLost,
+	} {
+		if !terminal(state) {
+			t.Errorf("%s is not terminal", state)
+		}
+		phase, reason := phaseOf(state)
+		if got := string(phase) + "/" + reason; got != want {
+			t.Errorf("%s: %s, want %s", state, got, want)
+		}
+	}
+	for _, s := range []mesos.TaskState{mesos.TASK_STAGING, mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING} {
+		if terminal(s) {
+			t.Errorf("%s is terminal", s)
+		}
+	}
+}
+
+// TestBoundAt: the binding's PodScheduled time counts, else creation.
+func TestBoundAt(t *testing.T) {
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	bound := created.Add(time.Hour)
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(created)}}
+	if got := boundAt(p); !got.Equal(created) {
+		t.Errorf("without PodScheduled: %v, want creation %v", got, created)
+	}
+	p.Status.Conditions = []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionTrue, LastTransitionTime: metav1.NewTime(bound)}}
+	if got := boundAt(p); !got.Equal(bound) {
+		t.Errorf("with PodScheduled: %v, want %v", got, bound)
+	}
+}
