@@ -148,6 +148,28 @@ func TestMesosScheduler(t *testing.T) {
 		}
 	})
 
+	t.Run("wildcard host ports are chosen from the offer and recorded", func(t *testing.T) {
+		pod := mesosPod("wildcard", "250m")
+		pod.Annotations = map[string]string{podresources.WildcardPortsAnnotation: "true"}
+		pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var got *corev1.Pod
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods("default").Get(ctx, "wildcard", metav1.GetOptions{})
+			got = p
+			return err == nil && p.Spec.NodeName != "", err
+		})
+		if err != nil {
+			t.Fatalf("wildcard pod not bound: %v (%s)", err, eventMessage(ctx, cs, "wildcard"))
+		}
+		as, err := podresources.PortAssignmentsOf(got)
+		if err != nil || len(as) != 1 || as[0].ContainerPort != 8080 || !podresources.NewRanges(others, web).Contains(uint64(as[0].HostPort)) {
+			t.Errorf("pod on %s records host ports %+v (%v), want 8080 on an offered port", got.Spec.NodeName, as, err)
+		}
+	})
+
 	t.Run("broker unreachable, then back", func(t *testing.T) {
 		addr := b.addr
 		b.g.Stop()
