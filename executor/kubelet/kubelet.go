@@ -68,7 +68,8 @@ type Config struct {
 
 // Kubelet is the embedded kubelet.
 type Kubelet struct {
-	cfg Config
+	cfg  Config
+	node string // set by Start
 }
 
 // New returns a kubelet that Start runs.
@@ -107,10 +108,7 @@ func (k *Kubelet) Server(node string) (*options.KubeletServer, error) {
 	// cgroups: cgroupfs (no systemd here), each node under its own root.
 	kc.CgroupDriver = "cgroupfs"
 	kc.CgroupsPerQOS = true
-	kc.CgroupRoot = c.CgroupRoot
-	if kc.CgroupRoot == "" {
-		kc.CgroupRoot = "/k8sm/" + node
-	}
+	kc.CgroupRoot = k.CgroupRoot(node)
 	kc.EnforceNodeAllocatable = []string{"pods"}
 	// cgroup v1 hosts are refused by default since 1.35.
 	kc.FailCgroupV1 = false
@@ -178,6 +176,10 @@ func (k *Kubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod)
 			return fmt.Errorf("creating kubelet directory: %w", err)
 		}
 	}
+	k.node = node
+	if err := EnsureCgroupRoot(s.CgroupRoot); err != nil {
+		return err
+	}
 	if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(s.FeatureGates); err != nil {
 		return fmt.Errorf("setting kubelet feature gates: %w", err)
 	}
@@ -234,6 +236,23 @@ func (k *Kubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod)
 		}
 	}()
 	return nil
+}
+
+// RemoveCgroups removes the pods' cgroups of the node the kubelet ran as,
+// once its pods are stopped.
+func (k *Kubelet) RemoveCgroups() error {
+	if k.node == "" {
+		return nil
+	}
+	return RemoveCgroupRoot(k.CgroupRoot(k.node))
+}
+
+// CgroupRoot is the pods' parent cgroup for node.
+func (k *Kubelet) CgroupRoot(node string) string {
+	if k.cfg.CgroupRoot != "" {
+		return k.cfg.CgroupRoot
+	}
+	return "/k8sm/" + node
 }
 
 // Tunables are the kernel settings the kubelet's container manager sets

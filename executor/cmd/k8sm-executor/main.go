@@ -146,6 +146,9 @@ func run(f flags) int {
 	if uerr := executor.UnmountUnder(f.rootDir); uerr != nil {
 		logger.Error(uerr, "Unmounting the kubelet's mounts")
 	}
+	if cerr := kl.RemoveCgroups(); cerr != nil {
+		logger.Error(cerr, "Removing the pods' cgroups")
+	}
 	kubelet.RestoreTunables(logger, tunables)
 	switch {
 	case err == nil:
