@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,10 +51,16 @@ func DefaultConfig(repoRoot string) Config {
 	}
 }
 
-// TestConfig is a cluster on ports nobody uses, under dir, with its own CNI
-// bridge, so that tests never collide with a user's `make up`.
+// TestConfig is a cluster on ports nobody uses, under dir, with a CNI bridge
+// and pod subnet of its own, so that tests never collide with a user's
+// `make up` nor with tests running at the same time.
 func TestConfig(dir, binDir string) (Config, error) {
-	cfg := Config{StateDir: dir, BinDir: binDir, Containerd: true, CNIBridge: "k8smtest0", PodSubnet: "10.89.0.0/16"}
+	n := rand.IntN(100)
+	cfg := Config{
+		StateDir: dir, BinDir: binDir, Containerd: true,
+		CNIBridge: fmt.Sprintf("k8smt%d", n),
+		PodSubnet: fmt.Sprintf("10.%d.0.0/16", 120+n),
+	}
 	for _, p := range []*int{&cfg.EtcdPort, &cfg.EtcdPeerPort, &cfg.APIServerPort, &cfg.ControllerManagerPort, &cfg.ZooKeeperPort} {
 		port, err := FreePort()
 		if err != nil {
