@@ -206,6 +206,13 @@ func (l *loop) run(ctx context.Context) error {
 	}()
 	kubeCtx, stopKube := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopKube()
+	// A task the agent handed to an earlier process of this executor that
+	// did not reach its registry is still this executor's to run.
+	for _, t := range l.conn.State().Tasks {
+		if _, ok := l.tasks[t.TaskID.Value]; !ok {
+			l.launch(kubeCtx, t)
+		}
+	}
 	if l.node != "" {
 		if err := l.startKubelet(kubeCtx); err != nil {
 			return err
@@ -225,6 +232,17 @@ func (l *loop) run(ctx context.Context) error {
 		case <-tick.C:
 		case <-l.o.Restart:
 			l.logger.Info("Restart requested: checkpointing and leaving the pods running")
+			// Read nothing more from the agent, and keep what was read: the
+			// next process must know every task the agent handed over.
+			stopConn()
+			if connDone != nil {
+				<-connDone
+			}
+			for len(l.events) > 0 {
+				if err := l.handle(kubeCtx, <-l.events); err != nil {
+					return err
+				}
+			}
 			return errors.Join(ErrRestart, l.save())
 		case err := <-connDone:
 			connDone = nil
@@ -545,6 +563,13 @@ func (l *loop) reconcileHanded(ctx context.Context, t *task) {
 			l.logger.Info("Pod running and ready", "task", t.Info.TaskID.Value, "pod", t.Ref)
 			l.send(ctx, t, st)
 		}
+	case pod.DeletionTimestamp != nil:
+		// Stopped because it was deleted, whatever its containers answered.
+		st.State, st.Reason = mesos.TASK_KILLED.Enum(), nil
+		st.Message = ptr("pod deleted from the API server; " + v.message)
+		l.logger.Info("Deleted pod stopped", "task", t.Info.TaskID.Value, "message", st.GetMessage())
+		l.send(ctx, t, st)
+		t.Phase = phaseDone
 	default:
 		// The kubelet already stopped every container: the task ended.
 		l.logger.Info("Pod ended", "task", t.Info.TaskID.Value, "state", v.state, "message", v.message)

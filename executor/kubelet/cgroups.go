@@ -11,10 +11,17 @@ import (
 
 // cgroupMounts lists the mount points of every cgroup hierarchy (v1
 // controllers and named hierarchies, or the v2 unified one).
+// v2 is the unified hierarchy when it is the only one; hybrid hosts also
+// have one at /sys/fs/cgroup/unified, listed in unified.
 func cgroupMounts() (v1 []string, v2 string, err error) {
+	v1, v2, _, err = allCgroupMounts()
+	return v1, v2, err
+}
+
+func allCgroupMounts() (v1 []string, v2 string, unified []string, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return nil, "", fmt.Errorf("reading mounts: %w", err)
+		return nil, "", nil, fmt.Errorf("reading mounts: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -35,12 +42,13 @@ func cgroupMounts() (v1 []string, v2 string, err error) {
 		case "cgroup":
 			v1 = append(v1, fields[4])
 		case "cgroup2":
+			unified = append(unified, fields[4])
 			if fields[4] == "/sys/fs/cgroup" {
 				v2 = fields[4]
 			}
 		}
 	}
-	return v1, v2, sc.Err()
+	return v1, v2, unified, sc.Err()
 }
 
 // EnsureCgroupRoot creates the pods' parent cgroup in every hierarchy: the
@@ -81,14 +89,12 @@ func EnsureCgroupRoot(root string) error {
 // RemoveCgroupRoot removes the pods' cgroups, deepest first, once nothing
 // runs in them; cgroups still in use stay (and are reported).
 func RemoveCgroupRoot(root string) error {
-	v1, v2, err := cgroupMounts()
+	v1, _, unified, err := allCgroupMounts()
 	if err != nil {
 		return err
 	}
-	mounts := v1
-	if len(v1) == 0 && v2 != "" {
-		mounts = []string{v2}
-	}
+	// runc also creates the pods' cgroups in a hybrid host's unified hierarchy.
+	mounts := append(v1, unified...)
 	var dirs []string
 	for _, m := range mounts {
 		top := filepath.Join(m, root)
