@@ -51,6 +51,8 @@ type Kubelet interface {
 type Runtime interface {
 	// RunningContainers counts the pod's running containers.
 	RunningContainers(ctx context.Context, uid types.UID) (int, error)
+	// ReadySandboxes counts the pod's sandboxes not yet stopped.
+	ReadySandboxes(ctx context.Context, uid types.UID) (int, error)
 }
 
 // Options configure Run.
@@ -263,6 +265,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.logger.Error(err, "Checkpointing the executor state")
 		}
 		if l.shutdown && l.allDone() {
+			l.waitSandboxes(ctx)
 			l.logger.Info("Every pod is stopped, executor exits")
 			return exitErr
 		}
@@ -655,6 +658,38 @@ func sameSet(a, b []*v1.Pod) bool {
 		}
 	}
 	return true
+}
+
+// waitSandboxes gives the kubelet until the shutdown deadline to stop the
+// sandboxes of the stopped pods, which hold their cgroups and addresses:
+// an executor leaves nothing running behind.
+func (l *loop) waitSandboxes(ctx context.Context) {
+	if l.o.Runtime == nil {
+		return
+	}
+	deadline := time.Now().Add(l.o.StopTimeout)
+	if l.shutdownBy.After(deadline) {
+		deadline = l.shutdownBy
+	}
+	for time.Now().Before(deadline) {
+		left := 0
+		for _, t := range l.tasks {
+			if t.Ref.UID == "" {
+				continue
+			}
+			n, err := l.o.Runtime.ReadySandboxes(context.WithoutCancel(ctx), t.Ref.UID)
+			if err != nil {
+				l.logger.Error(err, "Asking the runtime for sandboxes")
+				return
+			}
+			left += n
+		}
+		if left == 0 {
+			return
+		}
+		time.Sleep(l.o.Poll)
+	}
+	l.logger.Info("Pod sandboxes still ready at exit", "deadline", deadline)
 }
 
 func (l *loop) allDone() bool {

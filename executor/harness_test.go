@@ -130,6 +130,10 @@ func (k *fakeKubelet) RunningContainers(_ context.Context, uid types.UID) (int, 
 	return 0, nil
 }
 
+func (k *fakeKubelet) ReadySandboxes(ctx context.Context, uid types.UID) (int, error) {
+	return k.RunningContainers(ctx, uid)
+}
+
 func (k *fakeKubelet) startsOf(uid types.UID) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()

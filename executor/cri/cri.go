@@ -46,5 +46,18 @@ func (r *Runtime) RunningContainers(ctx context.Context, uid types.UID) (int, er
 	return len(resp.Containers), nil
 }
 
+// ReadySandboxes counts the pod's sandboxes that still hold its network
+// and cgroup (the kubelet removes them after the containers).
+func (r *Runtime) ReadySandboxes(ctx context.Context, uid types.UID) (int, error) {
+	resp, err := r.rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		State:         &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
+		LabelSelector: map[string]string{podUIDLabel: string(uid)},
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("listing the sandboxes of pod %s: %w", uid, err)
+	}
+	return len(resp.Items), nil
+}
+
 // Close drops the connection.
 func (r *Runtime) Close() error { return r.conn.Close() }

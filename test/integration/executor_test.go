@@ -55,6 +55,10 @@ type executorWorld struct {
 	rt    *cri.Runtime
 }
 
+// testCgroupRoot is the pods' parent cgroup, distinct per test process so
+// that runs on one host do not share it.
+func testCgroupRoot() string { return fmt.Sprintf("/k8sm-test-%d/%s", os.Getpid(), execNode) }
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,7 +131,7 @@ func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 		RootDir:                  filepath.Join(cfg.StateDir, "kubelet-"+execNode),
 		ExtraArgs: []string{
 			"--tls-cert-file=" + cert, "--tls-private-key-file=" + key, "--client-ca-file=" + pki.CACert(),
-			"--kubelet-port=" + strconv.Itoa(freePort(t)), "--cgroup-root=/k8sm-test/" + execNode,
+			"--kubelet-port=" + strconv.Itoa(freePort(t)), "--cgroup-root=" + testCgroupRoot(),
 			"--bind-timeout=20s", "--v=2",
 		},
 	})
@@ -526,7 +530,7 @@ func TestExecutorRunsPods(t *testing.T) {
 		if root := filepath.Join(w.cfg.StateDir, "kubelet-"+execNode); strings.Contains(string(mounts), root) {
 			t.Errorf("mounts under the kubelet root %s remain", root)
 		}
-		if m, _ := filepath.Glob("/sys/fs/cgroup/*/k8sm-test/" + execNode); len(m) > 0 {
+		if m, _ := filepath.Glob("/sys/fs/cgroup/*" + testCgroupRoot()); len(m) > 0 {
 			t.Errorf("pod cgroups remain: %v", m)
 		}
 	})

@@ -146,8 +146,18 @@ func run(f flags) int {
 	if uerr := executor.UnmountUnder(f.rootDir); uerr != nil {
 		logger.Error(uerr, "Unmounting the kubelet's mounts")
 	}
-	if cerr := kl.RemoveCgroups(); cerr != nil {
-		logger.Error(cerr, "Removing the pods' cgroups")
+	// The kubelet's housekeeping removes the cgroups of stopped pods a
+	// moment after their sandboxes: retry for a while.
+	for i := 0; ; i++ {
+		cerr := kl.RemoveCgroups()
+		if cerr == nil {
+			break
+		}
+		if i == 20 {
+			logger.Error(cerr, "Removing the pods' cgroups")
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	kubelet.RestoreTunables(logger, tunables)
 	switch {
