@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -403,6 +404,25 @@ func TestExecutorRunsPods(t *testing.T) {
 		if out := kubectl(t, w.cfg, "exec", "web", "--", "sh", "-c", "echo exec-works"); strings.TrimSpace(out) != "exec-works" {
 			t.Errorf("kubectl exec: %q", out)
 		}
+	})
+
+	t.Run("kubectl port-forward", func(t *testing.T) {
+		w := w.in(t)
+		local := freePort(t)
+		cmd := exec.CommandContext(ctx, filepath.Join(w.cfg.BinDir, "kubectl"), "--kubeconfig", w.cfg.PKI().Kubeconfig("admin"),
+			"port-forward", "pod/web", fmt.Sprintf("%d:8080", local))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		w.poll("the webapp through port-forward", time.Minute, func() (bool, error) {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", local))
+			if err != nil {
+				return false, nil
+			}
+			defer resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, nil
+		})
 	})
 
 	t.Run("exit 1 fails the task and the pod", func(t *testing.T) {
