@@ -12,7 +12,6 @@ import (
 
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
-	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 func (e *env) kill(taskID string) {
@@ -209,23 +208,5 @@ func TestAgentGone(t *testing.T) {
 		if n, _ := e.kube.RunningContainers(e.ctx, p.UID); n != 0 {
 			t.Errorf("pod %s still runs after its executor gave up", uid)
 		}
-	}
-}
-
-func TestTaskInfoRoundTrip(t *testing.T) {
-	e := &env{t: t}
-	_ = e
-	p := newPod("rt")
-	ti, err := taskinfo.NewTask(p, mesos.AgentID{Value: "a"}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := taskinfo.Decode(&ti)
-	if err != nil || got.UID != p.UID || got.Spec.NodeName != node {
-		t.Fatalf("Decode = %v, %v", got, err)
-	}
-	ti.Labels.Labels[2].Value = ptr("other")
-	if _, err := taskinfo.Decode(&ti); err == nil {
-		t.Error("a task labelled for another pod decoded")
 	}
 }

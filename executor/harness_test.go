@@ -390,12 +390,3 @@ func (e *env) eventually(what string, cond func() bool) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
-
-func newPod(name string) *v1.Pod {
-	return &v1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID("uid-" + name)},
-		Spec:       v1.PodSpec{NodeName: node, Containers: []v1.Container{{Name: "c", Image: "i"}}},
-	}
-}

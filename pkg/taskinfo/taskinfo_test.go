@@ -1,0 +1,68 @@
+package taskinfo
+
+import (
+	"strings"
+	"testing"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func pod() *v1.Pod {
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "u1"},
+		Spec:       v1.PodSpec{NodeName: "agent-1", Containers: []v1.Container{{Name: "c", Image: "i"}}},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	ti, err := NewTask(pod(), mesos.AgentID{Value: "a"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.TaskID.Value != "pod.u1" || ti.Name != "ns/web" {
+		t.Errorf("task id %q name %q", ti.TaskID.Value, ti.Name)
+	}
+	got, err := Decode(&ti)
+	if err != nil || got.UID != "u1" || got.Spec.NodeName != "agent-1" {
+		t.Fatalf("Decode = %v, %v", got, err)
+	}
+	if ref, err := Ref(&ti); err != nil || ref != (PodRef{Namespace: "ns", Name: "web", UID: "u1"}) {
+		t.Errorf("Ref = %v, %v", ref, err)
+	}
+}
+
+func TestDecodeSaysWhatIsWrong(t *testing.T) {
+	good, _ := NewTask(pod(), mesos.AgentID{}, nil, nil)
+	other := "other"
+	for name, c := range map[string]struct {
+		mutate func(*mesos.TaskInfo)
+		want   string
+	}{
+		"empty":       {func(t *mesos.TaskInfo) { t.Data = nil }, "data is empty"},
+		"not json":    {func(t *mesos.TaskInfo) { t.Data = []byte("x") }, "not the JSON of a v1.Pod"},
+		"not a pod":   {func(t *mesos.TaskInfo) { t.Data = []byte(`{"kind":"Service","metadata":{"name":"s","uid":"u1"}}`) }, "not a Pod"},
+		"no uid":      {func(t *mesos.TaskInfo) { t.Data = []byte(`{"metadata":{"name":"s"}}`) }, "no pod name, UID or containers"},
+		"wrong id":    {func(t *mesos.TaskInfo) { t.TaskID.Value = "pod.u2" }, "task id would be pod.u1"},
+		"wrong label": {func(t *mesos.TaskInfo) { t.Labels.Labels[1].Value = &other }, "labelled for pod"},
+	} {
+		ti := good
+		ti.Labels = &mesos.Labels{Labels: append([]mesos.Label(nil), good.Labels.Labels...)}
+		c.mutate(&ti)
+		if _, err := Decode(&ti); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Decode error %v, want one saying %q", name, err, c.want)
+		}
+	}
+}
+
+func TestExecutorInfo(t *testing.T) {
+	e := NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, ExecutorConfig{Command: "/bin/k8sm-executor", Kubeconfig: "/k", ContainerRuntimeEndpoint: "unix:///c.sock", RootDir: "/r", ExtraArgs: []string{"--v=2"}})
+	if e.ExecutorID.Value != ExecutorID() || e.Command.GetShell() {
+		t.Errorf("executor %v", e)
+	}
+	want := "/bin/k8sm-executor --kubeconfig=/k --container-runtime-endpoint=unix:///c.sock --root-dir=/r --v=2"
+	if got := strings.Join(e.Command.Arguments, " "); got != want {
+		t.Errorf("arguments %q, want %q", got, want)
+	}
+}
