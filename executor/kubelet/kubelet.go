@@ -60,6 +60,10 @@ type Config struct {
 	// the Node; they must match what the broker puts on the Node it mirrors.
 	NodeLabels         map[string]string
 	RegisterWithTaints []v1.Taint
+	// SystemReserved is kept from the node's allocatable (cpu, memory,
+	// ephemeral-storage): set it to what the host keeps outside Mesos, so
+	// that the kubelet's allocatable matches the agent's resources.
+	SystemReserved map[string]string
 	// Modify changes the configuration last (tests, special hosts).
 	Modify func(*options.KubeletServer)
 	// Fatal is called when the kubelet stops with an error.
@@ -123,6 +127,9 @@ func (k *Kubelet) Server(node string) (*options.KubeletServer, error) {
 	// The kubelet would fail on kernel defaults it dislikes with true; with
 	// false it sets them (and the executor restores them on exit).
 	kc.ProtectKernelDefaults = false
+	if len(c.SystemReserved) > 0 {
+		kc.SystemReserved = c.SystemReserved
+	}
 	kc.RegisterNode = true
 	kc.RegisterWithTaints = c.RegisterWithTaints
 	// The kubelet's server, authenticated and authorized, so that kubectl

@@ -44,6 +44,7 @@ type flags struct {
 	nodeIP           string
 	nodeLabels       map[string]string
 	taints           []string
+	systemReserved   map[string]string
 	bindTimeout      time.Duration
 	imagePullTimeout time.Duration
 }
@@ -64,6 +65,7 @@ func main() {
 	fs.StringVar(&f.nodeIP, "node-ip", "", "the node's IP (default: chosen by the kubelet)")
 	fs.StringToStringVar(&f.nodeLabels, "node-labels", nil, "labels of the Node when the kubelet creates it (match the broker's)")
 	fs.StringSliceVar(&f.taints, "register-with-taints", nil, "taints of the Node when the kubelet creates it, key=value:Effect (match the broker's)")
+	fs.StringToStringVar(&f.systemReserved, "system-reserved", nil, "resources the host keeps outside Mesos (cpu=1,memory=2Gi): the Node's allocatable then matches the agent's resources")
 	fs.DurationVar(&f.bindTimeout, "bind-timeout", 2*time.Minute, "how long a launched pod may be missing from the API server before its task fails")
 	fs.DurationVar(&f.imagePullTimeout, "image-pull-timeout", 5*time.Minute, "how long a container may wait for its image before its task fails")
 	gofs := goflag.NewFlagSet("klog", goflag.ExitOnError)
@@ -131,7 +133,7 @@ func run(f flags) int {
 		Kubeconfig: f.kubeconfig, ContainerRuntimeEndpoint: f.runtimeEndpoint, RootDir: f.rootDir,
 		CgroupRoot: f.cgroupRoot, Port: f.kubeletPort, Address: f.kubeletAddress,
 		TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey, ClientCAFile: f.clientCA, NodeIP: f.nodeIP,
-		NodeLabels: f.nodeLabels, RegisterWithTaints: taints,
+		NodeLabels: f.nodeLabels, RegisterWithTaints: taints, SystemReserved: f.systemReserved,
 		Fatal: func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
 	})
 	err = executor.Run(ctx, executor.Options{
