@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -31,11 +30,7 @@ func (a *Agent) Handler() http.Handler {
 	return mux
 }
 
-func httpError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, msg)
-}
+func httpError(w http.ResponseWriter, code int, msg string) { wire.HTTPError(w, code, msg) }
 
 func validateExecutorCall(c *executor.Call) error {
 	if c.ExecutorID.Value == "" {
@@ -94,18 +89,9 @@ func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
 		return
 	}
-	if len(body) > MaxRequestSize && (ct == wire.JSON || ct == wire.Protobuf) {
-		httpError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: request body exceeds "+strconv.Itoa(MaxRequestSize)+" bytes")
-		return
-	}
 	var call executor.Call
-	if err := wire.Decode(ct, body, &call); err != nil {
-		var ume *wire.UnsupportedMediaTypeError
-		if errors.As(err, &ume) {
-			httpError(w, http.StatusUnsupportedMediaType, err.Error())
-			return
-		}
-		httpError(w, http.StatusBadRequest, err.Error())
+	if code, err := wire.DecodeCall(ct, body, MaxRequestSize, &call); err != nil {
+		httpError(w, code, err.Error())
 		return
 	}
 	if err := validateExecutorCall(&call); err != nil {

@@ -35,11 +35,7 @@ func (m *Master) Handler() http.Handler {
 
 func serveHealth(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
 
-func httpError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, msg)
-}
+func httpError(w http.ResponseWriter, code int, msg string) { wire.HTTPError(w, code, msg) }
 
 // redirect answers a request made to a non-leading master: 307 with a
 // scheme-relative Location so the client keeps its own scheme, or 503 when no
@@ -104,18 +100,9 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
 		return
 	}
-	if len(body) > m.cfg.MaxRequestSize && (contentType == wire.JSON || contentType == wire.Protobuf) {
-		httpError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: request body exceeds "+strconv.Itoa(m.cfg.MaxRequestSize)+" bytes")
-		return
-	}
 	var call scheduler.Call
-	if err := wire.Decode(contentType, body, &call); err != nil {
-		var ume *wire.UnsupportedMediaTypeError
-		if errors.As(err, &ume) {
-			httpError(w, http.StatusUnsupportedMediaType, err.Error())
-			return
-		}
-		httpError(w, http.StatusBadRequest, err.Error())
+	if code, err := wire.DecodeCall(contentType, body, m.cfg.MaxRequestSize, &call); err != nil {
+		httpError(w, code, err.Error())
 		return
 	}
 	if err := validateCall(&call); err != nil {
