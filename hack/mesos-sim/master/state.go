@@ -44,6 +44,13 @@ func (m *Master) State() state.Object {
 				}
 			}
 		}
+		// As the real master's Slave::usedResources: executors hold their
+		// resources as long as they run, whether or not they have tasks.
+		for _, es := range ag.executors {
+			for _, e := range es {
+				used = used.Plus(internalFormat(e.Resources)...)
+			}
+		}
 		for _, o := range m.offers {
 			if o.agent == ag.info.ID.Value {
 				offered = offered.Plus(o.resources...)
@@ -123,6 +130,7 @@ func (m *Master) frameworkState(fw *framework, registered bool) state.Object {
 	var execs []state.Object
 	for aid, es := range fw.executors {
 		for _, e := range es {
+			used = used.Plus(internalFormat(e.Resources)...)
 			execs = append(execs, state.Object{"executor_id": e.ExecutorID.Value, "slave_id": aid, "name": e.GetName(),
 				"framework_id": fw.id, "resources": state.Resources(e.Resources)})
 		}
