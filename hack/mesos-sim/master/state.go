@@ -45,10 +45,14 @@ func (m *Master) State() state.Object {
 			}
 		}
 		// As the real master's Slave::usedResources: executors hold their
-		// resources as long as they run, whether or not they have tasks.
+		// resources as long as they run, whether or not they have tasks. The
+		// master forgets those of an unreachable agent (and their tasks),
+		// until the agent re-registers with what still runs.
 		for _, es := range ag.executors {
 			for _, e := range es {
-				used = used.Plus(internalFormat(e.Resources)...)
+				if !ag.unreachable {
+					used = used.Plus(internalFormat(e.Resources)...)
+				}
 			}
 		}
 		for _, o := range m.offers {
