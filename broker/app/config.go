@@ -94,6 +94,7 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	}
 	c.Executor = podresources.Resources{Scalars: podresources.Scalars{
 		CPUs: podresources.MilliFromFloat(o.ExecutorCPUs), MemMB: podresources.MilliFromFloat(o.ExecutorMemMB)}}
+	c.Builder.resources = c.Executor
 	for _, u := range o.ExecutorURIs {
 		exec, extract := true, false
 		c.Builder.exec.URIs = append(c.Builder.exec.URIs, mesos.CommandInfo_URI{Value: u, Executable: &exec, Extract: &extract})

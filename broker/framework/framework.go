@@ -31,9 +31,13 @@ import (
 // how a pod rides in a TaskInfo and what the shared ExecutorInfo is.
 type TaskBuilder interface {
 	NewTask(pod *v1.Pod, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error)
-	// NewExecutorInfo returns the executor without resources; the framework
-	// fills them in from the offers.
-	NewExecutorInfo(fw mesos.FrameworkID) *mesos.ExecutorInfo
+	// NewExecutorInfo returns the executor of role's tasks, resources
+	// included. It must be a pure function of its arguments and the broker's
+	// configuration: Mesos refuses a task whose ExecutorInfo differs from the
+	// running executor's, and that executor may have been started by another
+	// broker process. offers.Take cuts exactly its resources from the offers
+	// (podresources.TakeUnreserved).
+	NewExecutorInfo(fw mesos.FrameworkID, role string) *mesos.ExecutorInfo
 }
 
 // Task is a task the API server says should exist: a bound pod.
@@ -98,9 +102,11 @@ type Framework struct {
 	offerIDs map[string]struct{}
 	// taskAgents remembers where tasks run, for KILLs that name no agent.
 	taskAgents map[string]string
-	// execs is the ExecutorInfo launched per agent: Mesos refuses a task
-	// whose ExecutorInfo differs from the running executor's.
-	execs      map[string]*mesos.ExecutorInfo
+	// execs memoizes the ExecutorInfo by framework id and role.
+	execs map[string]*mesos.ExecutorInfo
+	// agentExecs are the k8sm executors known to run on each agent (from
+	// task updates), with their live tasks: by agent, executor id, task id.
+	agentExecs map[string]map[string]map[string]bool
 	pending    bool
 	suppressed *bool // nil: unknown (not yet told Mesos)
 	subscribed bool
@@ -126,6 +132,7 @@ func New(cfg Config) *Framework {
 		offerIDs:   map[string]struct{}{},
 		taskAgents: map[string]string{},
 		execs:      map[string]*mesos.ExecutorInfo{},
+		agentExecs: map[string]map[string]map[string]bool{},
 		pending:    true, // until told otherwise: never starve a pod at startup
 		wake:       make(chan struct{}, 1),
 	}
@@ -278,9 +285,11 @@ func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error 
 		}
 		if fl.ExecutorID != nil {
 			logger.Info("Executor ended", "agent", agentID, "executor", fl.ExecutorID.Value, "status", fl.GetStatus())
-			f.mu.Lock()
-			delete(f.execs, agentID)
-			f.mu.Unlock()
+			if f.executorEnded(agentID, fl.ExecutorID.Value) {
+				// An executor of an earlier configuration ended: the
+				// current one (if any) runs on; the agent takes pods again.
+				break
+			}
 			for _, role := range f.cfg.Roles {
 				f.cfg.Cache.SetExecutorRunning(agentID, role, false)
 			}
@@ -295,7 +304,7 @@ func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error 
 			logger.Info("Reservation lost with its agent", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name))
 		}
 		f.mu.Lock()
-		delete(f.execs, agentID)
+		delete(f.agentExecs, agentID)
 		f.mu.Unlock()
 		if f.cfg.Agents != nil {
 			f.cfg.Agents.AgentLost(ctx, agentID)
@@ -333,12 +342,8 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 		f.taskAgents[taskID] = agentID
 	}
 	f.mu.Unlock()
-	if agentID != "" && st.ExecutorID != nil && (state == mesos.TASK_RUNNING || state == mesos.TASK_STARTING || state == mesos.TASK_STAGING) {
-		// An executor runs there (after a broker restart this is how the
-		// cache learns it): do not charge its resources again.
-		for _, role := range f.cfg.Roles {
-			f.cfg.Cache.SetExecutorRunning(agentID, role, true)
-		}
+	if agentID != "" && st.ExecutorID != nil && taskinfo.IsExecutorID(st.ExecutorID.Value) {
+		f.trackExecutor(ctx, agentID, st.ExecutorID.Value, taskID, state)
 	}
 	if f.cfg.Status == nil {
 		return nil
@@ -450,9 +455,6 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	metrics.LaunchLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		metrics.Launches.WithLabelValues("error").Add(float64(len(tasks)))
-		f.mu.Lock()
-		delete(f.execs, l.AgentID)
-		f.mu.Unlock()
 		return fmt.Errorf("ACCEPT of %d offers with %d tasks: %w", len(offerIDs), len(tasks), err)
 	}
 	metrics.Launches.WithLabelValues("success").Add(float64(len(tasks)))
@@ -482,27 +484,110 @@ func podForTask(in *v1.Pod, t *offers.Task) (*v1.Pod, error) {
 	return pod, nil
 }
 
-// executorFor returns the ExecutorInfo for a task: with the resources Take
-// cut for it when this launch starts the executor, else the one the running
-// executor was started with.
+// executorFor returns the ExecutorInfo of role's tasks. It is the same
+// whether or not this launch starts the executor, and whichever broker
+// process asks: Take cut exactly its resources when it starts it.
 func (f *Framework) executorFor(fwID string, l *offers.Launch, role string) *mesos.ExecutorInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if res, ok := l.Executor[role]; ok {
-		ei := f.cfg.Builder.NewExecutorInfo(mesos.FrameworkID{Value: fwID})
-		ei.Resources = res
-		f.execs[l.AgentID] = ei
-		return ei
+	return f.executorLocked(fwID, role)
+}
+
+func (f *Framework) executorLocked(fwID, role string) *mesos.ExecutorInfo {
+	key := fwID + "\x00" + role
+	ei, ok := f.execs[key]
+	if !ok {
+		ei = f.cfg.Builder.NewExecutorInfo(mesos.FrameworkID{Value: fwID}, role)
+		f.execs[key] = ei
 	}
-	if ei, ok := f.execs[l.AgentID]; ok {
-		return ei
-	}
-	// Started by an earlier broker: the same computation gives the same
-	// resources as long as the executor's size did not change.
-	ei := f.cfg.Builder.NewExecutorInfo(mesos.FrameworkID{Value: fwID})
-	ei.Resources = podresources.ToMesos(f.cfg.Executor, role)
-	f.execs[l.AgentID] = ei
 	return ei
+}
+
+// currentExecutorLocked reports whether id is the executor this broker's
+// configuration launches (for any role).
+func (f *Framework) currentExecutorLocked(id string) bool {
+	fwID := f.cfg.FrameworkID()
+	for _, role := range f.cfg.Roles {
+		if f.executorLocked(fwID, role).ExecutorID.Value == id {
+			return true
+		}
+	}
+	return false
+}
+
+// trackExecutor follows which k8sm executors run on an agent, from the
+// updates of their tasks. The current executor's resources are not charged
+// again (after a broker restart this is how the cache learns it runs). An
+// executor of an earlier configuration (the operator changed the executor's
+// flags, or upgraded it) gets no new pods and neither does its agent: two
+// executors would be two kubelets for one Node, each killing the other's
+// pods. Once its last task ended the broker shuts it down, and the agent
+// takes pods again, with the current executor.
+func (f *Framework) trackExecutor(ctx context.Context, agentID, execID, taskID string, state mesos.TaskState) {
+	live := !terminal(state)
+	f.mu.Lock()
+	current := f.currentExecutorLocked(execID)
+	execs := f.agentExecs[agentID]
+	if execs == nil {
+		execs = map[string]map[string]bool{}
+		f.agentExecs[agentID] = execs
+	}
+	tasks := execs[execID]
+	if tasks == nil {
+		if !live {
+			f.mu.Unlock()
+			return
+		}
+		tasks = map[string]bool{}
+		execs[execID] = tasks
+	}
+	if live {
+		tasks[taskID] = true
+	} else {
+		delete(tasks, taskID)
+	}
+	idle := !current && len(tasks) == 0
+	f.mu.Unlock()
+
+	if current {
+		if live {
+			for _, role := range f.cfg.Roles {
+				f.cfg.Cache.SetExecutorRunning(agentID, role, true)
+			}
+		}
+		return
+	}
+	if live {
+		if f.cfg.Cache.SetDraining(agentID, "the agent runs k8sm executor "+execID+" of an earlier configuration; it is shut down once its pods are gone") {
+			klog.FromContext(ctx).Info("Agent runs an executor of an earlier configuration: no new pods there until its pods are gone", "agent", agentID, "executor", execID)
+		}
+		return
+	}
+	if idle {
+		klog.FromContext(ctx).Info("Shutting down an executor of an earlier configuration: its last task ended", "agent", agentID, "executor", execID)
+		if err := f.cfg.Caller.Call(ctx, calls.Shutdown(execID, agentID)); err != nil {
+			klog.FromContext(ctx).Error(err, "Shutting down an executor of an earlier configuration", "agent", agentID, "executor", execID)
+		}
+	}
+}
+
+// executorEnded forgets an executor and reports whether it was one of an
+// earlier configuration.
+func (f *Framework) executorEnded(agentID, execID string) (stale bool) {
+	f.mu.Lock()
+	stale = taskinfo.IsExecutorID(execID) && !f.currentExecutorLocked(execID)
+	delete(f.agentExecs[agentID], execID)
+	others := false
+	for id := range f.agentExecs[agentID] {
+		if !f.currentExecutorLocked(id) {
+			others = true
+		}
+	}
+	f.mu.Unlock()
+	if stale && !others {
+		f.cfg.Cache.SetDraining(agentID, "")
+	}
+	return stale
 }
 
 // Kill implements grpcserver.Launcher.

@@ -26,11 +26,12 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
 // builder puts the pod JSON in the task, as the executor contract says.
-type builder struct{}
+type builder struct{ args []string }
 
 func (builder) NewTask(pod *v1.Pod, agent mesos.AgentID, res []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error) {
 	data, err := json.Marshal(pod)
@@ -40,9 +41,8 @@ func (builder) NewTask(pod *v1.Pod, agent mesos.AgentID, res []mesos.Resource, e
 	return mesos.TaskInfo{Name: pod.Namespace + "/" + pod.Name, TaskID: mesos.TaskID{Value: grpcserver.TaskID(pod.UID)}, AgentID: agent, Resources: res, Executor: exec, Data: data}, nil
 }
 
-func (builder) NewExecutorInfo(fw mesos.FrameworkID) *mesos.ExecutorInfo {
-	cmd := "/bin/true"
-	return &mesos.ExecutorInfo{ExecutorID: mesos.ExecutorID{Value: "k8sm-executor-test"}, FrameworkID: &fw, Command: &mesos.CommandInfo{Value: &cmd}}
+func (b builder) NewExecutorInfo(fw mesos.FrameworkID, role string) *mesos.ExecutorInfo {
+	return taskinfo.NewExecutorInfo(fw, taskinfo.ExecutorConfig{Command: "/bin/true", ExtraArgs: b.args, Resources: podresources.ToMesos(testExecutor, role)})
 }
 
 // statuses records task states by task id.
@@ -112,6 +112,7 @@ type env struct {
 	cache  *offers.Cache
 	broker brokerv1.BrokerClient
 	status *statuses
+	stop   func()
 }
 
 func newEnv(t testing.TB, ctx context.Context) *env {
@@ -119,6 +120,11 @@ func newEnv(t testing.TB, ctx context.Context) *env {
 }
 
 func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.Duration) *env {
+	t.Helper()
+	return startBroker(t, ctx, startSim(t, spec, allocation), brokerOpts{})
+}
+
+func startSim(t testing.TB, spec string, allocation time.Duration) *mesossim.Sim {
 	t.Helper()
 	res, err := mesossim.ParseResources(spec)
 	if err != nil {
@@ -135,13 +141,33 @@ func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close(); scancel() })
+	return sim
+}
 
-	exec := podresources.Resources{Scalars: podresources.Scalars{CPUs: 100, MemMB: 64000}}
-	cache := offers.New(offers.Config{Executor: exec, DeclineAfter: 300 * time.Millisecond, RefuseSeconds: 1})
+// testExecutor is the executor's own size in these tests.
+var testExecutor = podresources.Resources{Scalars: podresources.Scalars{CPUs: 100, MemMB: 64000}}
+
+type brokerOpts struct {
+	roles []string
+	// store keeps the framework id across brokers (a restart or failover).
+	store brokermesos.IDStore
+	// executorArgs change the executor's configuration.
+	executorArgs []string
+}
+
+// startBroker runs a broker (framework, cache, gRPC server) against sim
+// until the test ends or the returned env's stop is called.
+func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerOpts) *env {
+	t.Helper()
+	if len(o.roles) == 0 {
+		o.roles = []string{"*"}
+	}
+	cache := offers.New(offers.Config{Executor: testExecutor, DeclineAfter: 300 * time.Millisecond, RefuseSeconds: 1})
 	ft := 3600.0
 	client, err := brokermesos.New(brokermesos.Config{
 		Detector:  brokermesos.StaticMaster(sim.MasterURL()),
-		Framework: mesos.FrameworkInfo{User: "root", Name: "k8sm", FailoverTimeout: &ft, Roles: []string{"*"}, Capabilities: []mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE}}},
+		Store:     o.store,
+		Framework: mesos.FrameworkInfo{User: "root", Name: "k8sm", FailoverTimeout: &ft, Roles: o.roles, Capabilities: []mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -149,15 +175,14 @@ func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.
 	st := &statuses{m: map[string][]mesos.TaskState{}, ch: make(chan struct{}, 1)}
 	caller := &timedCaller{Caller: client}
 	fw := framework.New(framework.Config{
-		Cache: cache, Caller: caller, FrameworkID: client.FrameworkID, Builder: builder{},
-		Executor: exec, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st,
+		Cache: cache, Caller: caller, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
+		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st,
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = client.Run(rctx, fw) }()
 	go func() { defer wg.Done(); fw.Run(rctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	srv := grpcserver.New(cache, fw, grpcserver.Options{BatchWindow: 20 * time.Millisecond})
 	srv.SetServing(true)
@@ -171,8 +196,12 @@ func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close(); g.Stop() })
-	return &env{caller: caller, sim: sim, client: client, fw: fw, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() { _ = conn.Close(); g.Stop(); cancel(); wg.Wait() })
+	}
+	t.Cleanup(stop)
+	return &env{caller: caller, sim: sim, client: client, fw: fw, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st, stop: stop}
 }
 
 func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
@@ -322,5 +351,109 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 			t.Fatalf("waiting for %s: %v", what, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// launchOne reserves and launches one pod on node-a through b and returns the
+// state its task reaches first after STAGING (RUNNING, or why not).
+func launchOne(t *testing.T, ctx context.Context, b *env, name string, uid types.UID) mesos.TaskState {
+	t.Helper()
+	r := reserve(t, ctx, b, name, uid, 0)
+	if _, err := b.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, name, uid, false), PodContentType: "application/json"}); err != nil {
+		t.Fatalf("launching %s: %v", name, err)
+	}
+	task := grpcserver.TaskID(uid)
+	for {
+		b.status.mu.Lock()
+		for _, st := range b.status.m[task] {
+			if st != mesos.TASK_STAGING && st != mesos.TASK_STARTING {
+				b.status.mu.Unlock()
+				return st
+			}
+		}
+		b.status.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			t.Fatalf("task of %s never left STAGING", name)
+		case <-b.status.ch:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestExecutorInfoAcrossFailover: a broker that takes over (same framework
+// id, nothing remembered) launches on an agent whose executor the previous
+// broker started; Mesos refuses the task unless the ExecutorInfo is the very
+// same. The agent offers resources both reserved for the framework's role
+// and unreserved, so an ExecutorInfo cut from whatever the offer held first
+// would differ from one computed afresh.
+func TestExecutorInfoAcrossFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	sim := startSim(t, "cpus(k8s):2;mem(k8s):2048;cpus:4;mem:4096;disk:10000;ports:[31000-32000]", 50*time.Millisecond)
+	store := &brokermesos.MemoryIDStore{}
+	opts := brokerOpts{roles: []string{"k8s"}, store: store}
+
+	b1 := startBroker(t, ctx, sim, opts)
+	if st := launchOne(t, ctx, b1, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("first pod's task %s, want TASK_RUNNING", st)
+	}
+	b1.stop()
+
+	b2 := startBroker(t, ctx, sim, opts)
+	if st := launchOne(t, ctx, b2, "web-2", "uid-2"); st != mesos.TASK_RUNNING {
+		t.Fatalf("pod launched by the new leader: task %s, want TASK_RUNNING (Mesos refuses an ExecutorInfo that differs from the running executor's)", st)
+	}
+	if b2.client.FrameworkID() != b1.client.FrameworkID() {
+		t.Fatalf("framework id changed across the failover")
+	}
+}
+
+// TestExecutorConfigChange: after the operator changed the executor's flags,
+// the agent whose old executor still runs a pod takes no new pod (two
+// executors would be two kubelets for one Node); once that pod is gone the
+// broker shuts the old executor down and the next pod starts the new one.
+func TestExecutorConfigChange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	sim := startSim(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", 50*time.Millisecond)
+	store := &brokermesos.MemoryIDStore{}
+
+	b1 := startBroker(t, ctx, sim, brokerOpts{store: store})
+	if st := launchOne(t, ctx, b1, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("first pod's task %s, want TASK_RUNNING", st)
+	}
+	b1.stop()
+
+	b2 := startBroker(t, ctx, sim, brokerOpts{store: store, executorArgs: []string{"--v=4"}})
+	// Reconciliation tells the new broker which executor runs the pod.
+	waitFor(t, ctx, "the agent to drain (an executor of the old configuration runs there)", func() bool {
+		v, ok := b2.cache.Agent(sim.Agent(0).ID())
+		return ok && v.Draining != "" && v.Available.Total().IsZero()
+	})
+	if _, err := b2.broker.Reserve(ctx, &brokerv1.ReserveRequest{
+		Pod: &brokerv1.PodRef{Uid: "uid-2", Namespace: "default", Name: "web-2"}, NodeName: "node-a",
+		Demand: &brokerv1.Demand{Cpus: 0.5, MemMb: 128},
+	}); err == nil {
+		t.Fatal("reserved on an agent that runs an executor of the old configuration")
+	}
+	if _, err := b2.broker.Kill(ctx, &brokerv1.KillRequest{Pod: &brokerv1.PodRef{Uid: "uid-1", Namespace: "default", Name: "web-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	b2.status.wait(t, ctx, grpcserver.TaskID("uid-1"), mesos.TASK_KILLED)
+	if st := launchOne(t, ctx, b2, "web-2", "uid-2"); st != mesos.TASK_RUNNING {
+		t.Fatalf("pod after the old executor ended: task %s, want TASK_RUNNING", st)
+	}
+	var execs []string
+	for _, fw := range sim.Leader().State()["frameworks"].([]map[string]any) {
+		b, _ := json.Marshal(fw["executors"])
+		var es []map[string]any
+		_ = json.Unmarshal(b, &es)
+		for _, e := range es {
+			execs = append(execs, e["executor_id"].(string))
+		}
+	}
+	if len(execs) != 1 {
+		t.Errorf("the agent runs executors %v, want only the new configuration's", execs)
 	}
 }

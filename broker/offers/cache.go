@@ -101,7 +101,9 @@ type agent struct {
 	reserved     podresources.ByRole
 	reservations map[string]*Reservation
 	executors    map[string]bool
-	version      uint64
+	// draining says why the agent takes no new pods ("" when it does).
+	draining string
+	version  uint64
 }
 
 type offer struct {
@@ -142,7 +144,9 @@ type AgentView struct {
 	Capacity podresources.ByRole
 	// ExecutorRoles are the roles for which the k8sm executor runs.
 	ExecutorRoles []string
-	Version       uint64
+	// Draining says why the agent takes no new pods ("" when it does).
+	Draining string
+	Version  uint64
 }
 
 // Add records new offers. An offer id seen before is ignored, so redelivered
@@ -269,6 +273,25 @@ func (c *Cache) SetExecutorRunning(agentID, role string, running bool) []Reserva
 	return lost
 }
 
+// SetDraining stops (reason != "") or resumes (reason == "") new pods on an
+// agent: while it drains its view offers nothing, Reserve fails there and so
+// does Take of the reservations it holds. It reports whether that changed.
+func (c *Cache) SetDraining(agentID, reason string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.agents[agentID]
+	if !ok {
+		a = c.agentLocked(agentID, "")
+	}
+	if (a.draining != "") == (reason != "") {
+		a.draining = reason
+		return false
+	}
+	a.draining = reason
+	c.changedLocked(a)
+	return true
+}
+
 // Agent returns the current view of one agent.
 func (c *Cache) Agent(agentID string) (AgentView, bool) {
 	c.mu.Lock()
@@ -314,6 +337,9 @@ func (c *Cache) executorCharge(a *agent, role string) podresources.Resources {
 // then fails, which is right: no pod can start there.
 func (c *Cache) availableLocked(a *agent) podresources.ByRole {
 	out := make(podresources.ByRole, len(a.offered))
+	if a.draining != "" {
+		return out
+	}
 	for role, off := range a.offered {
 		out[role] = off.Subtract(a.reserved[role]).Subtract(c.executorCharge(a, role))
 	}
@@ -338,6 +364,7 @@ func (c *Cache) viewLocked(a *agent) AgentView {
 		Available:     avail,
 		Capacity:      a.capacity.Clone(),
 		ExecutorRoles: roles,
+		Draining:      a.draining,
 		Version:       a.version,
 	}
 }

@@ -83,6 +83,14 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 		return l, nil
 	}
 	l.AgentID, l.Hostname = a.id, a.hostname
+	if a.draining != "" {
+		for _, r := range batch {
+			err := fmt.Errorf("%w: agent %s (%s) takes no new pods: %s", ErrLost, a.hostname, a.id, a.draining)
+			l.Failed[r.ID] = err
+			c.releaseLocked(r, err)
+		}
+		return l, nil
+	}
 
 	need := podresources.ByRole{}
 	execRoles := map[string]bool{}
@@ -115,9 +123,17 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 		pool = append(pool, o.resources...)
 	}
 	for _, role := range sortedKeys(execRoles) {
-		taken, rest, err := podresources.Take(pool, role, c.cfg.Executor)
+		// One shape for the executor's resources, whatever the offers
+		// look like: its ExecutorInfo must not depend on them.
+		taken, rest, err := podresources.TakeUnreserved(pool, role, c.cfg.Executor)
 		if err != nil {
-			return nil, fmt.Errorf("cutting executor resources for role %s on agent %s: %w", role, a.id, err)
+			for _, r := range batch {
+				err := fmt.Errorf("%w: the k8sm executor must start on agent %s (%s) and its resources (%s) must come from unreserved resources allocated to role %s: %v",
+					ErrLost, a.hostname, a.id, c.cfg.Executor, role, err)
+				l.Failed[r.ID] = err
+				c.releaseLocked(r, err)
+			}
+			return l, nil
 		}
 		if l.Executor == nil {
 			l.Executor = map[string]mesos.Resources{}

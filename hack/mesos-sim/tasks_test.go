@@ -1,6 +1,7 @@
 package mesossim_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -408,5 +409,40 @@ func TestGPUAgentsOnlyForGPUFrameworks(t *testing.T) {
 		}
 		_ = plain.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN})
 		_ = gpu.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN})
+	}
+}
+
+// TestIncompatibleExecutorInfo: a task naming a running executor's id with
+// another ExecutorInfo gets TASK_ERROR, as the real master answers; the same
+// ExecutorInfo (its resources listed in another order) joins the executor.
+func TestIncompatibleExecutorInfo(t *testing.T) {
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+	ctx := testCtx(t)
+	sched := subscribe(t, ctx, s.MasterURL(), encodings[0], fwInfo("compat"))
+	o := nextOffer(t, ctx, sched)
+	cmd, other := "/bin/executor", "/bin/other"
+	exec := mesos.ExecutorInfo{ExecutorID: mesos.ExecutorID{Value: "e1"}, Command: &mesos.CommandInfo{Value: &cmd}, Resources: resources(t, "cpus:0.5;mem:32")}
+	changed := exec
+	changed.Command = &mesos.CommandInfo{Value: &other}
+	reordered := exec
+	reordered.Resources = resources(t, "mem:32;cpus:0.25;cpus:0.25")
+	if err := sched.MustAccept(ctx, launchCall(o,
+		executorTask("first", exec, resources(t, "cpus:1;mem:128")),
+		executorTask("changed", changed, resources(t, "cpus:1;mem:128")),
+		executorTask("same", reordered, resources(t, "cpus:1;mem:128")),
+	)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sched.Update(ctx, "changed", mesos.TASK_ERROR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetReason() != mesos.REASON_TASK_INVALID || !strings.Contains(st.GetMessage(), "ExecutorInfo is not compatible") {
+		t.Errorf("TASK_ERROR update %v", st)
+	}
+	for _, id := range []string{"first", "same"} {
+		if _, err := sched.Update(ctx, id, mesos.TASK_RUNNING); err != nil {
+			t.Fatalf("task %s: %v", id, err)
+		}
 	}
 }

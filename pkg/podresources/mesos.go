@@ -128,11 +128,30 @@ func allocation(role string) *mesos.Resource_AllocationInfo {
 // Resources of other roles and unusable resources are left in rest. A want
 // that the offer does not hold is an error and nothing is taken.
 func Take(offered []mesos.Resource, role string, want Resources) (taken, rest mesos.Resources, err error) {
+	return take(offered, role, want, func(*mesos.Resource) bool { return true })
+}
+
+// TakeUnreserved cuts want out of the unreserved resources allocated to role
+// and returns it as ToMesos(want, role) does. The executor's resources must
+// have one shape whatever the offers looked like: Mesos refuses a task whose
+// ExecutorInfo differs from the running executor's, and the broker that
+// launches the next task may not be the one that started the executor.
+func TakeUnreserved(offered []mesos.Resource, role string, want Resources) (taken, rest mesos.Resources, err error) {
+	_, rest, err = take(offered, role, want, func(r *mesos.Resource) bool {
+		return r.IsUnreserved() && r.Disk == nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("unreserved resources: %w", err)
+	}
+	return ToMesos(want, role), rest, nil
+}
+
+func take(offered []mesos.Resource, role string, want Resources, from func(*mesos.Resource) bool) (taken, rest mesos.Resources, err error) {
 	left := want.Scalars
 	ports := want.Ports
 	for i := range offered {
 		r := offered[i]
-		if !usable(&r) || RoleOf(&r) != role {
+		if !usable(&r) || RoleOf(&r) != role || !from(&r) {
 			rest = append(rest, r)
 			continue
 		}

@@ -9,14 +9,24 @@
 //     hostname), so that the executor can check what it was asked to run.
 //   - Labels: k8sm.io/namespace, k8sm.io/name, k8sm.io/uid.
 //
-// The executor: one per agent and framework, ExecutorID "k8sm-executor-<version>"
-// so that an upgraded executor does not mix with running ones, and a command
-// that runs the k8sm-executor binary with the flags of ExecutorConfig.
+// The executor: one per agent and framework, ExecutorID
+// "k8sm-executor-<version>-<hash>", and a command that runs the k8sm-executor
+// binary with the flags of ExecutorConfig. The ExecutorInfo is a pure function
+// of the framework id and ExecutorConfig: Mesos refuses a task whose
+// ExecutorInfo differs from that of the running executor with the same id,
+// and the broker that launches the next task on an agent (after a restart or
+// a failover) is often not the one that started its executor. The hash of the
+// ExecutorInfo in the id means a changed configuration (or version) names a
+// new executor instead of one Mesos would refuse; the executor reads its id
+// from MESOS_EXECUTOR_ID and assumes nothing about it.
 package taskinfo
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
@@ -40,8 +50,16 @@ const ExecutorVersion = "v1"
 // TaskID is the task id of a pod.
 func TaskID(uid types.UID) string { return TaskIDPrefix + string(uid) }
 
-// ExecutorID is the id shared by every task of this executor version.
-func ExecutorID() string { return "k8sm-executor-" + ExecutorVersion }
+// ExecutorIDPrefix starts the id of every k8sm executor, of any version and
+// configuration.
+const ExecutorIDPrefix = "k8sm-executor-"
+
+// ExecutorID is the id prefix shared by every executor of this version; the
+// ExecutorInfo of NewExecutorInfo appends the hash of its configuration.
+func ExecutorID() string { return ExecutorIDPrefix + ExecutorVersion }
+
+// IsExecutorID reports whether id names a k8sm executor (of any version).
+func IsExecutorID(id string) bool { return strings.HasPrefix(id, ExecutorIDPrefix) }
 
 // PodRef names a pod as a task does.
 type PodRef struct {
@@ -164,14 +182,14 @@ func (c ExecutorConfig) Args() []string {
 }
 
 // NewExecutorInfo returns the ExecutorInfo shared by every pod task of a
-// framework on an agent.
+// framework on an agent. Equal inputs give equal ExecutorInfos, byte for byte;
+// its id is ExecutorID() + "-" + a hash of everything else in it.
 func NewExecutorInfo(fw mesos.FrameworkID, c ExecutorConfig) *mesos.ExecutorInfo {
 	shell := false
 	cmd := c.Command
 	name := "k8sm executor (kubelet)"
 	source := "k8sm"
-	return &mesos.ExecutorInfo{
-		ExecutorID:  mesos.ExecutorID{Value: ExecutorID()},
+	ei := &mesos.ExecutorInfo{
 		FrameworkID: &fw,
 		Type:        mesos.ExecutorInfo_CUSTOM,
 		Name:        &name,
@@ -184,4 +202,24 @@ func NewExecutorInfo(fw mesos.FrameworkID, c ExecutorConfig) *mesos.ExecutorInfo
 		},
 		Resources: c.Resources,
 	}
+	ei.ExecutorID = mesos.ExecutorID{Value: ExecutorID() + "-" + configHash(ei)}
+	return ei
+}
+
+// configHash hashes what the agent runs. The framework id is left out: it
+// is the same for every executor of the framework.
+func configHash(ei *mesos.ExecutorInfo) string {
+	c := *ei
+	c.FrameworkID = nil
+	c.ExecutorID = mesos.ExecutorID{}
+	// gogo's Marshal writes fields in tag order and ExecutorInfo has no
+	// maps, so equal values give equal bytes.
+	b, err := c.Marshal()
+	if err != nil {
+		// Marshal of a well-formed message does not fail; an id that says
+		// so is better than a panic in the broker.
+		return "unhashable"
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:5])
 }

@@ -58,11 +58,43 @@ func TestDecodeSaysWhatIsWrong(t *testing.T) {
 
 func TestExecutorInfo(t *testing.T) {
 	e := NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, ExecutorConfig{Command: "/bin/k8sm-executor", Kubeconfig: "/k", ContainerRuntimeEndpoint: "unix:///c.sock", RootDir: "/r", ExtraArgs: []string{"--v=2"}})
-	if e.ExecutorID.Value != ExecutorID() || e.Command.GetShell() {
+	if !strings.HasPrefix(e.ExecutorID.Value, ExecutorID()+"-") || !IsExecutorID(e.ExecutorID.Value) || e.Command.GetShell() {
 		t.Errorf("executor %v", e)
 	}
 	want := "/bin/k8sm-executor --kubeconfig=/k --container-runtime-endpoint=unix:///c.sock --root-dir=/r --v=2"
 	if got := strings.Join(e.Command.Arguments, " "); got != want {
 		t.Errorf("arguments %q, want %q", got, want)
+	}
+}
+
+// A restarted or failed-over broker must send the very ExecutorInfo the
+// running executor was started with, and a changed configuration must name a
+// new executor rather than one Mesos refuses as incompatible.
+func TestExecutorInfoDeterministic(t *testing.T) {
+	cpus := 0.25
+	cfg := func() ExecutorConfig {
+		return ExecutorConfig{Command: "/bin/k8sm-executor", Kubeconfig: "/k", ExtraArgs: []string{"--v=2"},
+			URIs:      []mesos.CommandInfo_URI{{Value: "http://x/k8sm-executor"}},
+			Resources: []mesos.Resource{{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: cpus}}}}
+	}
+	a := NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, cfg())
+	b := NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, cfg())
+	if !a.Equal(b) {
+		t.Fatalf("two ExecutorInfos of one configuration differ:\n%v\n%v", a, b)
+	}
+	if other := NewExecutorInfo(mesos.FrameworkID{Value: "fw2"}, cfg()); other.ExecutorID != a.ExecutorID {
+		t.Errorf("the framework id changed the executor id: %s vs %s", other.ExecutorID.Value, a.ExecutorID.Value)
+	}
+	for name, change := range map[string]func(*ExecutorConfig){
+		"args":      func(c *ExecutorConfig) { c.ExtraArgs = []string{"--v=4"} },
+		"command":   func(c *ExecutorConfig) { c.Command = "/usr/bin/k8sm-executor" },
+		"uris":      func(c *ExecutorConfig) { c.URIs = nil },
+		"resources": func(c *ExecutorConfig) { c.Resources[0].Scalar.Value = 0.5 },
+	} {
+		c := cfg()
+		change(&c)
+		if got := NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, c).ExecutorID; got == a.ExecutorID {
+			t.Errorf("changed %s: executor id %s unchanged", name, got.Value)
+		}
 	}
 }

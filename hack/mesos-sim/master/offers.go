@@ -376,8 +376,13 @@ func (m *Master) launch(fw *framework, ag *agentEntry, role string, available me
 		if exec.FrameworkID != nil && exec.FrameworkID.Value != fw.id {
 			problem = "ExecutorInfo has an invalid FrameworkID"
 		}
-		if _, running := fw.executors[aid][exec.ExecutorID.Value]; !running {
+		running, ok := fw.executors[aid][exec.ExecutorID.Value]
+		switch {
+		case !ok:
 			need = need.Plus(internalFormat(exec.Resources)...)
+		case !compatibleExecutor(running, *exec, fw.id):
+			// The real master's words (master/validation.cpp).
+			problem = "ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID"
 		}
 	}
 	if problem == "" && !resources.ContainsAll(available, need) {
@@ -430,6 +435,51 @@ func (m *Master) launch(fw *framework, ag *agentEntry, role string, available me
 	}
 	klog.V(2).InfoS("Launching tasks", "framework", fw.id, "agent", aid, "count", len(tasks), "role", role)
 	return available.Minus(need...)
+}
+
+// compatibleExecutor is the real master's test of a task's ExecutorInfo
+// against the running executor with the same id: equal in every field, the
+// resources compared as resources (order and splitting do not matter,
+// allocation and reservation do).
+func compatibleExecutor(running, asked mesos.ExecutorInfo, fwID string) bool {
+	fid := mesos.FrameworkID{Value: fwID}
+	if asked.FrameworkID == nil {
+		asked.FrameworkID = &fid
+	}
+	if running.FrameworkID == nil {
+		running.FrameworkID = &fid
+	}
+	ra, rb := running.Resources, asked.Resources
+	running.Resources, asked.Resources = nil, nil
+	if !running.Equal(&asked) {
+		return false
+	}
+	return sameResources(ra, rb)
+}
+
+func sameResources(a, b []mesos.Resource) bool {
+	byRole := func(rs []mesos.Resource) map[string][]mesos.Resource {
+		out := map[string][]mesos.Resource{}
+		for _, r := range rs {
+			role := ""
+			if ai := r.GetAllocationInfo(); ai != nil {
+				role = ai.GetRole()
+			}
+			out[role] = append(out[role], r)
+		}
+		return out
+	}
+	ma, mb := byRole(a), byRole(b)
+	if len(ma) != len(mb) {
+		return false
+	}
+	for role, ra := range ma {
+		x, y := internalFormat(ra), internalFormat(mb[role])
+		if !resources.ContainsAll(x, y) || !resources.ContainsAll(y, x) {
+			return false
+		}
+	}
+	return true
 }
 
 func hostPort(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
