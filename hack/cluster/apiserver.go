@@ -40,6 +40,9 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		"--kubelet-client-certificate="+pki.Cert("apiserver-kubelet-client"),
 		"--kubelet-client-key="+pki.Key("apiserver-kubelet-client"),
 		"--kubelet-certificate-authority="+pki.CACert(),
+		// Agents' Nodes are named after Mesos agents (k8sm-agent-1), names
+		// no resolver knows: reach kubelets at their address first.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--service-account-key-file="+pki.ServiceAccountPub(),
 		"--service-account-signing-key-file="+pki.ServiceAccountKey(),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -27,7 +27,22 @@ type Cluster struct {
 	// Started lists the components this Up started; the others were
 	// already running and were adopted.
 	Started []string
-	procs   map[string]*Process
+
+	// What tests and people use; the Mesos ones are empty with Agents 0.
+	AdminKubeconfig string
+	// MesosMasterURL serves /master/state and the scheduler API.
+	MesosMasterURL string
+	// SimControlURL is mesos-sim's fault API: POST /agents/{i}/kill|restart
+	// (i is 0-based: agent i runs Node AgentNodes[i]).
+	SimControlURL string
+	// AgentNodes are the agents' hostnames, which are their Node names.
+	AgentNodes []string
+	// BrokerMetricsURL is the broker's /metrics (/healthz, /readyz beside it).
+	BrokerMetricsURL string
+	// LogDir holds one log file per component (<name>.log).
+	LogDir string
+
+	procs map[string]*Process
 }
 
 // component is one process of the cluster, in start order.
@@ -37,7 +52,12 @@ type component struct {
 	start   func(context.Context, Config) (*Process, error)
 }
 
-var components = []component{
+// components are the cluster's processes for c, in start order.
+func components(c Config) []component {
+	return append(append([]component(nil), controlPlane...), mesosComponents(c)...)
+}
+
+var controlPlane = []component{
 	{name: "etcd", start: startEtcd},
 	{name: "kube-apiserver", start: startAPIServer},
 	{name: "kube-controller-manager", start: startControllerManager},
@@ -72,8 +92,20 @@ func Up(ctx context.Context, c Config) (*Cluster, error) {
 	if err := c.PKI().ensure(c.APIServerURL()); err != nil {
 		return nil, fmt.Errorf("making the cluster's certificates: %w", err)
 	}
-	cl := &Cluster{Config: c, procs: map[string]*Process{}}
-	for _, comp := range components {
+	cl := &Cluster{Config: c, procs: map[string]*Process{}, AdminKubeconfig: c.AdminKubeconfig(), LogDir: filepath.Join(c.StateDir, "logs")}
+	if c.Agents > 0 {
+		cl.MesosMasterURL, cl.SimControlURL, cl.AgentNodes, cl.BrokerMetricsURL = c.MesosMasterURL(), c.SimControlURL(), c.AgentNames(), c.BrokerMetricsURL()
+	}
+	// Images first: an agent's containerd must hold them before a pod
+	// can be launched there, and the broker offers agents at once.
+	imagesLoaded := false
+	for _, comp := range components(c) {
+		if comp.name == "mesos-sim" && !imagesLoaded {
+			if err := loadImages(ctx, c); err != nil {
+				return cl, err
+			}
+			imagesLoaded = true
+		}
 		if comp.enabled != nil && !comp.enabled(c) {
 			continue
 		}
@@ -90,13 +122,23 @@ func Up(ctx context.Context, c Config) (*Cluster, error) {
 		cl.procs[comp.name] = p
 		cl.Started = append(cl.Started, comp.name)
 	}
-	if c.Containerd {
+	if !imagesLoaded {
 		if err := loadImages(ctx, c); err != nil {
 			return cl, err
 		}
 	}
 	if err := cl.waitDefaultServiceAccount(ctx); err != nil {
 		return cl, err
+	}
+	if c.Agents > 0 {
+		if err := cl.waitNodes(ctx); err != nil {
+			return cl, err
+		}
+		if c.SampleDeployment {
+			if err := cl.runSample(ctx); err != nil {
+				return cl, err
+			}
+		}
 	}
 	if len(cl.Started) == 0 {
 		return cl, fmt.Errorf("%w in %s: nothing to do (`make down` stops it)", ErrAlreadyUp, c.StateDir)
@@ -157,29 +199,52 @@ func Down(ctx context.Context, stateDir string) error {
 		return err
 	}
 	var errs []error
-	ctrdDir := filepath.Join(stateDir, "containerd")
-	sock := filepath.Join(ctrdDir, "containerd.sock")
-	if p := adoptProcess("containerd", stateDir); p != nil {
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		if err := removeSandboxes(rctx, sock); err != nil {
-			klog.InfoS("Could not remove every pod sandbox; killing their processes instead", "err", err)
-		}
-		cancel()
-	}
-	for i := len(components) - 1; i >= 0; i-- {
-		if p := adoptProcess(components[i].name, stateDir); p != nil {
+	stop := func(name string) {
+		if p := adoptProcess(name, stateDir); p != nil {
 			klog.InfoS("Stopping", "component", p.Name, "pid", p.Pid())
 			if err := p.Stop(); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	// The Mesos side first, so that nothing is launched while the
+	// executors stop their pods, which they do on SIGTERM while their
+	// containerds still run.
+	stop("kube-scheduler")
+	stop("k8sm-broker")
+	stopExecutors(stateDir)
+	stop("mesos-sim")
+	ctrdDirs := append(glob(filepath.Join(stateDir, "a[0-9]*", "containerd")), filepath.Join(stateDir, "containerd"))
+	for _, dir := range ctrdDirs {
+		sock := filepath.Join(dir, "containerd.sock")
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if criReady(rctx, sock) == nil {
+			if err := removeSandboxes(rctx, sock); err != nil {
+				klog.InfoS("Could not remove every pod sandbox; killing their processes instead", "socket", sock, "err", err)
+			}
+		}
+		cancel()
+	}
+	// Every other process with a pid file, the last started first.
+	for _, name := range stopOrder(stateDir) {
+		stop(name)
+	}
 	// Shims and the containers under them outlive containerd by design.
-	killMatching(sock)
+	for _, dir := range ctrdDirs {
+		killMatching(filepath.Join(dir, "containerd.sock"))
+	}
 	if err := unmountUnder(stateDir); err != nil {
 		errs = append(errs, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(ctrdDir, "bridge")); err == nil {
+	if err := removeCgroupParent(stateDir); err != nil {
+		errs = append(errs, err)
+	}
+	removeContainerLogLinks(stateDir)
+	for _, dir := range ctrdDirs {
+		b, err := os.ReadFile(filepath.Join(dir, "bridge"))
+		if err != nil {
+			continue
+		}
 		br := strings.TrimSpace(string(b))
 		if br != "" && bridgeOwner(br, stateDir) == "" {
 			if _, err := os.Stat("/sys/class/net/" + br); err == nil {
@@ -202,7 +267,7 @@ func Down(ctx context.Context, stateDir string) error {
 // Status reports, per component, whether it runs.
 func Status(stateDir string, c Config) map[string]bool {
 	st := map[string]bool{}
-	for _, comp := range components {
+	for _, comp := range components(c) {
 		if comp.enabled != nil && !comp.enabled(c) {
 			continue
 		}

@@ -32,6 +32,32 @@ type Config struct {
 	// ImageBinDir holds the static programs the local images are made of
 	// (pause, webapp); empty means BinDir/images.
 	ImageBinDir string
+
+	// Agents is the number of Mesos agents. With one or more, Up runs the
+	// Mesos side too: mesos-sim (a master registered in ZooKeeper and the
+	// agents, each running the real k8sm-executor and kubelet against a
+	// containerd of its own), the broker and the k8sm kube-scheduler. Zero
+	// runs the control plane, ZooKeeper and containerd only.
+	Agents int
+	// AgentResources are the Mesos resources of every agent, without
+	// ports: each agent gets its own slice of AgentPorts, because all agents
+	// share this host's network and a host port can be taken only once.
+	AgentResources string
+	// AgentPorts is the host port range split between the agents.
+	AgentPortsBegin, AgentPortsEnd int
+
+	MesosPort        int // the Mesos master
+	MesosAgentPort   int // the first agent; agent i listens on MesosAgentPort+i-1
+	MesosControlPort int // mesos-sim's fault-injection API
+	KubeletPort      int // the first agent's kubelet; agent i on KubeletPort+i-1
+	BrokerGRPCPort   int
+	BrokerHTTPPort   int // the broker's /metrics, /healthz, /readyz
+	SchedulerPort    int // the k8sm kube-scheduler's secure port
+	SampleDeployment bool
+	// CgroupParent is the cgroup under which every agent's kubelet puts its
+	// pods (<CgroupParent>/<node>); empty means one derived from StateDir,
+	// so that clusters on one host never share it.
+	CgroupParent string
 }
 
 // DefaultConfig is the cluster of `make up`: the usual upstream ports, each
@@ -48,25 +74,59 @@ func DefaultConfig(repoRoot string) Config {
 		Containerd:            true,
 		CNIBridge:             envString("K8SM_CNI_BRIDGE", "k8sm0"),
 		PodSubnet:             envString("K8SM_POD_SUBNET", "10.88.0.0/16"),
+		Agents:                envCount("K8SM_AGENTS", 2),
+		AgentResources:        envString("K8SM_AGENT_RESOURCES", DefaultAgentResources),
+		AgentPortsBegin:       31000,
+		AgentPortsEnd:         31999,
+		MesosPort:             envInt("K8SM_MESOS_PORT", 5050),
+		MesosAgentPort:        envInt("K8SM_MESOS_AGENT_PORT", 5051),
+		MesosControlPort:      envInt("K8SM_MESOS_CONTROL_PORT", 5040),
+		KubeletPort:           envInt("K8SM_KUBELET_PORT", 10250),
+		BrokerGRPCPort:        envInt("K8SM_BROKER_GRPC_PORT", 10350),
+		BrokerHTTPPort:        envInt("K8SM_BROKER_HTTP_PORT", 10351),
+		SchedulerPort:         envInt("K8SM_SCHEDULER_PORT", 10259),
+		SampleDeployment:      true,
 	}
 }
+
+// DefaultAgentResources fit this project's machines (2 cores, 24 GiB) twice
+// over in memory; every agent's kubelet admits pods against the host's real
+// capacity, so an agent must not claim more cpus than the host has.
+const DefaultAgentResources = "cpus:2;mem:4096;disk:10240"
 
 // TestConfig is a cluster on ports nobody uses, under dir, with a CNI bridge
 // and pod subnet of its own, so that tests never collide with a user's
 // `make up` nor with tests running at the same time.
 func TestConfig(dir, binDir string) (Config, error) {
 	n := rand.IntN(100)
+	// Host ports for the agents' pods: a slice of 31000-32999 of its own
+	// (picked at random like the bridge), away from a user's `make up`.
+	k := rand.IntN(20)
 	cfg := Config{
 		StateDir: dir, BinDir: binDir, Containerd: true,
-		CNIBridge: fmt.Sprintf("k8smt%d", n),
-		PodSubnet: fmt.Sprintf("10.%d.0.0/16", 120+n),
+		CNIBridge:       fmt.Sprintf("k8smt%d", n),
+		PodSubnet:       fmt.Sprintf("10.%d.0.0/16", 120+n),
+		Agents:          2,
+		AgentResources:  DefaultAgentResources,
+		AgentPortsBegin: 32000 + k*100,
+		AgentPortsEnd:   32000 + k*100 + 99,
 	}
-	for _, p := range []*int{&cfg.EtcdPort, &cfg.EtcdPeerPort, &cfg.APIServerPort, &cfg.ControllerManagerPort, &cfg.ZooKeeperPort} {
+	ports := []*int{&cfg.EtcdPort, &cfg.EtcdPeerPort, &cfg.APIServerPort, &cfg.ControllerManagerPort, &cfg.ZooKeeperPort,
+		&cfg.MesosPort, &cfg.MesosControlPort, &cfg.BrokerGRPCPort, &cfg.BrokerHTTPPort, &cfg.SchedulerPort}
+	for _, p := range ports {
 		port, err := FreePort()
 		if err != nil {
 			return Config{}, err
 		}
 		*p = port
+	}
+	// Agents and kubelets take consecutive ports from their first one.
+	var err error
+	if cfg.MesosAgentPort, err = freeRange(8); err != nil {
+		return Config{}, err
+	}
+	if cfg.KubeletPort, err = freeRange(8); err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }
@@ -107,6 +167,19 @@ func envString(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func envCount(name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 8 {
+		fmt.Fprintf(os.Stderr, "%s=%q is not a number of agents (0-8)\n", name, v)
+		os.Exit(2)
+	}
+	return n
 }
 
 func envInt(name string, def int) int {

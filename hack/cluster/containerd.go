@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 // cniConfig gives pods host-private addresses on a bridge of their own and
 // host ports through portmap, as DESIGN.md's networking section says.
-func cniConfig(dir, bridge, subnet string) ([]byte, error) {
+//
+// Several containerds of one cluster (the shared one and one per Mesos
+// agent) put their pods on the same bridge and subnet; each hands out
+// addresses from a /24 of its own (slot), so that their host-local IPAM
+// never gives one address twice.
+func cniConfig(dir, bridge, subnet string, slot int) ([]byte, error) {
+	pfx, err := netip.ParsePrefix(subnet)
+	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 16 {
+		return nil, fmt.Errorf("pod subnet %q: want an IPv4 CIDR of /16 or larger", subnet)
+	}
+	base := pfx.Masked().Addr().As4()
+	base[2] += byte(slot)
+	start, end := base, base
+	// .0 of the first /24 is the network, .1 the bridge's gateway address.
+	start[3], end[3] = 2, 254
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
 		"name":       "k8sm-" + bridge,
@@ -86,8 +101,9 @@ func cniConfig(dir, bridge, subnet string) ([]byte, error) {
 				"ipMasq":      true,
 				"hairpinMode": true,
 				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": subnet}}},
+					"type": "host-local",
+					"ranges": [][]map[string]string{{{"subnet": pfx.Masked().String(),
+						"rangeStart": netip.AddrFrom4(start).String(), "rangeEnd": netip.AddrFrom4(end).String()}}},
 					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 					"dataDir": filepath.Join(dir, "cni", "ipam"),
 				},
@@ -99,6 +115,12 @@ func cniConfig(dir, bridge, subnet string) ([]byte, error) {
 }
 
 func startContainerd(ctx context.Context, c Config) (*Process, error) {
+	return startContainerdIn(ctx, c, "containerd", filepath.Join(c.StateDir, "containerd"), 0)
+}
+
+// startContainerdIn runs a containerd named name whose every file is under
+// dir, handing pods addresses from CNI slot slot.
+func startContainerdIn(ctx context.Context, c Config, name, dir string, slot int) (*Process, error) {
 	bin, err := lookPath("containerd", "run hack/install-deps.sh, or apt-get install containerd runc containernetworking-plugins")
 	if err != nil {
 		return nil, err
@@ -109,7 +131,6 @@ func startContainerd(ctx context.Context, c Config) (*Process, error) {
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
 		return nil, fmt.Errorf("CNI plugins are not installed (/usr/lib/cni/bridge missing): run hack/install-deps.sh, or apt-get install containernetworking-plugins")
 	}
-	dir := filepath.Join(c.StateDir, "containerd")
 	if err := os.MkdirAll(filepath.Join(dir, "cni", "net.d"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating containerd dirs: %w", err)
 	}
@@ -120,7 +141,7 @@ func startContainerd(ctx context.Context, c Config) (*Process, error) {
 	if err := os.WriteFile(cfgPath, []byte(containerdConfig(dir)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", cfgPath, err)
 	}
-	cni, err := cniConfig(dir, c.CNIBridge, c.PodSubnet)
+	cni, err := cniConfig(dir, c.CNIBridge, c.PodSubnet, slot)
 	if err != nil {
 		return nil, err
 	}
@@ -130,11 +151,11 @@ func startContainerd(ctx context.Context, c Config) (*Process, error) {
 	if err := os.WriteFile(filepath.Join(dir, "bridge"), []byte(c.CNIBridge+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("recording CNI bridge: %w", err)
 	}
-	p, err := startProcess("containerd", c.StateDir, nil, bin, "--config", cfgPath, "--log-level", "warn")
+	p, err := startProcess(name, c.StateDir, nil, bin, "--config", cfgPath, "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	sock := c.ContainerdSocket()
+	sock := filepath.Join(dir, "containerd.sock")
 	if err := waitHealthy(ctx, p, time.Minute, func(ctx context.Context) error { return criReady(ctx, sock) }); err != nil {
 		_ = p.Stop()
 		return nil, err

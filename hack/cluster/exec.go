@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 )
@@ -13,4 +15,11 @@ func lookPath(name, hint string) (string, error) {
 		return "", fmt.Errorf("%s not found on PATH: %s", name, hint)
 	}
 	return p, nil
+}
+
+// runWithStdin runs a program with stdin and returns its combined output.
+func runWithStdin(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	return cmd.CombinedOutput()
 }

@@ -1,11 +1,15 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -18,6 +22,10 @@ import (
 func cleanHostLeftovers() {
 	if anyContainerdRunning() {
 		return
+	}
+	// The kubelets' chains are shared by every kubelet on the host too.
+	if !anyExecutorRunning() {
+		removeKubeletChains()
 	}
 	for _, dir := range glob("/sys/fs/cgroup/*/k8s.io") {
 		// rmdir fails on a cgroup that still has children or tasks: that
@@ -40,6 +48,69 @@ func anyContainerdRunning() bool {
 		}
 	}
 	return false
+}
+
+func anyExecutorRunning() bool {
+	for _, f := range glob("/proc/[0-9]*/comm") {
+		var pid int
+		if _, err := fmt.Sscanf(f, "/proc/%d/comm", &pid); err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "k8sm-executor" && pidAlive(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// kubeletChains are the chains an embedded kubelet makes and never removes
+// (pkg/kubelet/kubelet_network_linux.go): a canary to notice flushes, the
+// hint for kube-proxy's iptables mode, and the firewall against outside
+// packets addressed to 127.0.0.0/8.
+var kubeletChains = map[string][]string{
+	"filter": {"KUBE-FIREWALL", "KUBE-KUBELET-CANARY"},
+	"nat":    {"KUBE-KUBELET-CANARY"},
+	"mangle": {"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"},
+}
+
+// removeKubeletChains deletes kubeletChains and the rules that jump to
+// them, in IPv4 and IPv6. Only called when no kubelet of any cluster runs.
+func removeKubeletChains() {
+	for _, prog := range []string{"iptables", "ip6tables"} {
+		ipt, err := exec.LookPath(prog)
+		if err != nil {
+			continue
+		}
+		for table, chains := range kubeletChains {
+			rules, err := exec.Command(ipt, "-w", "-t", table, "-S").Output()
+			if err != nil {
+				continue
+			}
+			for _, l := range strings.Split(string(rules), "\n") {
+				for _, c := range chains {
+					if strings.HasPrefix(l, "-A ") && strings.HasSuffix(l, "-j "+c) && !strings.HasPrefix(l, "-A "+c+" ") {
+						args := append([]string{"-w", "-t", table, "-D"}, strings.Fields(strings.TrimPrefix(l, "-A "))...)
+						_ = exec.Command(ipt, unquote(args)...).Run()
+					}
+				}
+			}
+			for _, c := range chains {
+				_ = exec.Command(ipt, "-w", "-t", table, "-F", c).Run()
+				_ = exec.Command(ipt, "-w", "-t", table, "-X", c).Run()
+			}
+		}
+	}
+}
+
+// removeContainerLogLinks removes the kubelets' links in
+// /var/log/containers (a fixed host path, whatever the root dir) that point
+// into stateDir: an executor that was killed leaves them.
+func removeContainerLogLinks(stateDir string) {
+	for _, l := range glob("/var/log/containers/*.log") {
+		if t, err := os.Readlink(l); err == nil && strings.HasPrefix(t, stateDir+"/") {
+			_ = os.Remove(l)
+		}
+	}
 }
 
 // portmapChains are made by the CNI portmap plugin on its first use.
@@ -103,4 +174,127 @@ func unquote(args []string) []string {
 func glob(pattern string) []string {
 	m, _ := filepath.Glob(pattern)
 	return m
+}
+
+// stopOrder lists the components with a pid file in stateDir, the last
+// started first: agents' containerds, then the control plane in reverse.
+func stopOrder(stateDir string) []string {
+	rank := map[string]int{"kube-scheduler": 0, "k8sm-broker": 1, "mesos-sim": 2, "containerd": 4,
+		"zookeeper": 5, "kube-controller-manager": 6, "kube-apiserver": 7, "etcd": 8}
+	var names []string
+	for _, f := range glob(filepath.Join(stateDir, "pids", "*.pid")) {
+		names = append(names, strings.TrimSuffix(filepath.Base(f), ".pid"))
+	}
+	r := func(n string) int {
+		if v, ok := rank[n]; ok {
+			return v
+		}
+		if strings.HasPrefix(n, "containerd-") {
+			return 3
+		}
+		return -1 // unknown: stop it first
+	}
+	sort.SliceStable(names, func(i, j int) bool { return r(names[i]) < r(names[j]) })
+	return names
+}
+
+// executorsOf are the k8sm-executor processes of the cluster in stateDir:
+// their agent gave them a kubelet root below it.
+func executorsOf(stateDir string) []int {
+	var pids []int
+	for _, f := range glob("/proc/[0-9]*/cmdline") {
+		var pid int
+		if _, err := fmt.Sscanf(f, "/proc/%d/cmdline", &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := strings.Cut(string(b), "\x00")
+		if filepath.Base(argv0) != "k8sm-executor" || !pidAlive(pid) {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(env), "\x00K8SM_ROOT_DIR="+stateDir+"/") || strings.HasPrefix(string(env), "K8SM_ROOT_DIR="+stateDir+"/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// stopExecutors asks the cluster's executors to stop (SIGTERM: each stops
+// its pods, removes their cgroups and mounts, restores the kernel settings
+// its kubelet changed) and kills those that take longer than a minute.
+func stopExecutors(stateDir string) {
+	pids := executorsOf(stateDir)
+	if len(pids) == 0 {
+		return
+	}
+	klog.InfoS("Stopping executors", "pids", pids)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		alive := 0
+		for _, pid := range pids {
+			if pidAlive(pid) {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, pid := range pids {
+		if pidAlive(pid) {
+			klog.InfoS("Executor did not stop within a minute; killing it", "pid", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// removeCgroupParent removes the cgroups the agents' kubelets made (an
+// executor that was killed leaves them), deepest first. Only empty cgroups
+// can be removed, which is the protection wanted.
+func removeCgroupParent(stateDir string) error {
+	b, err := os.ReadFile(filepath.Join(stateDir, "cgroup-parent"))
+	if err != nil {
+		return nil
+	}
+	parent := strings.TrimSpace(string(b))
+	if parent == "" || parent == "/" || strings.Contains(parent, "..") {
+		return nil
+	}
+	var dirs []string
+	for _, root := range glob("/sys/fs/cgroup/*" + parent) {
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	var errs []error
+	for _, d := range dirs {
+		var lastErr error
+		// A cgroup whose last task just died may take a moment to empty.
+		for try := 0; try < 20; try++ {
+			if lastErr = os.Remove(d); lastErr == nil || os.IsNotExist(lastErr) {
+				lastErr = nil
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if lastErr != nil {
+			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", d, lastErr))
+		}
+	}
+	return errors.Join(errs...)
 }

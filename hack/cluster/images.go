@@ -146,13 +146,25 @@ func imageLayer(li localImage, bin string) ([]byte, error) {
 
 // loadImages builds the local images and imports them into containerd.
 func loadImages(ctx context.Context, c Config) error {
+	var socks []string
+	if c.Containerd {
+		socks = append(socks, c.ContainerdSocket())
+	}
+	for i := 1; i <= c.Agents; i++ {
+		socks = append(socks, c.AgentContainerdSocket(i))
+	}
+	if len(socks) == 0 {
+		return nil
+	}
 	paths, err := buildImages(c)
 	if err != nil {
 		return err
 	}
-	for _, p := range paths {
-		if err := importImage(ctx, c.ContainerdSocket(), p); err != nil {
-			return err
+	for _, sock := range socks {
+		for _, p := range paths {
+			if err := importImage(ctx, sock, p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -237,11 +238,18 @@ func (p PKI) NodeCredentials(node, apiserverURL string) (kubeconfig string, err 
 	}); err != nil {
 		return "", err
 	}
+	// The API server dials the Node's InternalIP (or its hostname): name
+	// both, the loopback address and the host's own address, which the
+	// kubelet takes as its node IP (it refuses a loopback one).
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	if ip, err := utilnet.ChooseHostInterface(); err == nil {
+		ips = append(ips, ip)
+	}
 	if err := p.ensureSigned(caCert, caKey, client+"-serving", &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{node, "localhost"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses: ips,
 	}); err != nil {
 		return "", err
 	}

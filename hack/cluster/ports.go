@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 )
@@ -25,4 +26,25 @@ func checkPortFree(component string, port int, env string) error {
 		return fmt.Errorf("port %d for %s is already in use by another program: stop it, or choose another port with %s=<port>", port, component, env)
 	}
 	return l.Close()
+}
+
+// freeRange finds n consecutive loopback ports nobody listens on, below the
+// kernel's ephemeral range so that outgoing connections do not take them.
+func freeRange(n int) (int, error) {
+	for try := 0; try < 200; try++ {
+		first := 20000 + rand.IntN(10000-n)
+		ok := true
+		for p := first; p < first+n && ok; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return first, nil
+		}
+	}
+	return 0, fmt.Errorf("finding %d consecutive free ports: none after 200 tries", n)
 }

@@ -87,6 +87,7 @@ func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
 		t.Fatal(err)
 	}
 	cfg.Containerd = false // the agents are hollow: no container runs
+	cfg.Agents = 0         // this test runs its own Mesos double and broker
 	cl, err := cluster.Up(ctx, cfg)
 	t.Cleanup(func() { _ = cluster.Down(context.Background(), cfg.StateDir) })
 	if err != nil {

@@ -46,6 +46,7 @@ func TestLocalControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Agents = 0 // the control plane alone: pods stay Pending
 	cl, err := cluster.Up(ctx, cfg)
 	t.Cleanup(func() { downLeavesNothing(t, cl, cfg) })
 	if err != nil {

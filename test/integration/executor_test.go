@@ -76,6 +76,7 @@ func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Agents = 0 // this test runs its own Mesos double, executor and scheduler
 	cl, err := cluster.Up(ctx, cfg)
 	t.Cleanup(func() {
 		if err := cluster.Down(context.Background(), cfg.StateDir); err != nil {

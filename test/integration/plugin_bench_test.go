@@ -47,6 +47,7 @@ func BenchmarkScheduler1000Agents(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg.Containerd = false
+	cfg.Agents = 0 // control plane only: the benchmark runs its own broker
 	cl, err := cluster.Up(ctx, cfg)
 	b.Cleanup(func() { _ = cluster.Down(context.Background(), cfg.StateDir) })
 	if err != nil {

@@ -35,6 +35,7 @@ func TestMesosScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Containerd = false // no pod runs here: the broker's Mesos side is a stand-in
+	cfg.Agents = 0         // nor the local cluster's Mesos side, broker and scheduler
 	cl, err := cluster.Up(ctx, cfg)
 	t.Cleanup(func() { _ = cluster.Down(context.Background(), cfg.StateDir) })
 	if err != nil {

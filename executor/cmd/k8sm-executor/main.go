@@ -68,10 +68,21 @@ func main() {
 	fs.StringToStringVar(&f.systemReserved, "system-reserved", nil, "resources the host keeps outside Mesos (cpu=1,memory=2Gi): the Node's allocatable then matches the agent's resources")
 	fs.DurationVar(&f.bindTimeout, "bind-timeout", 2*time.Minute, "how long a launched pod may be missing from the API server before its task fails")
 	fs.DurationVar(&f.imagePullTimeout, "image-pull-timeout", 5*time.Minute, "how long a container may wait for its image before its task fails")
+	// Only the executor's own flags take K8SM_* defaults, not klog's.
+	own := pflag.NewFlagSet("own", pflag.ContinueOnError)
+	own.AddFlagSet(fs)
 	gofs := goflag.NewFlagSet("klog", goflag.ExitOnError)
 	klog.InitFlags(gofs)
 	fs.AddGoFlagSet(gofs)
 	_ = fs.Parse(os.Args[1:])
+	used, err := config.ApplyFlagEnv(own, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "k8sm-executor:", err)
+		os.Exit(2)
+	}
+	if len(used) > 0 {
+		klog.InfoS("Flag defaults from the environment", "variables", used)
+	}
 
 	os.Exit(run(f))
 }

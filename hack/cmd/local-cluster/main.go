@@ -1,6 +1,9 @@
-// Command local-cluster brings k8sm's local cluster up and down: etcd,
-// kube-apiserver, kube-controller-manager, ZooKeeper and containerd on
-// loopback, under one state directory. `make up` and `make down` call it.
+// Command local-cluster brings k8sm's local cluster up and down on
+// loopback, under one state directory: etcd, kube-apiserver,
+// kube-controller-manager, ZooKeeper, containerd, mesos-sim (a Mesos master
+// and agents running the real k8sm-executor, each agent with a containerd
+// of its own), the broker and the k8sm kube-scheduler; then a sample
+// Deployment. `make up` and `make down` call it.
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -42,7 +46,7 @@ func main() {
 		cl, err := cluster.Up(ctx, cfg)
 		if errors.Is(err, cluster.ErrAlreadyUp) {
 			fmt.Println(err)
-			printUsage(cl.Config)
+			printUsage(cl)
 			return
 		}
 		if err != nil {
@@ -50,7 +54,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "Fix the cause and run `make up` again (what is already running is kept), or `make down` to start afresh.")
 			os.Exit(1)
 		}
-		printUsage(cl.Config)
+		printUsage(cl)
 	case "down":
 		if err := cluster.Down(ctx, cfg.StateDir); err != nil {
 			fmt.Fprintf(os.Stderr, "make down: %v\n", err)
@@ -81,23 +85,45 @@ func main() {
 	}
 }
 
-func printUsage(c cluster.Config) {
-	abs, _ := filepath.Abs(c.StateDir)
+func printUsage(cl *cluster.Cluster) {
+	c := cl.Config
 	bin, _ := filepath.Abs(c.BinDir)
+	kubectl := fmt.Sprintf("%s --kubeconfig %s", filepath.Join(bin, "kubectl"), cl.AdminKubeconfig)
 	fmt.Printf(`
 k8sm local cluster is up (state in %[1]s).
 
   export KUBECONFIG=%[2]s
   export PATH=%[3]s:$PATH
-  kubectl get --raw /readyz
-  kubectl create deployment hello --image=%[4]s
+  kubectl get nodes -L k8sm.io/attribute-zone
+  kubectl get pods -o wide
+`, c.StateDir, cl.AdminKubeconfig, bin)
+	if c.Agents > 0 && c.SampleDeployment {
+		fmt.Printf(`  kubectl scale deployment hello --replicas=4      # the sample, placed through Mesos offers
+`)
+	}
+	fmt.Printf(`
+or, without exporting anything:
+  %[1]s get pods -o wide
 
-  kube-apiserver  %[5]s
-  etcd            http://127.0.0.1:%[6]d
-  ZooKeeper       127.0.0.1:%[7]d   (zk://127.0.0.1:%[7]d/mesos)
-  containerd      unix://%[8]s
-  logs            %[1]s/logs/
+  kube-apiserver     %[2]s
+  etcd               http://127.0.0.1:%[3]d
+  ZooKeeper          127.0.0.1:%[4]d   (Mesos master: zk://127.0.0.1:%[4]d/mesos)
+`, kubectl, c.APIServerURL(), c.EtcdPort, c.ZooKeeperPort)
+	if c.Containerd {
+		fmt.Printf("  containerd         unix://%s\n", c.ContainerdSocket())
+	}
+	if c.Agents > 0 {
+		fmt.Printf(`  Mesos master       %[1]s/master/state   (curl -s %[1]s/master/state | jq '.frameworks[].tasks[] | {name, state, slave_id}')
+  Mesos agents       %[2]s (ports %[3]d-%[4]d), each with its containerd under %[5]s/a<i>/containerd
+  mesos-sim faults   %[6]s/cluster   (POST /agents/{i}/kill, /agents/{i}/restart)
+  broker metrics     %[7]s
+  k8sm scheduler     https://127.0.0.1:%[8]d/healthz   (profile mesos-scheduler)
+  executor logs      %[5]s/a<i>/mesos/slaves/*/frameworks/*/executors/*/runs/*/stderr
+`, cl.MesosMasterURL, strings.Join(cl.AgentNodes, ", "), c.MesosAgentPort, c.MesosAgentPort+c.Agents-1, c.StateDir,
+			cl.SimControlURL, cl.BrokerMetricsURL, c.SchedulerPort)
+	}
+	fmt.Printf(`  logs               %s/   (one <component>.log each)
 
 Stop it all with: make down
-`, abs, c.PKI().Kubeconfig("admin"), bin, cluster.WebappImage, c.APIServerURL(), c.EtcdPort, c.ZooKeeperPort, c.ContainerdSocket())
+`, cl.LogDir)
 }

@@ -51,6 +51,7 @@ func (d duration) Set(s string) error {
 
 type options struct {
 	ip, hostname, zk, workDir, resources, attributes, agentIP, agentHostname, execEnv string
+	agentsFile                                                                        string
 	port, masters, agents, agentPort, controlPort, maxPingTimeouts                    int
 	hollow                                                                            bool
 	offerTimeout, allocInterval, heartbeat, pingTimeout                               time.Duration
@@ -131,6 +132,7 @@ POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 	o.updateRetry = agent.DefaultStatusUpdateRetryInterval
 	fs.Var(duration{&o.updateRetry}, "status_update_retry_interval", "first resend interval of unacknowledged status updates (doubles up to 10mins)")
 	fs.StringVar(&o.execEnv, "executor_environment_variables", "", `JSON object of environment variables for executors, e.g. {"PATH":"/bin"}`)
+	fs.StringVar(&o.agentsFile, "agents_file", "", "JSON file with one object per agent, each holding that agent's own mesos-agent flags (hostname, ip, port, resources, attributes, work_dir, executor_environment_variables); replaces --agents, unset fields take the flags above")
 	fs.IntVar(&o.controlPort, "control_port", 0, "port of the fault-injection HTTP API (0: disabled)")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
@@ -187,7 +189,15 @@ func config(o *options) (mesossim.Config, error) {
 			AgentPingTimeout: o.pingTimeout, MaxAgentPingTimeouts: o.maxPingTimeouts,
 		},
 	}
-	for i := 0; i < o.agents; i++ {
+	var files []agentFlags
+	n := o.agents
+	if o.agentsFile != "" {
+		if files, err = readAgentsFile(o.agentsFile); err != nil {
+			return mesossim.Config{}, err
+		}
+		n = len(files)
+	}
+	for i := 0; i < n; i++ {
 		ac := agent.Config{
 			IP: o.agentIP, Resources: res, Attributes: attrs, Hollow: o.hollow,
 			ExecutorShutdownGracePeriod: o.graceShutdown, RecoveryTimeout: o.recoveryTimeout,
@@ -200,9 +210,82 @@ func config(o *options) (mesossim.Config, error) {
 		if o.agentPort != 0 {
 			ac.Port = o.agentPort + i
 		}
+		if files != nil {
+			if err := files[i].apply(&ac); err != nil {
+				return mesossim.Config{}, fmt.Errorf("--agents_file %s, agent %d: %w", o.agentsFile, i, err)
+			}
+		}
 		cfg.Agents = append(cfg.Agents, ac)
 	}
 	return cfg, nil
+}
+
+// agentFlags is one agent of --agents_file: the flags a real mesos-agent of
+// that name takes, spelled as on its command line. Real Mesos runs one
+// mesos-agent process per machine, each with flags of its own; in one sim
+// process this file is how agents differ (names, resources, attributes and
+// the environment their executors get).
+type agentFlags struct {
+	Hostname   string            `json:"hostname"`
+	IP         string            `json:"ip"`
+	Port       int               `json:"port"`
+	Resources  string            `json:"resources"`
+	Attributes string            `json:"attributes"`
+	WorkDir    string            `json:"work_dir"`
+	ExecEnv    map[string]string `json:"executor_environment_variables"`
+}
+
+func readAgentsFile(path string) ([]agentFlags, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--agents_file: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	// A misspelt flag must not vanish silently.
+	dec.DisallowUnknownFields()
+	var out []agentFlags
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("--agents_file %s: want a JSON list of agents: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--agents_file %s lists no agent", path)
+	}
+	return out, nil
+}
+
+// apply overrides the shared flags with the ones this agent sets.
+func (f agentFlags) apply(ac *agent.Config) error {
+	if f.Hostname != "" {
+		ac.Hostname = f.Hostname
+	}
+	if f.IP != "" {
+		ac.IP = f.IP
+	}
+	if f.Port != 0 {
+		ac.Port = f.Port
+	}
+	if f.Resources != "" {
+		res, err := mesossim.ParseResources(f.Resources)
+		if err != nil {
+			return fmt.Errorf("resources: %w", err)
+		}
+		ac.Resources = res
+	}
+	if f.Attributes != "" {
+		attrs, err := mesossim.ParseAttributes(f.Attributes)
+		if err != nil {
+			return fmt.Errorf("attributes: %w", err)
+		}
+		ac.Attributes = attrs
+	}
+	if f.WorkDir != "" {
+		ac.WorkDir = f.WorkDir
+	}
+	if f.ExecEnv != nil {
+		// As mesos-agent's flag: the agent's own value replaces the shared one.
+		ac.ExecutorEnvironment = f.ExecEnv
+	}
+	return nil
 }
 
 func run(ctx context.Context, args []string) error {

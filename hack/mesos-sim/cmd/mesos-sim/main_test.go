@@ -6,6 +6,8 @@ import (
 	"flag"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -73,5 +75,48 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAgentsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agents.json")
+	if err := os.WriteFile(path, []byte(`[
+ {"hostname": "a1", "port": 41001, "attributes": "zone:a", "executor_environment_variables": {"K8SM_NODE_NAME": "a1"}},
+ {"hostname": "a2", "resources": "cpus:1;mem:512", "work_dir": "/tmp/a2"}
+]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"--agents=5", "--agents_file=" + path, "--attributes=zone:z",
+		`--executor_environment_variables={"SHARED":"1"}`, "--resources=cpus:4;mem:8192"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Agents) != 2 {
+		t.Fatalf("the file lists 2 agents, config has %d", len(cfg.Agents))
+	}
+	a1, a2 := cfg.Agents[0], cfg.Agents[1]
+	if a1.Hostname != "a1" || a1.Port != 41001 || a1.Attributes[0].GetText().GetValue() != "a" || a1.ExecutorEnvironment["K8SM_NODE_NAME"] != "a1" || a1.ExecutorEnvironment["SHARED"] != "" {
+		t.Errorf("agent a1: %+v", a1)
+	}
+	if a2.Hostname != "a2" || a2.WorkDir != "/tmp/a2" || a2.Attributes[0].GetText().GetValue() != "z" || a2.ExecutorEnvironment["SHARED"] != "1" {
+		t.Errorf("agent a2: %+v", a2)
+	}
+	if cpus := a2.Resources[0]; cpus.GetName() != "cpus" || cpus.GetScalar().GetValue() != 1 {
+		t.Errorf("agent a2 resources %v", a2.Resources)
+	}
+	for name, body := range map[string]string{"typo": `[{"hostnme": "x"}]`, "empty": `[]`, "bad resources": `[{"resources": "cpus"}]`} {
+		p := filepath.Join(t.TempDir(), "agents.json")
+		_ = os.WriteFile(p, []byte(body), 0o644)
+		o, err := parseFlags([]string{"--agents_file=" + p})
+		if err == nil {
+			_, err = config(o)
+		}
+		if err == nil {
+			t.Errorf("%s: %s accepted", name, body)
+		}
 	}
 }

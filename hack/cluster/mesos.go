@@ -1,0 +1,564 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"sigs.k8s.io/yaml"
+
+	"github.com/k8sm/k8sm/manifests"
+)
+
+// The Mesos side of the local cluster: mesos-sim (master + agents, each
+// agent with a containerd of its own), the broker and the k8sm scheduler.
+
+// MesosZK is the ZooKeeper URL under which the Mesos master registers and
+// where the broker finds it.
+func (c Config) MesosZK() string { return fmt.Sprintf("zk://%s/mesos", c.ZooKeeperAddr()) }
+
+// MesosMasterURL is the master's HTTP address (/master/state, /api/v1/scheduler).
+func (c Config) MesosMasterURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.MesosPort) }
+
+// SimControlURL is mesos-sim's fault-injection API (POST /agents/{i}/kill|restart, …).
+func (c Config) SimControlURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d", c.MesosControlPort)
+}
+
+// BrokerMetricsURL is the broker's /metrics.
+func (c Config) BrokerMetricsURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/metrics", c.BrokerHTTPPort)
+}
+
+// BrokerAddr is the broker's gRPC address (the scheduler plugin's).
+func (c Config) BrokerAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.BrokerGRPCPort) }
+
+// AgentName is the hostname of agent i (1-based): the name of its Node.
+func (c Config) AgentName(i int) string { return fmt.Sprintf("k8sm-agent-%d", i) }
+
+// AgentNames are the Node names of every agent, in order.
+func (c Config) AgentNames() []string {
+	var out []string
+	for i := 1; i <= c.Agents; i++ {
+		out = append(out, c.AgentName(i))
+	}
+	return out
+}
+
+// AgentZone is the Mesos attribute "zone" of agent i: a, b, c, …, so that
+// node selectors have something to choose between
+// (label k8sm.io/attribute-zone on the Node).
+func (c Config) AgentZone(i int) string { return string(rune('a' + (i-1)%26)) }
+
+// agentDir holds everything of agent i: its containerd, its kubelet's root
+// and its Mesos work dir. The name is short on purpose: the kubelet puts
+// unix sockets below it, whose paths may not exceed 107 bytes.
+func (c Config) agentDir(i int) string { return filepath.Join(c.StateDir, fmt.Sprintf("a%d", i)) }
+
+// AgentContainerdSocket is the CRI socket of agent i's containerd.
+func (c Config) AgentContainerdSocket(i int) string {
+	return filepath.Join(c.agentDir(i), "containerd", "containerd.sock")
+}
+
+// AgentKubeletRootDir is the root directory of agent i's kubelet.
+func (c Config) AgentKubeletRootDir(i int) string { return filepath.Join(c.agentDir(i), "kubelet") }
+
+// AgentHostPorts is the host port range agent i offers: its own slice of
+// AgentPortsBegin-AgentPortsEnd, since every agent is on this one host.
+func (c Config) AgentHostPorts(i int) (begin, end int) {
+	n := (c.AgentPortsEnd - c.AgentPortsBegin + 1) / max(c.Agents, 1)
+	begin = c.AgentPortsBegin + (i-1)*n
+	return begin, begin + n - 1
+}
+
+// cgroupParent is the cgroup below which the agents' kubelets put pods.
+func (c Config) cgroupParent() string {
+	if c.CgroupParent != "" {
+		return c.CgroupParent
+	}
+	sum := sha256.Sum256([]byte(c.StateDir))
+	return "/k8sm-" + hex.EncodeToString(sum[:4])
+}
+
+// AgentCgroupRoot is the parent cgroup of agent i's pods.
+func (c Config) AgentCgroupRoot(i int) string { return c.cgroupParent() + "/" + c.AgentName(i) }
+
+// AdminKubeconfig is the cluster admin's kubeconfig (kubectl's).
+func (c Config) AdminKubeconfig() string { return c.PKI().Kubeconfig("admin") }
+
+// mesosComponents are the processes of the Mesos side, in start order.
+func mesosComponents(c Config) []component {
+	if c.Agents <= 0 {
+		return nil
+	}
+	var out []component
+	for i := 1; i <= c.Agents; i++ {
+		i := i
+		out = append(out, component{name: agentContainerdName(c.AgentName(i)), start: func(ctx context.Context, c Config) (*Process, error) {
+			return startContainerdIn(ctx, c, agentContainerdName(c.AgentName(i)), filepath.Join(c.agentDir(i), "containerd"), i)
+		}})
+	}
+	return append(out,
+		component{name: "mesos-sim", start: startMesosSim},
+		component{name: "k8sm-broker", start: startBroker},
+		component{name: "kube-scheduler", start: startScheduler},
+	)
+}
+
+func agentContainerdName(node string) string { return "containerd-" + node }
+
+// executorEnv is what agent i's mesos-agent gives its executors
+// (--executor_environment_variables): the broker's ExecutorInfo is one for
+// all agents, so everything that differs per node comes this way, as the
+// K8SM_* defaults of k8sm-executor's flags.
+func (c Config) executorEnv(i int) (map[string]string, error) {
+	node := c.AgentName(i)
+	pki := c.PKI()
+	kubeconfig, err := pki.NodeCredentials(node, c.APIServerURL())
+	if err != nil {
+		return nil, err
+	}
+	cert, key := pki.NodeServingCert(node)
+	nodeIP, err := NodeIP()
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{
+		"K8SM_NODE_NAME":                  node,
+		"K8SM_KUBECONFIG":                 kubeconfig,
+		"K8SM_CONTAINER_RUNTIME_ENDPOINT": "unix://" + c.AgentContainerdSocket(i),
+		"K8SM_ROOT_DIR":                   c.AgentKubeletRootDir(i),
+		"K8SM_CGROUP_ROOT":                c.AgentCgroupRoot(i),
+		"K8SM_KUBELET_PORT":               strconv.Itoa(c.KubeletPort + i - 1),
+		"K8SM_KUBELET_ADDRESS":            nodeIP,
+		"K8SM_NODE_IP":                    nodeIP,
+		"K8SM_TLS_CERT_FILE":              cert,
+		"K8SM_TLS_PRIVATE_KEY_FILE":       key,
+		"K8SM_CLIENT_CA_FILE":             pki.CACert(),
+	}
+	if r := systemReserved(c.AgentResources); r != "" {
+		env["K8SM_SYSTEM_RESERVED"] = r
+	}
+	return env, nil
+}
+
+// NodeIP is the address of the agents' Nodes and kubelets: the host's
+// default-route address, the one a kubelet would choose itself. Not
+// loopback: the kubelet refuses a loopback node IP. The API server reaches
+// the kubelets there (logs, exec, port-forward); their serving
+// certificates name it.
+func NodeIP() (string, error) {
+	ip, err := utilnet.ChooseHostInterface()
+	if err != nil {
+		return "", fmt.Errorf("finding the host's address for the agents' kubelets: %w", err)
+	}
+	return ip.String(), nil
+}
+
+// systemReserved is what the kubelet must keep out of the Node's
+// allocatable so that it equals the agent's resources: the kubelet measures
+// the whole host, the agent offers only a part of it.
+func systemReserved(resources string) string {
+	var cpus, memMB float64
+	for _, r := range strings.Split(resources, ";") {
+		name, val, ok := strings.Cut(r, ":")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch strings.TrimSpace(name) {
+		case "cpus":
+			cpus = f
+		case "mem":
+			memMB = f
+		}
+	}
+	var parts []string
+	if cpus > 0 {
+		if milli := runtime.NumCPU()*1000 - int(cpus*1000); milli > 0 {
+			parts = append(parts, fmt.Sprintf("cpu=%dm", milli))
+		}
+	}
+	if total := memTotalKiB(); memMB > 0 && total > 0 {
+		if kib := total - int64(memMB*1024); kib > 0 {
+			parts = append(parts, fmt.Sprintf("memory=%dKi", kib))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// memTotalKiB is the host's memory as the kubelet's cAdvisor counts it.
+func memTotalKiB() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// agentsFileEntry is one agent of mesos-sim's --agents_file: that agent's
+// own mesos-agent flags.
+type agentsFileEntry struct {
+	Hostname   string            `json:"hostname"`
+	Port       int               `json:"port"`
+	Resources  string            `json:"resources"`
+	Attributes string            `json:"attributes"`
+	WorkDir    string            `json:"work_dir"`
+	ExecEnv    map[string]string `json:"executor_environment_variables"`
+}
+
+func startMesosSim(ctx context.Context, c Config) (*Process, error) {
+	bin, err := c.bin("mesos-sim")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.bin("k8sm-executor"); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		what string
+		port int
+		env  string
+	}{{"the Mesos master", c.MesosPort, "K8SM_MESOS_PORT"}, {"mesos-sim's control API", c.MesosControlPort, "K8SM_MESOS_CONTROL_PORT"}} {
+		if err := checkPortFree(p.what, p.port, p.env); err != nil {
+			return nil, err
+		}
+	}
+	var agents []agentsFileEntry
+	for i := 1; i <= c.Agents; i++ {
+		if err := checkPortFree("Mesos agent "+c.AgentName(i), c.MesosAgentPort+i-1, "K8SM_MESOS_AGENT_PORT"); err != nil {
+			return nil, err
+		}
+		env, err := c.executorEnv(i)
+		if err != nil {
+			return nil, err
+		}
+		begin, end := c.AgentHostPorts(i)
+		agents = append(agents, agentsFileEntry{
+			Hostname:   c.AgentName(i),
+			Port:       c.MesosAgentPort + i - 1,
+			Resources:  fmt.Sprintf("%s;ports:[%d-%d]", c.AgentResources, begin, end),
+			Attributes: "zone:" + c.AgentZone(i),
+			WorkDir:    filepath.Join(c.agentDir(i), "mesos"),
+			ExecEnv:    env,
+		})
+	}
+	dir := filepath.Join(c.StateDir, "mesos")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	b, err := json.MarshalIndent(agents, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	agentsFile := filepath.Join(dir, "agents.json")
+	if err := os.WriteFile(agentsFile, b, 0o644); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", agentsFile, err)
+	}
+	// Whatever cgroup the kubelets make is removed by `down`: remember it.
+	if err := os.WriteFile(filepath.Join(c.StateDir, "cgroup-parent"), []byte(c.cgroupParent()+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("recording the cgroup parent: %w", err)
+	}
+	p, err := startProcess("mesos-sim", c.StateDir, nil, bin,
+		"--ip=127.0.0.1",
+		"--hostname=127.0.0.1",
+		"--port="+strconv.Itoa(c.MesosPort),
+		"--zk="+c.MesosZK(),
+		"--work_dir="+dir,
+		"--agents_file="+agentsFile,
+		"--control_port="+strconv.Itoa(c.MesosControlPort),
+		"--v=1",
+	)
+	if err != nil {
+		return nil, err
+	}
+	probe := func(ctx context.Context) error {
+		return mesosAgentsRegistered(ctx, c.MesosMasterURL(), c.Agents)
+	}
+	if err := waitHealthy(ctx, p, time.Minute, probe); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// mesosAgentsRegistered succeeds once the master is elected and n agents
+// are active.
+func mesosAgentsRegistered(ctx context.Context, masterURL string, n int) error {
+	var st struct {
+		ActivatedSlaves float64 `json:"activated_slaves"`
+		Slaves          []struct {
+			Active bool `json:"active"`
+		} `json:"slaves"`
+	}
+	if err := getJSON(ctx, http.DefaultClient, masterURL+"/master/state", &st); err != nil {
+		return err
+	}
+	active := 0
+	for _, s := range st.Slaves {
+		if s.Active {
+			active++
+		}
+	}
+	if active < n {
+		return fmt.Errorf("%w: %d of %d agents active", errNotReady, active, n)
+	}
+	return nil
+}
+
+func startBroker(ctx context.Context, c Config) (*Process, error) {
+	bin, err := c.bin("k8sm-broker")
+	if err != nil {
+		return nil, err
+	}
+	exe, err := c.bin("k8sm-executor")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPortFree("the broker's gRPC API", c.BrokerGRPCPort, "K8SM_BROKER_GRPC_PORT"); err != nil {
+		return nil, err
+	}
+	if err := checkPortFree("the broker's metrics", c.BrokerHTTPPort, "K8SM_BROKER_HTTP_PORT"); err != nil {
+		return nil, err
+	}
+	if err := c.applyManifest(ctx, "broker-rbac.yaml"); err != nil {
+		return nil, err
+	}
+	p, err := startProcess("k8sm-broker", c.StateDir, nil, bin,
+		"--master="+c.MesosZK(),
+		"--zk="+fmt.Sprintf("zk://%s/k8sm", c.ZooKeeperAddr()),
+		"--kubeconfig="+c.PKI().Kubeconfig("k8sm-broker"),
+		"--grpc-bind-address="+c.BrokerAddr(),
+		"--http-bind-address="+fmt.Sprintf("127.0.0.1:%d", c.BrokerHTTPPort),
+		"--identity=k8sm-broker-local",
+		"--framework-hostname=127.0.0.1",
+		// Per-agent settings come from each agent's
+		// --executor_environment_variables; the shared ones are here.
+		"--executor-command="+exe,
+		"--executor-arg=--v=1",
+		"--v=2",
+	)
+	if err != nil {
+		return nil, err
+	}
+	probe := func(ctx context.Context) error {
+		// Ready: elected, subscribed to Mesos, serving the plugin.
+		return getOK(ctx, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/readyz", c.BrokerHTTPPort))
+	}
+	if err := waitHealthy(ctx, p, 2*time.Minute, probe); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// schedulerUserRBAC grants the local scheduler's user (the PKI's
+// system:kube-scheduler) what manifests/rbac.yaml grants the in-cluster
+// ServiceAccount.
+const schedulerUserRBAC = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: k8sm-scheduler-user
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: k8sm-scheduler
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: system:kube-scheduler
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: k8sm-scheduler-user
+  namespace: kube-system
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: k8sm-scheduler
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: system:kube-scheduler
+`
+
+func startScheduler(ctx context.Context, c Config) (*Process, error) {
+	bin, err := c.bin("kube-scheduler")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPortFree("the k8sm kube-scheduler", c.SchedulerPort, "K8SM_SCHEDULER_PORT"); err != nil {
+		return nil, err
+	}
+	if err := c.applyManifest(ctx, "rbac.yaml"); err != nil {
+		return nil, err
+	}
+	if err := c.applyYAML(ctx, "the scheduler user's RBAC", []byte(schedulerUserRBAC)); err != nil {
+		return nil, err
+	}
+	kc := c.PKI().Kubeconfig("scheduler")
+	cfgPath, err := c.writeSchedulerConfig(kc)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess("kube-scheduler", c.StateDir, nil, bin,
+		"--config="+cfgPath,
+		"--authentication-kubeconfig="+kc,
+		"--authorization-kubeconfig="+kc,
+		"--bind-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(c.SchedulerPort),
+		"--cert-dir="+filepath.Join(c.StateDir, "kube-scheduler"),
+		"--v=2",
+	)
+	if err != nil {
+		return nil, err
+	}
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	probe := func(ctx context.Context) error {
+		return getOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.SchedulerPort))
+	}
+	if err := waitHealthy(ctx, p, 2*time.Minute, probe); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// writeSchedulerConfig is manifests/scheduler.yaml's KubeSchedulerConfiguration
+// pointed at the local broker and API server; leader election stays on.
+func (c Config) writeSchedulerConfig(kubeconfig string) (string, error) {
+	raw, err := manifests.FS.ReadFile("scheduler.yaml")
+	if err != nil {
+		return "", err
+	}
+	var text string
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var obj struct {
+			Kind string            `json:"kind"`
+			Data map[string]string `json:"data"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			return "", fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+		}
+		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {
+			text = obj.Data["scheduler-config.yaml"]
+		}
+	}
+	if text == "" {
+		return "", fmt.Errorf("manifests/scheduler.yaml has no ConfigMap with scheduler-config.yaml")
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		return "", fmt.Errorf("reading the KubeSchedulerConfiguration of manifests/scheduler.yaml: %w", err)
+	}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig}
+	profiles, _ := cfg["profiles"].([]any)
+	found := false
+	for _, p := range profiles {
+		pm, _ := p.(map[string]any)
+		pcs, _ := pm["pluginConfig"].([]any)
+		for _, pc := range pcs {
+			pc, _ := pc.(map[string]any)
+			if pc["name"] != "MesosOffers" {
+				continue
+			}
+			args, _ := pc["args"].(map[string]any)
+			if args == nil {
+				args = map[string]any{}
+				pc["args"] = args
+			}
+			args["brokerAddresses"] = []string{c.BrokerAddr()}
+			found = true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("manifests/scheduler.yaml configures no MesosOffers plugin")
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(c.StateDir, "kube-scheduler")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// applyManifest applies one of the shipped manifests (manifests/name).
+func (c Config) applyManifest(ctx context.Context, name string) error {
+	b, err := manifests.FS.ReadFile(name)
+	if err != nil {
+		return fmt.Errorf("reading manifests/%s: %w", name, err)
+	}
+	return c.applyYAML(ctx, "manifests/"+name, b)
+}
+
+// applyYAML runs `kubectl apply` as the admin: idempotent, and exactly
+// what a person would type.
+func (c Config) applyYAML(ctx context.Context, what string, doc []byte) error {
+	kubectl, err := c.bin("kubectl")
+	if err != nil {
+		return err
+	}
+	var last error
+	// The API server may have just started: RBAC bootstrap can lag /readyz.
+	for try := 0; try < 10; try++ {
+		out, err := runWithStdin(ctx, doc, kubectl, "--kubeconfig", c.AdminKubeconfig(), "apply", "-f", "-")
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("kubectl apply of %s: %v: %s", what, err, out)
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(time.Second):
+		}
+	}
+	return last
+}
+
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: GET %s: %s", errNotReady, url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
