@@ -89,6 +89,9 @@ func Up(ctx context.Context, c Config) (*Cluster, error) {
 		return nil, err
 	}
 	defer unlock()
+	if err := c.ensureRunDir(); err != nil {
+		return nil, err
+	}
 	if err := c.PKI().ensure(c.APIServerURL()); err != nil {
 		return nil, fmt.Errorf("making the cluster's certificates: %w", err)
 	}
@@ -212,11 +215,16 @@ func Down(ctx context.Context, stateDir string) error {
 	// containerds still run.
 	stop("kube-scheduler")
 	stop("k8sm-broker")
-	stopExecutors(stateDir)
+	stopExecutors(stateDir, Config{StateDir: stateDir}.runDir())
 	stop("mesos-sim")
 	ctrdDirs := append(glob(filepath.Join(stateDir, "a[0-9]*", "containerd")), filepath.Join(stateDir, "containerd"))
+	// Sockets are reached through the short spelling of the state dir.
+	short := Config{StateDir: stateDir}
+	sockOf := func(dir string) string {
+		return short.shortPath(strings.TrimPrefix(dir, stateDir), "containerd.sock")
+	}
 	for _, dir := range ctrdDirs {
-		sock := filepath.Join(dir, "containerd.sock")
+		sock := sockOf(dir)
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		if criReady(rctx, sock) == nil {
 			if err := removeSandboxes(rctx, sock); err != nil {
@@ -231,7 +239,7 @@ func Down(ctx context.Context, stateDir string) error {
 	}
 	// Shims and the containers under them outlive containerd by design.
 	for _, dir := range ctrdDirs {
-		killMatching(filepath.Join(dir, "containerd.sock"))
+		killMatching(sockOf(dir))
 	}
 	if err := unmountUnder(stateDir); err != nil {
 		errs = append(errs, err)
@@ -240,6 +248,7 @@ func Down(ctx context.Context, stateDir string) error {
 		errs = append(errs, err)
 	}
 	removeContainerLogLinks(stateDir)
+	removeContainerLogLinks(short.runDir())
 	for _, dir := range ctrdDirs {
 		b, err := os.ReadFile(filepath.Join(dir, "bridge"))
 		if err != nil {
@@ -255,6 +264,7 @@ func Down(ctx context.Context, stateDir string) error {
 		}
 	}
 	cleanHostLeftovers()
+	short.removeRunDir()
 	unlock()
 	if len(errs) == 0 {
 		if err := os.RemoveAll(stateDir); err != nil {

@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Config says where the local cluster lives and which loopback ports it
@@ -63,7 +66,7 @@ type Config struct {
 // DefaultConfig is the cluster of `make up`: the usual upstream ports, each
 // of which an environment variable can move.
 func DefaultConfig(repoRoot string) Config {
-	return Config{
+	c := Config{
 		StateDir:              envString("K8SM_STATE_DIR", filepath.Join(repoRoot, "_output", "local")),
 		BinDir:                envString("K8SM_BIN_DIR", filepath.Join(repoRoot, "_output", "bin")),
 		EtcdPort:              envInt("K8SM_ETCD_PORT", 2379),
@@ -71,13 +74,10 @@ func DefaultConfig(repoRoot string) Config {
 		APIServerPort:         envInt("K8SM_APISERVER_PORT", 6443),
 		ControllerManagerPort: envInt("K8SM_CONTROLLER_MANAGER_PORT", 10257),
 		ZooKeeperPort:         envInt("K8SM_ZK_PORT", 2181),
-		Containerd:            true,
 		CNIBridge:             envString("K8SM_CNI_BRIDGE", "k8sm0"),
 		PodSubnet:             envString("K8SM_POD_SUBNET", "10.88.0.0/16"),
 		Agents:                envCount("K8SM_AGENTS", 2),
 		AgentResources:        envString("K8SM_AGENT_RESOURCES", DefaultAgentResources),
-		AgentPortsBegin:       31000,
-		AgentPortsEnd:         31999,
 		MesosPort:             envInt("K8SM_MESOS_PORT", 5050),
 		MesosAgentPort:        envInt("K8SM_MESOS_AGENT_PORT", 5051),
 		MesosControlPort:      envInt("K8SM_MESOS_CONTROL_PORT", 5040),
@@ -87,6 +87,11 @@ func DefaultConfig(repoRoot string) Config {
 		SchedulerPort:         envInt("K8SM_SCHEDULER_PORT", 10259),
 		SampleDeployment:      true,
 	}
+	c.AgentPortsBegin, c.AgentPortsEnd = envRange("K8SM_AGENT_HOST_PORTS", 31000, 31999)
+	// The agents have containerds of their own; the shared one is for
+	// running the control plane alone.
+	c.Containerd = c.Agents == 0
+	return c
 }
 
 // DefaultAgentResources fit this project's machines (2 cores, 24 GiB) twice
@@ -122,10 +127,10 @@ func TestConfig(dir, binDir string) (Config, error) {
 	}
 	// Agents and kubelets take consecutive ports from their first one.
 	var err error
-	if cfg.MesosAgentPort, err = freeRange(8); err != nil {
+	if cfg.MesosAgentPort, err = FreePortRange(8); err != nil {
 		return Config{}, err
 	}
-	if cfg.KubeletPort, err = freeRange(8); err != nil {
+	if cfg.KubeletPort, err = FreePortRange(8); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -151,7 +156,56 @@ func (c Config) PKI() PKI { return PKI{Dir: filepath.Join(c.StateDir, "pki")} }
 
 // ContainerdSocket is the CRI endpoint path of the cluster's containerd.
 func (c Config) ContainerdSocket() string {
-	return filepath.Join(c.StateDir, "containerd", "containerd.sock")
+	return filepath.Join(c.shortPath("containerd"), "containerd.sock")
+}
+
+// maxShortStateDir is the longest state directory used as it is in unix
+// socket paths: the kubelet's and containerd's sockets add up to 60 bytes
+// below it, and a socket path may not exceed 104 (containerd's check).
+const maxShortStateDir = 40
+
+// runDir is StateDir spelled short enough for the unix sockets below it: the
+// state directory itself, or a link to it under /run/k8sm (test state dirs
+// under t.TempDir() are long).
+func (c Config) runDir() string {
+	if len(c.StateDir) <= maxShortStateDir {
+		return c.StateDir
+	}
+	sum := sha256.Sum256([]byte(c.StateDir))
+	return "/run/k8sm/" + hex.EncodeToString(sum[:4])
+}
+
+// shortPath is rel below StateDir, spelled through runDir.
+func (c Config) shortPath(rel ...string) string {
+	return filepath.Join(append([]string{c.runDir()}, rel...)...)
+}
+
+// ensureRunDir makes runDir's link to StateDir when it is one.
+func (c Config) ensureRunDir() error {
+	rd := c.runDir()
+	if rd == c.StateDir {
+		return nil
+	}
+	if t, err := os.Readlink(rd); err == nil && t == c.StateDir {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(rd), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(rd), err)
+	}
+	_ = os.Remove(rd)
+	if err := os.Symlink(c.StateDir, rd); err != nil {
+		return fmt.Errorf("linking %s to the state dir (short socket paths): %w", rd, err)
+	}
+	return nil
+}
+
+// removeRunDir removes runDir's link, if it is one and still points here.
+func (c Config) removeRunDir() {
+	rd := c.runDir()
+	if t, err := os.Readlink(rd); err == nil && t == c.StateDir {
+		_ = os.Remove(rd)
+		_ = os.Remove(filepath.Dir(rd)) // only when empty
+	}
 }
 
 func (c Config) bin(name string) (string, error) {
@@ -167,6 +221,21 @@ func envString(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func envRange(name string, begin, end int) (int, int) {
+	v := os.Getenv(name)
+	if v == "" {
+		return begin, end
+	}
+	b, e, ok := strings.Cut(v, "-")
+	bn, err1 := strconv.Atoi(b)
+	en, err2 := strconv.Atoi(e)
+	if !ok || err1 != nil || err2 != nil || bn <= 0 || en > 65535 || en < bn {
+		fmt.Fprintf(os.Stderr, "%s=%q is not a port range such as 31000-31999\n", name, v)
+		os.Exit(2)
+	}
+	return bn, en
 }
 
 func envCount(name string, def int) int {

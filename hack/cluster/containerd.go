@@ -26,7 +26,10 @@ const PauseImage = "k8sm.local/pause:latest"
 // root lacks CAP_SYS_RESOURCE, so the CRI plugin must not ask for a negative
 // oom_score_adj (restrict_oom_score_adj), and cgroups are v1 without
 // systemd, so runc uses the cgroupfs driver.
-func containerdConfig(dir string) string {
+//
+// Its sockets are in sockDir: the same directory as dir, spelled short
+// enough for a unix socket path (Config.runDir).
+func containerdConfig(dir, sockDir string) string {
 	return fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -65,8 +68,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 `,
 		filepath.Join(dir, "root"),
 		filepath.Join(dir, "state"),
-		filepath.Join(dir, "containerd.sock"),
-		filepath.Join(dir, "containerd.sock.ttrpc"),
+		filepath.Join(sockDir, "containerd.sock"),
+		filepath.Join(sockDir, "containerd.sock.ttrpc"),
 		filepath.Join(dir, "opt"),
 		PauseImage,
 		filepath.Join(dir, "cni", "net.d"),
@@ -115,12 +118,12 @@ func cniConfig(dir, bridge, subnet string, slot int) ([]byte, error) {
 }
 
 func startContainerd(ctx context.Context, c Config) (*Process, error) {
-	return startContainerdIn(ctx, c, "containerd", filepath.Join(c.StateDir, "containerd"), 0)
+	return startContainerdIn(ctx, c, "containerd", filepath.Join(c.StateDir, "containerd"), filepath.Dir(c.ContainerdSocket()), 0)
 }
 
 // startContainerdIn runs a containerd named name whose every file is under
 // dir, handing pods addresses from CNI slot slot.
-func startContainerdIn(ctx context.Context, c Config, name, dir string, slot int) (*Process, error) {
+func startContainerdIn(ctx context.Context, c Config, name, dir, sockDir string, slot int) (*Process, error) {
 	bin, err := lookPath("containerd", "run hack/install-deps.sh, or apt-get install containerd runc containernetworking-plugins")
 	if err != nil {
 		return nil, err
@@ -138,7 +141,7 @@ func startContainerdIn(ctx context.Context, c Config, name, dir string, slot int
 		return nil, fmt.Errorf("CNI bridge %s is in use by another cluster (%s): run `make down` there, or choose another bridge with K8SM_CNI_BRIDGE=<name> and K8SM_POD_SUBNET=<cidr>", c.CNIBridge, owner)
 	}
 	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(containerdConfig(dir)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(containerdConfig(dir, sockDir)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", cfgPath, err)
 	}
 	cni, err := cniConfig(dir, c.CNIBridge, c.PodSubnet, slot)
@@ -155,7 +158,7 @@ func startContainerdIn(ctx context.Context, c Config, name, dir string, slot int
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "containerd.sock")
+	sock := filepath.Join(sockDir, "containerd.sock")
 	if err := waitHealthy(ctx, p, time.Minute, func(ctx context.Context) error { return criReady(ctx, sock) }); err != nil {
 		_ = p.Stop()
 		return nil, err

@@ -200,7 +200,7 @@ func stopOrder(stateDir string) []string {
 
 // executorsOf are the k8sm-executor processes of the cluster in stateDir:
 // their agent gave them a kubelet root below it.
-func executorsOf(stateDir string) []int {
+func executorsOf(stateDir, runDir string) []int {
 	var pids []int
 	for _, f := range glob("/proc/[0-9]*/cmdline") {
 		var pid int
@@ -219,8 +219,11 @@ func executorsOf(stateDir string) []int {
 		if err != nil {
 			continue
 		}
-		if strings.Contains(string(env), "\x00K8SM_ROOT_DIR="+stateDir+"/") || strings.HasPrefix(string(env), "K8SM_ROOT_DIR="+stateDir+"/") {
-			pids = append(pids, pid)
+		for _, dir := range []string{stateDir, runDir} {
+			if strings.Contains("\x00"+string(env), "\x00K8SM_ROOT_DIR="+dir+"/") {
+				pids = append(pids, pid)
+				break
+			}
 		}
 	}
 	return pids
@@ -229,8 +232,8 @@ func executorsOf(stateDir string) []int {
 // stopExecutors asks the cluster's executors to stop (SIGTERM: each stops
 // its pods, removes their cgroups and mounts, restores the kernel settings
 // its kubelet changed) and kills those that take longer than a minute.
-func stopExecutors(stateDir string) {
-	pids := executorsOf(stateDir)
+func stopExecutors(stateDir, runDir string) {
+	pids := executorsOf(stateDir, runDir)
 	if len(pids) == 0 {
 		return
 	}

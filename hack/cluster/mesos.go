@@ -69,11 +69,14 @@ func (c Config) agentDir(i int) string { return filepath.Join(c.StateDir, fmt.Sp
 
 // AgentContainerdSocket is the CRI socket of agent i's containerd.
 func (c Config) AgentContainerdSocket(i int) string {
-	return filepath.Join(c.agentDir(i), "containerd", "containerd.sock")
+	return filepath.Join(c.shortPath(fmt.Sprintf("a%d", i), "containerd"), "containerd.sock")
 }
 
 // AgentKubeletRootDir is the root directory of agent i's kubelet.
-func (c Config) AgentKubeletRootDir(i int) string { return filepath.Join(c.agentDir(i), "kubelet") }
+// It is spelled through runDir: the kubelet makes unix sockets below it.
+func (c Config) AgentKubeletRootDir(i int) string {
+	return c.shortPath(fmt.Sprintf("a%d", i), "kubelet")
+}
 
 // AgentHostPorts is the host port range agent i offers: its own slice of
 // AgentPortsBegin-AgentPortsEnd, since every agent is on this one host.
@@ -107,7 +110,7 @@ func mesosComponents(c Config) []component {
 	for i := 1; i <= c.Agents; i++ {
 		i := i
 		out = append(out, component{name: agentContainerdName(c.AgentName(i)), start: func(ctx context.Context, c Config) (*Process, error) {
-			return startContainerdIn(ctx, c, agentContainerdName(c.AgentName(i)), filepath.Join(c.agentDir(i), "containerd"), i)
+			return startContainerdIn(ctx, c, agentContainerdName(c.AgentName(i)), filepath.Join(c.agentDir(i), "containerd"), filepath.Dir(c.AgentContainerdSocket(i)), i)
 		}})
 	}
 	return append(out,

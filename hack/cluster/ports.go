@@ -28,9 +28,10 @@ func checkPortFree(component string, port int, env string) error {
 	return l.Close()
 }
 
-// freeRange finds n consecutive loopback ports nobody listens on, below the
-// kernel's ephemeral range so that outgoing connections do not take them.
-func freeRange(n int) (int, error) {
+// FreePortRange finds n consecutive loopback ports nobody listens on, below
+// the kernel's ephemeral range so that outgoing connections do not take
+// them, and returns the first.
+func FreePortRange(n int) (int, error) {
 	for try := 0; try < 200; try++ {
 		first := 20000 + rand.IntN(10000-n)
 		ok := true

@@ -5,7 +5,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,13 +37,24 @@ func newLocalCluster(t *testing.T, bridge, subnet string) *localCluster {
 	lc.env = append(os.Environ(),
 		"K8SM_STATE_DIR="+lc.state, "K8SM_BIN_DIR="+binDir,
 		"K8SM_CNI_BRIDGE="+bridge, "K8SM_POD_SUBNET="+subnet)
-	for _, v := range []string{"K8SM_ETCD_PORT", "K8SM_ETCD_PEER_PORT", "K8SM_APISERVER_PORT", "K8SM_CONTROLLER_MANAGER_PORT", "K8SM_ZK_PORT"} {
+	for _, v := range []string{"K8SM_ETCD_PORT", "K8SM_ETCD_PEER_PORT", "K8SM_APISERVER_PORT", "K8SM_CONTROLLER_MANAGER_PORT", "K8SM_ZK_PORT",
+		"K8SM_MESOS_PORT", "K8SM_MESOS_CONTROL_PORT", "K8SM_BROKER_GRPC_PORT", "K8SM_BROKER_HTTP_PORT", "K8SM_SCHEDULER_PORT"} {
 		p, err := cluster.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
 		lc.env = append(lc.env, v+"="+strconv.Itoa(p))
 	}
+	// Agents and their kubelets take consecutive ports.
+	for _, v := range []string{"K8SM_MESOS_AGENT_PORT", "K8SM_KUBELET_PORT"} {
+		p, err := cluster.FreePortRange(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc.env = append(lc.env, v+"="+strconv.Itoa(p))
+	}
+	// Host ports of the agents' pods: away from a user's `make up` (31000-31999).
+	lc.env = append(lc.env, "K8SM_AGENT_HOST_PORTS=32500-32599")
 	return lc
 }
 
@@ -81,6 +94,10 @@ func (lc *localCluster) kubectl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// TestUpIsIdempotentRecoversAndDownLeavesNothing is `make up` as a user
+// runs it: the whole cluster comes up and the sample Deployment runs through
+// Mesos; a second up changes nothing; a crashed component is started again
+// alone; down leaves nothing behind.
 func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	lc := newLocalCluster(t, "k8sme2e0", "10.90.0.0/16")
 	t.Cleanup(func() { lc.run(t, "down") })
@@ -89,32 +106,64 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("first up failed (exit %d):\n%s", code, out)
 	}
-	if !strings.Contains(out, "export KUBECONFIG="+filepath.Join(lc.state, "pki", "admin.kubeconfig")) {
-		t.Errorf("up does not tell the user how to use kubectl:\n%s", out)
+	masterURL := "http://127.0.0.1:" + lc.getEnv("K8SM_MESOS_PORT")
+	for _, want := range []string{
+		"export KUBECONFIG=" + filepath.Join(lc.state, "pki", "admin.kubeconfig"),
+		masterURL + "/master/state",
+		"http://127.0.0.1:" + lc.getEnv("K8SM_BROKER_HTTP_PORT") + "/metrics",
+		"http://127.0.0.1:" + lc.getEnv("K8SM_MESOS_CONTROL_PORT"),
+		filepath.Join(lc.state, "logs"),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up does not tell the user %q:\n%s", want, out)
+		}
 	}
-	if got := strings.TrimSpace(lc.kubectl(t, "get", "--raw", "/readyz")); got != "ok" {
-		t.Fatalf("/readyz = %q", got)
+	// What up promises: the sample's pods Running, each through a running
+	// Mesos task, spread by Mesos offers over the agents' Nodes.
+	pods := strings.Fields(lc.kubectl(t, "get", "pods", "-l", "app=hello", "-o",
+		`jsonpath={range .items[*]}{.metadata.uid}/{.status.phase}/{.spec.nodeName}{" "}{end}`))
+	tasks := masterTasks(t, masterURL)
+	if len(pods) != 2 {
+		t.Fatalf("the sample Deployment has %d pods, want 2: %v", len(pods), pods)
 	}
-	lc.kubectl(t, "create", "deployment", "hello", "--image="+cluster.WebappImage)
+	for _, p := range pods {
+		f := strings.Split(p, "/")
+		if f[1] != "Running" || !strings.HasPrefix(f[2], "k8sm-agent-") {
+			t.Errorf("sample pod %s is %s on node %q, want Running on an agent", f[0], f[1], f[2])
+		}
+		if st := tasks["pod."+f[0]]; st != "TASK_RUNNING" {
+			t.Errorf("the task of sample pod %s is %q at the master, want TASK_RUNNING", f[0], st)
+		}
+	}
+	nodes := lc.kubectl(t, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.k8sm\.io/attribute-zone} {end}`)
+	if strings.TrimSpace(nodes) != "k8sm-agent-1=a k8sm-agent-2=b" {
+		t.Errorf("nodes and their zones: %q, want k8sm-agent-1=a k8sm-agent-2=b", nodes)
+	}
+	if logs := lc.kubectl(t, "logs", "deploy/hello"); !strings.Contains(logs, "serving on") {
+		t.Errorf("kubectl logs of the sample: %q", logs)
+	}
 
 	out, code = lc.run(t, "up")
 	if code != 0 || !strings.Contains(out, "already up") {
 		t.Fatalf("second up should say the cluster is already up and succeed; exit %d:\n%s", code, out)
 	}
 
-	// A crashed API server is started again by the next up, the rest kept.
-	apiserverPid := readPid(t, lc.state, "kube-apiserver")
+	// Crashed components are started again by the next up, the rest kept.
 	etcdPid := readPid(t, lc.state, "etcd")
-	if err := syscall.Kill(apiserverPid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	simPid := readPid(t, lc.state, "mesos-sim")
+	for _, name := range []string{"kube-apiserver", "k8sm-broker"} {
+		pid := readPid(t, lc.state, name)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitExit(t, pid)
 	}
-	waitExit(t, apiserverPid)
 	out, code = lc.run(t, "up")
 	if code != 0 {
 		t.Fatalf("up after a crash failed (exit %d):\n%s", code, out)
 	}
-	if readPid(t, lc.state, "etcd") != etcdPid {
-		t.Errorf("up after the API server crashed restarted etcd too")
+	if readPid(t, lc.state, "etcd") != etcdPid || readPid(t, lc.state, "mesos-sim") != simPid {
+		t.Errorf("up after the API server and broker crashed restarted etcd or mesos-sim too")
 	}
 	if got := lc.kubectl(t, "get", "deployment", "hello", "-o", "name"); strings.TrimSpace(got) != "deployment.apps/hello" {
 		t.Errorf("the deployment did not survive the API server restart: %q", got)
@@ -125,6 +174,10 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 		t.Errorf("status after recovery (exit %d):\n%s", code, out)
 	}
 
+	cgroups := "/sys/fs/cgroup/memory" + cgroupParent(t, lc.state)
+	if _, err := os.Stat(cgroups); err != nil {
+		t.Errorf("the pods' cgroup parent %s is not where up said: %v", cgroups, err)
+	}
 	out, code = lc.run(t, "down")
 	if code != 0 {
 		t.Fatalf("down failed (exit %d):\n%s", code, out)
@@ -138,19 +191,70 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	if _, err := os.Stat("/sys/class/net/k8sme2e0"); err == nil {
 		t.Errorf("bridge k8sme2e0 remains after down")
 	}
+	if _, err := os.Stat(cgroups); err == nil {
+		t.Errorf("the pods' cgroups %s remain after down", cgroups)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), lc.state) {
+		t.Errorf("mounts under %s remain after down", lc.state)
+	}
+	links, _ := filepath.Glob("/var/log/containers/hello-*")
+	for _, l := range links {
+		if target, _ := os.Readlink(l); strings.HasPrefix(target, lc.state) {
+			t.Errorf("container log link %s into the state dir remains after down", l)
+		}
+	}
 	// down of a cluster that is not there is fine.
 	if out, code := lc.run(t, "down"); code != 0 {
 		t.Errorf("second down failed (exit %d):\n%s", code, out)
 	}
 }
 
+// masterTasks are the Mesos master's tasks, id to state.
+func masterTasks(t *testing.T, masterURL string) map[string]string {
+	t.Helper()
+	resp, err := http.Get(masterURL + "/master/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Frameworks []struct {
+			Tasks []struct{ ID, State string } `json:"tasks"`
+		} `json:"frameworks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, f := range st.Frameworks {
+		for _, task := range f.Tasks {
+			out[task.ID] = task.State
+		}
+	}
+	return out
+}
+
+// cgroupParent is where the cluster's kubelets put pods, as up recorded it.
+func cgroupParent(t *testing.T, state string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "cgroup-parent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func TestTakenPortIsReportedWithTheFix(t *testing.T) {
 	first := newLocalCluster(t, "k8sme2e1", "10.91.0.0/16")
+	// The control plane is enough to take the port.
+	first.setEnv("K8SM_AGENTS", "0")
 	t.Cleanup(func() { first.run(t, "down") })
 	if out, code := first.run(t, "up"); code != 0 {
 		t.Fatalf("up failed (exit %d):\n%s", code, out)
 	}
 	second := newLocalCluster(t, "k8sme2e2", "10.92.0.0/16")
+	second.setEnv("K8SM_AGENTS", "0")
 	t.Cleanup(func() { second.run(t, "down") })
 	port := first.getEnv("K8SM_APISERVER_PORT")
 	second.setEnv("K8SM_APISERVER_PORT", port)
