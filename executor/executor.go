@@ -128,6 +128,11 @@ type task struct {
 	End      *mesos.TaskStatus `json:"end,omitempty"` // state to send once stopped
 	Grace    *int64            `json:"grace,omitempty"`
 	StopBy   time.Time         `json:"stopBy,omitzero"`
+	// Deleting: done, but its pod, deleted gracefully, is still in the API
+	// server; the kubelet keeps it until it has deleted it there (a
+	// kubelet deletes only pods it knows, so without this the pod would
+	// stay Terminating forever).
+	Deleting bool `json:"deleting,omitempty"`
 
 	pullSince time.Time
 }
@@ -472,6 +477,10 @@ func (l *loop) reconcile(ctx context.Context) {
 			}
 		case phaseStopping:
 			l.reconcileStopping(ctx, t)
+		case phaseDone:
+			if ready && t.Deleting {
+				l.reconcileDeleting(t)
+			}
 		}
 	}
 	// Forget finished tasks once the agent has them (nothing unacknowledged).
@@ -480,7 +489,7 @@ func (l *loop) reconcile(ctx context.Context) {
 		pending[u.Status.TaskID.Value] = true
 	}
 	for id, t := range l.tasks {
-		if t.Phase == phaseDone && !pending[id] && time.Since(t.Launched) > time.Minute {
+		if t.Phase == phaseDone && !t.Deleting && !pending[id] && time.Since(t.Launched) > time.Minute {
 			delete(l.tasks, id)
 			l.dirty = true
 		}
@@ -573,11 +582,25 @@ func (l *loop) reconcileHanded(ctx context.Context, t *task) {
 		l.logger.Info("Deleted pod stopped", "task", t.Info.TaskID.Value, "message", st.GetMessage())
 		l.send(ctx, t, st)
 		t.Phase = phaseDone
+		t.Deleting = true
 	default:
 		// The kubelet already stopped every container: the task ended.
 		l.logger.Info("Pod ended", "task", t.Info.TaskID.Value, "state", v.state, "message", v.message)
 		l.send(ctx, t, st)
 		t.Phase = phaseDone
+	}
+}
+
+// reconcileDeleting hands a stopped, deleted pod on to the kubelet until the
+// kubelet has removed it from the API server.
+func (l *loop) reconcileDeleting(t *task) {
+	pod, err := l.apiPod(t)
+	switch {
+	case err == nil && pod.UID == t.Ref.UID:
+		t.LastPod = pod
+	case err == nil || apierrors.IsNotFound(err):
+		t.Deleting = false
+		l.dirty = true
 	}
 }
 
@@ -610,6 +633,10 @@ func (l *loop) feedKubelet() {
 		switch t.Phase {
 		case phaseHanded:
 			if t.LastPod != nil {
+				set = append(set, t.LastPod.DeepCopy())
+			}
+		case phaseDone:
+			if t.Deleting && t.LastPod != nil {
 				set = append(set, t.LastPod.DeepCopy())
 			}
 		case phaseStopping:

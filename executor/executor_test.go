@@ -8,6 +8,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/k8sm/k8sm/executor"
@@ -58,6 +59,36 @@ func TestPodDeletedKillsTask(t *testing.T) {
 	if !strings.Contains(st.GetMessage(), "deleted") {
 		t.Errorf("KILLED message %q does not say the pod was deleted", st.GetMessage())
 	}
+}
+
+// A pod deleted gracefully (deletionTimestamp set, still in the API server)
+// is stopped by the kubelet, which writes its terminal phase and only then
+// removes it from the API server: the executor must keep handing it to the
+// kubelet until then, or the pod stays Terminating forever.
+func TestGracefullyDeletedPodIsRemoved(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("graceful", nil)
+	id := e.launch(p)
+	e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_RUNNING)
+	// What the API server does on a graceful delete.
+	live, err := e.api.CoreV1().Pods("default").Get(e.ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, grace := metav1.Now(), int64(2)
+	live.DeletionTimestamp, live.DeletionGracePeriodSeconds = &now, &grace
+	if _, err := e.api.CoreV1().Pods("default").Update(e.ctx, live, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.update(id, mesos.TASK_KILLED)
+	if !strings.Contains(st.GetMessage(), "deleted") {
+		t.Errorf("KILLED message %q does not say the pod was deleted", st.GetMessage())
+	}
+	e.eventually("the kubelet to remove the stopped pod from the API server", func() bool {
+		_, err := e.api.CoreV1().Pods("default").Get(e.ctx, p.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 }
 
 // A container that exits 1 fails its task with the exit code in the message.

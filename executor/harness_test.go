@@ -78,10 +78,18 @@ func (k *fakeKubelet) sync(ctx context.Context, set []*v1.Pod) {
 		k.handed[p.UID] = true
 		switch {
 		case p.DeletionTimestamp != nil:
+			wasRunning := k.running[p.UID]
 			k.running[p.UID] = false
-			// As the kubelet's status manager: a pod deleted in the API
-			// server is removed once stopped.
-			if live, err := k.api.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err == nil && live.DeletionTimestamp != nil {
+			// As the kubelet: a pod deleted in the API server is stopped,
+			// its terminal phase written (its containers exit 0 on
+			// SIGTERM), and then, on a later sync of a pod it still has,
+			// its status manager removes it from the API server.
+			live, err := k.api.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+			switch {
+			case err != nil || live.DeletionTimestamp == nil:
+			case wasRunning && live.Status.Phase != v1.PodSucceeded && live.Status.Phase != v1.PodFailed:
+				k.setStatus(ctx, p, v1.PodSucceeded, v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}, false)
+			default:
 				_ = k.api.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
 			}
 		case p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed:
@@ -115,6 +123,10 @@ func (k *fakeKubelet) setStatus(ctx context.Context, p *v1.Pod, phase v1.PodPhas
 	if ready {
 		cond = v1.ConditionTrue
 	}
+	// The fake API server keeps resource versions as they are given; a
+	// real one changes it on every write, and the executor relies on that.
+	rv, _ := strconv.Atoi(live.ResourceVersion)
+	live.ResourceVersion = strconv.Itoa(rv + 1)
 	live.Status = v1.PodStatus{Phase: phase, PodIP: "10.88.0.5", PodIPs: []v1.PodIP{{IP: "10.88.0.5"}},
 		Conditions:        []v1.PodCondition{{Type: v1.PodReady, Status: cond}},
 		ContainerStatuses: []v1.ContainerStatus{{Name: p.Spec.Containers[0].Name, State: cs}}}
