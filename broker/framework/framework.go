@@ -442,8 +442,14 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	for i, id := range l.OfferIDs {
 		offerIDs[i] = mesos.OfferID{Value: id}
 	}
+	refuse := time.Duration(f.cfg.RefuseSeconds * float64(time.Second))
+	if len(l.Lost) > 0 {
+		// The remainder held reservations whose pods are retried: have
+		// Mesos offer it again at once rather than after the filter.
+		refuse = 0
+	}
 	call := calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(offerIDs...)).
-		With(calls.RefuseSeconds(time.Duration(f.cfg.RefuseSeconds * float64(time.Second))))
+		With(calls.RefuseSeconds(refuse))
 	f.mu.Lock()
 	for _, id := range l.OfferIDs {
 		delete(f.offerIDs, id)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,6 +27,7 @@ type batch struct {
 	agentID string
 	entries []*entry
 	timer   clock.Timer
+	started time.Time
 }
 
 type entry struct {
@@ -51,11 +53,9 @@ func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod Pod) res
 	b.mu.Lock()
 	bt, ok := b.pending[r.AgentID]
 	if !ok {
-		bt = &batch{agentID: r.AgentID}
+		bt = &batch{agentID: r.AgentID, started: b.s.opts.Clock.Now()}
 		b.pending[r.AgentID] = bt
-		// flush runs on its own goroutine: it must not hold up the clock's
-		// timer machinery (a fake clock runs AfterFunc under its lock).
-		bt.timer = b.s.opts.Clock.AfterFunc(b.s.opts.BatchWindow, func() { go b.flush(bt) })
+		b.armLocked(bt, b.s.opts.BatchWindow)
 	}
 	bt.entries = append(bt.entries, e)
 	full := len(bt.entries) >= b.s.cache.Pending(r.AgentID)
@@ -69,6 +69,34 @@ func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod Pod) res
 	case <-ctx.Done():
 		return result{err: status.FromContextError(ctx.Err()).Err()}
 	}
+}
+
+// armLocked sets the batch's timer. The flush runs on its own goroutine: it
+// must not hold up the clock's timer machinery (a fake clock runs AfterFunc
+// under its lock).
+func (b *batcher) armLocked(bt *batch, d time.Duration) {
+	bt.timer = b.s.opts.Clock.AfterFunc(d, func() { go b.windowClosed(bt) })
+}
+
+// windowClosed flushes the batch, unless the agent holds reservations that
+// have not asked to launch yet: the ACCEPT consumes whole offers, and Mesos
+// takes back what it does not use, so their resources would go with it. A
+// scheduler reserves and then launches within milliseconds; such a
+// straggler is waited for, up to MaxBatchWait, so that it joins this ACCEPT.
+func (b *batcher) windowClosed(bt *batch) {
+	b.mu.Lock()
+	if b.pending[bt.agentID] != bt {
+		b.mu.Unlock()
+		return
+	}
+	waited := b.s.opts.Clock.Since(bt.started)
+	if b.s.cache.Pending(bt.agentID) > len(bt.entries) && waited < b.s.opts.MaxBatchWait {
+		b.armLocked(bt, min(b.s.opts.BatchWindow, b.s.opts.MaxBatchWait-waited))
+		b.mu.Unlock()
+		return
+	}
+	b.mu.Unlock()
+	go b.flush(bt)
 }
 
 func (b *batcher) flush(bt *batch) {
@@ -100,7 +128,9 @@ func (b *batcher) flush(bt *batch) {
 		return
 	}
 	for _, lost := range l.Lost {
-		klog.InfoS("Reservation lost to a launch on the same agent", "reservation", lost.ID, "pod", klog.KRef(lost.Pod.Namespace, lost.Pod.Name), "node", lost.Hostname)
+		// Its Launch fails with Aborted and says why; the scheduler
+		// retries the pod, and the ACCEPT asked Mesos to re-offer at once.
+		klog.InfoS("Reservation lost to a launch on the same agent: it did not ask to launch within the batch's wait", "reservation", lost.ID, "pod", klog.KRef(lost.Pod.Namespace, lost.Pod.Name), "node", lost.Hostname, "maxBatchWait", b.s.opts.MaxBatchWait)
 	}
 	var launchErr error
 	if len(l.Tasks) > 0 {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,6 +26,8 @@ import (
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
+
+const errNotServing = "this broker replica is not serving offers (not the elected leader, or not subscribed to Mesos): watch the one whose health is SERVING"
 
 // ServiceName is the Broker service's name for the health service.
 const ServiceName = "k8sm.broker.v1.Broker"
@@ -59,6 +62,11 @@ type Options struct {
 	// the same agent to launch with it in one ACCEPT (default 100ms). The
 	// window closes early once every reservation of the agent has asked.
 	BatchWindow time.Duration
+	// MaxBatchWait bounds how long a batch waits, window after window, for
+	// the launches of reservations already made on its agent (default 10
+	// windows). One that asks later than that finds its reservation lost
+	// (Aborted): the ACCEPT took its offer.
+	MaxBatchWait time.Duration
 	// LaunchTimeout bounds one ACCEPT (default 30s).
 	LaunchTimeout time.Duration
 	Clock         clock.WithDelayedExecution
@@ -74,12 +82,21 @@ type Server struct {
 	health   *health.Server
 	batches  *batcher
 	decoder  runtime.Decoder
+
+	mu      sync.Mutex
+	serving bool
+	// unserved is closed when the server stops serving, ending the watches
+	// opened while it served.
+	unserved chan struct{}
 }
 
 // New returns a server over cache; it reports NOT_SERVING until SetServing.
 func New(cache *offers.Cache, launcher Launcher, opts Options) *Server {
 	if opts.BatchWindow <= 0 {
 		opts.BatchWindow = 100 * time.Millisecond
+	}
+	if opts.MaxBatchWait <= 0 {
+		opts.MaxBatchWait = 10 * opts.BatchWindow
 	}
 	if opts.LaunchTimeout <= 0 {
 		opts.LaunchTimeout = 30 * time.Second
@@ -107,8 +124,21 @@ func (s *Server) Register(g *grpc.Server) {
 	healthpb.RegisterHealthServer(g, s.health)
 }
 
-// SetServing flips the health status; only the elected leader serves.
+// SetServing flips the health status; only the elected leader serves. When
+// it stops serving (leadership or the Mesos subscription lost) every
+// WatchOffers stream ends with Unavailable: a plugin that kept watching a
+// former leader would schedule against offers nobody holds any more, and
+// ending the stream makes it reconnect, to whichever replica serves.
 func (s *Server) SetServing(serving bool) {
+	s.mu.Lock()
+	switch {
+	case serving && !s.serving:
+		s.unserved = make(chan struct{})
+	case !serving && s.serving:
+		close(s.unserved)
+	}
+	s.serving = serving
+	s.mu.Unlock()
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if serving {
 		st = healthpb.HealthCheckResponse_SERVING
@@ -122,12 +152,31 @@ func (s *Server) Shutdown() { s.health.Shutdown() }
 
 // WatchOffers streams a snapshot and then deltas until the client goes away.
 func (s *Server) WatchOffers(_ *brokerv1.WatchOffersRequest, stream grpc.ServerStreamingServer[brokerv1.WatchOffersResponse]) error {
-	ctx := stream.Context()
+	s.mu.Lock()
+	serving, unserved := s.serving, s.unserved
+	s.mu.Unlock()
+	if !serving {
+		return status.Error(codes.Unavailable, errNotServing)
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-unserved:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	w := s.cache.Watch()
 	defer w.Stop()
 	for {
 		ev, err := w.Next(ctx)
 		if err != nil {
+			select {
+			case <-unserved:
+				return status.Error(codes.Unavailable, errNotServing)
+			default:
+			}
 			return status.FromContextError(err).Err()
 		}
 		if err := stream.Send(eventToProto(ev)); err != nil {

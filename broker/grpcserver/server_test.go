@@ -299,17 +299,69 @@ func TestLaunchWindowClosesWithoutStragglers(t *testing.T) {
 		_, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[0], Pod: podJSON(t, "a")})
 		done <- err
 	}()
-	// b never launches; when the window ends, a goes alone and b's share of
-	// the offer goes back to Mesos with the ACCEPT.
+	// b never launches; the batch waits for it window after window, up to
+	// MaxBatchWait, then a goes alone and b's share of the offer goes back
+	// to Mesos with the ACCEPT.
+	var err error
+	for waited := false; !waited; {
+		select {
+		case err = <-done:
+			waited = true
+		case <-time.After(time.Millisecond):
+			if e.clock.HasWaiters() {
+				e.clock.Step(time.Second)
+			}
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.clock.Since(t0); got < 10*time.Second {
+		t.Errorf("a launched after %s, before the batch's longest wait for b (10 windows)", got)
+	}
+	_, err = e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[1], Pod: podJSON(t, "b")})
+	wantCode(t, err, codes.Aborted, "accepted for the launch of other pods before it asked to launch")
+}
+
+// TestLaunchWaitsForAReservedStraggler: b was reserved but asks to launch
+// only after a's window closed. The ACCEPT of a would consume the offer that
+// holds b too, so a's batch waits for b and both go in one ACCEPT.
+func TestLaunchWaitsForAReservedStraggler(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 4, 1024))
+	ctx := context.Background()
+	var ids []string
+	for _, n := range []string{"a", "b"} {
+		resp, err := e.client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: pbPod(n), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, resp.GetReservation().GetId())
+	}
+	type res struct {
+		resp *brokerv1.LaunchResponse
+		err  error
+	}
+	done := make(chan res, 1)
+	go func() {
+		resp, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[0], Pod: podJSON(t, "a")})
+		done <- res{resp, err}
+	}()
 	for !e.clock.HasWaiters() {
 		time.Sleep(time.Millisecond)
 	}
-	e.clock.Step(time.Second)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	e.clock.Step(time.Second) // a's window closes with b reserved but not launching
+	rb, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[1], Pod: podJSON(t, "b")})
+	if err != nil {
+		t.Fatalf("b, reserved before a's window closed, could not launch: %v", err)
 	}
-	_, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[1], Pod: podJSON(t, "b")})
-	wantCode(t, err, codes.Aborted, "reservation lost")
+	ra := <-done
+	if ra.err != nil {
+		t.Fatal(ra.err)
+	}
+	if ra.resp.GetBatchSize() != 2 || rb.GetBatchSize() != 2 || len(e.launcher.launches) != 1 {
+		t.Errorf("batch sizes %d and %d in %d ACCEPTs, want both pods in one", ra.resp.GetBatchSize(), rb.GetBatchSize(), len(e.launcher.launches))
+	}
 }
 
 func TestLaunchFailureIsUnavailable(t *testing.T) {
@@ -368,5 +420,41 @@ func TestWatchOffersSnapshotThenDeltas(t *testing.T) {
 	ev, err = stream.Recv()
 	if err != nil || ev.GetRemoved().GetHostname() != "node-1" {
 		t.Errorf("after RemoveAgent %v %v, want node-1 removed", ev, err)
+	}
+}
+
+// TestWatchOffersEndsWhenNotServing: a broker that stops serving (lost its
+// leadership or its Mesos subscription) ends the plugins' watches, so that
+// they reconnect to the replica that serves; a replica that does not serve
+// refuses new watches.
+func TestWatchOffersEndsWhenNotServing(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 2, 1024))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := e.client.WatchOffers(ctx, &brokerv1.WatchOffersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := stream.Recv(); err != nil || ev.GetSnapshot() == nil {
+		t.Fatalf("first message %v %v, want the snapshot", ev, err)
+	}
+	e.server.SetServing(false)
+	_, err = stream.Recv()
+	wantCode(t, err, codes.Unavailable, "not serving")
+
+	again, err := e.client.WatchOffers(ctx, &brokerv1.WatchOffersRequest{})
+	if err == nil {
+		_, err = again.Recv()
+	}
+	wantCode(t, err, codes.Unavailable, "not the elected leader")
+
+	e.server.SetServing(true)
+	again, err = e.client.WatchOffers(ctx, &brokerv1.WatchOffersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := again.Recv(); err != nil || ev.GetSnapshot() == nil {
+		t.Fatalf("after serving again: %v %v, want a snapshot", ev, err)
 	}
 }

@@ -164,6 +164,10 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 	}
 	c.removeOffersLocked(a, l.OfferIDs)
 	l.Lost = c.rebalanceLocked(a)
+	for _, r := range l.Lost {
+		c.ended[r.ID] = ended{err: fmt.Errorf("%w: reservation %s of pod %s/%s: the offers of agent %s holding it were accepted for the launch of other pods before it asked to launch; schedule the pod again",
+			ErrLost, r.ID, r.Pod.Namespace, r.Pod.Name, a.hostname), at: now}
+	}
 	c.changedLocked(a)
 	klog.V(4).InfoS("Took offers for launch", "agent", a.id, "node", a.hostname, "offers", l.OfferIDs, "tasks", len(l.Tasks), "lost", len(l.Lost))
 	return l, nil
