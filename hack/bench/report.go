@@ -1,0 +1,231 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+func findPhase(s ScenarioResult, scheduler, mode string) *PhaseResult {
+	for i := range s.Phases {
+		if s.Phases[i].Scheduler == scheduler && s.Phases[i].Mode == mode {
+			return &s.Phases[i]
+		}
+	}
+	return nil
+}
+
+func scaleAt(ss []ScenarioResult, agents int) *ScenarioResult {
+	for i := range ss {
+		if ss[i].Kind == "scale" && ss[i].Agents == agents {
+			return &ss[i]
+		}
+	}
+	return nil
+}
+
+// targets judges the goals against what was measured.
+func targets(ss []ScenarioResult) []Target {
+	var out []Target
+	const thr = "throughput k8sm ÷ stock at 1,000 agents"
+	if s := scaleAt(ss, 1000); s != nil {
+		k, st := findPhase(*s, K8smScheduler, "burst"), findPhase(*s, StockScheduler, "burst")
+		if k != nil && st != nil && st.BoundPerSecond > 0 {
+			out = append(out, AtLeast(thr, Ratio(k.BoundPerSecond, st.BoundPerSecond), 0.9, "×"))
+		} else {
+			out = append(out, NotMeasured(thr, "≥ 0.9 ×", "a phase is missing"))
+		}
+	} else {
+		out = append(out, NotMeasured(thr, "≥ 0.9 ×", "no 1,000-agent run"))
+	}
+	// Paced latency and the broker's round trip: at 1,000 agents if run,
+	// else at the largest size measured.
+	var ref *ScenarioResult
+	for i := range ss {
+		if ss[i].Kind == "scale" && (ref == nil || ss[i].Agents == 1000 || (ref.Agents != 1000 && ss[i].Agents > ref.Agents)) {
+			ref = &ss[i]
+		}
+	}
+	if ref != nil {
+		name := fmt.Sprintf("p99 create→bound at 100 pods/s offered (k8sm, %d agents)", ref.Agents)
+		if p := findPhase(*ref, K8smScheduler, "paced"); p != nil && p.Bound > 0 {
+			out = append(out, AtMost(name, p.CreateToBound.P99Ms, 250, "ms"))
+		} else {
+			out = append(out, NotMeasured(name, "≤ 250 ms", "no paced run"))
+		}
+		name = fmt.Sprintf("Reserve+Launch p99 (%d agents)", ref.Agents)
+		if ref.Broker != nil && ref.Broker.RoundTrips > 0 {
+			out = append(out, AtMost(name, ref.Broker.ReserveLaunch.P99Ms, 1, "ms"))
+		} else {
+			out = append(out, NotMeasured(name, "≤ 1 ms", "no broker-alone run"))
+		}
+	}
+	const rss = "broker peak RSS at 10,000 agents"
+	if s := scaleAt(ss, 10000); s != nil && s.BrokerProc.PeakRSSMiB > 0 {
+		out = append(out, AtMost(rss, s.BrokerProc.PeakRSSMiB, 200, "MiB"))
+	} else {
+		largest := 0.0
+		at := 0
+		for _, s := range ss {
+			if s.Kind == "scale" && s.Agents > at && s.BrokerProc.PeakRSSMiB > 0 {
+				at, largest = s.Agents, s.BrokerProc.PeakRSSMiB
+			}
+		}
+		why := "no 10,000-agent run (k8sm-bench --agents=10000)"
+		if at > 0 {
+			why += fmt.Sprintf("; %.0f MiB at %d agents", largest, at)
+		}
+		out = append(out, NotMeasured(rss, "≤ 200 MiB", why))
+	}
+	return out
+}
+
+func ms3(l Latency) string {
+	if l.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s / %s / %s", num(l.P50Ms), num(l.P90Ms), num(l.P99Ms))
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// WriteTable prints the results for people (Markdown, so that the same text
+// goes into docs/benchmarks.md).
+func WriteTable(w io.Writer, res *Results) {
+	m := res.Machine
+	fmt.Fprintf(w, "k8sm benchmarks — %s\n", HollowNote)
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %d GiB, kernel %s, %s; load average %s at start, %s at end\n\n",
+		m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.GoVersion, m.LoadAvgStart, m.LoadAvgEnd)
+
+	fmt.Fprintln(w, "### Scheduling: k8sm (mesos-scheduler profile) beside the stock scheduler, same process, same Nodes")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t pods\t scheduler\t load\t bound pods/s\t create→bound p50/p90/p99 ms\t running pods/s\t create→RUNNING p50/p90/p99 ms\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t")
+	for _, s := range res.Scenarios {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, p := range s.Phases {
+			load := "burst"
+			if p.Mode == "paced" {
+				load = fmt.Sprintf("%g pods/s", p.OfferedRate)
+			}
+			run, runLat := "-", "-"
+			if p.Scheduler == K8smScheduler {
+				run, runLat = fmt.Sprintf("%.1f", p.RunningPerSec), ms3(p.CreateToRunning)
+			}
+			name := "k8sm"
+			if p.Scheduler == StockScheduler {
+				name = "stock"
+			}
+			bound := fmt.Sprintf("%d/%d", p.Bound, p.Pods)
+			fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.1f\t %s\t %s\t %s\t\n", s.Agents, bound, name, load, p.BoundPerSecond, ms3(p.CreateToBound), run, runLat)
+		}
+		if s.Error != "" {
+			fmt.Fprintf(tw, "| %d\t error\t %s\t\t\t\t\t\t\n", s.Agents, strings.ReplaceAll(s.Error, "|", "/"))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "### k8sm ÷ stock")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t load\t throughput\t p50 latency\t p99 latency\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t")
+	for _, s := range res.Scenarios {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, mode := range []string{"burst", "paced"} {
+			k, st := findPhase(s, K8smScheduler, mode), findPhase(s, StockScheduler, mode)
+			if k == nil || st == nil {
+				continue
+			}
+			fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %s\t\n", s.Agents, mode, ratio(k.BoundPerSecond, st.BoundPerSecond),
+				ratio(k.CreateToBound.P50Ms, st.CreateToBound.P50Ms), ratio(k.CreateToBound.P99Ms, st.CreateToBound.P99Ms))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "### Broker alone (driver plays the plugin over gRPC on loopback) and process costs")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t Reserve+Launch p50/p90/p99 ms\t Reserve p99 ms\t Launch p99 ms\t offers/s (burst)\t Nodes ready s\t broker peak RSS MiB\t broker CPU s\t scheduler peak RSS MiB\t scheduler CPU s\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	for _, s := range res.Scenarios {
+		if s.Kind != "scale" {
+			continue
+		}
+		rl, r, l, ops := "-", "-", "-", "-"
+		if b := s.Broker; b != nil && b.RoundTrips > 0 {
+			rl, r, l = ms3(b.ReserveLaunch), num(b.Reserve.P99Ms), num(b.Launch.P99Ms)
+			ops = fmt.Sprintf("%.0f (%d in %.0f ms)", b.OffersPerSecond, b.OfferBurstAgents, b.OfferBurstMs)
+			if b.OfferBurstMs < 1 {
+				ops = fmt.Sprintf("%d in one event (<1 ms)", b.OfferBurstAgents)
+			}
+		}
+		fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %s\t %.1f\t %.0f\t %.1f\t %.0f\t %.1f\t\n", s.Agents, rl, r, l, ops, s.NodesReadySeconds,
+			s.BrokerProc.PeakRSSMiB, s.BrokerProc.CPUSeconds, s.SchedulerProc.PeakRSSMiB, s.SchedulerProc.CPUSeconds)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	var vars []ScenarioResult
+	for _, s := range res.Scenarios {
+		if s.Kind == "variation" {
+			vars = append(vars, s)
+		}
+	}
+	if len(vars) > 0 {
+		fmt.Fprintf(w, "### What matters to Mesos (k8sm only, %d agents, %d pods, burst)\n\n", vars[0].Agents, vars[0].Pods)
+		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+		fmt.Fprintln(tw, "| scenario\t allocation interval\t refuse s\t batch window\t frameworks\t bound pods/s\t create→bound p50/p90/p99 ms\t create→RUNNING p50/p90/p99 ms\t offers received\t")
+		fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+		for _, s := range vars {
+			p := findPhase(s, K8smScheduler, "burst")
+			if p == nil {
+				fmt.Fprintf(tw, "| %s\t error: %s\t\t\t\t\t\t\t\t\n", s.Name, strings.ReplaceAll(s.Error, "|", "/"))
+				continue
+			}
+			fmt.Fprintf(tw, "| %s\t %v\t %g\t %v\t %d\t %.1f\t %s\t %s\t %.0f\t\n", s.Name, durString(s.AllocationInterval), s.RefuseSeconds,
+				durString(s.BatchWindow), s.Frameworks, p.BoundPerSecond, ms3(p.CreateToBound), ms3(p.CreateToRunning), s.OffersReceived)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
+
+	fmt.Fprintln(w, "### Targets (reported, never enforced)")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| target\t goal\t achieved\t verdict\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t")
+	for _, t := range res.Targets {
+		a := "-"
+		if t.Measured {
+			a = fmt.Sprintf("%s %s", num(t.Achieved), t.Unit)
+		}
+		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t\n", t.Name, t.Goal, a, t.Verdict)
+	}
+	tw.Flush()
+}
+
+func durString(d Duration) string { return fmt.Sprint(timeDuration(d)) }

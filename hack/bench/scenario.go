@@ -1,0 +1,469 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/k8sm/k8sm/hack/cluster"
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	"github.com/k8sm/k8sm/plugin/mesosoffers"
+)
+
+// Scheduler names of the two profiles of the one kube-scheduler process.
+const (
+	K8smScheduler  = "mesos-scheduler"
+	StockScheduler = "stock-scheduler"
+)
+
+// ScenarioResult is what one scenario measured.
+type ScenarioResult struct {
+	Scenario
+	// NodesReadySeconds: from the broker's start until every agent is a
+	// Ready, untainted Node.
+	NodesReadySeconds float64        `json:"nodes_ready_seconds"`
+	Phases            []PhaseResult  `json:"phases"`
+	Broker            *BrokerResult  `json:"broker_alone,omitempty"`
+	BrokerProc        ProcStats      `json:"broker_process"`
+	SchedulerProc     ProcStats      `json:"scheduler_process"`
+	DriverProc        ProcStats      `json:"driver_process"`
+	OffersReceived    float64        `json:"broker_offers_received"`
+	OffersDeclined    float64        `json:"broker_offers_declined"`
+	OtherFrameworks   []OtherFramwrk `json:"other_frameworks,omitempty"`
+	Profiles          []string       `json:"profiles,omitempty"`
+	WallSeconds       float64        `json:"wall_seconds"`
+	Error             string         `json:"error,omitempty"`
+}
+
+type runner struct {
+	cfg        Config
+	kube       kubernetes.Interface
+	kubeconfig string
+}
+
+// scenarioEnv is what runs during one scenario.
+type scenarioEnv struct {
+	sc        Scenario
+	dir       string
+	sim       *mesossim.Sim
+	broker    *child
+	brokerRPC string
+	brokerWeb string
+	sched     *child
+	schedWeb  string
+	others    []*otherFramework
+}
+
+func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResult) {
+	res.Scenario = sc
+	e := &scenarioEnv{sc: sc, dir: filepath.Join(r.cfg.OutDir, "runs", sc.Name)}
+	defer func() {
+		if p := recover(); p != nil {
+			res.Error = fmt.Sprint("panic: ", p)
+		}
+		r.teardown(e)
+	}()
+	if err := r.setup(ctx, e, &res); err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	if sc.BrokerRoundTrips > 0 {
+		br, err := r.brokerAlone(ctx, e)
+		res.Broker = br
+		if err != nil {
+			res.Error = fmt.Sprintf("broker alone: %v", err)
+			return res
+		}
+	}
+	for i := 1; i < sc.Frameworks; i++ {
+		o, err := startOtherFramework(ctx, e.sim.MasterURL(), fmt.Sprintf("bench-other-%d", i))
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		e.others = append(e.others, o)
+	}
+	if err := r.startScheduler(ctx, e); err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	type phase struct {
+		scheduler, mode string
+		pods            int
+		profile         bool
+	}
+	phases := []phase{{K8smScheduler, "burst", sc.Pods, sc.Profile}}
+	if sc.Stock {
+		phases = append(phases, phase{StockScheduler, "burst", sc.Pods, false})
+	}
+	if sc.PacedPods > 0 {
+		phases = append(phases, phase{K8smScheduler, "paced", sc.PacedPods, false})
+		if sc.Stock {
+			phases = append(phases, phase{StockScheduler, "paced", sc.PacedPods, false})
+		}
+	}
+	for _, p := range phases {
+		var stopProfiles func() []string
+		if p.profile {
+			stopProfiles = r.profile(ctx, e)
+		}
+		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
+		if stopProfiles != nil {
+			res.Profiles = stopProfiles()
+		}
+		res.Phases = append(res.Phases, pr)
+		if err := r.deletePods(ctx, e, "run="+pr.Label); err != nil {
+			res.Error = err.Error()
+			break
+		}
+	}
+	if v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_received_total"); ok {
+		res.OffersReceived = v
+	}
+	if v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_declined_total"); ok {
+		res.OffersDeclined = v
+	}
+	for _, o := range e.others {
+		res.OtherFrameworks = append(res.OtherFrameworks, o.result())
+	}
+	res.BrokerProc, _ = procStats(e.broker.pid())
+	res.SchedulerProc, _ = procStats(e.sched.pid())
+	res.DriverProc, _ = procStats(os.Getpid())
+	return res
+}
+
+func (r *runner) setup(ctx context.Context, e *scenarioEnv, res *ScenarioResult) error {
+	sc := e.sc
+	if err := os.MkdirAll(e.dir, 0o755); err != nil {
+		return err
+	}
+	resources, err := mesossim.ParseResources("cpus:8;mem:32768;disk:100000;ports:[31000-32000]")
+	if err != nil {
+		return err
+	}
+	attrs, err := mesossim.ParseAttributes("rack:r1")
+	if err != nil {
+		return err
+	}
+	agents := make([]agent.Config, sc.Agents)
+	for i := range agents {
+		agents[i] = agent.Config{Hostname: agentName(sc, i), Resources: resources, Attributes: attrs, Hollow: true}
+	}
+	work, err := os.MkdirTemp("", "k8sm-bench-sim-")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	e.sim, err = mesossim.Start(ctx, mesossim.Config{
+		WorkDir: work,
+		Master:  master.Config{AllocationInterval: time.Duration(sc.AllocationInterval)},
+		Agents:  agents,
+	})
+	if err != nil {
+		os.RemoveAll(work)
+		return fmt.Errorf("starting mesos-sim with %d hollow agents: %w", sc.Agents, err)
+	}
+	klog.InfoS("mesos-sim up", "agents", sc.Agents, "took", time.Since(t0).Round(time.Millisecond), "master", e.sim.MasterURL())
+
+	ports := make([]int, 2)
+	for i := range ports {
+		if ports[i], err = cluster.FreePort(); err != nil {
+			return err
+		}
+	}
+	e.brokerRPC = "127.0.0.1:" + strconv.Itoa(ports[0])
+	e.brokerWeb = "http://127.0.0.1:" + strconv.Itoa(ports[1])
+	args := []string{"broker", "--kube-qps=" + fmt.Sprint(r.cfg.BrokerQPS), "--",
+		"--master=" + e.sim.MasterURL(), "--leader-elect=false", "--kubeconfig=" + r.kubeconfig,
+		"--grpc-bind-address=" + e.brokerRPC, "--http-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]),
+		"--enable-pprof", "--refuse-seconds=" + strconv.FormatFloat(sc.RefuseSeconds, 'g', -1, 64),
+		"--launch-batch-window=" + time.Duration(sc.BatchWindow).String(), "--v=1"}
+	t1 := time.Now()
+	if e.broker, err = startChild("broker", filepath.Join(e.dir, "broker.log"), r.cfg.Self, args...); err != nil {
+		return err
+	}
+	if err := poll(ctx, 60*time.Second, func() (bool, error) {
+		if done, err := e.broker.exited(); done {
+			return false, fmt.Errorf("the broker exited (%v): see %s", err, filepath.Join(e.dir, "broker.log"))
+		}
+		return httpOK(ctx, e.brokerWeb+"/readyz"), nil
+	}); err != nil {
+		return fmt.Errorf("waiting for the broker to subscribe: %w", err)
+	}
+	// A pod that never fits keeps the broker asking for offers until every
+	// agent has been offered and mirrored; then it goes, and the broker
+	// suppresses offers, as it does on an idle cluster.
+	keep := benchPod(K8smScheduler, "keepalive", "bench-keepalive")
+	keep.Spec.NodeSelector = map[string]string{"k8sm.io/no-such-label": "x"}
+	if _, err := r.kube.CoreV1().Pods("default").Create(ctx, keep, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the keep-alive pod: %w", err)
+	}
+	if err := r.waitNodes(ctx, e, sc.Agents); err != nil {
+		return err
+	}
+	res.NodesReadySeconds = secs(time.Since(t1))
+	klog.InfoS("Agents mirrored as Ready Nodes", "nodes", sc.Agents, "took", time.Since(t1).Round(time.Millisecond))
+	if err := r.deletePods(ctx, e, "run=bench-keepalive"); err != nil {
+		return err
+	}
+	_ = poll(ctx, 30*time.Second, func() (bool, error) {
+		v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_suppressed")
+		return ok && v == 1, nil
+	})
+	return nil
+}
+
+func agentName(sc Scenario, i int) string { return fmt.Sprintf("%s-a%05d", sc.Name, i) }
+
+// waitNodes waits until n Nodes are Ready and carry no node.kubernetes.io
+// taint (the node lifecycle controller puts not-ready on new Nodes).
+func (r *runner) waitNodes(ctx context.Context, e *scenarioEnv, n int) error {
+	last := ""
+	err := poll(ctx, 15*time.Minute, func() (bool, error) {
+		if done, err := e.broker.exited(); done {
+			return false, fmt.Errorf("the broker exited (%v)", err)
+		}
+		l, err := r.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, node := range l.Items {
+			if !strings.HasPrefix(node.Name, e.sc.Name+"-") || !nodeUsable(&node) {
+				continue
+			}
+			ready++
+		}
+		last = fmt.Sprintf("%d of %d Nodes usable (%d Nodes)", ready, n, len(l.Items))
+		return ready >= n, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the agents' Nodes: %w (%s)", err, last)
+	}
+	return nil
+}
+
+func nodeUsable(n *corev1.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if strings.HasPrefix(t.Key, "node.kubernetes.io/") {
+			return false
+		}
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// startScheduler runs the k8sm kube-scheduler (plugin/cmd/kube-scheduler)
+// with the shipped mesos-scheduler profile and a stock profile beside it.
+func (r *runner) startScheduler(ctx context.Context, e *scenarioEnv) error {
+	conf, err := schedulerConfig(filepath.Join(r.cfg.RepoRoot, "manifests", "scheduler.yaml"), e.brokerRPC, r.kubeconfig, r.cfg.SchedulerQPS)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(e.dir, "scheduler-config.yaml")
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		return err
+	}
+	port, err := cluster.FreePort()
+	if err != nil {
+		return err
+	}
+	e.schedWeb = "https://127.0.0.1:" + strconv.Itoa(port)
+	e.sched, err = startChild("kube-scheduler", filepath.Join(e.dir, "scheduler.log"), filepath.Join(r.cfg.BinDir, "kube-scheduler"),
+		"--config="+path, "--secure-port="+strconv.Itoa(port), "--bind-address=127.0.0.1",
+		// No authentication here: loopback only, and pprof must be reachable.
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*", "--v=1")
+	if err != nil {
+		return err
+	}
+	return poll(ctx, 60*time.Second, func() (bool, error) {
+		if done, err := e.sched.exited(); done {
+			return false, fmt.Errorf("kube-scheduler exited (%v): see %s", err, filepath.Join(e.dir, "scheduler.log"))
+		}
+		return httpOK(ctx, e.schedWeb+"/readyz"), nil
+	})
+}
+
+// schedulerConfig is the KubeSchedulerConfiguration shipped in
+// manifests/scheduler.yaml, pointed at this broker and API server, with a
+// second profile that is the stock scheduler (default plugins, DefaultBinder).
+func schedulerConfig(manifest, brokerAddr, kubeconfig string, qps int) ([]byte, error) {
+	raw, err := os.ReadFile(manifest)
+	if err != nil {
+		return nil, err
+	}
+	var text string
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var obj struct {
+			Kind string            `json:"kind"`
+			Data map[string]string `json:"data"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", manifest, err)
+		}
+		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {
+			text = obj.Data["scheduler-config.yaml"]
+		}
+	}
+	if text == "" {
+		return nil, fmt.Errorf("%s has no ConfigMap with scheduler-config.yaml", manifest)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		return nil, err
+	}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": qps, "burst": 2 * qps}
+	// One replica: no election to wait for.
+	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	profiles, _ := cfg["profiles"].([]any)
+	found := false
+	for _, p := range profiles {
+		pm, _ := p.(map[string]any)
+		pcs, _ := pm["pluginConfig"].([]any)
+		for _, pc := range pcs {
+			pc, _ := pc.(map[string]any)
+			if pc["name"] == mesosoffers.Name {
+				args, _ := pc["args"].(map[string]any)
+				args["brokerAddresses"] = []string{brokerAddr}
+				found = true
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%s: no %s pluginConfig to point at the broker", manifest, mesosoffers.Name)
+	}
+	cfg["profiles"] = append(profiles, map[string]any{"schedulerName": StockScheduler})
+	return yaml.Marshal(cfg)
+}
+
+// profile takes CPU profiles of the broker, the scheduler and this process
+// (mesos-sim and the pod creator) for ProfileSeconds.
+func (r *runner) profile(ctx context.Context, e *scenarioEnv) func() []string {
+	dir := filepath.Join(r.cfg.OutDir, "pprof")
+	_ = os.MkdirAll(dir, 0o755)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var files []string
+	get := func(name, url string) {
+		defer wg.Done()
+		path := filepath.Join(dir, e.sc.Name+"-"+name+".pprof")
+		if err := fetch(ctx, url, path); err != nil {
+			klog.ErrorS(err, "CPU profile", "of", name)
+			return
+		}
+		mu.Lock()
+		files = append(files, path)
+		mu.Unlock()
+	}
+	s := strconv.Itoa(r.cfg.ProfileSeconds)
+	wg.Add(2)
+	go get("broker", e.brokerWeb+"/debug/pprof/profile?seconds="+s)
+	go get("scheduler", e.schedWeb+"/debug/pprof/profile?seconds="+s)
+	self := filepath.Join(dir, e.sc.Name+"-driver.pprof")
+	f, err := os.Create(self)
+	if err == nil {
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			f = nil
+		}
+	}
+	t0 := time.Now()
+	return func() []string {
+		// The driver's profile covers the same window as the others'.
+		if d := time.Duration(r.cfg.ProfileSeconds)*time.Second - time.Since(t0); d > 0 {
+			time.Sleep(d)
+		}
+		if f != nil {
+			pprof.StopCPUProfile()
+			f.Close()
+			mu.Lock()
+			files = append(files, self)
+			mu.Unlock()
+		}
+		wg.Wait()
+		return files
+	}
+}
+
+func (r *runner) teardown(e *scenarioEnv) {
+	ctx := context.Background()
+	for _, o := range e.others {
+		o.stop()
+	}
+	e.sched.stop()
+	// Pods first, while the broker still runs to kill their tasks.
+	if r.kube != nil && e.broker != nil {
+		_ = r.deletePods(ctx, e, "bench")
+	}
+	e.broker.stop()
+	if e.sim != nil {
+		e.sim.Close()
+	}
+	// The next scenario starts from a cluster without Nodes.
+	if err := r.kube.CoreV1().Nodes().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		klog.ErrorS(err, "Deleting the scenario's Nodes")
+	}
+	if err := r.kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		klog.ErrorS(err, "Deleting the scenario's Node Leases")
+	}
+	_ = poll(ctx, 2*time.Minute, func() (bool, error) {
+		l, err := r.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+		return err == nil && len(l.Items) == 0, nil
+	})
+	runtime.GC()
+}
+
+// deletePods deletes the pods matching selector at once and waits until
+// they are gone.
+func (r *runner) deletePods(ctx context.Context, e *scenarioEnv, selector string) error {
+	pods := r.kube.CoreV1().Pods("default")
+	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: selector}); err != nil {
+		return fmt.Errorf("deleting pods %s: %w", selector, err)
+	}
+	if err := poll(ctx, 5*time.Minute, func() (bool, error) {
+		l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector, Limit: 1})
+		return err == nil && len(l.Items) == 0, nil
+	}); err != nil {
+		return fmt.Errorf("waiting for pods %s to go: %w", selector, err)
+	}
+	// Their tasks end (the broker kills them) and the agents' resources
+	// come back before the next phase.
+	if e.sim != nil {
+		t0 := time.Now()
+		if err := poll(ctx, 2*time.Minute, func() (bool, error) { return activeTasks(e.sim, brokerFramework) == 0, nil }); err != nil {
+			klog.ErrorS(err, "Tasks of deleted pods still active", "pods", selector, "active", activeTasks(e.sim, brokerFramework))
+		} else {
+			klog.V(1).InfoS("Tasks of deleted pods ended", "pods", selector, "took", time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond() })
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("not done after %v", timeout)
+	}
+	return err
+}

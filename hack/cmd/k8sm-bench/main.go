@@ -1,0 +1,100 @@
+// Command k8sm-bench is the benchmark driver behind `make bench`: k8sm's
+// scheduling path beside the stock kube-scheduler on one real API server,
+// with mesos-sim's hollow agents (launches answer TASK_RUNNING and run
+// nothing). It prints a table and writes _output/bench/results.json; it
+// never fails on a timing.
+//
+//	k8sm-bench                                  # 100 and 1,000 agents, 1,000 pods
+//	k8sm-bench --agents=5000,10000 --pods=10000 # the big sizes
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/hack/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The broker runs as a child process of the driver (its own memory
+	// and CPU): `k8sm-bench broker --kube-qps=N -- <k8sm-broker flags>`.
+	if len(os.Args) > 1 && os.Args[1] == "broker" {
+		os.Exit(runBroker(ctx, os.Args[2:]))
+	}
+	os.Exit(run(ctx))
+}
+
+func runBroker(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	qps := fs.Float64("kube-qps", 500, "the broker's Kubernetes client requests/s (k8sm-broker itself has client-go's 5)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := bench.RunBroker(ctx, fs.Args(), float32(*qps), int(2**qps)); err != nil {
+		klog.ErrorS(err, "k8sm-broker failed")
+		klog.Flush()
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context) int {
+	wd, _ := os.Getwd()
+	cfg := bench.Config{}
+	var agents string
+	fs := flag.NewFlagSet("k8sm-bench", flag.ExitOnError)
+	fs.StringVar(&cfg.RepoRoot, "repo", wd, "the k8sm checkout (manifests/scheduler.yaml is read from it)")
+	fs.StringVar(&cfg.BinDir, "bin-dir", filepath.Join(wd, "_output", "bin"), "where `make build` left etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
+	fs.StringVar(&cfg.OutDir, "out", filepath.Join(wd, "_output", "bench"), "where results.json, logs and profiles go")
+	fs.StringVar(&agents, "agents", "100,1000", "hollow Mesos agents per scale run, comma-separated (the big sizes: 5000,10000)")
+	fs.IntVar(&cfg.Pods, "pods", 1000, "pods per burst phase of a scale run (the big size: 10000)")
+	fs.Float64Var(&cfg.PacedRate, "paced-rate", 100, "pods/s of the paced phases")
+	fs.IntVar(&cfg.PacedPods, "paced-pods", 1000, "pods of each paced phase (0: none)")
+	fs.IntVar(&cfg.BrokerRoundTrips, "broker-round-trips", 300, "Reserve+Launch round trips of the broker-alone phase (0: none)")
+	fs.BoolVar(&cfg.Variations, "variations", true, "also vary allocation interval, refuse_seconds, batching window and frameworks")
+	fs.IntVar(&cfg.VariationAgents, "variation-agents", 100, "agents of the variation runs")
+	fs.IntVar(&cfg.VariationPods, "variation-pods", 200, "pods of the variation runs")
+	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 10, "CPU profiles of broker, scheduler and driver during the k8sm burst at the largest size (0: none)")
+	brokerQPS := fs.Float64("broker-kube-qps", 500, "requests/s of the broker's Kubernetes client")
+	fs.IntVar(&cfg.SchedulerQPS, "scheduler-kube-qps", 500, "clientConnection.qps of the scheduler (burst twice that)")
+	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 5*time.Minute, "how long one phase may wait for its pods")
+	klog.InitFlags(fs)
+	_ = fs.Parse(os.Args[1:])
+	cfg.BrokerQPS = float32(*brokerQPS)
+	for _, a := range strings.Split(agents, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(a))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "--agents: %q is not a positive number\n", a)
+			return 2
+		}
+		cfg.Agents = append(cfg.Agents, n)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg.Self = self
+	res, err := bench.Run(ctx, cfg)
+	if res != nil {
+		bench.WriteTable(os.Stdout, res)
+		fmt.Printf("\nresults: %s\n", filepath.Join(cfg.OutDir, "results.json"))
+	}
+	if err != nil {
+		klog.ErrorS(err, "Benchmark run failed")
+		return 1
+	}
+	return 0
+}
