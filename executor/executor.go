@@ -30,6 +30,7 @@ import (
 
 	"github.com/k8sm/k8sm/executor/agentconn"
 	"github.com/k8sm/k8sm/executor/config"
+	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
@@ -633,17 +634,17 @@ func (l *loop) feedKubelet() {
 		switch t.Phase {
 		case phaseHanded:
 			if t.LastPod != nil {
-				set = append(set, t.LastPod.DeepCopy())
+				set = append(set, l.kubeletPod(t.LastPod))
 			}
 		case phaseDone:
 			if t.Deleting && t.LastPod != nil {
-				set = append(set, t.LastPod.DeepCopy())
+				set = append(set, l.kubeletPod(t.LastPod))
 			}
 		case phaseStopping:
 			if t.LastPod == nil {
 				continue
 			}
-			p := t.LastPod.DeepCopy()
+			p := l.kubeletPod(t.LastPod)
 			if p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds > *t.Grace {
 				p.DeletionGracePeriodSeconds = ptr(*t.Grace)
 			}
@@ -670,6 +671,21 @@ func (l *loop) feedKubelet() {
 	l.toKube <- set
 	l.started = true
 	l.lastSet = set
+}
+
+// kubeletPod is the pod as the kubelet must run it: the API server's copy
+// with the host ports k8sm chose for its wildcard ports. The scheduler
+// records them in an annotation (a pod's ports cannot be updated), so the
+// spec the API server has still says hostPort 0.
+func (l *loop) kubeletPod(in *v1.Pod) *v1.Pod {
+	p := in.DeepCopy()
+	as, err := podresources.PortAssignmentsOf(p)
+	if err != nil {
+		l.logger.Error(err, "Ignoring the pod's host port assignments", "pod", klog.KObj(p))
+		return p
+	}
+	podresources.ApplyPortAssignments(p, as)
+	return p
 }
 
 // sameSet says whether the kubelet already has this set.

@@ -8,6 +8,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -89,6 +90,32 @@ func TestGracefullyDeletedPodIsRemoved(t *testing.T) {
 		_, err := e.api.CoreV1().Pods("default").Get(e.ctx, p.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
+}
+
+// The kubelet runs a pod with the host ports k8sm chose for its wildcard
+// ports, which the API server's copy has only in an annotation.
+func TestWildcardHostPortsReachTheKubelet(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("wild", map[string]string{
+		"k8sm.io/wildcard-ports": "true",
+		"k8sm.io/host-ports":     `[{"container":"web","containerPort":8080,"protocol":"TCP","hostPort":31007}]`,
+	})
+	p.Spec.Containers[0].Ports = []v1.ContainerPort{{ContainerPort: 8080, Protocol: v1.ProtocolTCP}, {ContainerPort: 9090, Protocol: v1.ProtocolTCP}}
+	p, err := e.api.CoreV1().Pods("default").Update(e.ctx, p, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := e.launch(p)
+	e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_RUNNING)
+	got := e.kube.lastHanded(p.UID)
+	if got == nil {
+		t.Fatal("the pod never reached the kubelet")
+	}
+	ports := got.Spec.Containers[0].Ports
+	if ports[0].HostPort != 31007 || ports[1].HostPort != 0 {
+		t.Errorf("the kubelet got ports %+v, want 8080 on host port 31007 and 9090 without one", ports)
+	}
 }
 
 // A container that exits 1 fails its task with the exit code in the message.

@@ -49,10 +49,11 @@ type fakeKubelet struct {
 	running map[types.UID]bool // containers running now
 	starts  map[types.UID]int  // how often the pod's containers were started
 	handed  map[types.UID]bool // every pod ever handed to a kubelet
+	last    map[types.UID]*v1.Pod
 }
 
 func newFakeKubelet(api *fake.Clientset) *fakeKubelet {
-	return &fakeKubelet{api: api, running: map[types.UID]bool{}, starts: map[types.UID]int{}, handed: map[types.UID]bool{}}
+	return &fakeKubelet{api: api, running: map[types.UID]bool{}, starts: map[types.UID]int{}, handed: map[types.UID]bool{}, last: map[types.UID]*v1.Pod{}}
 }
 
 func (k *fakeKubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod) error {
@@ -76,6 +77,7 @@ func (k *fakeKubelet) sync(ctx context.Context, set []*v1.Pod) {
 	for _, p := range set {
 		in[p.UID] = true
 		k.handed[p.UID] = true
+		k.last[p.UID] = p
 		switch {
 		case p.DeletionTimestamp != nil:
 			wasRunning := k.running[p.UID]
@@ -150,6 +152,13 @@ func (k *fakeKubelet) startsOf(uid types.UID) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.starts[uid]
+}
+
+// lastHanded is the pod as the kubelet was last given it.
+func (k *fakeKubelet) lastHanded(uid types.UID) *v1.Pod {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.last[uid]
 }
 
 func (k *fakeKubelet) wasHanded(uid types.UID) bool {
