@@ -83,9 +83,6 @@ func (cl *Cluster) runSample(ctx context.Context) error {
 	if err := cl.Config.applyManifest(ctx, SampleManifest); err != nil {
 		return err
 	}
-	if err := os.WriteFile(applied, []byte(SampleManifest+"\n"), 0o644); err != nil {
-		return err
-	}
 	var last string
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: SampleSelector})
@@ -121,7 +118,8 @@ func (cl *Cluster) runSample(ctx context.Context) error {
 		return fmt.Errorf("the sample Deployment (manifests/%s) did not run through Mesos: %s: %w (logs in %s)",
 			SampleManifest, last, err, filepath.Join(cl.Config.StateDir, "logs"))
 	}
-	return nil
+	// Until it ran once, a new `make up` applies it again and waits.
+	return os.WriteFile(applied, []byte(SampleManifest+"\n"), 0o644)
 }
 
 func orNone(s string) string {
