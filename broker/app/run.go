@@ -119,7 +119,9 @@ func (c *Config) Run(ctx context.Context) error {
 		return err
 	}
 	var fw *framework.Framework
+	mirror := nodes.New(nodes.Config{Client: c.Kube, Cache: cache, LeaseDuration: o.NodeLeaseDuration})
 	podc := pods.New(pods.Config{
+		KubeletRuns: mirror.KubeletRuns,
 		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
 		TaskID: grpcserver.TaskID, PodUID: framework.PodUID,
 		AgentHostname: func(id string) (string, bool) {
@@ -127,7 +129,6 @@ func (c *Config) Run(ctx context.Context) error {
 			return v.Hostname, ok && v.Hostname != ""
 		},
 	})
-	mirror := nodes.New(nodes.Config{Client: c.Kube, Cache: cache, LeaseDuration: o.NodeLeaseDuration})
 	fw = framework.New(framework.Config{
 		Cache: cache, Caller: client, FrameworkID: client.FrameworkID, Builder: c.Builder,
 		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,

@@ -241,6 +241,12 @@ func equalMeta(a, b *v1.Node) bool {
 	return true
 }
 
+// KubeletRuns reports whether a kubelet runs on the node: it renews the
+// node's Lease (pods.Config.KubeletRuns).
+func (m *Mirror) KubeletRuns(ctx context.Context, name string) (bool, error) {
+	return m.kubeletOwns(ctx, name)
+}
+
 // kubeletOwns reports whether a kubelet renews the node's Lease: it holds
 // it under the node's name and renewed it within the lease duration.
 func (m *Mirror) kubeletOwns(ctx context.Context, name string) (bool, error) {

@@ -62,6 +62,11 @@ type Config struct {
 	// to the master, which would answer TASK_LOST and fail a healthy pod.
 	BoundGrace time.Duration
 	Resync     time.Duration
+	// KubeletRuns reports whether a kubelet runs on the node (renews its
+	// Lease). A pod being deleted gracefully on a node without one is ended
+	// by the broker: its task killed, then the pod object removed, as the
+	// kubelet would. Nil: never (the kubelet is trusted to be there).
+	KubeletRuns func(ctx context.Context, nodeName string) (bool, error)
 }
 
 // Controller implements framework.StatusSink and framework.TaskSource.
@@ -78,6 +83,8 @@ type Controller struct {
 	mu         sync.Mutex
 	pending    map[types.UID]bool
 	lastRevive time.Time
+	// terminating: pods being deleted whose task the broker killed, and when.
+	terminating map[types.UID]time.Time
 }
 
 const byUID = "uid"
@@ -101,7 +108,8 @@ func New(cfg Config) *Controller {
 	nodeFactory := informers.NewSharedInformerFactory(cfg.Client, cfg.Resync)
 	nodes := nodeFactory.Core().V1().Nodes()
 	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
-		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced}}
+		terminating: map[types.UID]time.Time{},
+		synced:      []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced}}
 	_, _ = pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.observe(obj.(*v1.Pod)) },
 		UpdateFunc: func(_, obj any) { c.observe(obj.(*v1.Pod)) },
@@ -138,6 +146,20 @@ func isPending(p *v1.Pod) bool {
 }
 
 func (c *Controller) observe(p *v1.Pod) {
+	if p.DeletionTimestamp != nil && p.Spec.NodeName != "" && c.cfg.KubeletRuns != nil {
+		c.mu.Lock()
+		last, seen := c.terminating[p.UID]
+		// Once, and again after a while: the kill or the deletion may
+		// have failed, and the informer's resync brings the pod back.
+		again := !seen || time.Since(last) > 30*time.Second
+		if again {
+			c.terminating[p.UID] = time.Now()
+		}
+		c.mu.Unlock()
+		if again {
+			go c.terminate(p)
+		}
+	}
 	c.mu.Lock()
 	was := c.pending[p.UID]
 	now := isPending(p)
@@ -185,6 +207,7 @@ func (c *Controller) deleted(obj any) {
 	c.mu.Lock()
 	was := c.pending[p.UID]
 	delete(c.pending, p.UID)
+	delete(c.terminating, p.UID)
 	c.mu.Unlock()
 	if was {
 		c.publishPending(false)
@@ -200,6 +223,47 @@ func (c *Controller) deleted(obj any) {
 		// Reconciliation after the next subscription kills it for good.
 		klog.ErrorS(err, "Killing the task of a deleted pod", "pod", klog.KObj(p))
 	}
+}
+
+// terminate ends a pod being deleted on a node where no kubelet runs: none
+// will stop its containers or remove the object, so the pod would stay
+// Terminating for ever and its controller would never replace it. The task
+// is killed; its terminal status (TaskStatus) removes the pod. A pod that
+// already ended is removed at once.
+func (c *Controller) terminate(p *v1.Pod) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	logger := klog.FromContext(ctx)
+	kubelet, err := c.cfg.KubeletRuns(ctx, p.Spec.NodeName)
+	if err != nil {
+		logger.Error(err, "Deciding who ends a pod being deleted; retried on the next resync", "pod", klog.KObj(p))
+		return
+	}
+	if kubelet {
+		return // the kubelet stops it within its grace period and removes it
+	}
+	if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+		c.removePod(ctx, p)
+		return
+	}
+	logger.Info("Killing the task of a pod being deleted on a node where no kubelet runs", "pod", klog.KObj(p), "node", p.Spec.NodeName)
+	if err := c.cfg.Framework.KillTask(ctx, c.cfg.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
+		logger.Error(err, "Killing the task of a pod being deleted", "pod", klog.KObj(p))
+	}
+}
+
+// removePod deletes the pod object at once (grace 0), as a kubelet does once
+// the pod's containers are stopped. The UID precondition spares a new pod of
+// the same name.
+func (c *Controller) removePod(ctx context.Context, p *v1.Pod) {
+	zero := int64(0)
+	err := c.cfg.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &p.UID}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		klog.FromContext(ctx).Error(err, "Removing a pod whose task ended while it was being deleted", "pod", klog.KObj(p))
+		return
+	}
+	klog.FromContext(ctx).Info("Removed a deleted pod whose task ended (no kubelet on its node)", "pod", klog.KObj(p), "node", p.Spec.NodeName)
 }
 
 func (c *Controller) agentOfNode(name string) string {
@@ -263,7 +327,15 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 		}
 		return nil
 	}
-	return c.endPod(ctx, pod, st)
+	if err := c.endPod(ctx, pod, st); err != nil {
+		return err
+	}
+	if pod.DeletionTimestamp != nil && pod.Spec.NodeName != "" && c.cfg.KubeletRuns != nil {
+		if kubelet, err := c.cfg.KubeletRuns(ctx, pod.Spec.NodeName); err == nil && !kubelet {
+			c.removePod(ctx, pod)
+		}
+	}
+	return nil
 }
 
 // boundAt is when the pod was bound: the PodScheduled condition the binding

@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -87,6 +89,7 @@ func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
 		t.Fatal(err)
 	}
 	cfg.Containerd = false // the agents are hollow: no container runs
+	cfg.Agents = 0         // this test runs its own Mesos and broker
 	cfg.Agents = 0         // this test runs its own Mesos double and broker
 	cl, err := cluster.Up(ctx, cfg)
 	t.Cleanup(func() { _ = cluster.Down(context.Background(), cfg.StateDir) })
@@ -374,6 +377,30 @@ func TestBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitTask(ctx, p.UID, "TASK_KILLED")
+	}
+
+	{ // pod deleted gracefully where no kubelet runs (a hollow agent): no
+		// kubelet ends it, so the broker kills its task and removes it,
+		// rather than leaving it Terminating for ever
+		p := e.createPod(ctx, "graceful", "")
+		e.schedule(ctx, b, p)
+		e.waitTask(ctx, p.UID, "TASK_RUNNING")
+		if err := e.kube.CoreV1().Pods("default").Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitTask(ctx, p.UID, "TASK_KILLED")
+		gctx, gcancel := context.WithTimeout(ctx, 2*time.Minute)
+		e.eventually(gctx, "the deleted pod to go away", func() (bool, string) {
+			got, err := e.kube.CoreV1().Pods("default").Get(gctx, p.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, ""
+			}
+			if err != nil {
+				return false, err.Error()
+			}
+			return false, fmt.Sprintf("pod %s, deletionTimestamp %v", got.Status.Phase, got.DeletionTimestamp)
+		})
+		gcancel()
 	}
 
 	{ // restart reconciles
