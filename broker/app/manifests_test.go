@@ -1,0 +1,156 @@
+package app
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// manifestDocs returns the YAML documents of manifests/name by kind.
+func manifestDocs(t *testing.T, name string) map[string][][]byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "manifests", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][][]byte{}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("manifests/%s: %v", name, err)
+		}
+		if meta.Kind != "" {
+			out[meta.Kind] = append(out[meta.Kind], []byte(doc))
+		}
+	}
+	return out
+}
+
+func strictInto(t *testing.T, what string, doc []byte, v any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict(doc, v); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// TestBrokerManifest: manifests/broker.yaml runs two replicas that elect a
+// leader in ZooKeeper, with flags the broker accepts, under the
+// ServiceAccount broker-rbac.yaml grants, reachable where the scheduler's
+// configuration looks for it.
+func TestBrokerManifest(t *testing.T) {
+	docs := manifestDocs(t, "broker.yaml")
+	if len(docs["Deployment"]) != 1 || len(docs["ServiceAccount"]) != 1 || len(docs["Service"]) != 1 {
+		t.Fatalf("manifests/broker.yaml has %d Deployments, %d ServiceAccounts, %d Services; want one of each",
+			len(docs["Deployment"]), len(docs["ServiceAccount"]), len(docs["Service"]))
+	}
+	var d appsv1.Deployment
+	strictInto(t, "broker Deployment", docs["Deployment"][0], &d)
+	var sa corev1.ServiceAccount
+	strictInto(t, "broker ServiceAccount", docs["ServiceAccount"][0], &sa)
+	var svc corev1.Service
+	strictInto(t, "broker Service", docs["Service"][0], &svc)
+
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2 (a leader and a standby)", d.Spec.Replicas)
+	}
+	spec := d.Spec.Template.Spec
+	if spec.ServiceAccountName != sa.Name || sa.Namespace != d.Namespace {
+		t.Errorf("the Deployment runs as %s/%s, the manifest makes ServiceAccount %s/%s", d.Namespace, spec.ServiceAccountName, sa.Namespace, sa.Name)
+	}
+
+	// The flags parse, and validate as the broker's command would.
+	c := spec.Containers[0]
+	o := NewOptions()
+	fs := pflag.NewFlagSet("k8sm-broker", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	args := slices.Clone(c.Command[1:])
+	for i := range args {
+		args[i] = strings.ReplaceAll(args[i], "$(POD_NAME)", "k8sm-broker-abc")
+	}
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("the Deployment's flags: %v", err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("the Deployment's flags do not validate: %v", err)
+	}
+	if !o.LeaderElect || o.ZK == "" || !strings.HasPrefix(o.Master, "zk://") {
+		t.Errorf("leader election %v, --zk %q, --master %q: want replicas electing a leader in ZooKeeper and masters found through it", o.LeaderElect, o.ZK, o.Master)
+	}
+	if o.Identity != "k8sm-broker-abc" {
+		t.Errorf("--identity %q: each replica must run for leadership under its own name (the pod's)", o.Identity)
+	}
+
+	// The Service, headless, publishes the gRPC port the broker listens on.
+	_, grpcPort, _ := net.SplitHostPort(o.GRPCAddress)
+	found := false
+	for _, p := range svc.Spec.Ports {
+		found = found || p.Name == "grpc" && p.TargetPort.String() == "grpc" && p.Port > 0 && itoa(p.Port) == grpcPort
+	}
+	if !found || svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("Service ports %v clusterIP %q: want a headless Service publishing the gRPC port %s", svc.Spec.Ports, svc.Spec.ClusterIP, grpcPort)
+	}
+	for _, p := range c.Ports {
+		if p.Name == "grpc" && itoa(p.ContainerPort) != grpcPort {
+			t.Errorf("container port grpc %d, the broker listens on %s", p.ContainerPort, grpcPort)
+		}
+	}
+	// The scheduler's profile dials that Service.
+	sched, err := os.ReadFile(filepath.Join("..", "..", "manifests", "scheduler.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "dns:///" + svc.Name + "." + svc.Namespace + ".svc.cluster.local:" + grpcPort
+	if !strings.Contains(string(sched), want) {
+		t.Errorf("manifests/scheduler.yaml does not dial the broker's Service at %s", want)
+	}
+
+	// broker-rbac.yaml grants that ServiceAccount the broker's role.
+	rbac := manifestDocs(t, "broker-rbac.yaml")
+	bound := false
+	for _, doc := range rbac["ClusterRoleBinding"] {
+		var b rbacv1.ClusterRoleBinding
+		strictInto(t, "broker ClusterRoleBinding", doc, &b)
+		for _, s := range b.Subjects {
+			bound = bound || s.Kind == "ServiceAccount" && s.Name == sa.Name && s.Namespace == sa.Namespace
+		}
+	}
+	if !bound {
+		t.Errorf("manifests/broker-rbac.yaml binds no role to ServiceAccount %s/%s", sa.Namespace, sa.Name)
+	}
+}
+
+// TestSchedulerManifestServiceAccount: the scheduler's Deployment runs as a
+// ServiceAccount the manifests make and rbac.yaml grants.
+func TestSchedulerManifestServiceAccount(t *testing.T) {
+	docs := manifestDocs(t, "scheduler.yaml")
+	var d appsv1.Deployment
+	strictInto(t, "scheduler Deployment", docs["Deployment"][0], &d)
+	var sa corev1.ServiceAccount
+	strictInto(t, "scheduler ServiceAccount", docs["ServiceAccount"][0], &sa)
+	if d.Spec.Template.Spec.ServiceAccountName != sa.Name || d.Namespace != sa.Namespace {
+		t.Errorf("the scheduler runs as %s/%s, the manifest makes %s/%s", d.Namespace, d.Spec.Template.Spec.ServiceAccountName, sa.Namespace, sa.Name)
+	}
+	bound := false
+	for _, doc := range manifestDocs(t, "rbac.yaml")["ClusterRoleBinding"] {
+		var b rbacv1.ClusterRoleBinding
+		strictInto(t, "scheduler ClusterRoleBinding", doc, &b)
+		for _, s := range b.Subjects {
+			bound = bound || s.Kind == "ServiceAccount" && s.Name == sa.Name && s.Namespace == sa.Namespace
+		}
+	}
+	if !bound {
+		t.Errorf("manifests/rbac.yaml binds nothing to ServiceAccount %s/%s", sa.Namespace, sa.Name)
+	}
+}
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
