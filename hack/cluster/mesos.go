@@ -251,10 +251,19 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 			return nil, err
 		}
 	}
+	// Executors left running by a crashed mesos-sim hold their kubelets'
+	// ports (the restarted agents recover them); otherwise the ports must
+	// be free now, or the first pod on the agent would fail.
+	kubeletsRun := len(executorsOf(c.StateDir, c.runDir())) > 0
 	var agents []agentsFileEntry
 	for i := 1; i <= c.Agents; i++ {
 		if err := checkPortFree("Mesos agent "+c.AgentName(i), c.MesosAgentPort+i-1, "K8SM_MESOS_AGENT_PORT"); err != nil {
 			return nil, err
+		}
+		if !kubeletsRun {
+			if err := checkPortFree("the kubelet of "+c.AgentName(i), c.KubeletPort+i-1, "K8SM_KUBELET_PORT"); err != nil {
+				return nil, err
+			}
 		}
 		env, err := c.executorEnv(i)
 		if err != nil {
@@ -294,6 +303,11 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 		"--work_dir="+dir,
 		"--agents_file="+agentsFile,
 		"--control_port="+strconv.Itoa(c.MesosControlPort),
+		// An agent that stops answering is unreachable after 15 s rather
+		// than the real master's default 75 s (15secs x 5): a local
+		// cluster should show agent loss while someone is watching.
+		"--agent_ping_timeout=5secs",
+		"--max_agent_ping_timeouts=3",
 		"--v=1",
 	)
 	if err != nil {
