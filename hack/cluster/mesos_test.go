@@ -86,7 +86,7 @@ func TestSchedulerConfigPointsAtTheLocalBroker(t *testing.T) {
 	}
 	var cfg struct {
 		ClientConnection struct{ Kubeconfig string } `json:"clientConnection"`
-		LeaderElection   struct{ LeaderElect bool } `json:"leaderElection"`
+		LeaderElection   struct{ LeaderElect bool }  `json:"leaderElection"`
 		Profiles         []struct {
 			SchedulerName string `json:"schedulerName"`
 			PluginConfig  []struct {
