@@ -47,6 +47,7 @@ type Config struct {
 	BrokerQPS        float32       `json:"broker_kube_qps"`
 	SchedulerQPS     int           `json:"scheduler_kube_qps"`
 	PhaseTimeout     time.Duration `json:"-"`
+	NodesTimeout     time.Duration `json:"-"`
 }
 
 // Scenario is one set-up: a fresh simulated Mesos, broker and scheduler.

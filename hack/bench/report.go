@@ -144,6 +144,11 @@ func WriteTable(w io.Writer, res *Results) {
 		}
 	}
 	tw.Flush()
+	for _, s := range res.Scenarios {
+		for _, n := range s.Notes {
+			fmt.Fprintf(w, "\n%s: %s\n", s.Name, n)
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "### k8sm ÷ stock")
 	fmt.Fprintln(w)
@@ -169,8 +174,8 @@ func WriteTable(w io.Writer, res *Results) {
 	fmt.Fprintln(w, "### Broker alone (driver plays the plugin over gRPC on loopback) and process costs")
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t Reserve+Launch p50/p90/p99 ms\t Reserve p99 ms\t Launch p99 ms\t offers/s (burst)\t Nodes ready s\t broker peak RSS MiB\t broker CPU s\t scheduler peak RSS MiB\t scheduler CPU s\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintln(tw, "| agents\t Reserve+Launch p50/p90/p99 ms\t Reserve p99 ms\t Launch p99 ms\t offers/s (burst)\t all Nodes Ready after s\t usable Nodes start→end\t broker peak RSS MiB\t broker CPU s\t scheduler peak RSS MiB\t scheduler CPU s\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 	for _, s := range res.Scenarios {
 		if s.Kind != "scale" {
 			continue
@@ -183,8 +188,12 @@ func WriteTable(w io.Writer, res *Results) {
 				ops = fmt.Sprintf("%d in one event (<1 ms)", b.OfferBurstAgents)
 			}
 		}
-		fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %s\t %.1f\t %.0f\t %.1f\t %.0f\t %.1f\t\n", s.Agents, rl, r, l, ops, s.NodesReadySeconds,
-			s.BrokerProc.PeakRSSMiB, s.BrokerProc.CPUSeconds, s.SchedulerProc.PeakRSSMiB, s.SchedulerProc.CPUSeconds)
+		ready := "never"
+		if s.NodesReadySeconds > 0 {
+			ready = fmt.Sprintf("%.1f", s.NodesReadySeconds)
+		}
+		fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %s\t %s\t %d→%d\t %.0f\t %.1f\t %.0f\t %.1f\t\n", s.Agents, rl, r, l, ops, ready,
+			s.UsableNodesAtStart, s.UsableNodesAtEnd, s.BrokerProc.PeakRSSMiB, s.BrokerProc.CPUSeconds, s.SchedulerProc.PeakRSSMiB, s.SchedulerProc.CPUSeconds)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

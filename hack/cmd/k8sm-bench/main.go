@@ -70,6 +70,7 @@ func run(ctx context.Context) int {
 	brokerQPS := fs.Float64("broker-kube-qps", 500, "requests/s of the broker's Kubernetes client")
 	fs.IntVar(&cfg.SchedulerQPS, "scheduler-kube-qps", 500, "clientConnection.qps of the scheduler (burst twice that)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 5*time.Minute, "how long one phase may wait for its pods")
+	fs.DurationVar(&cfg.NodesTimeout, "nodes-timeout", 3*time.Minute, "how long to wait for every agent's Node to be Ready before going on with those that are")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
 	cfg.BrokerQPS = float32(*brokerQPS)
