@@ -7,6 +7,7 @@
 package nodes
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -247,8 +248,12 @@ func (m *Mirror) KubeletRuns(ctx context.Context, name string) (bool, error) {
 	return m.kubeletOwns(ctx, name)
 }
 
-// kubeletOwns reports whether a kubelet renews the node's Lease: it holds
-// it under the node's name and renewed it within the lease duration.
+// kubeletOwns reports whether a kubelet renews the node's Lease: it renewed
+// it within the lease duration, and either holds it under the node's name
+// (it created the Lease) or was the last to write its renewTime. A kubelet
+// that finds the broker's Lease keeps its holder: the lease controller
+// (k8s.io/component-helpers/apimachinery/lease) only bumps renewTime of an
+// existing Lease.
 func (m *Mirror) kubeletOwns(ctx context.Context, name string) (bool, error) {
 	l, err := m.cfg.Client.CoordinationV1().Leases(leaseNamespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -257,10 +262,24 @@ func (m *Mirror) kubeletOwns(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading the Lease of Node %s: %w", name, err)
 	}
-	if ptr.Deref(l.Spec.HolderIdentity, "") != name || l.Spec.RenewTime == nil {
+	if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) >= m.cfg.LeaseDuration {
 		return false, nil
 	}
-	return time.Since(l.Spec.RenewTime.Time) < m.cfg.LeaseDuration, nil
+	return ptr.Deref(l.Spec.HolderIdentity, "") == name || renewedByOther(l), nil
+}
+
+// renewedByOther reports whether another field manager than the broker's
+// owns the Lease's renewTime, i.e. wrote it last.
+func renewedByOther(l *coordinationv1.Lease) bool {
+	for _, mf := range l.ManagedFields {
+		if mf.Manager == LeaseHolder || mf.FieldsV1 == nil {
+			continue
+		}
+		if bytes.Contains(mf.FieldsV1.Raw, []byte(`"f:renewTime"`)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) error {
@@ -310,7 +329,7 @@ func (m *Mirror) renewLease(ctx context.Context, node *v1.Node) error {
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(LeaseHolder), LeaseDurationSeconds: &secs, RenewTime: &now},
 		}
-		if _, err := leases.Create(ctx, l, metav1.CreateOptions{}); err != nil {
+		if _, err := leases.Create(ctx, l, metav1.CreateOptions{FieldManager: LeaseHolder}); err != nil {
 			return fmt.Errorf("creating the Lease of Node %s: %w", node.Name, err)
 		}
 		return nil
@@ -321,7 +340,8 @@ func (m *Mirror) renewLease(ctx context.Context, node *v1.Node) error {
 	l.Spec.HolderIdentity = ptr.To(LeaseHolder)
 	l.Spec.LeaseDurationSeconds = &secs
 	l.Spec.RenewTime = &now
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+	// The field manager tells the broker's renewals from a kubelet's.
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: LeaseHolder}); err != nil {
 		return fmt.Errorf("renewing the Lease of Node %s: %w", node.Name, err)
 	}
 	return nil

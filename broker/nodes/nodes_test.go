@@ -4,7 +4,9 @@ import (
 	"testing"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
@@ -42,5 +44,29 @@ func TestNodeFromAgent(t *testing.T) {
 	cpu, mem, disk := rl[v1.ResourceCPU], rl[v1.ResourceMemory], rl[v1.ResourceEphemeralStorage]
 	if cpu.MilliValue() != 3500 || mem.Value() != 2048<<20 || disk.Value() != 1024<<20 {
 		t.Errorf("capacity cpu=%s mem=%s disk=%s, want 3500m, 2Gi, 1Gi", cpu.String(), mem.String(), disk.String())
+	}
+}
+
+// A kubelet that finds the broker's Lease keeps its holder and only writes
+// renewTime: the last writer of renewTime tells who renews.
+func TestRenewedByOther(t *testing.T) {
+	owns := func(manager string) metav1.ManagedFieldsEntry {
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:renewTime":{}}}`)}}
+	}
+	holds := metav1.ManagedFieldsEntry{Manager: LeaseHolder, Operation: metav1.ManagedFieldsOperationUpdate,
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:holderIdentity":{},"f:leaseDurationSeconds":{}}}`)}}
+	for name, c := range map[string]struct {
+		fields []metav1.ManagedFieldsEntry
+		want   bool
+	}{
+		"broker renews":              {[]metav1.ManagedFieldsEntry{owns(LeaseHolder)}, false},
+		"kubelet renews":             {[]metav1.ManagedFieldsEntry{holds, owns("k8sm-executor")}, true},
+		"no managed fields (a fake)": {nil, false},
+	} {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{ManagedFields: c.fields}}
+		if got := renewedByOther(l); got != c.want {
+			t.Errorf("%s: renewedByOther = %v, want %v", name, got, c.want)
+		}
 	}
 }
