@@ -118,12 +118,29 @@ or, without exporting anything:
   mesos-sim faults   %[6]s/cluster   (POST /agents/{i}/kill, /agents/{i}/restart)
   broker metrics     %[7]s
   k8sm scheduler     https://127.0.0.1:%[8]d/healthz   (profile mesos-scheduler)
-  executor logs      %[5]s/a<i>/mesos/slaves/*/frameworks/*/executors/*/runs/*/stderr
+  executor logs      %[5]s/a<i>/mesos/slaves/*/frameworks/*/executors/*/runs/*/stderr (the Mesos sandboxes)
 `, cl.MesosMasterURL, strings.Join(cl.AgentNodes, ", "), c.MesosAgentPort, c.MesosAgentPort+c.Agents-1, c.StateDir,
 			cl.SimControlURL, cl.BrokerMetricsURL, c.SchedulerPort)
+		for i := 1; i <= c.Agents; i++ {
+			runs, _ := filepath.Glob(filepath.Join(c.StateDir, fmt.Sprintf("a%d", i), "mesos", "slaves", "*", "frameworks", "*", "executors", "*", "runs", "*", "stderr"))
+			if len(runs) > 0 {
+				fmt.Printf("    %-16s %s\n", c.AgentName(i)+":", newest(runs))
+			}
+		}
 	}
 	fmt.Printf(`  logs               %s/   (one <component>.log each)
 
 Stop it all with: make down
 `, cl.LogDir)
+}
+
+// newest is the most recently written of files: the running executor's log.
+func newest(files []string) string {
+	best, bestTime := "", int64(0)
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.ModTime().UnixNano() >= bestTime {
+			best, bestTime = f, st.ModTime().UnixNano()
+		}
+	}
+	return best
 }
