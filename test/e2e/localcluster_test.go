@@ -53,8 +53,9 @@ func newLocalCluster(t *testing.T, bridge, subnet string) *localCluster {
 		}
 		lc.env = append(lc.env, v+"="+strconv.Itoa(p))
 	}
-	// Host ports of the agents' pods: away from a user's `make up` (31000-31999).
-	lc.env = append(lc.env, "K8SM_AGENT_HOST_PORTS=32500-32599")
+	// Host ports of the agents' pods: away from a user's `make up`
+	// (31000-31999) and from test clusters (cluster.TestConfig: 32000-33999).
+	lc.env = append(lc.env, "K8SM_AGENT_HOST_PORTS=34000-34099")
 	return lc
 }
 
