@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
 
@@ -26,7 +27,15 @@ func cleanHostLeftovers() {
 	// The kubelets' chains are shared by every kubelet on the host too.
 	if !anyExecutorRunning() {
 		removeKubeletChains()
+		// The device manager's socket has a fixed host path, whatever the
+		// kubelet's root dir.
+		_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
+		removeEmptyDirs("/var/lib/kubelet/device-plugins", "/var/lib/kubelet")
 	}
+	// Host directories containerd, its shims and CNI make on first use,
+	// once empty: shim sockets, runc state, CNI result cache, netns mounts.
+	removeEmptyDirs("/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd",
+		"/var/lib/cni/results", "/var/lib/cni", "/run/netns")
 	for _, dir := range glob("/sys/fs/cgroup/*/k8s.io") {
 		// rmdir fails on a cgroup that still has children or tasks: that
 		// is exactly the protection wanted.
@@ -50,17 +59,33 @@ func anyContainerdRunning() bool {
 	return false
 }
 
+// anyExecutorRunning reports whether a kubelet runs on the host: embedded
+// in a k8sm-executor of any cluster, or a stock one.
 func anyExecutorRunning() bool {
 	for _, f := range glob("/proc/[0-9]*/comm") {
 		var pid int
 		if _, err := fmt.Sscanf(f, "/proc/%d/comm", &pid); err != nil {
 			continue
 		}
-		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "k8sm-executor" && pidAlive(pid) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if c := strings.TrimSpace(string(b)); (c == "k8sm-executor" || c == "kubelet") && pidAlive(pid) {
 			return true
 		}
 	}
 	return false
+}
+
+// removeEmptyDirs removes each directory that is empty, in order (children
+// first); a directory with anything in it is kept.
+func removeEmptyDirs(dirs ...string) {
+	for _, d := range dirs {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+			klog.V(2).InfoS("Keeping directory", "dir", d, "err", err)
+		}
+	}
 }
 
 // kubeletChains are the chains an embedded kubelet makes and never removes

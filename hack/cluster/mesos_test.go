@@ -129,3 +129,23 @@ func TestLongStateDirsGetShortSocketPaths(t *testing.T) {
 		t.Errorf("a short state dir is spelled as it is: %s", short.AgentContainerdSocket(1))
 	}
 }
+
+func TestRemoveEmptyDirsKeepsWhatHoldsSomething(t *testing.T) {
+	root := t.TempDir()
+	empty, full := filepath.Join(root, "a", "empty"), filepath.Join(root, "b", "full")
+	for _, d := range []string{empty, full} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(full, "sock"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	removeEmptyDirs(empty, filepath.Join(root, "a"), full, filepath.Join(root, "b"), filepath.Join(root, "missing"))
+	if _, err := os.Stat(filepath.Join(root, "a")); !os.IsNotExist(err) {
+		t.Errorf("empty directories were kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(full, "sock")); err != nil {
+		t.Errorf("a directory holding a file was removed: %v", err)
+	}
+}
