@@ -129,11 +129,13 @@ type task struct {
 	End      *mesos.TaskStatus `json:"end,omitempty"` // state to send once stopped
 	Grace    *int64            `json:"grace,omitempty"`
 	StopBy   time.Time         `json:"stopBy,omitzero"`
-	// Deleting: done, but its pod, deleted gracefully, is still in the API
-	// server; the kubelet keeps it until it has deleted it there (a
-	// kubelet deletes only pods it knows, so without this the pod would
-	// stay Terminating forever).
-	Deleting bool `json:"deleting,omitempty"`
+	// Lingering: done, but its pod is still in the API server, so the
+	// kubelet keeps it, as a kubelet keeps every pod bound to its node: it
+	// deletes from the API server only pods it has (a pod deleted
+	// gracefully would stay Terminating forever), and it writes the final
+	// status of a pod it stopped only while it has it (a stale status, e.g.
+	// Pending, would stay over the Failed the broker wrote).
+	Lingering bool `json:"lingering,omitempty"`
 
 	pullSince time.Time
 }
@@ -479,8 +481,8 @@ func (l *loop) reconcile(ctx context.Context) {
 		case phaseStopping:
 			l.reconcileStopping(ctx, t)
 		case phaseDone:
-			if ready && t.Deleting {
-				l.reconcileDeleting(t)
+			if ready && t.Lingering {
+				l.reconcileLingering(t)
 			}
 		}
 	}
@@ -490,7 +492,7 @@ func (l *loop) reconcile(ctx context.Context) {
 		pending[u.Status.TaskID.Value] = true
 	}
 	for id, t := range l.tasks {
-		if t.Phase == phaseDone && !t.Deleting && !pending[id] && time.Since(t.Launched) > time.Minute {
+		if t.Phase == phaseDone && !t.Lingering && !pending[id] && time.Since(t.Launched) > time.Minute {
 			delete(l.tasks, id)
 			l.dirty = true
 		}
@@ -583,7 +585,7 @@ func (l *loop) reconcileHanded(ctx context.Context, t *task) {
 		l.logger.Info("Deleted pod stopped", "task", t.Info.TaskID.Value, "message", st.GetMessage())
 		l.send(ctx, t, st)
 		t.Phase = phaseDone
-		t.Deleting = true
+		t.Lingering = true
 	default:
 		// The kubelet already stopped every container: the task ended.
 		l.logger.Info("Pod ended", "task", t.Info.TaskID.Value, "state", v.state, "message", v.message)
@@ -592,15 +594,21 @@ func (l *loop) reconcileHanded(ctx context.Context, t *task) {
 	}
 }
 
-// reconcileDeleting hands a stopped, deleted pod on to the kubelet until the
-// kubelet has removed it from the API server.
-func (l *loop) reconcileDeleting(t *task) {
+// reconcileLingering hands the pod of an ended task on to the kubelet, as
+// the API server has it, until it is gone from there.
+func (l *loop) reconcileLingering(t *task) {
 	pod, err := l.apiPod(t)
 	switch {
 	case err == nil && pod.UID == t.Ref.UID:
+		if pod.DeletionTimestamp == nil && t.LastPod != nil && t.LastPod.DeletionTimestamp != nil {
+			// Stopped by the executor: still deleted for the kubelet, so
+			// that it never starts it again.
+			pod = pod.DeepCopy()
+			pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds = t.LastPod.DeletionTimestamp, t.LastPod.DeletionGracePeriodSeconds
+		}
 		t.LastPod = pod
 	case err == nil || apierrors.IsNotFound(err):
-		t.Deleting = false
+		t.Lingering = false
 		l.dirty = true
 	}
 }
@@ -623,6 +631,7 @@ func (l *loop) reconcileStopping(ctx context.Context, t *task) {
 	l.logger.Info("Pod stopped", "task", t.Info.TaskID.Value, "state", end.GetState(), "message", end.GetMessage())
 	l.send(ctx, t, end)
 	t.Phase = phaseDone
+	t.Lingering = t.LastPod != nil
 }
 
 // feedKubelet hands the kubelet every pod it must run now: handed pods as
@@ -636,16 +645,12 @@ func (l *loop) feedKubelet() {
 			if t.LastPod != nil {
 				set = append(set, l.kubeletPod(t.LastPod))
 			}
-		case phaseDone:
-			if t.Deleting && t.LastPod != nil {
-				set = append(set, l.kubeletPod(t.LastPod))
-			}
-		case phaseStopping:
-			if t.LastPod == nil {
+		case phaseStopping, phaseDone:
+			if t.LastPod == nil || (t.Phase == phaseDone && !t.Lingering) {
 				continue
 			}
 			p := l.kubeletPod(t.LastPod)
-			if p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds > *t.Grace {
+			if t.Grace != nil && p.DeletionTimestamp != nil && (p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds > *t.Grace) {
 				p.DeletionGracePeriodSeconds = ptr(*t.Grace)
 			}
 			set = append(set, p)

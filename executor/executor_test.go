@@ -118,6 +118,37 @@ func TestWildcardHostPortsReachTheKubelet(t *testing.T) {
 	}
 }
 
+// A pod the executor stopped (its container can never start) stays with the
+// kubelet, as deleted, after its task failed and until it is gone from the
+// API server: only then can the kubelet write the stopped pod's final
+// status (without it a stale one, such as Pending, would stay over the
+// Failed the broker wrote).
+func TestStoppedPodStaysWithTheKubeletUntilDeleted(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("noconfig", map[string]string{annWaiting: "CreateContainerConfigError"})
+	id := e.launch(p)
+	e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_FAILED)
+	// The broker marks the pod Failed; the kubelet must be told.
+	live, err := e.api.CoreV1().Pods("default").Get(e.ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.ResourceVersion = "1000"
+	live.Status.Phase = v1.PodFailed
+	if _, err := e.api.CoreV1().Pods("default").UpdateStatus(e.ctx, live, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the kubelet to have the stopped pod as the API server has it", func() bool {
+		k := e.kube.has(p.UID)
+		return k != nil && k.DeletionTimestamp != nil && k.Status.Phase == v1.PodFailed
+	})
+	if err := e.api.CoreV1().Pods("default").Delete(e.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the kubelet to let the deleted pod go", func() bool { return e.kube.has(p.UID) == nil })
+}
+
 // A container that exits 1 fails its task with the exit code in the message.
 func TestContainerExitFails(t *testing.T) {
 	e := newEnv(t, 30*time.Second)

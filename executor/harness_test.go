@@ -50,10 +50,11 @@ type fakeKubelet struct {
 	starts  map[types.UID]int  // how often the pod's containers were started
 	handed  map[types.UID]bool // every pod ever handed to a kubelet
 	last    map[types.UID]*v1.Pod
+	current map[types.UID]*v1.Pod // the set the kubelet has now
 }
 
 func newFakeKubelet(api *fake.Clientset) *fakeKubelet {
-	return &fakeKubelet{api: api, running: map[types.UID]bool{}, starts: map[types.UID]int{}, handed: map[types.UID]bool{}, last: map[types.UID]*v1.Pod{}}
+	return &fakeKubelet{api: api, running: map[types.UID]bool{}, starts: map[types.UID]int{}, handed: map[types.UID]bool{}, last: map[types.UID]*v1.Pod{}, current: map[types.UID]*v1.Pod{}}
 }
 
 func (k *fakeKubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod) error {
@@ -74,7 +75,9 @@ func (k *fakeKubelet) sync(ctx context.Context, set []*v1.Pod) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	in := map[types.UID]bool{}
+	k.current = map[types.UID]*v1.Pod{}
 	for _, p := range set {
+		k.current[p.UID] = p
 		in[p.UID] = true
 		k.handed[p.UID] = true
 		k.last[p.UID] = p
@@ -152,6 +155,13 @@ func (k *fakeKubelet) startsOf(uid types.UID) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.starts[uid]
+}
+
+// has returns the pod if the kubelet has it now.
+func (k *fakeKubelet) has(uid types.UID) *v1.Pod {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.current[uid]
 }
 
 // lastHanded is the pod as the kubelet was last given it.
