@@ -47,6 +47,7 @@ func (v Violation) String() string { return fmt.Sprintf("[%s] %s: %s", v.Rule, v
 // The rules.
 const (
 	RuleRunningPodTask = "running pod has one RUNNING task on its node's agent"
+	RuleBoundPodTask   = "bound pod that has not ended has a live task"
 	RuleTaskHasPod     = "live task belongs to a live pod on its agent"
 	RuleOneTaskPerPod  = "no pod has two tasks"
 	RuleTaskResources  = "task resources are the pod's demand"
@@ -183,6 +184,29 @@ func Check(st *MasterState, pods []v1.Pod, opts Options) []Violation {
 			add(RuleRunningPodTask, podName(p), "%d RUNNING tasks: %s", len(running), joinLocated(running))
 		case agentName(running[0].SlaveID) != p.Spec.NodeName:
 			add(RuleRunningPodTask, podName(p), "Running on node %q but its task runs on agent %q: %s", p.Spec.NodeName, agentName(running[0].SlaveID), running[0])
+		}
+	}
+
+	// A pod bound to an agent either has a live task there or has ended:
+	// the scheduler binds only launched pods, and a task that ends ends its
+	// pod (DESIGN: "a pod bound to a node has a live task, or ... it is
+	// marked failed").
+	for _, p := range sortedPods(podByUID) {
+		if p.Spec.NodeName == "" || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+			continue
+		}
+		alive := false
+		for _, l := range byUID[string(p.UID)] {
+			if l.where != "completed_tasks" && !Terminal(l.State) {
+				alive = true
+			}
+		}
+		if !alive {
+			what := string(p.Status.Phase)
+			if p.DeletionTimestamp != nil {
+				what += ", being deleted"
+			}
+			add(RuleBoundPodTask, podName(p), "%s on node %q, but no live task (tasks: %s)", what, p.Spec.NodeName, joinLocated(byUID[string(p.UID)]))
 		}
 	}
 

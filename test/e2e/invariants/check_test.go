@@ -132,8 +132,37 @@ func TestCheckFindsBrokenInvariants(t *testing.T) {
 				st.Slaves[1].UsedResources = Resources{CPUs: 1.25, Mem: 384}
 				return pods
 			},
-			want:    []string{RuleRunningPodTask},
+			want:    []string{RuleBoundPodTask, RuleRunningPodTask},
 			mention: "web-2",
+		},
+		{
+			name: "pod back to Pending after its task failed",
+			break_: func(st *MasterState, pods []v1.Pod) []v1.Pod {
+				tk := k8sm(st).Tasks[1]
+				tk.State = "TASK_FAILED"
+				k8sm(st).Tasks = k8sm(st).Tasks[:1]
+				k8sm(st).CompletedTasks = append(k8sm(st).CompletedTasks, tk)
+				st.Slaves[1].UsedResources = Resources{CPUs: 1.25, Mem: 384}
+				pods[1].Status.Phase = v1.PodPending
+				return pods
+			},
+			want:    []string{RuleBoundPodTask},
+			mention: "Pending on node \"k8sm-agent-1\", but no live task (tasks: pod.uid-2 TASK_FAILED",
+		},
+		{
+			name: "pod stuck terminating after its task was killed",
+			break_: func(st *MasterState, pods []v1.Pod) []v1.Pod {
+				tk := k8sm(st).Tasks[0]
+				tk.State = "TASK_KILLED"
+				k8sm(st).Tasks = k8sm(st).Tasks[1:]
+				k8sm(st).CompletedTasks = append(k8sm(st).CompletedTasks, tk)
+				st.Slaves[0].UsedResources = Resources{CPUs: 0.25, Mem: 128}
+				now := metav1.Now()
+				pods[0].DeletionTimestamp = &now
+				return pods
+			},
+			want:    []string{RuleBoundPodTask, RuleRunningPodTask},
+			mention: "being deleted",
 		},
 		{
 			name: "running pod whose task is still staging",

@@ -2,6 +2,7 @@
 // the pods of the API server and the Mesos master's GET /master/state.
 //
 //   - every Running pod has exactly one RUNNING task, on the agent of its node;
+//   - every pod bound to a node that has not ended has a live task;
 //   - every task that has not ended belongs to a live pod bound to that agent;
 //   - no pod UID has two tasks (active or completed, in any framework);
 //   - the resources the master counts as used on each agent equal what the
