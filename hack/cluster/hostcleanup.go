@@ -32,6 +32,15 @@ func cleanHostLeftovers() {
 		_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
 		removeEmptyDirs("/var/lib/kubelet/device-plugins", "/var/lib/kubelet")
 	}
+	// A shim that was killed leaves its socket; with no shim left on the
+	// host every one there is stale.
+	if !anyCommRunning("containerd-shim") {
+		for _, f := range glob("/run/containerd/s/*") {
+			if st, err := os.Lstat(f); err == nil && st.Mode()&os.ModeSocket != 0 {
+				_ = os.Remove(f)
+			}
+		}
+	}
 	// Host directories containerd, its shims and CNI make on first use,
 	// once empty: shim sockets, runc state, CNI result cache, netns mounts.
 	removeEmptyDirs("/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd",
@@ -53,6 +62,21 @@ func anyContainerdRunning() bool {
 			continue
 		}
 		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == "containerd" && pidAlive(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// anyCommRunning reports whether a live process has this command name
+// (/proc/<pid>/comm: the first 15 bytes of the program's name).
+func anyCommRunning(comm string) bool {
+	for _, f := range glob("/proc/[0-9]*/comm") {
+		var pid int
+		if _, err := fmt.Sscanf(f, "/proc/%d/comm", &pid); err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(b)) == comm && pidAlive(pid) {
 			return true
 		}
 	}
