@@ -355,10 +355,12 @@ func (e *k8smEnv) deleteDuringLaunch(t *testing.T, ns string) {
 		del(p.Name, nil)
 	}
 	var bound []string
+	var boundUIDs []types.UID
 	for i := 0; i < 4; i++ {
 		p := e.createPod(t, ns, fmt.Sprintf("bound-%d", i))
 		all = append(all, p.UID)
 		bound = append(bound, p.Name)
+		boundUIDs = append(boundUIDs, p.UID)
 	}
 	// Delete each as soon as the scheduler binds it, while its task starts.
 	deleted := map[string]bool{}
@@ -403,6 +405,20 @@ func (e *k8smEnv) deleteDuringLaunch(t *testing.T, ns string) {
 		}
 		return len(live) == 0, fmt.Sprint(live)
 	})
+	// The scheduler binds a pod only after the broker launched its task:
+	// each bound pod was deleted while its one task was being started.
+	st, err := e.masterState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := tasksByUID(st)
+	for i, uid := range boundUIDs {
+		if ts := tasks[string(uid)]; len(ts) != 1 {
+			t.Errorf("pod %s, deleted once bound, has tasks %s; want exactly one", bound[i], describeTasks(ts))
+		} else {
+			t.Logf("pod %s, deleted once bound: task %s", bound[i], describeTasks(ts))
+		}
+	}
 }
 
 // logsAndExec: the real kubectl reads a pod's log and runs a command in it
@@ -573,6 +589,7 @@ func (e *k8smEnv) pendingUntilAgentJoins(t *testing.T, ns string) {
 		evs := e.events(t, ns, "big")
 		for _, ev := range evs {
 			if strings.HasPrefix(ev, "FailedScheduling:") && strings.Contains(ev, "mesos") {
+				t.Logf("pod big: %s", ev)
 				return true, ""
 			}
 		}
