@@ -7,16 +7,12 @@ import (
 	"strconv"
 )
 
-// FreePort asks the kernel for a loopback TCP port nobody listens on. Tests
-// use it so that a test cluster never collides with a user's `make up`.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort finds a loopback TCP port nobody listens on. Tests use it so
+// that a test cluster never collides with a user's `make up`. The port is
+// below the kernel's ephemeral range (32768-60999 by default): a port the
+// kernel hands out can be taken by an outgoing connection before the
+// component that was meant to listen on it starts.
+func FreePort() (int, error) { return FreePortRange(1) }
 
 // checkPortFree fails with an actionable message when port is taken; env
 // names the variable that moves the component elsewhere.

@@ -205,6 +205,22 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 			t.Errorf("container log link %s into the state dir remains after down", l)
 		}
 	}
+	// Host-wide leftovers of kubelets and containerd go once no cluster on
+	// the host uses them any more (others may run at the same time).
+	containerds, _ := exec.Command("pgrep", "-x", "containerd").Output()
+	executors, _ := exec.Command("pgrep", "-x", "k8sm-executor").Output()
+	if len(containerds) == 0 && len(executors) == 0 {
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			if rules, _ := exec.Command("iptables", "-w", "-t", table, "-S").Output(); strings.Contains(string(rules), "KUBE-") {
+				t.Errorf("the kubelets' KUBE-* chains remain in table %s after down", table)
+			}
+		}
+		for _, p := range []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/s"} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("%s remains after down", p)
+			}
+		}
+	}
 	// down of a cluster that is not there is fine.
 	if out, code := lc.run(t, "down"); code != 0 {
 		t.Errorf("second down failed (exit %d):\n%s", code, out)
