@@ -64,8 +64,12 @@ var controlPlane = []component{
 	{name: "zookeeper", start: func(ctx context.Context, c Config) (*Process, error) {
 		return startZooKeeper(ctx, c.StateDir, filepath.Join(c.StateDir, "zookeeper"), c.ZooKeeperPort)
 	}},
-	{name: "containerd", enabled: func(c Config) bool { return c.Containerd }, start: startContainerd},
+	{name: "containerd", enabled: sharedContainerd, start: startContainerd},
 }
+
+// sharedContainerd says whether the cluster-wide containerd runs: only
+// without agents, which have containerds of their own.
+func sharedContainerd(c Config) bool { return c.Containerd && c.Agents == 0 }
 
 // ErrAlreadyUp is returned (wrapped) by Up when every component was already
 // running: nothing was done.

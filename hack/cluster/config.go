@@ -27,8 +27,10 @@ type Config struct {
 	ZooKeeperPort         int
 
 	// Containerd runs a containerd with its own root, state and socket
-	// under StateDir; CNIBridge and PodSubnet must differ between clusters
-	// that run at the same time on one host.
+	// under StateDir (ContainerdSocket), for a control plane without agents
+	// (Agents 0): with agents, each agent's containerd takes its place.
+	// CNIBridge and PodSubnet must differ between clusters that run at the
+	// same time on one host.
 	Containerd bool
 	CNIBridge  string
 	PodSubnet  string

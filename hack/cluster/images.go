@@ -147,7 +147,7 @@ func imageLayer(li localImage, bin string) ([]byte, error) {
 // loadImages builds the local images and imports them into containerd.
 func loadImages(ctx context.Context, c Config) error {
 	var socks []string
-	if c.Containerd {
+	if sharedContainerd(c) {
 		socks = append(socks, c.ContainerdSocket())
 	}
 	for i := 1; i <= c.Agents; i++ {

@@ -109,7 +109,7 @@ or, without exporting anything:
   etcd               http://127.0.0.1:%[3]d
   ZooKeeper          127.0.0.1:%[4]d   (Mesos master: zk://127.0.0.1:%[4]d/mesos)
 `, kubectl, c.APIServerURL(), c.EtcdPort, c.ZooKeeperPort)
-	if c.Containerd {
+	if c.Containerd && c.Agents == 0 {
 		fmt.Printf("  containerd         unix://%s\n", c.ContainerdSocket())
 	}
 	if c.Agents > 0 {
