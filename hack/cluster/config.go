@@ -101,13 +101,15 @@ func DefaultConfig(repoRoot string) Config {
 // capacity, so an agent must not claim more cpus than the host has.
 const DefaultAgentResources = "cpus:2;mem:4096;disk:10240"
 
-// TestConfig is a cluster on ports nobody uses, under dir, with a CNI bridge
-// and pod subnet of its own, so that tests never collide with a user's
-// `make up` nor with tests running at the same time.
+// TestConfig is the whole cluster `make up` runs (2 agents, broker,
+// scheduler; no sample Deployment) on ports nobody uses, under dir, with a
+// CNI bridge, pod subnet and host port range of its own, so that tests
+// never collide with a user's `make up` nor with tests running at the same
+// time. Set Agents to 0 for the control plane, ZooKeeper and containerd only.
 func TestConfig(dir, binDir string) (Config, error) {
 	n := rand.IntN(100)
-	// Host ports for the agents' pods: a slice of 31000-32999 of its own
-	// (picked at random like the bridge), away from a user's `make up`.
+	// Host ports for the agents' pods: 100 of 32000-33999 (picked at
+	// random like the bridge), away from a user's `make up` (31000-31999).
 	k := rand.IntN(20)
 	cfg := Config{
 		StateDir: dir, BinDir: binDir, Containerd: true,
