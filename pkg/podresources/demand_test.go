@@ -105,6 +105,18 @@ func TestFromPodScalars(t *testing.T) {
 			want: Scalars{DiskMB: 1024000, MemMB: 95368},
 		},
 		{
+			name: "limits-only init container counts its limits as its requests",
+			pod: pod([]v1.Container{ctr("a", rl("cpu", "1", "memory", "64Mi"), nil)},
+				ctr("init", nil, rl("cpu", "2", "memory", "32Mi"))),
+			want: Scalars{CPUs: 2000, MemMB: 64000},
+		},
+		{
+			name: "gpus of an init container are reused by the app containers, not added",
+			pod: pod([]v1.Container{ctr("a", nil, rl("nvidia.com/gpu", "1"))},
+				ctr("init", nil, rl("nvidia.com/gpu", "1"))),
+			want: Scalars{GPUs: 1000},
+		},
+		{
 			name: "gpus from nvidia.com/gpu limits",
 			pod:  pod([]v1.Container{ctr("a", nil, rl("nvidia.com/gpu", "2")), ctr("b", rl("nvidia.com/gpu", "1"), nil)}),
 			want: Scalars{GPUs: 3000},
