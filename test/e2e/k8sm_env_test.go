@@ -71,24 +71,40 @@ func bringUp(t *testing.T, ctx context.Context) *k8smEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := cluster.TestConfig(filepath.Join(dir, "state"), binDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Agents = 2
-	// No sample Deployment: the invariants are checked on the tests' pods.
-	cfg.SampleDeployment = false
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	var cfg cluster.Config
+	var cl *cluster.Cluster
 	start := time.Now()
-	cl, err := cluster.Up(ctx, cfg)
-	t.Cleanup(func() {
-		if err := cluster.Down(context.Background(), cfg.StateDir); err != nil {
-			t.Errorf("tearing the cluster down: %v", err)
+	// TestConfig picks free ports by asking the kernel, and another program
+	// may take one before the component listens on it: try again on other
+	// ports then, as a person would.
+	for attempt := 1; ; attempt++ {
+		cfg, err = cluster.TestConfig(filepath.Join(dir, fmt.Sprintf("state%d", attempt)), binDir)
+		if err != nil {
+			t.Fatal(err)
 		}
-		_ = os.RemoveAll(dir)
-	})
-	if err != nil {
-		dumpLogs(t, cfg.StateDir)
-		t.Fatalf("bringing the k8sm cluster up: %v", err)
+		cfg.Agents = 2
+		// No sample Deployment: the invariants are checked on the tests' pods.
+		cfg.SampleDeployment = false
+		stateDir := cfg.StateDir
+		cl, err = cluster.Up(ctx, cfg)
+		t.Cleanup(func() {
+			if err := cluster.Down(context.Background(), stateDir); err != nil {
+				t.Errorf("tearing the cluster down: %v", err)
+			}
+		})
+		if err != nil && strings.Contains(err.Error(), "already in use") && attempt < 3 {
+			t.Logf("bringing the k8sm cluster up (attempt %d): %v; trying other ports", attempt, err)
+			if err := cluster.Down(context.Background(), stateDir); err != nil {
+				t.Fatalf("tearing the failed attempt down: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			dumpLogs(t, cfg.StateDir)
+			t.Fatalf("bringing the k8sm cluster up: %v", err)
+		}
+		break
 	}
 	t.Logf("k8sm cluster up in %s (state in %s)", time.Since(start).Round(time.Second), cfg.StateDir)
 	cs, err := cl.Client()
