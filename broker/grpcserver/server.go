@@ -206,7 +206,7 @@ func (s *Server) Reserve(ctx context.Context, req *brokerv1.ReserveRequest) (*br
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("reserving on node %q for pod %s/%s: %w", req.GetNodeName(), pod.Namespace, pod.Name, err))
 	}
-	return &brokerv1.ReserveResponse{Reservation: reservationToProto(r)}, nil
+	return &brokerv1.ReserveResponse{Reservation: reservationToProto(r), ResourceVersion: r.AgentVersion}, nil
 }
 
 // Unreserve releases a reservation.

@@ -47,6 +47,9 @@ type Reservation struct {
 	WildcardPorts []uint64
 	Created       time.Time
 	Expires       time.Time
+	// AgentVersion is the agent's view version right after Reserve made
+	// the claim: views of that version or later include it.
+	AgentVersion uint64
 
 	seq uint64
 }
@@ -109,6 +112,7 @@ func (c *Cache) Reserve(req ReserveRequest) (Reservation, error) {
 	a.reservations[r.ID] = r
 	a.reserved[role] = a.reserved[role].Add(claim)
 	c.changedLocked(a)
+	r.AgentVersion = a.version
 	klog.V(4).InfoS("Reserved", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "agent", a.id, "node", a.hostname, "role", role, "claim", claim.String(), "ttl", ttl)
 	return *r, nil
 }

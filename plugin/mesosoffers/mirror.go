@@ -104,17 +104,27 @@ func (m *mirror) parkedCount() int {
 	return len(m.parked)
 }
 
-// assume subtracts a claim the broker granted from the local copy, unless the
-// agent changed while Reserve was in flight (then the change may already
-// include the claim, and subtracting twice would hide free resources). The
+// assume subtracts a claim the broker granted from the local copy until the
+// watch delivers the agent's view that includes it: claimVersion is the
+// agent's version right after the claim (ReserveResponse.resource_version),
+// so a copy older than that lacks it, whatever else changed meanwhile. The
 // broker's next update for the agent replaces the guess either way. Without
 // this, the pods scheduled right after this one would see the claimed
-// resources as free until the watch catches up, and fail their Reserve.
-func (m *mirror) assume(hostname string, seenVersion uint64, role string, claim podresources.Resources) {
+// resources as free until the watch catches up, and fail their Reserve. A
+// broker that sends no version (0) leaves only the old test: the copy is the
+// one Filter saw (seenVersion), so that subtracting twice cannot hide free
+// resources.
+func (m *mirror) assume(hostname string, seenVersion, claimVersion uint64, role string, claim podresources.Resources) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	a := m.agents[hostname]
-	if a == nil || a.version != seenVersion {
+	if a == nil {
+		return
+	}
+	if claimVersion != 0 && a.version >= claimVersion {
+		return
+	}
+	if claimVersion == 0 && a.version != seenVersion {
 		return
 	}
 	cp := *a

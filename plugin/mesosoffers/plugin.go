@@ -313,7 +313,7 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 	}
 	r := resp.GetReservation()
 	state.Write(reservationKey, &reservationState{r: r})
-	pl.mirror.assume(nodeName, seen, r.GetRole(), grpcserver.ResourcesFromProto(r.GetResources()))
+	pl.mirror.assume(nodeName, seen, resp.GetResourceVersion(), r.GetRole(), grpcserver.ResourcesFromProto(r.GetResources()))
 	pl.mirror.unpark(pod.UID)
 	klog.FromContext(ctx).V(4).Info("Reserved Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "reservation", r.GetId(), "role", r.GetRole())
 	return nil

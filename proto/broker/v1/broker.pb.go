@@ -804,10 +804,14 @@ func (x *ReserveRequest) GetTtl() *durationpb.Duration {
 }
 
 type ReserveResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// The agent's resource_version once the claim was made: a WatchOffers
+	// event of the agent with this version or a later one includes the claim
+	// (the plugin's mirror subtracts it until then).
+	ResourceVersion uint64 `protobuf:"varint,2,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ReserveResponse) Reset() {
@@ -845,6 +849,13 @@ func (x *ReserveResponse) GetReservation() *Reservation {
 		return x.Reservation
 	}
 	return nil
+}
+
+func (x *ReserveResponse) GetResourceVersion() uint64 {
+	if x != nil {
+		return x.ResourceVersion
+	}
+	return 0
 }
 
 type Reservation struct {
@@ -1329,9 +1340,10 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12.\n" +
 	"\x06demand\x18\x04 \x01(\v2\x16.k8sm.broker.v1.DemandR\x06demand\x12+\n" +
-	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"P\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"{\n" +
 	"\x0fReserveResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.k8sm.broker.v1.ReservationR\vreservation\"\xb7\x02\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.k8sm.broker.v1.ReservationR\vreservation\x12)\n" +
+	"\x10resource_version\x18\x02 \x01(\x04R\x0fresourceVersion\"\xb7\x02\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x03pod\x18\x02 \x01(\v2\x16.k8sm.broker.v1.PodRefR\x03pod\x12\x19\n" +
