@@ -20,7 +20,7 @@ import (
 // Defaults of Args. They are exported so that manifests and docs can point at
 // one place.
 const (
-	DefaultBrokerAddress     = "dns:///k8sm-broker.kube-system.svc:7070"
+	DefaultBrokerAddress     = "dns:///k8sm-broker.kube-system.svc:10350"
 	DefaultDialTimeout       = 5 * time.Second
 	DefaultRPCTimeout        = 5 * time.Second
 	DefaultLaunchTimeout     = 30 * time.Second
@@ -37,7 +37,7 @@ const (
 //	pluginConfig:
 //	- name: MesosOffers
 //	  args:
-//	    brokerAddresses: ["k8sm-broker-0:7070", "k8sm-broker-1:7070"]
+//	    brokerAddresses: ["k8sm-broker-0:10350", "k8sm-broker-1:10350"]
 //	    reservationTTL: 30s
 type Args struct {
 	metav1.TypeMeta `json:",inline"`

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/component-base/configz"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	"k8s.io/utils/ptr"
@@ -250,6 +251,10 @@ func startScheduler(ctx context.Context, t testing.TB, flags ...string) {
 		t.Fatal(err)
 	}
 	opts.InformerName = name
+	// app.Run registers the scheduler's configuration in the process-wide
+	// configz registry and fails if an earlier scheduler of this test
+	// binary left it there.
+	configz.Delete("componentconfig")
 	cc, sched, err := app.Setup(ctx, opts, app.WithPlugin(mesosoffers.Name, mesosoffers.New))
 	if err != nil {
 		t.Fatalf("setting up the scheduler: %v", err)
@@ -261,5 +266,8 @@ func startScheduler(ctx context.Context, t testing.TB, flags ...string) {
 			t.Errorf("scheduler: %v", err)
 		}
 	}()
-	t.Cleanup(func() { <-done })
+	t.Cleanup(func() {
+		<-done
+		configz.Delete("componentconfig")
+	})
 }
