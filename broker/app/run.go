@@ -122,7 +122,7 @@ func (c *Config) Run(ctx context.Context) error {
 	mirror := nodes.New(nodes.Config{Client: c.Kube, Cache: cache, LeaseDuration: o.NodeLeaseDuration})
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns,
-		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
+		Client:      c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
 		TaskID: grpcserver.TaskID, PodUID: framework.PodUID,
 		AgentHostname: func(id string) (string, bool) {
 			v, ok := cache.Agent(id)
