@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,6 +119,7 @@ func BenchmarkScheduler1000Agents(b *testing.B) {
 	// fitting offer arrives (the issue asks for under 100 ms).
 	b.Run("BoundAfterOffer", func(b *testing.B) {
 		var total time.Duration
+		var each []time.Duration
 		for range b.N {
 			// The harness runs this more than once; names and ports must not repeat.
 			i := int(waits.Add(1))
@@ -144,10 +146,18 @@ func BenchmarkScheduler1000Agents(b *testing.B) {
 					break
 				}
 			}
-			total += time.Since(offered)
+			took := time.Since(offered)
+			total += took
+			each = append(each, took)
 			w.Stop()
 		}
-		b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-bound")
+		slices.Sort(each)
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(total)/float64(b.N), "ms-to-bound")
+		// The mean hides how the wait spreads; on a shared machine one slow
+		// round can dominate it.
+		b.ReportMetric(ms(each[len(each)/2]), "p50-ms")
+		b.ReportMetric(ms(each[len(each)-1]), "max-ms")
 	})
 }
 
