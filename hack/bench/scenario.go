@@ -230,7 +230,7 @@ func (r *runner) setup(ctx context.Context, e *scenarioEnv, res *ScenarioResult)
 		// A broker that cannot keep every Node Ready is a result, not the
 		// end of the run: go on with the Nodes that are usable, as the
 		// schedulers do, and say so.
-		if usable*2 < sc.Agents {
+		if usable == 0 {
 			return err
 		}
 		res.Notes = append(res.Notes, fmt.Sprintf("only %d of %d agents' Nodes were Ready and untainted after %v; the phases ran on those", usable, sc.Agents, r.cfg.NodesTimeout))
