@@ -587,10 +587,14 @@ func (l *loop) reconcileHanded(ctx context.Context, t *task) {
 		t.Phase = phaseDone
 		t.Lingering = true
 	default:
-		// The kubelet already stopped every container: the task ended.
+		// The pod ended (the kubelet stopped every container, or the broker
+		// ended it after its task was lost): the task ended. The kubelet
+		// keeps the ended pod, so that it stops whatever still runs and
+		// never writes an older phase over the terminal one.
 		l.logger.Info("Pod ended", "task", t.Info.TaskID.Value, "state", v.state, "message", v.message)
 		l.send(ctx, t, st)
 		t.Phase = phaseDone
+		t.Lingering = true
 	}
 }
 

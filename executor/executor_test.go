@@ -149,6 +149,35 @@ func TestStoppedPodStaysWithTheKubeletUntilDeleted(t *testing.T) {
 	e.eventually("the kubelet to let the deleted pod go", func() bool { return e.kube.has(p.UID) == nil })
 }
 
+// A running pod that the broker ends (its task was lost while the agent was
+// away) stays with the kubelet as the API server has it, Failed: dropped,
+// the kubelet would write its older Running phase over Failed.
+func TestPodEndedByTheBrokerStaysWithTheKubelet(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("lost", nil)
+	id := e.launch(p)
+	e.startExecutor(e.mesosEnv())
+	e.update(id, mesos.TASK_RUNNING)
+	live, err := e.api.CoreV1().Pods("default").Get(e.ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.ResourceVersion = "1000"
+	live.Status.Phase, live.Status.Reason = v1.PodFailed, "MesosTaskLost"
+	if _, err := e.api.CoreV1().Pods("default").UpdateStatus(e.ctx, live, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.update(id, mesos.TASK_FAILED)
+	e.eventually("the kubelet to have the pod as Failed", func() bool {
+		k := e.kube.has(p.UID)
+		return k != nil && k.Status.Phase == v1.PodFailed
+	})
+	time.Sleep(2 * time.Second)
+	if k := e.kube.has(p.UID); k == nil {
+		t.Fatal("the kubelet was told to forget the ended pod while it is still in the API server")
+	}
+}
+
 // A container that exits 1 fails its task with the exit code in the message.
 func TestContainerExitFails(t *testing.T) {
 	e := newEnv(t, 30*time.Second)
