@@ -212,14 +212,19 @@ func (c *Controller) deleted(obj any) {
 	if was {
 		c.publishPending(false)
 	}
-	if p.Spec.NodeName == "" {
-		return
+	// Any pod may have a task: the broker launches before the scheduler
+	// binds, so a pod deleted in between has a running task and no node.
+	// Waiting for reconciliation would leave it running for minutes. An
+	// unbound pod's agent is left to the framework, which knows where it
+	// launched; a pod that never had a task costs a KILL that Mesos answers
+	// with TASK_LOST, which ends nothing (the pod is gone).
+	agentID := ""
+	if p.Spec.NodeName != "" {
+		agentID = c.agentOfNode(p.Spec.NodeName)
 	}
-	// A bound pod may have a task (a pod bound before its task started is
-	// killed too: Mesos answers an unknown task with TASK_LOST).
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.cfg.Framework.KillTask(ctx, c.cfg.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-deleted"); err != nil {
+	if err := c.cfg.Framework.KillTask(ctx, c.cfg.TaskID(p.UID), agentID, "pod-deleted"); err != nil {
 		// Reconciliation after the next subscription kills it for good.
 		klog.ErrorS(err, "Killing the task of a deleted pod", "pod", klog.KObj(p))
 	}

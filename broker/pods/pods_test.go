@@ -1,12 +1,20 @@
 package pods
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/k8sm/k8sm/broker/framework"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // TestPhaseOf: a finished task succeeds its pod; every other end fails it,
@@ -48,5 +56,44 @@ func TestBoundAt(t *testing.T) {
 	p.Status.Conditions = []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionTrue, LastTransitionTime: metav1.NewTime(bound)}}
 	if got := boundAt(p); !got.Equal(bound) {
 		t.Errorf("with PodScheduled: %v, want %v", got, bound)
+	}
+}
+
+type killRecorder struct {
+	mu    sync.Mutex
+	kills []string // "<task>@<agent>/<reason>"
+}
+
+func (k *killRecorder) SetPending(bool) {}
+func (k *killRecorder) Revive()         {}
+func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.kills = append(k.kills, taskID+"@"+agentID+"/"+reason)
+	return nil
+}
+
+// TestDeletedUnboundPodKillsItsTask: the broker launches a pod's task before
+// the scheduler binds it, so a pod deleted in between has a running task but
+// no node. Its deletion must kill that task at once (the framework finds the
+// agent it launched on), not leave it to the next reconciliation.
+func TestDeletedUnboundPodKillsItsTask(t *testing.T) {
+	fw := &killRecorder{}
+	c := New(Config{Client: fake.NewSimpleClientset(), SchedulerName: "mesos-scheduler", Framework: fw,
+		TaskID: taskinfo.TaskID, PodUID: framework.PodUID})
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "u1"},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler"}}
+	c.observe(pod)
+	c.deleted(pod)
+	// And a deletion the informer only learnt of late (tombstone).
+	late := pod.DeepCopy()
+	late.UID = "u2"
+	c.deleted(cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: late})
+
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	want := []string{"pod.u1@/pod-deleted", "pod.u2@/pod-deleted"}
+	if fmt.Sprint(fw.kills) != fmt.Sprint(want) {
+		t.Errorf("kills %v, want %v", fw.kills, want)
 	}
 }
