@@ -63,6 +63,7 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	rc.UserAgent = "k8sm-broker"
+	rc.QPS, rc.Burst = o.KubeAPIQPS, int(o.KubeAPIBurst)
 	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}

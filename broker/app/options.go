@@ -5,6 +5,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type Options struct {
 	ExecutorMemMB      float64
 
 	Kubeconfig        string
+	KubeAPIQPS        float32
+	KubeAPIBurst      int32
 	SchedulerName     string
 	NodeLeaseDuration time.Duration
 
@@ -82,6 +85,11 @@ func NewOptions() *Options {
 		ExecutorCommand:   "./k8sm-executor",
 		ExecutorCPUs:      0.25,
 		ExecutorMemMB:     128,
+		// kube-scheduler's: the broker's writes (binding-time Node
+		// status, pod phases, Leases) grow with the scheduler's pods/s,
+		// which client-go's 5 QPS would throttle.
+		KubeAPIQPS:        50,
+		KubeAPIBurst:      100,
 		SchedulerName:     "mesos-scheduler",
 		NodeLeaseDuration: 40 * time.Second,
 		GRPCAddress:       "0.0.0.0:10350",
@@ -128,6 +136,8 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 
 	fs = fss.FlagSet("kubernetes")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "The kubeconfig of the broker (user system:k8sm-broker); in-cluster configuration when empty.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "QPS to use while talking with the Kubernetes API server.")
+	fs.Int32Var(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst to use while talking with the Kubernetes API server.")
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "The schedulerName of the pods k8sm runs.")
 	fs.DurationVar(&o.NodeLeaseDuration, "node-lease-duration", o.NodeLeaseDuration, "The lease duration of the Node Leases the broker renews for agents without a kubelet.")
 
@@ -203,6 +213,14 @@ func (o *Options) Validate() error {
 	}
 	if o.ExecutorCPUs < 0 || o.ExecutorMemMB < 0 {
 		errs = append(errs, errors.New("--executor-cpus and --executor-mem must not be negative"))
+	}
+	if o.KubeAPIQPS <= 0 || math.IsInf(float64(o.KubeAPIQPS), 0) || math.IsNaN(float64(o.KubeAPIQPS)) {
+		// client-go reads 0 as its default of 5 and a negative value as no
+		// limit at all; neither is what a user setting the flag means.
+		errs = append(errs, fmt.Errorf("--kube-api-qps=%v must be a positive number", o.KubeAPIQPS))
+	}
+	if o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-burst=%d must be at least 1", o.KubeAPIBurst))
 	}
 	if o.SchedulerName == "" {
 		errs = append(errs, errors.New("--scheduler-name must not be empty"))

@@ -1,6 +1,9 @@
 package app
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,5 +44,53 @@ func TestValidateNamesFlags(t *testing.T) {
 	o.Master = "zk://zk1:2181,zk2:2181/mesos"
 	if err := o.Validate(); err != nil {
 		t.Errorf("defaults with a zk:// master: %v", err)
+	}
+}
+
+// TestKubeAPIRateFlags: --kube-api-qps/--kube-api-burst default to
+// kube-scheduler's 50/100, parse, reject values that do not rate-limit as
+// asked (naming the flag), and reach the broker's Kubernetes client.
+func TestKubeAPIRateFlags(t *testing.T) {
+	parse := func(args ...string) *Options {
+		t.Helper()
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(append([]string{"--master=zk://zk:2181/mesos"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if o := parse(); o.KubeAPIQPS != 50 || o.KubeAPIBurst != 100 {
+		t.Errorf("defaults %v/%d, want 50/100", o.KubeAPIQPS, o.KubeAPIBurst)
+	}
+	for _, bad := range [][]string{{"--kube-api-qps=0"}, {"--kube-api-qps=-1"}, {"--kube-api-burst=0"}} {
+		err := parse(bad...).Validate()
+		flag := strings.SplitN(bad[0], "=", 2)[0]
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%v: error %v does not name %s", bad, err, flag)
+		}
+	}
+
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := parse("--kube-api-qps=200", "--kube-api-burst=300", "--kubeconfig="+kubeconfig,
+		"--grpc-bind-address=127.0.0.1:0", "--http-bind-address=")
+	c, err := o.Config(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.GRPCListener.Close()
+	rl := c.Kube.CoreV1().RESTClient().GetRateLimiter()
+	if rl == nil || rl.QPS() != 200 {
+		t.Errorf("the client's rate limiter %v, want 200 QPS", rl)
 	}
 }
