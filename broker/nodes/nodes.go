@@ -289,6 +289,30 @@ func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) 
 	if a.lost {
 		cond.Status, cond.Reason, cond.Message = v1.ConditionFalse, ReasonAgentLost, "Mesos lost the agent"
 	}
+	_, err := m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// A new Node is written at once by the control plane (the node
+		// lifecycle controller taints it not-ready, IPAM sets its podCIDR),
+		// so the object Create returned is already stale: without a retry
+		// the Node would stay NotReady until the next sync.
+		fresh, gerr := m.cfg.Client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("re-reading Node %s after a conflict: %w", node.Name, gerr)
+		}
+		_, err = m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(fresh, cond, a), metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("updating the status of Node %s: %w", node.Name, err)
+	}
+	if a.lost {
+		return nil
+	}
+	return m.renewLease(ctx, node)
+}
+
+// withStatus is node with the broker's Ready condition and the agent's
+// capacity.
+func withStatus(node *v1.Node, cond v1.NodeCondition, a *agentState) *v1.Node {
 	n := node.DeepCopy()
 	found := false
 	for i := range n.Status.Conditions {
@@ -309,13 +333,7 @@ func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) 
 		n.Status.Capacity = resourceList(a.capacity)
 		n.Status.Allocatable = resourceList(a.capacity)
 	}
-	if _, err := m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("updating the status of Node %s: %w", n.Name, err)
-	}
-	if a.lost {
-		return nil
-	}
-	return m.renewLease(ctx, n)
+	return n
 }
 
 func (m *Mirror) renewLease(ctx context.Context, node *v1.Node) error {

@@ -1,12 +1,19 @@
 package nodes
 
 import (
+	"context"
+	"errors"
+	"strconv"
 	"testing"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
@@ -68,5 +75,71 @@ func TestRenewedByOther(t *testing.T) {
 		if got := renewedByOther(l); got != c.want {
 			t.Errorf("%s: renewedByOther = %v, want %v", name, got, c.want)
 		}
+	}
+}
+
+// TestNewNodeReadyAfterOneSync: the control plane writes a new Node at once
+// (the node lifecycle controller taints it not-ready), so the object Create
+// returned is stale by the time the broker writes its status. The Node of a
+// new agent must still be Ready, and its Lease held, after one sync.
+func TestNewNodeReadyAfterOneSync(t *testing.T) {
+	client := fake.NewSimpleClientset()
+	tracker := client.Tracker()
+	nodesGVR := v1.SchemeGroupVersion.WithResource("nodes")
+	rv := 0
+	nextRV := func(n *v1.Node) { rv++; n.ResourceVersion = strconv.Itoa(rv) }
+	// The fake keeps no resourceVersions: this one does, as the API server.
+	client.PrependReactor("create", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		created := action.(k8stesting.CreateAction).GetObject().(*v1.Node).DeepCopy()
+		nextRV(created)
+		if err := tracker.Create(nodesGVR, created, ""); err != nil {
+			return true, nil, err
+		}
+		// The node lifecycle controller's write right after creation.
+		tainted := created.DeepCopy()
+		tainted.Spec.Taints = append(tainted.Spec.Taints, v1.Taint{Key: v1.TaintNodeNotReady, Effect: v1.TaintEffectNoSchedule})
+		nextRV(tainted)
+		if err := tracker.Update(nodesGVR, tainted, ""); err != nil {
+			return true, nil, err
+		}
+		return true, created, nil
+	})
+	client.PrependReactor("update", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		n := action.(k8stesting.UpdateAction).GetObject().(*v1.Node).DeepCopy()
+		stored, err := tracker.Get(nodesGVR, "", n.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if n.ResourceVersion != stored.(*v1.Node).ResourceVersion {
+			return true, nil, apierrors.NewConflict(nodesGVR.GroupResource(), n.Name, errors.New("the object has been modified"))
+		}
+		nextRV(n)
+		return true, n, tracker.Update(nodesGVR, n, "")
+	})
+
+	m := New(Config{Client: client})
+	a := &agentState{id: "S1", hostname: "h1", capacity: podresources.Resources{Scalars: podresources.Scalars{CPUs: 2000, MemMB: 1024000}}}
+	if err := m.sync(context.Background(), a); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	n, err := client.CoreV1().Nodes().Get(context.Background(), "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := false
+	for _, c := range n.Status.Conditions {
+		ready = ready || (c.Type == v1.NodeReady && c.Status == v1.ConditionTrue)
+	}
+	if !ready {
+		t.Errorf("Node conditions after one sync %v, want Ready", n.Status.Conditions)
+	}
+	if cpu := n.Status.Allocatable[v1.ResourceCPU]; cpu.MilliValue() != 2000 {
+		t.Errorf("allocatable cpu %s, want 2", cpu.String())
+	}
+	if len(n.Spec.Taints) != 2 {
+		t.Errorf("taints %v: the status write dropped the controller's taint or the broker's", n.Spec.Taints)
+	}
+	if _, err := client.CoordinationV1().Leases(leaseNamespace).Get(context.Background(), "h1", metav1.GetOptions{}); err != nil {
+		t.Errorf("the Node's Lease: %v", err)
 	}
 }
