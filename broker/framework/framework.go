@@ -77,7 +77,8 @@ type Config struct {
 	Roles []string
 	// Executor is what the executor itself needs (as the cache charges it).
 	Executor podresources.Resources
-	// RefuseSeconds filters declined offers and the remainder of accepted ones.
+	// RefuseSeconds filters declined offers, and the remainder of accepted
+	// ones while no pod is pending.
 	RefuseSeconds float64
 	// DeclineInterval is how often expired reservations and unused offers
 	// are swept (default 1s).
@@ -442,10 +443,16 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	for i, id := range l.OfferIDs {
 		offerIDs[i] = mesos.OfferID{Value: id}
 	}
+	f.mu.Lock()
+	pending := f.pending
+	f.mu.Unlock()
 	refuse := time.Duration(f.cfg.RefuseSeconds * float64(time.Second))
-	if len(l.Lost) > 0 {
-		// The remainder held reservations whose pods are retried: have
-		// Mesos offer it again at once rather than after the filter.
+	if pending || len(l.Lost) > 0 {
+		// Pods wait (or the remainder held reservations whose pods are
+		// retried): the agent's leftovers must come back in the next
+		// allocation, not after the filter. Under the filter every agent
+		// drops out of the offers for seconds after each launch, and a
+		// burst of pods needs one such wave per pod an agent takes.
 		refuse = 0
 	}
 	call := calls.Accept(calls.OfferOperations{calls.OpLaunch(tasks...)}.WithOffers(offerIDs...)).

@@ -90,6 +90,8 @@ type timedCaller struct {
 	mu      sync.Mutex
 	accepts time.Duration
 	n       int
+	// refuse is the refuse_seconds filter of each ACCEPT, in order.
+	refuse []float64
 }
 
 func (c *timedCaller) Call(ctx context.Context, call *scheduler.Call) error {
@@ -99,6 +101,7 @@ func (c *timedCaller) Call(ctx context.Context, call *scheduler.Call) error {
 		c.mu.Lock()
 		c.accepts += time.Since(start)
 		c.n++
+		c.refuse = append(c.refuse, call.GetAccept().GetFilters().GetRefuseSeconds())
 		c.mu.Unlock()
 	}
 	return err
@@ -455,5 +458,38 @@ func TestExecutorConfigChange(t *testing.T) {
 	}
 	if len(execs) != 1 {
 		t.Errorf("the agent runs executors %v, want only the new configuration's", execs)
+	}
+}
+
+// TestAcceptRefuseWhilePending: while pods are pending, an ACCEPT leaves the
+// agent's leftovers unfiltered, so they are offered again in the next
+// allocation for the next pod; with none pending they are filtered for
+// --refuse-seconds like a decline.
+func TestAcceptRefuseWhilePending(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newEnv(t, ctx)
+	refuses := func() []float64 {
+		e.caller.mu.Lock()
+		defer e.caller.mu.Unlock()
+		return append([]float64(nil), e.caller.refuse...)
+	}
+
+	// The reservation holds its offer; the pod reserved is the last one.
+	r := reserve(t, ctx, e, "web-1", "uid-1", 0)
+	e.fw.SetPending(false)
+	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-1", "uid-1", false), PodContentType: "application/json"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := refuses(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("ACCEPT filters with nothing pending %v, want the configured 1s", got)
+	}
+
+	e.fw.Revive() // a new pod
+	if st := launchOne(t, ctx, e, "web-2", "uid-2"); st != mesos.TASK_RUNNING {
+		t.Fatalf("web-2's task %s", st)
+	}
+	if got := refuses(); len(got) != 2 || got[1] != 0 {
+		t.Errorf("ACCEPT filters while pods are pending %v, want 0s for the second", got)
 	}
 }
