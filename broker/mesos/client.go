@@ -12,6 +12,7 @@ import (
 	"math/rand"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -251,7 +252,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	logger.Info("Subscribing to Mesos", "frameworkID", id, "roles", info.Roles)
-	resp, err := caller.Call(sctx, calls.Subscribe(&info))
+	resp, err := c.handshake(sctx, cancel, caller, &info, changed)
 	if err != nil {
 		metrics.Subscriptions.WithLabelValues("error").Inc()
 		if id != "" && strings.Contains(err.Error(), "Framework has been removed") {
@@ -367,6 +368,40 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 			}
 		}
 	}
+}
+
+// handshake sends SUBSCRIBE and waits for the response headers. A master
+// that accepts the connection but never answers (a dying process, a
+// partition that drops packets) must not hold the client: the wait ends
+// after CallTimeout, or as soon as ZooKeeper names another leader. Once the
+// stream is open the event loop's heartbeat watchdog takes over.
+func (c *Client) handshake(ctx context.Context, cancel context.CancelFunc, caller calls.Caller, info *mesos.FrameworkInfo, changed <-chan struct{}) (mesos.Response, error) {
+	done := make(chan struct{})
+	var leaderChanged, timedOut atomic.Bool
+	go func() {
+		t := time.NewTimer(c.cfg.CallTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-changed:
+			leaderChanged.Store(true)
+			cancel()
+		case <-t.C:
+			timedOut.Store(true)
+			cancel()
+		}
+	}()
+	resp, err := caller.Call(ctx, calls.Subscribe(info))
+	close(done)
+	switch {
+	case err == nil:
+		return resp, nil
+	case leaderChanged.Load():
+		return nil, fmt.Errorf("the leading master changed while subscribing: %w", err)
+	case timedOut.Load():
+		return nil, fmt.Errorf("no answer to SUBSCRIBE within %v: %w", c.cfg.CallTimeout, err)
+	}
+	return nil, err
 }
 
 func (c *Client) ack(ctx context.Context, st mesos.TaskStatus) {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,5 +234,95 @@ func TestNotSubscribed(t *testing.T) {
 	}
 	if _, err := brokermesos.New(brokermesos.Config{Detector: brokermesos.StaticMaster("x"), MediaType: "text/plain"}); err == nil || !strings.Contains(err.Error(), "text/plain") {
 		t.Fatalf("bad media type: %v", err)
+	}
+}
+
+// switchingDetector names first one master, then, once switched, another;
+// the channel it returned for the first is closed at the switch, as the
+// ZooKeeper detector does on a leader change.
+type switchingDetector struct {
+	mu      sync.Mutex
+	current string
+	changed chan struct{}
+}
+
+func (d *switchingDetector) Master(context.Context) (string, <-chan struct{}, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current, d.changed, nil
+}
+
+func (d *switchingDetector) switchTo(url string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.current = url
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// TestLeaderChangeDuringSubscribe: a master that takes the SUBSCRIBE but
+// never answers (a dying process) does not hold the client once ZooKeeper
+// names another leader: it subscribes to the new one.
+func TestLeaderChangeDuringSubscribe(t *testing.T) {
+	// Well below the HTTP client's own request timeout, which would free
+	// the client too, a minute later.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	hung := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The server notices a closed connection only once the body is read.
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(stuck.Close)
+	fm := &fakeMaster{heartbeat: 60, callSeen: make(chan string, 10)}
+	healthy := httptest.NewServer(fm)
+	t.Cleanup(healthy.Close)
+
+	det := &switchingDetector{current: stuck.URL, changed: make(chan struct{})}
+	rec := newRecorder()
+	// CallTimeout far beyond the test's deadline: only the leader change
+	// can free the client.
+	startClient(t, ctx, brokermesos.Config{
+		Detector: det, MediaType: string(codecs.MediaTypeJSON), CallTimeout: time.Hour,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}, rec)
+	select {
+	case <-hung:
+	case <-ctx.Done():
+		t.Fatal("the client never sent SUBSCRIBE to the first master")
+	}
+	det.switchTo(healthy.URL)
+	rec.next(t, ctx, scheduler.Event_SUBSCRIBED)
+	if n := fm.subscribeCount(); n != 1 {
+		t.Errorf("the new leader saw %d SUBSCRIBE calls, want 1", n)
+	}
+}
+
+// TestSubscribeTimeout: a master that never answers SUBSCRIBE is given up
+// after CallTimeout and tried again, rather than waited on for ever.
+func TestSubscribeTimeout(t *testing.T) {
+	ctx := testCtx(t)
+	var attempts atomic.Int32
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		attempts.Add(1)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(stuck.Close)
+	startClient(t, ctx, brokermesos.Config{
+		Detector: brokermesos.StaticMaster(stuck.URL), MediaType: string(codecs.MediaTypeJSON),
+		CallTimeout: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}, newRecorder())
+	for attempts.Load() < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d SUBSCRIBE attempts to a silent master, want 3 or more", attempts.Load())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
