@@ -28,8 +28,8 @@ type otherFramework struct {
 	declined int
 }
 
-// OtherFramwrk is what a second framework saw.
-type OtherFramwrk struct {
+// OtherFrameworkResult is what a second framework saw.
+type OtherFrameworkResult struct {
 	Name        string  `json:"name"`
 	Offers      int     `json:"offers"`
 	HoldMs      float64 `json:"hold_ms"`
@@ -86,10 +86,10 @@ func (o *otherFramework) run(ctx context.Context) {
 	}
 }
 
-func (o *otherFramework) result() OtherFramwrk {
+func (o *otherFramework) result() OtherFrameworkResult {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return OtherFramwrk{Name: o.name, Offers: o.offers, HoldMs: float64(otherHold.Milliseconds()), RefuseSecs: otherRefuse}
+	return OtherFrameworkResult{Name: o.name, Offers: o.offers, HoldMs: float64(otherHold.Milliseconds()), RefuseSecs: otherRefuse}
 }
 
 func (o *otherFramework) stop() {

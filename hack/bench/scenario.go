@@ -42,20 +42,20 @@ type ScenarioResult struct {
 	NodesReadySeconds float64 `json:"nodes_ready_seconds"`
 	// UsableNodes* count the agents' Nodes that were Ready and free of
 	// node.kubernetes.io taints before the first phase and after the last.
-	UsableNodesAtStart int            `json:"usable_nodes_at_start"`
-	UsableNodesAtEnd   int            `json:"usable_nodes_at_end"`
-	Notes              []string       `json:"notes,omitempty"`
-	Phases             []PhaseResult  `json:"phases"`
-	Broker             *BrokerResult  `json:"broker_alone,omitempty"`
-	BrokerProc         ProcStats      `json:"broker_process"`
-	SchedulerProc      ProcStats      `json:"scheduler_process"`
-	DriverProc         ProcStats      `json:"driver_process"`
-	OffersReceived     float64        `json:"broker_offers_received"`
-	OffersDeclined     float64        `json:"broker_offers_declined"`
-	OtherFrameworks    []OtherFramwrk `json:"other_frameworks,omitempty"`
-	Profiles           []string       `json:"profiles,omitempty"`
-	WallSeconds        float64        `json:"wall_seconds"`
-	Error              string         `json:"error,omitempty"`
+	UsableNodesAtStart int                    `json:"usable_nodes_at_start"`
+	UsableNodesAtEnd   int                    `json:"usable_nodes_at_end"`
+	Notes              []string               `json:"notes,omitempty"`
+	Phases             []PhaseResult          `json:"phases"`
+	Broker             *BrokerResult          `json:"broker_alone,omitempty"`
+	BrokerProc         ProcStats              `json:"broker_process"`
+	SchedulerProc      ProcStats              `json:"scheduler_process"`
+	DriverProc         ProcStats              `json:"driver_process"`
+	OffersReceived     float64                `json:"broker_offers_received"`
+	OffersDeclined     float64                `json:"broker_offers_declined"`
+	OtherFrameworks    []OtherFrameworkResult `json:"other_frameworks,omitempty"`
+	Profiles           []string               `json:"profiles,omitempty"`
+	WallSeconds        float64                `json:"wall_seconds"`
+	Error              string                 `json:"error,omitempty"`
 }
 
 type runner struct {
