@@ -22,8 +22,9 @@ const (
 )
 
 // StartZooKeeper runs a standalone ZooKeeper server with its data in dir,
-// listening on 127.0.0.1:port, and returns once it answers "ruok". There is
-// no systemd here, so the server is started with java directly.
+// listening on 127.0.0.1:port, and returns once it serves requests ("srvr"
+// reports its mode). There is no systemd here, so the server is started with
+// java directly.
 func StartZooKeeper(ctx context.Context, dir string, port int) (*Process, error) {
 	return startZooKeeper(ctx, dir, dir, port)
 }
@@ -75,7 +76,9 @@ func startZooKeeper(ctx context.Context, stateDir, dir string, port int) (*Proce
 	return p, nil
 }
 
-// zkRuok sends ZooKeeper's "ruok" four-letter command.
+// zkRuok asks ZooKeeper's "srvr" four-letter command whether the server
+// serves requests. "ruok" is not enough: it answers "imok" as soon as the
+// process listens, before the server hands out sessions.
 func zkRuok(ctx context.Context, addr string) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -86,15 +89,15 @@ func zkRuok(ctx context.Context, addr string) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	if _, err := c.Write([]byte("ruok")); err != nil {
+	if _, err := c.Write([]byte("srvr")); err != nil {
 		return err
 	}
 	b, err := io.ReadAll(c)
 	if err != nil {
 		return err
 	}
-	if string(b) != "imok" {
-		return fmt.Errorf("%w: zookeeper answered %q to ruok", errNotReady, b)
+	if !strings.Contains(string(b), "Mode: ") {
+		return fmt.Errorf("%w: zookeeper answered %q to srvr", errNotReady, strings.TrimSpace(string(b)))
 	}
 	return nil
 }
