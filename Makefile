@@ -31,9 +31,17 @@ TEST_FLAGS ?= -count=1 -timeout=30m
 
 .PHONY: build deps test test-unit test-integration e2e bench up down generate verify-generate lint clean
 
+# Stamp the release the binaries are built from, as upstream's build does:
+# without it they report v0.0.0-master+$Format:%H$, which `kubectl version`
+# cannot parse and which makes kubelets' Nodes show no version.
+K8S_VERSION := $(shell go list -m -f '{{.Version}}' k8s.io/kubernetes 2>/dev/null)
+K8S_MINOR   := $(word 2,$(subst ., ,$(K8S_VERSION)))
+VERSION_LDFLAGS := $(foreach pkg,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+  -X $(pkg).gitVersion=$(K8S_VERSION) -X $(pkg).gitMajor=1 -X $(pkg).gitMinor=$(K8S_MINOR) -X $(pkg).gitTreeState=clean)
+
 build:
 	@mkdir -p $(BIN)/images
-	go build -o $(BIN)/ $(UPSTREAM) $(OURS)
+	go build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(UPSTREAM) $(OURS)
 	CGO_ENABLED=0 go build -ldflags=-s -o $(BIN)/images/ $(IMAGES)
 
 deps:

@@ -143,6 +143,16 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	if logs := lc.kubectl(t, "logs", "deploy/hello"); !strings.Contains(logs, "serving on") {
 		t.Errorf("kubectl logs of the sample: %q", logs)
 	}
+	// The binaries carry the release they are built from: kubectl version
+	// fails on an unstamped server, and the kubelets' Nodes show it.
+	version := lc.kubectl(t, "version", "-o", "jsonpath={.serverVersion.gitVersion}")
+	if !strings.HasPrefix(version, "v1.") {
+		t.Errorf("kubectl version: server %q, want the pinned v1.x release", version)
+	}
+	kubelets := lc.kubectl(t, "get", "nodes", "-o", `jsonpath={range .items[*]}{.status.nodeInfo.kubeletVersion} {end}`)
+	if f := strings.Fields(kubelets); len(f) != 2 || f[0] != version || f[1] != version {
+		t.Errorf("kubelet versions of the agents' Nodes: %q, want %s on both", kubelets, version)
+	}
 
 	out, code = lc.run(t, "up")
 	if code != 0 || !strings.Contains(out, "already up") {
