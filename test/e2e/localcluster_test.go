@@ -145,7 +145,15 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	}
 	// The binaries carry the release they are built from: kubectl version
 	// fails on an unstamped server, and the kubelets' Nodes show it.
-	version := lc.kubectl(t, "version", "-o", "jsonpath={.serverVersion.gitVersion}")
+	var versions struct {
+		ServerVersion struct {
+			GitVersion string `json:"gitVersion"`
+		} `json:"serverVersion"`
+	}
+	if err := json.Unmarshal([]byte(lc.kubectl(t, "version", "-o", "json")), &versions); err != nil {
+		t.Fatalf("kubectl version -o json: %v", err)
+	}
+	version := versions.ServerVersion.GitVersion
 	if !strings.HasPrefix(version, "v1.") {
 		t.Errorf("kubectl version: server %q, want the pinned v1.x release", version)
 	}
