@@ -71,7 +71,7 @@ e2e: deps build
 bench: deps
 	go build -o $(BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 	    ./hack/cmd/etcd ./plugin/cmd/kube-scheduler ./hack/cmd/k8sm-bench
-	$(BIN)/k8sm-bench --repo=$(CURDIR) --bin-dir=$(abspath $(BIN)) --out=$(abspath $(OUT))/bench $(BENCH_FLAGS)
+	$(BIN)/k8sm-bench --bin-dir=$(abspath $(BIN)) --out=$(abspath $(OUT))/bench $(BENCH_FLAGS)
 	$(if $(BENCH_GO),go test -run '^$$' -bench . -benchmem ./broker/offers ./broker/framework)
 
 up: deps build

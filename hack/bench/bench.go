@@ -29,9 +29,8 @@ const HollowNote = "mesos-sim hollow agents: launches answer TASK_RUNNING and ru
 
 // Config is what `k8sm-bench` is told.
 type Config struct {
-	RepoRoot string `json:"-"`
-	BinDir   string `json:"-"`
-	OutDir   string `json:"-"`
+	BinDir string `json:"-"`
+	OutDir string `json:"-"`
 	// Self is the k8sm-bench executable, re-run as the broker's process.
 	Self string `json:"-"`
 

@@ -19,13 +19,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/k8sm/k8sm/hack/cluster"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
-	"github.com/k8sm/k8sm/plugin/mesosoffers"
+	"github.com/k8sm/k8sm/manifests"
 )
 
 // Scheduler names of the two profiles of the one kube-scheduler process.
@@ -305,7 +304,7 @@ func nodeUsable(n *corev1.Node) bool {
 // startScheduler runs the k8sm kube-scheduler (plugin/cmd/kube-scheduler)
 // with the shipped mesos-scheduler profile and a stock profile beside it.
 func (r *runner) startScheduler(ctx context.Context, e *scenarioEnv) error {
-	conf, err := schedulerConfig(filepath.Join(r.cfg.RepoRoot, "manifests", "scheduler.yaml"), e.brokerRPC, r.kubeconfig, r.cfg.SchedulerQPS)
+	conf, err := schedulerConfig(e.brokerRPC, r.kubeconfig, r.cfg.SchedulerQPS)
 	if err != nil {
 		return err
 	}
@@ -336,53 +335,22 @@ func (r *runner) startScheduler(ctx context.Context, e *scenarioEnv) error {
 // schedulerConfig is the KubeSchedulerConfiguration shipped in
 // manifests/scheduler.yaml, pointed at this broker and API server, with a
 // second profile that is the stock scheduler (default plugins, DefaultBinder).
-func schedulerConfig(manifest, brokerAddr, kubeconfig string, qps int) ([]byte, error) {
-	raw, err := os.ReadFile(manifest)
+func schedulerConfig(brokerAddr, kubeconfig string, qps int) ([]byte, error) {
+	// The copy compiled into this binary: `make bench` builds it from the
+	// tree it benchmarks, as `make up` does local-cluster.
+	cfg, err := manifests.ShippedSchedulerConfig()
 	if err != nil {
 		return nil, err
 	}
-	var text string
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var obj struct {
-			Kind string            `json:"kind"`
-			Data map[string]string `json:"data"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			return nil, fmt.Errorf("%s: %w", manifest, err)
-		}
-		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {
-			text = obj.Data["scheduler-config.yaml"]
-		}
-	}
-	if text == "" {
-		return nil, fmt.Errorf("%s has no ConfigMap with scheduler-config.yaml", manifest)
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+	if err := cfg.SetBrokerAddresses(brokerAddr); err != nil {
 		return nil, err
 	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": qps, "burst": 2 * qps}
+	cfg.SetClientConnection(kubeconfig, float32(qps), 2*qps)
 	// One replica: no election to wait for.
-	cfg["leaderElection"] = map[string]any{"leaderElect": false}
+	cfg.SetLeaderElect(false)
 	profiles, _ := cfg["profiles"].([]any)
-	found := false
-	for _, p := range profiles {
-		pm, _ := p.(map[string]any)
-		pcs, _ := pm["pluginConfig"].([]any)
-		for _, pc := range pcs {
-			pc, _ := pc.(map[string]any)
-			if pc["name"] == mesosoffers.Name {
-				args, _ := pc["args"].(map[string]any)
-				args["brokerAddresses"] = []string{brokerAddr}
-				found = true
-			}
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("%s: no %s pluginConfig to point at the broker", manifest, mesosoffers.Name)
-	}
 	cfg["profiles"] = append(profiles, map[string]any{"schedulerName": StockScheduler})
-	return yaml.Marshal(cfg)
+	return cfg.YAML()
 }
 
 // profile takes CPU profiles of the broker, the scheduler and this process

@@ -56,10 +56,7 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	probe := func(ctx context.Context) error {
-		return getOK(ctx, adminHTTPClient(pki), c.APIServerURL()+"/readyz")
-	}
-	if err := waitHealthy(ctx, p, 3*time.Minute, probe); err != nil {
+	if err := waitHealthy(ctx, p, 3*time.Minute, getOKProbe(adminHTTPClient(pki), c.APIServerURL()+"/readyz")); err != nil {
 		_ = p.Stop()
 		return nil, err
 	}
@@ -99,12 +96,7 @@ func startControllerManager(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Its serving certificate is self-signed at start; /healthz is public.
-	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	probe := func(ctx context.Context) error {
-		return getOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.ControllerManagerPort))
-	}
-	if err := waitHealthy(ctx, p, 2*time.Minute, probe); err != nil {
+	if err := waitHealthy(ctx, p, 2*time.Minute, selfSignedHealthz(c.ControllerManagerPort)); err != nil {
 		_ = p.Stop()
 		return nil, err
 	}
@@ -123,6 +115,20 @@ func adminHTTPClient(pki PKI) *http.Client {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+// getOKProbe is a waitHealthy probe: GET url answers 200 OK.
+func getOKProbe(client *http.Client, url string) func(context.Context) error {
+	return func(ctx context.Context) error { return getOK(ctx, client, url) }
+}
+
+// selfSignedHealthz is the waitHealthy probe of kube-controller-manager
+// and kube-scheduler on 127.0.0.1:port: they make their serving
+// certificate themselves at start, so there is no CA to verify it with, and
+// /healthz needs no credentials.
+func selfSignedHealthz(port int) func(context.Context) error {
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	return getOKProbe(insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", port))
 }
 
 func getOK(ctx context.Context, client *http.Client, url string) error {

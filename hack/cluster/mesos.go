@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
-	"sigs.k8s.io/yaml"
 
 	"github.com/k8sm/k8sm/manifests"
 )
@@ -382,11 +380,9 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	probe := func(ctx context.Context) error {
-		// Ready: elected, subscribed to Mesos, serving the plugin.
-		return getOK(ctx, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/readyz", c.BrokerHTTPPort))
-	}
-	if err := waitHealthy(ctx, p, 2*time.Minute, probe); err != nil {
+	// Ready: elected, subscribed to Mesos, serving the plugin.
+	ready := getOKProbe(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/readyz", c.BrokerHTTPPort))
+	if err := waitHealthy(ctx, p, 2*time.Minute, ready); err != nil {
 		_ = p.Stop()
 		return nil, err
 	}
@@ -455,11 +451,7 @@ func startScheduler(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	probe := func(ctx context.Context) error {
-		return getOK(ctx, insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.SchedulerPort))
-	}
-	if err := waitHealthy(ctx, p, 2*time.Minute, probe); err != nil {
+	if err := waitHealthy(ctx, p, 2*time.Minute, selfSignedHealthz(c.SchedulerPort)); err != nil {
 		_ = p.Stop()
 		return nil, err
 	}
@@ -469,54 +461,15 @@ func startScheduler(ctx context.Context, c Config) (*Process, error) {
 // writeSchedulerConfig is manifests/scheduler.yaml's KubeSchedulerConfiguration
 // pointed at the local broker and API server; leader election stays on.
 func (c Config) writeSchedulerConfig(kubeconfig string) (string, error) {
-	raw, err := manifests.FS.ReadFile("scheduler.yaml")
+	cfg, err := manifests.ShippedSchedulerConfig()
 	if err != nil {
 		return "", err
 	}
-	var text string
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var obj struct {
-			Kind string            `json:"kind"`
-			Data map[string]string `json:"data"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			return "", fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
-		}
-		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {
-			text = obj.Data["scheduler-config.yaml"]
-		}
+	if err := cfg.SetBrokerAddresses(c.BrokerAddr()); err != nil {
+		return "", err
 	}
-	if text == "" {
-		return "", fmt.Errorf("manifests/scheduler.yaml has no ConfigMap with scheduler-config.yaml")
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
-		return "", fmt.Errorf("reading the KubeSchedulerConfiguration of manifests/scheduler.yaml: %w", err)
-	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig}
-	profiles, _ := cfg["profiles"].([]any)
-	found := false
-	for _, p := range profiles {
-		pm, _ := p.(map[string]any)
-		pcs, _ := pm["pluginConfig"].([]any)
-		for _, pc := range pcs {
-			pc, _ := pc.(map[string]any)
-			if pc["name"] != "MesosOffers" {
-				continue
-			}
-			args, _ := pc["args"].(map[string]any)
-			if args == nil {
-				args = map[string]any{}
-				pc["args"] = args
-			}
-			args["brokerAddresses"] = []string{c.BrokerAddr()}
-			found = true
-		}
-	}
-	if !found {
-		return "", fmt.Errorf("manifests/scheduler.yaml configures no MesosOffers plugin")
-	}
-	out, err := yaml.Marshal(cfg)
+	cfg.SetClientConnection(kubeconfig, 0, 0)
+	out, err := cfg.YAML()
 	if err != nil {
 		return "", err
 	}

@@ -55,7 +55,6 @@ func run(ctx context.Context) int {
 	cfg := bench.Config{}
 	var agents string
 	fs := flag.NewFlagSet("k8sm-bench", flag.ExitOnError)
-	fs.StringVar(&cfg.RepoRoot, "repo", wd, "the k8sm checkout (manifests/scheduler.yaml is read from it)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", filepath.Join(wd, "_output", "bin"), "where `make build` left etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
 	fs.StringVar(&cfg.OutDir, "out", filepath.Join(wd, "_output", "bench"), "where results.json, logs and profiles go")
 	fs.StringVar(&agents, "agents", "100,1000", "hollow Mesos agents per scale run, comma-separated (the big sizes: 5000,10000)")

@@ -1,0 +1,139 @@
+package manifests
+
+import (
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// MesosOffersPlugin is the name the k8sm scheduler plugin registers under
+// (plugin/mesosoffers.Name). It is spelled out here so that this package,
+// which programs import for the manifests alone, does not pull in the
+// scheduler framework.
+const MesosOffersPlugin = "MesosOffers"
+
+// SchedulerConfig is a KubeSchedulerConfiguration held as a generic YAML
+// tree rather than the typed API: fields this package does not know, and
+// the plugin's args, pass through as the file spells them, and rendering
+// adds no zero-valued fields the file does not set.
+type SchedulerConfig map[string]any
+
+// ShippedSchedulerConfig returns the KubeSchedulerConfiguration that
+// manifests/scheduler.yaml deploys (key scheduler-config.yaml of its
+// ConfigMap), for a program to point at its own broker and API server. Each
+// call returns a fresh copy.
+func ShippedSchedulerConfig() (SchedulerConfig, error) {
+	raw, err := FS.ReadFile("scheduler.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+	}
+	return parseSchedulerConfig(raw)
+}
+
+// parseSchedulerConfig finds the KubeSchedulerConfiguration in the
+// ConfigMap of manifest, the text of manifests/scheduler.yaml.
+func parseSchedulerConfig(manifest []byte) (SchedulerConfig, error) {
+	var text string
+	for _, doc := range strings.Split(string(manifest), "\n---\n") {
+		var obj struct {
+			Kind string            `json:"kind"`
+			Data map[string]string `json:"data"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			return nil, fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+		}
+		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {
+			text = obj.Data["scheduler-config.yaml"]
+		}
+	}
+	if text == "" {
+		return nil, fmt.Errorf("manifests/scheduler.yaml has no ConfigMap with scheduler-config.yaml")
+	}
+	var cfg SchedulerConfig
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		return nil, fmt.Errorf("reading the KubeSchedulerConfiguration of manifests/scheduler.yaml: %w", err)
+	}
+	if cfg == nil {
+		return nil, fmt.Errorf("the KubeSchedulerConfiguration of manifests/scheduler.yaml is empty")
+	}
+	return cfg, nil
+}
+
+// MesosOffersArgs returns the args of every MesosOffers pluginConfig, of
+// all profiles, for the caller to edit in place (an absent args becomes an
+// empty one). It is an error if there is none: a configuration that cannot
+// be pointed at a broker schedules nothing onto Mesos.
+func (c SchedulerConfig) MesosOffersArgs() ([]map[string]any, error) {
+	var out []map[string]any
+	profiles, _ := c["profiles"].([]any)
+	for _, p := range profiles {
+		pm, _ := p.(map[string]any)
+		pcs, _ := pm["pluginConfig"].([]any)
+		for _, pc := range pcs {
+			pc, _ := pc.(map[string]any)
+			if pc["name"] != MesosOffersPlugin {
+				continue
+			}
+			args, _ := pc["args"].(map[string]any)
+			if args == nil {
+				args = map[string]any{}
+				pc["args"] = args
+			}
+			out = append(out, args)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("manifests/scheduler.yaml configures no %s plugin (pluginConfig of a profile) to point at the broker", MesosOffersPlugin)
+	}
+	return out, nil
+}
+
+// SetBrokerAddresses points every MesosOffers plugin at addrs (gRPC
+// targets, as args.brokerAddresses takes them) instead of the in-cluster
+// broker Service.
+func (c SchedulerConfig) SetBrokerAddresses(addrs ...string) error {
+	all, err := c.MesosOffersArgs()
+	if err != nil {
+		return err
+	}
+	for _, args := range all {
+		args["brokerAddresses"] = append([]string(nil), addrs...)
+	}
+	return nil
+}
+
+// SetClientConnection replaces clientConnection: the scheduler talks to the
+// API server of kubeconfig (the shipped file has none: in a pod the
+// scheduler uses its ServiceAccount). A zero qps or burst is left out, so
+// that the scheduler's default applies.
+func (c SchedulerConfig) SetClientConnection(kubeconfig string, qps float32, burst int) {
+	cc := map[string]any{"kubeconfig": kubeconfig}
+	if qps != 0 {
+		cc["qps"] = qps
+	}
+	if burst != 0 {
+		cc["burst"] = burst
+	}
+	c["clientConnection"] = cc
+}
+
+// SetLeaderElect turns leader election on or off, keeping the lease's name
+// and namespace of the shipped file.
+func (c SchedulerConfig) SetLeaderElect(on bool) {
+	le, _ := c["leaderElection"].(map[string]any)
+	if le == nil {
+		le = map[string]any{}
+		c["leaderElection"] = le
+	}
+	le["leaderElect"] = on
+}
+
+// YAML renders the configuration as kube-scheduler's --config reads it.
+func (c SchedulerConfig) YAML() ([]byte, error) {
+	out, err := yaml.Marshal(map[string]any(c))
+	if err != nil {
+		return nil, fmt.Errorf("rendering the KubeSchedulerConfiguration of manifests/scheduler.yaml: %w", err)
+	}
+	return out, nil
+}
