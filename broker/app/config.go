@@ -25,12 +25,16 @@ import (
 type Config struct {
 	Options *Options
 
-	Kube      kubernetes.Interface
-	Framework mesos.FrameworkInfo
-	Secret    string
-	MediaType string
-	Executor  podresources.Resources
-	Builder   taskBuilder
+	Kube kubernetes.Interface
+	// Heartbeats writes Node status and Leases for agents without a
+	// kubelet (nodes.Config.Heartbeats): no client-side rate limit, the
+	// node mirror's workers bound it.
+	Heartbeats kubernetes.Interface
+	Framework  mesos.FrameworkInfo
+	Secret     string
+	MediaType  string
+	Executor   podresources.Resources
+	Builder    taskBuilder
 
 	// ZKServers and ZKPath hold the broker's state (empty: none).
 	ZKServers []string
@@ -65,6 +69,11 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	rc.UserAgent = "k8sm-broker"
 	rc.QPS, rc.Burst = o.KubeAPIQPS, int(o.KubeAPIBurst)
 	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	hb := rest.CopyConfig(rc)
+	hb.QPS, hb.Burst = -1, 0 // client-go: a negative QPS means no rate limiter
+	if c.Heartbeats, err = kubernetes.NewForConfig(hb); err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	if o.SecretFile != "" {

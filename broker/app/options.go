@@ -53,6 +53,7 @@ type Options struct {
 	KubeAPIBurst      int32
 	SchedulerName     string
 	NodeLeaseDuration time.Duration
+	NodeSyncWorkers   int32
 
 	GRPCAddress string
 	HTTPAddress string
@@ -92,6 +93,7 @@ func NewOptions() *Options {
 		KubeAPIBurst:      100,
 		SchedulerName:     "mesos-scheduler",
 		NodeLeaseDuration: 40 * time.Second,
+		NodeSyncWorkers:   16,
 		GRPCAddress:       "0.0.0.0:10350",
 		HTTPAddress:       "0.0.0.0:10351",
 		LeaderElect:       true,
@@ -140,6 +142,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.Int32Var(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst to use while talking with the Kubernetes API server.")
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "The schedulerName of the pods k8sm runs.")
 	fs.DurationVar(&o.NodeLeaseDuration, "node-lease-duration", o.NodeLeaseDuration, "The lease duration of the Node Leases the broker renews for agents without a kubelet.")
+	fs.Int32Var(&o.NodeSyncWorkers, "node-sync-workers", o.NodeSyncWorkers, "How many agents' Nodes and Leases the broker writes at once. These heartbeats (one Lease renewal per agent without a kubelet every quarter of --node-lease-duration, as its kubelet would do) are not limited by --kube-api-qps, which is one client's budget, not that of the kubelets the broker stands in for.")
 
 	fs = fss.FlagSet("serving")
 	fs.StringVar(&o.GRPCAddress, "grpc-bind-address", o.GRPCAddress, "The address of the Broker gRPC service (the scheduler plugin's).")
@@ -221,6 +224,12 @@ func (o *Options) Validate() error {
 	}
 	if o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-burst=%d must be at least 1", o.KubeAPIBurst))
+	}
+	if o.NodeSyncWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--node-sync-workers=%d must be at least 1", o.NodeSyncWorkers))
+	}
+	if o.NodeLeaseDuration < 4*time.Second {
+		errs = append(errs, fmt.Errorf("--node-lease-duration=%v must be at least 4s (Leases are renewed every quarter of it)", o.NodeLeaseDuration))
 	}
 	if o.SchedulerName == "" {
 		errs = append(errs, errors.New("--scheduler-name must not be empty"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/informers"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
@@ -119,10 +120,14 @@ func (c *Config) Run(ctx context.Context) error {
 		return err
 	}
 	var fw *framework.Framework
-	mirror := nodes.New(nodes.Config{Client: c.Kube, Cache: cache, LeaseDuration: o.NodeLeaseDuration})
+	// One Node informer for the mirror and the pod controller.
+	nodeInformers := informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithTransform(nodes.StripNode))
+	nodeInformer := nodeInformers.Core().V1().Nodes()
+	mirror := nodes.New(nodes.Config{Client: c.Kube, Heartbeats: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
+		LeaseDuration: o.NodeLeaseDuration, Workers: int(o.NodeSyncWorkers)})
 	podc := pods.New(pods.Config{
-		KubeletRuns: mirror.KubeletRuns,
-		Client:      c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
+		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
+		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
 		TaskID: grpcserver.TaskID, PodUID: framework.PodUID,
 		AgentHostname: func(id string) (string, bool) {
 			v, ok := cache.Agent(id)
@@ -163,6 +168,7 @@ func (c *Config) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(lctx) }()
 	}
+	nodeInformers.Start(lctx.Done())
 	run(runDetector)
 	run(podc.Run)
 	run(fw.Run)

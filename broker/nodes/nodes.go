@@ -10,8 +10,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sort"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -20,7 +21,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -43,9 +48,30 @@ const (
 
 // Config of the mirror.
 type Config struct {
-	Client        kubernetes.Interface
-	Cache         *offers.Cache
-	LeaseDuration time.Duration // default 40s
+	// Client reads Nodes and Leases and writes the broker's labels, taint
+	// and annotation.
+	Client kubernetes.Interface
+	// Heartbeats writes Node status and renews Leases; nil means Client.
+	// The broker stands in for the kubelets of every agent that has none
+	// yet, so these writes grow with the number of agents (one Lease
+	// renewal per agent per LeaseDuration/4, as each kubelet would do) and
+	// must not queue behind the broker's own requests under one kubelet's
+	// rate limit: give it a client whose rate grows with the agents (the
+	// broker's has none, and Workers bounds its concurrency).
+	Heartbeats kubernetes.Interface
+	// Nodes is an informer on Nodes shared with the rest of the broker;
+	// nil: the mirror starts its own.
+	Nodes coreinformers.NodeInformer
+	Cache *offers.Cache
+	// LeaseDuration of the Leases the broker writes (default 40s); they
+	// are renewed every quarter of it.
+	LeaseDuration time.Duration
+	// StatusReportInterval is how often an unchanged Node status is written
+	// again (default 5m, the kubelet's nodeStatusReportFrequency): the
+	// Lease is the heartbeat, the status only says what changed.
+	StatusReportInterval time.Duration
+	// Workers syncing agents at once (default 16).
+	Workers int
 }
 
 type agentState struct {
@@ -55,12 +81,28 @@ type agentState struct {
 	lost         bool
 }
 
+// syncState is what the mirror remembers of its last writes for an agent;
+// only the worker syncing the agent touches it.
+type syncState struct {
+	// lease is the Lease as the broker last wrote it: renewing it is one
+	// Update, and a conflict says someone else (the kubelet) wrote it.
+	lease *coordinationv1.Lease
+	// kubelet: the kubelet renewed the Lease when last looked at. Atomic:
+	// the informer's handler reads it.
+	kubelet atomic.Bool
+}
+
 // Mirror implements framework.AgentSink.
 type Mirror struct {
-	cfg  Config
-	mu   sync.Mutex
-	byID map[string]*agentState
-	wake chan struct{}
+	cfg   Config
+	queue workqueue.TypedRateLimitingInterface[string]
+	// startNodes starts the informer when the mirror owns it.
+	startNodes func(stop <-chan struct{})
+
+	mu     sync.Mutex
+	byID   map[string]*agentState
+	byHost map[string]string // hostname → agent id
+	state  map[string]*syncState
 }
 
 // New returns a mirror; Run does the writing.
@@ -68,13 +110,70 @@ func New(cfg Config) *Mirror {
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = 40 * time.Second
 	}
-	return &Mirror{cfg: cfg, byID: map[string]*agentState{}, wake: make(chan struct{}, 1)}
+	if cfg.StatusReportInterval <= 0 {
+		cfg.StatusReportInterval = 5 * time.Minute
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.Heartbeats == nil {
+		cfg.Heartbeats = cfg.Client
+	}
+	m := &Mirror{cfg: cfg, byID: map[string]*agentState{}, byHost: map[string]string{}, state: map[string]*syncState{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, cfg.LeaseDuration/4),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "k8sm_node_mirror"})}
+	if m.cfg.Nodes == nil && cfg.Client != nil {
+		f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(StripNode))
+		m.cfg.Nodes = f.Core().V1().Nodes()
+		m.startNodes = f.Start
+	}
+	if m.cfg.Nodes != nil {
+		_, _ = m.cfg.Nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			UpdateFunc: func(_, obj any) { m.nodeChanged(obj) },
+			DeleteFunc: m.nodeChanged,
+		})
+	}
+	return m
 }
 
-func (m *Mirror) poke() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
+// StripNode drops what the broker never reads from a cached Node (managed
+// fields, the image list a kubelet reports): at thousands of agents it is
+// most of the informer's memory. Use it as the informer's transform.
+func StripNode(obj any) (any, error) {
+	if n, ok := obj.(*v1.Node); ok {
+		n.ManagedFields = nil
+		n.Status.Images = nil
+	}
+	return obj, nil
+}
+
+// nodeChanged queues the agent of a Node someone else changed, when the
+// change undid what the broker keeps there (the node lifecycle controller
+// marked it Unknown after a missed Lease, a person deleted it), so that it
+// is put right at once rather than at the next status report.
+func (m *Mirror) nodeChanged(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	n, ok := obj.(*v1.Node)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	id := m.byHost[n.Name]
+	var a agentState
+	if p := m.byID[id]; p != nil {
+		a = *p
+	}
+	st := m.state[id]
+	m.mu.Unlock()
+	if a.id == "" || st == nil {
+		return
+	}
+	if n.DeletionTimestamp != nil || !equalMeta(n, m.withDesired(n, &a)) ||
+		(!st.kubelet.Load() && statusNeeded(n, &a, time.Time{}, 0)) {
+		m.queue.Add(id)
 	}
 }
 
@@ -85,61 +184,97 @@ func (m *Mirror) AgentOffered(_ context.Context, o *mesos.Offer) {
 	if !ok {
 		a = &agentState{id: o.AgentID.Value}
 		m.byID[a.id] = a
+		m.state[a.id] = &syncState{}
 	}
+	changed := !ok || a.lost || a.hostname != o.Hostname
 	a.hostname = o.Hostname
+	m.byHost[a.hostname] = a.id
 	a.lost = false
-	a.attributes = attributes(o.Attributes)
+	attrs := attributes(o.Attributes)
+	changed = changed || !maps.Equal(attrs, a.attributes)
+	a.attributes = attrs
 	if v, ok := m.cfg.Cache.Agent(a.id); ok {
-		a.capacity = v.Capacity.Total()
+		total := v.Capacity.Total()
+		changed = changed || total.Scalars != a.capacity.Scalars
+		a.capacity = total
 	}
 	m.mu.Unlock()
-	if !ok {
-		m.poke()
+	if changed {
+		m.queue.Add(a.id)
 	}
 }
 
 // AgentLost implements framework.AgentSink.
 func (m *Mirror) AgentLost(_ context.Context, agentID string) {
 	m.mu.Lock()
-	if a, ok := m.byID[agentID]; ok {
+	a, ok := m.byID[agentID]
+	if ok {
 		a.lost = true
 	}
 	m.mu.Unlock()
-	m.poke()
+	if ok {
+		m.queue.Add(agentID)
+	}
 }
 
 // ExecutorEnded implements framework.AgentSink: the kubelet is gone, so the
 // broker takes the Node back once the kubelet's Lease runs out.
-func (m *Mirror) ExecutorEnded(context.Context, string) { m.poke() }
+func (m *Mirror) ExecutorEnded(_ context.Context, agentID string) { m.queue.Add(agentID) }
 
-// Run syncs every agent's Node and Lease until ctx ends.
+// Run syncs agents' Nodes and Leases until ctx ends: each agent when it
+// changes and every LeaseDuration/4, Workers at a time.
 func (m *Mirror) Run(ctx context.Context) {
-	t := time.NewTicker(m.cfg.LeaseDuration / 4)
-	defer t.Stop()
-	for {
-		m.syncAll(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-m.wake:
-		}
+	defer m.queue.ShutDown()
+	if m.startNodes != nil {
+		m.startNodes(ctx.Done())
 	}
+	if m.cfg.Nodes != nil && !cache.WaitForCacheSync(ctx.Done(), m.cfg.Nodes.Informer().HasSynced) {
+		return
+	}
+	var wg sync.WaitGroup
+	for range m.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m.next(ctx) {
+			}
+		}()
+	}
+	<-ctx.Done()
+	m.queue.ShutDown()
+	wg.Wait()
 }
 
-func (m *Mirror) syncAll(ctx context.Context) {
+func (m *Mirror) next(ctx context.Context) bool {
+	id, quit := m.queue.Get()
+	if quit {
+		return false
+	}
+	defer m.queue.Done(id)
 	m.mu.Lock()
-	agents := make([]agentState, 0, len(m.byID))
-	for _, a := range m.byID {
-		agents = append(agents, *a)
+	a, ok := m.byID[id]
+	var snapshot agentState
+	if ok {
+		snapshot = *a
 	}
 	m.mu.Unlock()
-	sort.Slice(agents, func(i, j int) bool { return agents[i].hostname < agents[j].hostname })
-	for i := range agents {
-		if err := m.sync(ctx, &agents[i]); err != nil && ctx.Err() == nil {
-			klog.FromContext(ctx).Error(err, "Mirroring a Mesos agent as a Node", "node", agents[i].hostname, "agent", agents[i].id)
-		}
+	if !ok {
+		m.queue.Forget(id)
+		return true
 	}
+	if err := m.sync(ctx, &snapshot); err != nil {
+		if ctx.Err() != nil {
+			return true
+		}
+		klog.FromContext(ctx).Error(err, "Mirroring a Mesos agent as a Node", "node", snapshot.hostname, "agent", snapshot.id)
+		m.queue.AddRateLimited(id)
+		return true
+	}
+	m.queue.Forget(id)
+	if !snapshot.lost {
+		m.queue.AddAfter(id, m.cfg.LeaseDuration/4)
+	}
+	return true
 }
 
 func attributes(attrs []mesos.Attribute) map[string]string {
@@ -168,38 +303,125 @@ func resourceList(r podresources.Resources) v1.ResourceList {
 	}
 }
 
+// sync makes the agent's Node and Lease what they should be, with as few
+// requests as it can: at steady state one Lease renewal (a kubelet's
+// heartbeat), the Node read from the informer, its status written only when
+// it changed or every StatusReportInterval.
 func (m *Mirror) sync(ctx context.Context, a *agentState) error {
 	if a.hostname == "" {
 		return nil
 	}
-	nodes := m.cfg.Client.CoreV1().Nodes()
-	node, err := nodes.Get(ctx, a.hostname, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		if a.lost {
+	m.mu.Lock()
+	st := m.state[a.id]
+	if st == nil {
+		st = &syncState{}
+		m.state[a.id] = st
+	}
+	m.mu.Unlock()
+	node, err := m.node(ctx, a)
+	if err != nil || node == nil {
+		return err
+	}
+	if want := m.withDesired(node, a); !equalMeta(node, want) {
+		if node, err = m.cfg.Client.CoreV1().Nodes().Update(ctx, want, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
+			if node, err = m.cfg.Client.CoreV1().Nodes().Get(ctx, a.hostname, metav1.GetOptions{}); err == nil {
+				node, err = m.cfg.Client.CoreV1().Nodes().Update(ctx, m.withDesired(node, a), metav1.UpdateOptions{})
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("updating Node %s: %w", a.hostname, err)
+		}
+	}
+	if a.lost && !statusNeeded(node, a, time.Time{}, 0) {
+		return nil // already says so; nothing to renew
+	}
+	if st.lease == nil || st.kubelet.Load() {
+		l, err := m.cfg.Client.CoordinationV1().Leases(leaseNamespace).Get(ctx, a.hostname, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			st.lease = nil
+			st.kubelet.Store(false)
+		case err != nil:
+			return fmt.Errorf("reading the Lease of Node %s: %w", a.hostname, err)
+		default:
+			st.lease = l
+			st.kubelet.Store(kubeletRenews(l, m.cfg.LeaseDuration))
+		}
+		if st.kubelet.Load() {
 			return nil
 		}
-		node = &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.hostname}}
-		m.desired(node, a)
-		if node, err = nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating Node %s: %w", a.hostname, err)
+	}
+	if !a.lost {
+		// The Lease first: it is what the node lifecycle controller reads.
+		if err := m.renewLease(ctx, node, st); err != nil || st.kubelet.Load() {
+			return err
 		}
-		klog.FromContext(ctx).Info("Mirrored a Mesos agent as a Node", "node", a.hostname, "agent", a.id)
-	} else if err != nil {
-		return fmt.Errorf("reading Node %s: %w", a.hostname, err)
-	} else {
-		want := node.DeepCopy()
-		m.desired(want, a)
-		if !equalMeta(node, want) {
-			if node, err = nodes.Update(ctx, want, metav1.UpdateOptions{}); err != nil {
-				return fmt.Errorf("updating Node %s: %w", a.hostname, err)
+	}
+	if !statusNeeded(node, a, time.Now(), m.cfg.StatusReportInterval) {
+		return nil
+	}
+	return m.writeStatus(ctx, node, a)
+}
+
+// node is the agent's Node from the informer, or from the API server when
+// the informer has not seen it yet; it creates the Node of a new agent. Nil
+// for a lost agent without a Node.
+func (m *Mirror) node(ctx context.Context, a *agentState) (*v1.Node, error) {
+	if m.cfg.Nodes != nil {
+		if n, err := m.cfg.Nodes.Lister().Get(a.hostname); err == nil && n.DeletionTimestamp == nil {
+			return n, nil
+		}
+	}
+	nodes := m.cfg.Client.CoreV1().Nodes()
+	node, err := nodes.Get(ctx, a.hostname, metav1.GetOptions{})
+	if err == nil {
+		return node, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading Node %s: %w", a.hostname, err)
+	}
+	if a.lost {
+		return nil, nil
+	}
+	if node, err = nodes.Create(ctx, m.withDesired(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.hostname}}, a), metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating Node %s: %w", a.hostname, err)
+	}
+	klog.FromContext(ctx).Info("Mirrored a Mesos agent as a Node", "node", a.hostname, "agent", a.id)
+	return node, nil
+}
+
+// statusNeeded reports whether node's status must be written: its Ready
+// condition or capacity is not the agent's, or (when reportEvery > 0) the
+// condition's heartbeat is older than reportEvery at now.
+func statusNeeded(node *v1.Node, a *agentState, now time.Time, reportEvery time.Duration) bool {
+	want, reason := v1.ConditionTrue, ReasonAgentActive
+	if a.lost {
+		want, reason = v1.ConditionFalse, ReasonAgentLost
+	}
+	var ready *v1.NodeCondition
+	for i := range node.Status.Conditions {
+		if node.Status.Conditions[i].Type == v1.NodeReady {
+			ready = &node.Status.Conditions[i]
+		}
+	}
+	if ready == nil || ready.Status != want || ready.Reason != reason {
+		return true
+	}
+	if !a.lost && !a.capacity.IsZero() {
+		for name, q := range resourceList(a.capacity) {
+			if have, ok := node.Status.Allocatable[name]; !ok || have.Cmp(q) != 0 {
+				return true
 			}
 		}
 	}
-	kubelet, err := m.kubeletOwns(ctx, a.hostname)
-	if err != nil || kubelet {
-		return err
-	}
-	return m.writeStatus(ctx, node, a)
+	return reportEvery > 0 && now.Sub(ready.LastHeartbeatTime.Time) >= reportEvery
+}
+
+// withDesired is a copy of node with the broker's metadata on it.
+func (m *Mirror) withDesired(node *v1.Node, a *agentState) *v1.Node {
+	n := node.DeepCopy()
+	m.desired(n, a)
+	return n
 }
 
 // desired puts the broker's labels, annotation and taint on node, keeping
@@ -245,16 +467,6 @@ func equalMeta(a, b *v1.Node) bool {
 // KubeletRuns reports whether a kubelet runs on the node: it renews the
 // node's Lease (pods.Config.KubeletRuns).
 func (m *Mirror) KubeletRuns(ctx context.Context, name string) (bool, error) {
-	return m.kubeletOwns(ctx, name)
-}
-
-// kubeletOwns reports whether a kubelet renews the node's Lease: it renewed
-// it within the lease duration, and either holds it under the node's name
-// (it created the Lease) or was the last to write its renewTime. A kubelet
-// that finds the broker's Lease keeps its holder: the lease controller
-// (k8s.io/component-helpers/apimachinery/lease) only bumps renewTime of an
-// existing Lease.
-func (m *Mirror) kubeletOwns(ctx context.Context, name string) (bool, error) {
 	l, err := m.cfg.Client.CoordinationV1().Leases(leaseNamespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
@@ -262,10 +474,20 @@ func (m *Mirror) kubeletOwns(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading the Lease of Node %s: %w", name, err)
 	}
-	if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) >= m.cfg.LeaseDuration {
-		return false, nil
+	return kubeletRenews(l, m.cfg.LeaseDuration), nil
+}
+
+// kubeletRenews reports whether a kubelet renews the Lease: it was renewed
+// within the lease duration, and either the kubelet holds it under the
+// node's name (it created the Lease) or was the last to write its
+// renewTime. A kubelet that finds the broker's Lease keeps its holder: the
+// lease controller (k8s.io/component-helpers/apimachinery/lease) only bumps
+// renewTime of an existing Lease.
+func kubeletRenews(l *coordinationv1.Lease, leaseDuration time.Duration) bool {
+	if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) >= leaseDuration {
+		return false
 	}
-	return ptr.Deref(l.Spec.HolderIdentity, "") == name || renewedByOther(l), nil
+	return ptr.Deref(l.Spec.HolderIdentity, "") == l.Name || renewedByOther(l)
 }
 
 // renewedByOther reports whether another field manager than the broker's
@@ -289,7 +511,7 @@ func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) 
 	if a.lost {
 		cond.Status, cond.Reason, cond.Message = v1.ConditionFalse, ReasonAgentLost, "Mesos lost the agent"
 	}
-	_, err := m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
+	_, err := m.cfg.Heartbeats.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		// A new Node is written at once by the control plane (the node
 		// lifecycle controller taints it not-ready, IPAM sets its podCIDR),
@@ -299,15 +521,12 @@ func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) 
 		if gerr != nil {
 			return fmt.Errorf("re-reading Node %s after a conflict: %w", node.Name, gerr)
 		}
-		_, err = m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(fresh, cond, a), metav1.UpdateOptions{})
+		_, err = m.cfg.Heartbeats.CoreV1().Nodes().UpdateStatus(ctx, withStatus(fresh, cond, a), metav1.UpdateOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("updating the status of Node %s: %w", node.Name, err)
 	}
-	if a.lost {
-		return nil
-	}
-	return m.renewLease(ctx, node)
+	return nil
 }
 
 // withStatus is node with the broker's Ready condition and the agent's
@@ -336,31 +555,57 @@ func withStatus(node *v1.Node, cond v1.NodeCondition, a *agentState) *v1.Node {
 	return n
 }
 
-func (m *Mirror) renewLease(ctx context.Context, node *v1.Node) error {
-	leases := m.cfg.Client.CoordinationV1().Leases(leaseNamespace)
+// renewLease renews the broker's Lease of node with one Update of the Lease
+// it last wrote. A conflict means another writer, so it reads the Lease
+// again: a kubelet that renews it takes the Node over (st.kubelet).
+func (m *Mirror) renewLease(ctx context.Context, node *v1.Node, st *syncState) error {
+	leases := m.cfg.Heartbeats.CoordinationV1().Leases(leaseNamespace)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(m.cfg.LeaseDuration.Seconds())
-	l, err := leases.Get(ctx, node.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		l = &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: node.Name, Namespace: leaseNamespace,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(LeaseHolder), LeaseDurationSeconds: &secs, RenewTime: &now},
+	for attempt := 0; ; attempt++ {
+		if st.lease == nil {
+			l := &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: node.Name, Namespace: leaseNamespace,
+					OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(LeaseHolder), LeaseDurationSeconds: &secs, RenewTime: &now},
+			}
+			created, err := leases.Create(ctx, l, metav1.CreateOptions{FieldManager: LeaseHolder})
+			if err == nil {
+				st.lease = created
+				return nil
+			}
+			if !apierrors.IsAlreadyExists(err) || attempt > 0 {
+				return fmt.Errorf("creating the Lease of Node %s: %w", node.Name, err)
+			}
+		} else {
+			l := st.lease.DeepCopy()
+			l.Spec.HolderIdentity = ptr.To(LeaseHolder)
+			l.Spec.LeaseDurationSeconds = &secs
+			l.Spec.RenewTime = &now
+			// The field manager tells the broker's renewals from a kubelet's.
+			updated, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: LeaseHolder})
+			if err == nil {
+				st.lease = updated
+				return nil
+			}
+			if !(apierrors.IsConflict(err) || apierrors.IsNotFound(err)) || attempt > 0 {
+				st.lease = nil
+				return fmt.Errorf("renewing the Lease of Node %s: %w", node.Name, err)
+			}
 		}
-		if _, err := leases.Create(ctx, l, metav1.CreateOptions{FieldManager: LeaseHolder}); err != nil {
-			return fmt.Errorf("creating the Lease of Node %s: %w", node.Name, err)
+		fresh, err := m.cfg.Client.CoordinationV1().Leases(leaseNamespace).Get(ctx, node.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			st.lease = nil
+		case err != nil:
+			st.lease = nil
+			return fmt.Errorf("reading the Lease of Node %s: %w", node.Name, err)
+		default:
+			st.lease = fresh
+			if kubeletRenews(fresh, m.cfg.LeaseDuration) {
+				st.kubelet.Store(true)
+				return nil
+			}
 		}
-		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading the Lease of Node %s: %w", node.Name, err)
-	}
-	l.Spec.HolderIdentity = ptr.To(LeaseHolder)
-	l.Spec.LeaseDurationSeconds = &secs
-	l.Spec.RenewTime = &now
-	// The field manager tells the broker's renewals from a kubelet's.
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: LeaseHolder}); err != nil {
-		return fmt.Errorf("renewing the Lease of Node %s: %w", node.Name, err)
-	}
-	return nil
 }

@@ -3,18 +3,25 @@ package nodes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
+	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
@@ -83,40 +90,7 @@ func TestRenewedByOther(t *testing.T) {
 // returned is stale by the time the broker writes its status. The Node of a
 // new agent must still be Ready, and its Lease held, after one sync.
 func TestNewNodeReadyAfterOneSync(t *testing.T) {
-	client := fake.NewSimpleClientset()
-	tracker := client.Tracker()
-	nodesGVR := v1.SchemeGroupVersion.WithResource("nodes")
-	rv := 0
-	nextRV := func(n *v1.Node) { rv++; n.ResourceVersion = strconv.Itoa(rv) }
-	// The fake keeps no resourceVersions: this one does, as the API server.
-	client.PrependReactor("create", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		created := action.(k8stesting.CreateAction).GetObject().(*v1.Node).DeepCopy()
-		nextRV(created)
-		if err := tracker.Create(nodesGVR, created, ""); err != nil {
-			return true, nil, err
-		}
-		// The node lifecycle controller's write right after creation.
-		tainted := created.DeepCopy()
-		tainted.Spec.Taints = append(tainted.Spec.Taints, v1.Taint{Key: v1.TaintNodeNotReady, Effect: v1.TaintEffectNoSchedule})
-		nextRV(tainted)
-		if err := tracker.Update(nodesGVR, tainted, ""); err != nil {
-			return true, nil, err
-		}
-		return true, created, nil
-	})
-	client.PrependReactor("update", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		n := action.(k8stesting.UpdateAction).GetObject().(*v1.Node).DeepCopy()
-		stored, err := tracker.Get(nodesGVR, "", n.Name)
-		if err != nil {
-			return true, nil, err
-		}
-		if n.ResourceVersion != stored.(*v1.Node).ResourceVersion {
-			return true, nil, apierrors.NewConflict(nodesGVR.GroupResource(), n.Name, errors.New("the object has been modified"))
-		}
-		nextRV(n)
-		return true, n, tracker.Update(nodesGVR, n, "")
-	})
-
+	client := apiServerLike(t, true)
 	m := New(Config{Client: client})
 	a := &agentState{id: "S1", hostname: "h1", capacity: podresources.Resources{Scalars: podresources.Scalars{CPUs: 2000, MemMB: 1024000}}}
 	if err := m.sync(context.Background(), a); err != nil {
@@ -142,4 +116,275 @@ func TestNewNodeReadyAfterOneSync(t *testing.T) {
 	if _, err := client.CoordinationV1().Leases(leaseNamespace).Get(context.Background(), "h1", metav1.GetOptions{}); err != nil {
 		t.Errorf("the Node's Lease: %v", err)
 	}
+}
+
+// apiServerLike is a fake clientset that, as the API server, keeps
+// resourceVersions of Nodes and Leases and refuses an update of a stale
+// one. With controllerTaints, the node lifecycle controller writes every
+// new Node right after its creation.
+func apiServerLike(t *testing.T, controllerTaints bool) *fake.Clientset {
+	t.Helper()
+	client := fake.NewSimpleClientset()
+	tracker := client.Tracker()
+	rv := 0
+	nextRV := func(o metav1.Object) { rv++; o.SetResourceVersion(strconv.Itoa(rv)) }
+	for _, res := range []string{"nodes", "leases"} {
+		gvr := v1.SchemeGroupVersion.WithResource(res)
+		if res == "leases" {
+			gvr = coordinationv1.SchemeGroupVersion.WithResource(res)
+		}
+		client.PrependReactor("create", res, func(action k8stesting.Action) (bool, runtime.Object, error) {
+			created := action.(k8stesting.CreateAction).GetObject().DeepCopyObject()
+			meta := created.(metav1.Object)
+			nextRV(meta)
+			if err := tracker.Create(gvr, created, meta.GetNamespace()); err != nil {
+				return true, nil, err
+			}
+			if n, ok := created.(*v1.Node); ok && controllerTaints {
+				tainted := n.DeepCopy()
+				tainted.Spec.Taints = append(tainted.Spec.Taints, v1.Taint{Key: v1.TaintNodeNotReady, Effect: v1.TaintEffectNoSchedule})
+				nextRV(tainted)
+				if err := tracker.Update(gvr, tainted, ""); err != nil {
+					return true, nil, err
+				}
+			}
+			return true, created, nil
+		})
+		client.PrependReactor("update", res, func(action k8stesting.Action) (bool, runtime.Object, error) {
+			obj := action.(k8stesting.UpdateAction).GetObject().DeepCopyObject()
+			meta := obj.(metav1.Object)
+			stored, err := tracker.Get(gvr, meta.GetNamespace(), meta.GetName())
+			if err != nil {
+				return true, nil, err
+			}
+			if meta.GetResourceVersion() != stored.(metav1.Object).GetResourceVersion() {
+				return true, nil, apierrors.NewConflict(gvr.GroupResource(), meta.GetName(), errors.New("the object has been modified"))
+			}
+			nextRV(meta)
+			return true, obj, tracker.Update(gvr, obj, meta.GetNamespace())
+		})
+	}
+	return client
+}
+
+// startedMirror is a mirror whose Node informer runs, as in the broker.
+func startedMirror(t *testing.T, client *fake.Clientset) (*Mirror, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	m := New(Config{Client: client, Cache: offers.New(offers.Config{})})
+	m.startNodes(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), m.cfg.Nodes.Informer().HasSynced) {
+		t.Fatal("node informer did not sync")
+	}
+	return m, ctx
+}
+
+// waitCached waits until the mirror's informer holds node name in a state
+// cond accepts.
+func waitCached(t *testing.T, m *Mirror, name string, cond func(*v1.Node) bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		n, err := m.cfg.Nodes.Lister().Get(name)
+		return err == nil && cond(n), nil
+	})
+	if err != nil {
+		t.Fatalf("the informer never saw the expected Node %s: %v", name, err)
+	}
+}
+
+func readyIs(status v1.ConditionStatus, reason string) func(*v1.Node) bool {
+	return func(n *v1.Node) bool {
+		for _, c := range n.Status.Conditions {
+			if c.Type == v1.NodeReady {
+				return c.Status == status && c.Reason == reason
+			}
+		}
+		return false
+	}
+}
+
+// writes lists the create/update calls the client got, as "verb resource[/subresource]".
+func writes(client *fake.Clientset) []string {
+	var out []string
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "create" || a.GetVerb() == "update" || a.GetVerb() == "patch" {
+			w := a.GetVerb() + " " + a.GetResource().Resource
+			if a.GetSubresource() != "" {
+				w += "/" + a.GetSubresource()
+			}
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestHeartbeatIsOneLeaseRenewal: once an agent's Node is Ready, keeping it
+// so costs one request per sync, the Lease renewal a kubelet would make;
+// the Node is neither read from the API server nor written. This is what
+// lets one broker keep thousands of agents' Nodes Ready.
+func TestHeartbeatIsOneLeaseRenewal(t *testing.T) {
+	client := apiServerLike(t, false)
+	m, ctx := startedMirror(t, client)
+	a := &agentState{id: "S1", hostname: "h1", capacity: podresources.Resources{Scalars: podresources.Scalars{CPUs: 2000, MemMB: 1024000}}}
+	if err := m.sync(ctx, a); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	waitCached(t, m, "h1", readyIs(v1.ConditionTrue, ReasonAgentActive))
+	before, err := client.CoordinationV1().Leases(leaseNamespace).Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.ClearActions()
+	if err := m.sync(ctx, a); err != nil {
+		t.Fatalf("second sync: %v", err)
+	}
+	if got := client.Actions(); len(got) != 1 || got[0].GetVerb() != "update" || got[0].GetResource().Resource != "leases" {
+		var names []string
+		for _, a := range got {
+			names = append(names, a.GetVerb()+" "+a.GetResource().Resource+"/"+a.GetSubresource())
+		}
+		t.Errorf("requests of a steady-state sync: %v, want one Lease update", names)
+	}
+	after, err := client.CoordinationV1().Leases(leaseNamespace).Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion == before.ResourceVersion || ptr.Deref(after.Spec.HolderIdentity, "") != LeaseHolder {
+		t.Errorf("Lease after the second sync: rv %s→%s holder %q, want renewed by %s", before.ResourceVersion, after.ResourceVersion, ptr.Deref(after.Spec.HolderIdentity, ""), LeaseHolder)
+	}
+}
+
+// TestKubeletTakesOver: when the executor's kubelet renews the Lease the
+// broker created (it keeps the holder and writes renewTime), the broker
+// notices at its next renewal and stops writing the Lease and the status.
+func TestKubeletTakesOver(t *testing.T) {
+	client := apiServerLike(t, false)
+	m, ctx := startedMirror(t, client)
+	a := &agentState{id: "S1", hostname: "h1"}
+	if err := m.sync(ctx, a); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	// The kubelet: renews the Lease (as its lease controller does) and
+	// reports its own Ready condition.
+	l, err := client.CoordinationV1().Leases(leaseNamespace).Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now()))
+	l.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "k8sm-executor", Operation: metav1.ManagedFieldsOperationUpdate,
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:renewTime":{}}}`)}}}
+	if l, err = client.CoordinationV1().Leases(leaseNamespace).Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := client.CoreV1().Nodes().Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "KubeletReady"}}
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, m, "h1", readyIs(v1.ConditionTrue, "KubeletReady"))
+
+	client.ClearActions()
+	for i := range 2 {
+		if err := m.sync(ctx, a); err != nil {
+			t.Fatalf("sync %d after the kubelet started: %v", i, err)
+		}
+	}
+	for _, w := range writes(client) {
+		if w != "update leases" { // the renewal that found the conflict
+			t.Errorf("the broker wrote %q to a Node its kubelet runs", w)
+		}
+	}
+	got, err := client.CoordinationV1().Leases(leaseNamespace).Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ResourceVersion != l.ResourceVersion {
+		t.Errorf("the broker renewed the kubelet's Lease (rv %s, the kubelet wrote %s)", got.ResourceVersion, l.ResourceVersion)
+	}
+	if ok, err := m.KubeletRuns(ctx, "h1"); err != nil || !ok {
+		t.Errorf("KubeletRuns = %v, %v; want true", ok, err)
+	}
+}
+
+// TestNodeMarkedUnknownIsPutRight: if the node lifecycle controller marks
+// the Node Unknown (the broker missed its Lease, e.g. while it failed
+// over), the informer's event queues the agent and one sync makes the Node
+// Ready again, without waiting for the next status report.
+func TestNodeMarkedUnknownIsPutRight(t *testing.T) {
+	client := apiServerLike(t, false)
+	m, ctx := startedMirror(t, client)
+	m.AgentOffered(ctx, &mesos.Offer{AgentID: mesos.AgentID{Value: "S1"}, Hostname: "h1"})
+	if n := m.queue.Len(); n != 1 {
+		t.Fatalf("%d agents queued after a new agent's offer, want 1", n)
+	}
+	m.next(ctx)
+	waitCached(t, m, "h1", readyIs(v1.ConditionTrue, ReasonAgentActive))
+
+	n, err := client.CoreV1().Nodes().Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions[0].Status, n.Status.Conditions[0].Reason = v1.ConditionUnknown, "NodeStatusUnknown"
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return m.queue.Len() == 1, nil
+	}); err != nil {
+		t.Fatal("the Node marked Unknown did not queue its agent")
+	}
+	m.next(ctx)
+	got, err := client.CoreV1().Nodes().Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !readyIs(v1.ConditionTrue, ReasonAgentActive)(got) {
+		t.Errorf("Node conditions after the sync: %v, want Ready by the broker", got.Status.Conditions)
+	}
+}
+
+// TestRunMirrorsManyAgents: Run keeps many agents' Nodes Ready with its
+// workers, and a lost agent's Node goes NotReady.
+func TestRunMirrorsManyAgents(t *testing.T) {
+	client := apiServerLike(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := New(Config{Client: client, Cache: offers.New(offers.Config{}), Workers: 4})
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	const agents = 200
+	for i := range agents {
+		m.AgentOffered(ctx, &mesos.Offer{AgentID: mesos.AgentID{Value: fmt.Sprintf("S%d", i)}, Hostname: fmt.Sprintf("h%d", i)})
+	}
+	allIn := func(lost string) error {
+		return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			list, err := m.cfg.Nodes.Lister().List(labels.Everything())
+			if err != nil || len(list) != agents {
+				return false, err
+			}
+			for _, n := range list {
+				want := readyIs(v1.ConditionTrue, ReasonAgentActive)
+				if n.Name == lost {
+					want = readyIs(v1.ConditionFalse, ReasonAgentLost)
+				}
+				if !want(n) {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+	}
+	if err := allIn(""); err != nil {
+		t.Fatalf("not every agent's Node became Ready: %v", err)
+	}
+	m.AgentLost(ctx, "S7")
+	if err := allIn("h7"); err != nil {
+		t.Errorf("the lost agent's Node did not go NotReady, or another Node changed: %v", err)
+	}
+	cancel()
+	<-done
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -67,6 +68,9 @@ type Config struct {
 	// by the broker: its task killed, then the pod object removed, as the
 	// kubelet would. Nil: never (the kubelet is trusted to be there).
 	KubeletRuns func(ctx context.Context, nodeName string) (bool, error)
+	// Nodes is an informer on Nodes shared with the rest of the broker,
+	// started by its owner; nil: the controller starts its own.
+	Nodes coreinformers.NodeInformer
 }
 
 // Controller implements framework.StatusSink and framework.TaskSource.
@@ -105,8 +109,11 @@ func New(cfg Config) *Controller {
 	_ = pods.AddIndexers(cache.Indexers{byUID: func(obj any) ([]string, error) {
 		return []string{string(obj.(*v1.Pod).UID)}, nil
 	}})
-	nodeFactory := informers.NewSharedInformerFactory(cfg.Client, cfg.Resync)
-	nodes := nodeFactory.Core().V1().Nodes()
+	nodes, startNodes := cfg.Nodes, func(<-chan struct{}) {}
+	if nodes == nil {
+		nodeFactory := informers.NewSharedInformerFactory(cfg.Client, cfg.Resync)
+		nodes, startNodes = nodeFactory.Core().V1().Nodes(), nodeFactory.Start
+	}
 	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
 		terminating: map[types.UID]time.Time{},
 		synced:      []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced}}
@@ -115,7 +122,7 @@ func New(cfg Config) *Controller {
 		UpdateFunc: func(_, obj any) { c.observe(obj.(*v1.Pod)) },
 		DeleteFunc: c.deleted,
 	})
-	c.startNodes = nodeFactory.Start
+	c.startNodes = startNodes
 	return c
 }
 
