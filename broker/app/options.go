@@ -119,7 +119,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.Hostname, "framework-hostname", o.Hostname, "The hostname the framework reports to Mesos.")
 
 	fs = fss.FlagSet("offers")
-	fs.Float64Var(&o.RefuseSeconds, "refuse-seconds", o.RefuseSeconds, "The filter sent with declined offers: seconds before Mesos offers them again.")
+	fs.Float64Var(&o.RefuseSeconds, "refuse-seconds", o.RefuseSeconds, "The filter sent with declined offers and with what a launch leaves of its offers: seconds before Mesos offers them again. While pods are pending, a launch's leftovers are sent back with 0 instead, so that the rest of the agent comes back at the next allocation.")
 	fs.DurationVar(&o.DeclineAfter, "decline-after", o.DeclineAfter, "How long an offer no pod reserved is held before it is declined.")
 	fs.DurationVar(&o.BatchWindow, "launch-batch-window", o.BatchWindow, "How long a launch waits for the other pods reserved on the same agent, to launch them in one ACCEPT.")
 	fs.DurationVar(&o.DefaultTTL, "reservation-ttl", o.DefaultTTL, "How long a reservation holds without a launch, when the scheduler asks for no TTL.")

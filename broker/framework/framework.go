@@ -335,7 +335,13 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 	metrics.Updates.WithLabelValues(state.String()).Inc()
 	taskID := st.TaskID.Value
 	agentID := st.AgentID.GetValue()
-	klog.FromContext(ctx).V(2).Info("Task status", "task", taskID, "state", state, "agent", agentID, "reason", st.GetReason(), "message", st.GetMessage(), "source", st.GetSource())
+	// Reason is optional and its zero value is REASON_COMMAND_EXECUTOR_FAILED:
+	// GetReason would name that failure on every plain TASK_RUNNING.
+	reason := ""
+	if st.Reason != nil {
+		reason = st.Reason.String()
+	}
+	klog.FromContext(ctx).V(2).Info("Task status", "task", taskID, "state", state, "agent", agentID, "reason", reason, "message", st.GetMessage(), "source", st.GetSource())
 	f.mu.Lock()
 	if terminal(state) {
 		delete(f.taskAgents, taskID)
