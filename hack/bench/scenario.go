@@ -198,7 +198,8 @@ func (r *runner) setup(ctx context.Context, e *scenarioEnv, res *ScenarioResult)
 	}
 	e.brokerRPC = "127.0.0.1:" + strconv.Itoa(ports[0])
 	e.brokerWeb = "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	args := []string{"broker", "--kube-qps=" + fmt.Sprint(r.cfg.BrokerQPS), "--",
+	args := []string{"broker",
+		"--kube-api-qps=" + fmt.Sprint(r.cfg.BrokerQPS), "--kube-api-burst=" + fmt.Sprint(int(2*r.cfg.BrokerQPS)),
 		"--master=" + e.sim.MasterURL(), "--leader-elect=false", "--kubeconfig=" + r.kubeconfig,
 		"--grpc-bind-address=" + e.brokerRPC, "--http-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--enable-pprof", "--refuse-seconds=" + strconv.FormatFloat(sc.RefuseSeconds, 'g', -1, 64),

@@ -29,7 +29,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The broker runs as a child process of the driver (its own memory
-	// and CPU): `k8sm-bench broker --kube-qps=N -- <k8sm-broker flags>`.
+	// and CPU): `k8sm-bench broker <k8sm-broker flags>`.
 	if len(os.Args) > 1 && os.Args[1] == "broker" {
 		os.Exit(runBroker(ctx, os.Args[2:]))
 	}
@@ -37,12 +37,7 @@ func main() {
 }
 
 func runBroker(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	qps := fs.Float64("kube-qps", 500, "the broker's Kubernetes client requests/s (k8sm-broker itself has client-go's 5)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if err := bench.RunBroker(ctx, fs.Args(), float32(*qps), int(2**qps)); err != nil {
+	if err := bench.RunBroker(ctx, args); err != nil {
 		klog.ErrorS(err, "k8sm-broker failed")
 		klog.Flush()
 		return 1
@@ -66,7 +61,7 @@ func run(ctx context.Context) int {
 	fs.IntVar(&cfg.VariationAgents, "variation-agents", 100, "agents of the variation runs")
 	fs.IntVar(&cfg.VariationPods, "variation-pods", 200, "pods of the variation runs")
 	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 10, "CPU profiles of broker, scheduler and driver during the k8sm burst at the largest size (0: none)")
-	brokerQPS := fs.Float64("broker-kube-qps", 500, "requests/s of the broker's Kubernetes client")
+	brokerQPS := fs.Float64("broker-kube-qps", 50, "the broker's --kube-api-qps (burst twice that); 50 is k8sm-broker's default")
 	fs.IntVar(&cfg.SchedulerQPS, "scheduler-kube-qps", 500, "clientConnection.qps of the scheduler (burst twice that)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 5*time.Minute, "how long one phase may wait for its pods")
 	fs.DurationVar(&cfg.NodesTimeout, "nodes-timeout", 2*time.Minute, "how long to wait for every agent's Node to be Ready before going on with those that are")
