@@ -26,9 +26,10 @@ type Config struct {
 	Options *Options
 
 	Kube kubernetes.Interface
-	// Heartbeats writes Node status and Leases for agents without a
-	// kubelet (nodes.Config.Heartbeats): no client-side rate limit, the
-	// node mirror's workers bound it.
+	// Heartbeats is the node mirror's client (nodes.Config.Heartbeats): it
+	// stands in for the kubelets of agents without one, so its requests
+	// grow with the agents. No client-side rate limit; the mirror's
+	// workers (--node-sync-workers) bound it.
 	Heartbeats kubernetes.Interface
 	Framework  mesos.FrameworkInfo
 	Secret     string

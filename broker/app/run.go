@@ -123,7 +123,9 @@ func (c *Config) Run(ctx context.Context) error {
 	// One Node informer for the mirror and the pod controller.
 	nodeInformers := informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithTransform(nodes.StripNode))
 	nodeInformer := nodeInformers.Core().V1().Nodes()
-	mirror := nodes.New(nodes.Config{Client: c.Kube, Heartbeats: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
+	// The mirror stands in for the kubelets of agents without one: all its
+	// requests grow with the agents, none belongs under --kube-api-qps.
+	mirror := nodes.New(nodes.Config{Client: c.Heartbeats, Heartbeats: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
 		LeaseDuration: o.NodeLeaseDuration, Workers: int(o.NodeSyncWorkers)})
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,

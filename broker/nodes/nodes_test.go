@@ -356,7 +356,9 @@ func TestRunMirrorsManyAgents(t *testing.T) {
 	m := New(Config{Client: client, Cache: offers.New(offers.Config{}), Workers: 4})
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()
-	const agents = 200
+	// The fake's watch holds at most 100 undelivered events and panics
+	// beyond; 25 agents make about 80 Node events in all.
+	const agents = 25
 	for i := range agents {
 		m.AgentOffered(ctx, &mesos.Offer{AgentID: mesos.AgentID{Value: fmt.Sprintf("S%d", i)}, Hostname: fmt.Sprintf("h%d", i)})
 	}

@@ -117,8 +117,8 @@ func WriteTable(w io.Writer, res *Results) {
 	fmt.Fprintln(w, "### Scheduling: k8sm (mesos-scheduler profile) beside the stock scheduler, same process, same Nodes")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t pods\t scheduler\t load\t bound pods/s\t create→bound p50/p90/p99 ms\t running pods/s\t create→RUNNING p50/p90/p99 ms\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t")
+	fmt.Fprintln(tw, "| agents\t pods\t scheduler\t load\t bound pods/s\t create→bound p50/p90/p99 ms\t running pods/s\t create→RUNNING p50/p90/p99 ms\t attempts/pod (unschedulable, error)\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 	for _, s := range res.Scenarios {
 		if s.Kind != "scale" {
 			continue
@@ -137,10 +137,15 @@ func WriteTable(w io.Writer, res *Results) {
 				name = "stock"
 			}
 			bound := fmt.Sprintf("%d/%d", p.Bound, p.Pods)
-			fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.1f\t %s\t %s\t %s\t\n", s.Agents, bound, name, load, p.BoundPerSecond, ms3(p.CreateToBound), run, runLat)
+			attempts := "-"
+			if p.Attempts != nil && p.Pods > 0 {
+				total := p.Attempts["scheduled"] + p.Attempts["unschedulable"] + p.Attempts["error"]
+				attempts = fmt.Sprintf("%.2f (%g, %g)", total/float64(p.Pods), p.Attempts["unschedulable"], p.Attempts["error"])
+			}
+			fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.1f\t %s\t %s\t %s\t %s\t\n", s.Agents, bound, name, load, p.BoundPerSecond, ms3(p.CreateToBound), run, runLat, attempts)
 		}
 		if s.Error != "" {
-			fmt.Fprintf(tw, "| %d\t error\t %s\t\t\t\t\t\t\n", s.Agents, strings.ReplaceAll(s.Error, "|", "/"))
+			fmt.Fprintf(tw, "| %d\t error\t %s\t\t\t\t\t\t\t\n", s.Agents, strings.ReplaceAll(s.Error, "|", "/"))
 		}
 	}
 	tw.Flush()

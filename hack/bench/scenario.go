@@ -129,7 +129,14 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 		if p.profile {
 			stopProfiles = r.profile(ctx, e)
 		}
+		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
+		if after := scheduleAttempts(ctx, e.schedWeb, p.scheduler); after != nil && before != nil {
+			pr.Attempts = map[string]float64{}
+			for k, v := range after {
+				pr.Attempts[k] = v - before[k]
+			}
+		}
 		if stopProfiles != nil {
 			res.Profiles = stopProfiles()
 		}
@@ -488,4 +495,20 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 		return fmt.Errorf("not done after %v", timeout)
 	}
 	return err
+}
+
+// scheduleAttempts reads the scheduler's attempts of one profile by result;
+// nil if the scheduler did not answer.
+func scheduleAttempts(ctx context.Context, schedWeb, profile string) map[string]float64 {
+	out := map[string]float64{}
+	answered := false
+	for _, result := range []string{"scheduled", "unschedulable", "error"} {
+		v, ok := metricValue(ctx, schedWeb+"/metrics", fmt.Sprintf("scheduler_schedule_attempts_total{profile=%q,result=%q}", profile, result))
+		answered = answered || ok
+		out[result] = v
+	}
+	if !answered {
+		return nil
+	}
+	return out
 }

@@ -46,7 +46,12 @@ type PhaseResult struct {
 	Running         int     `json:"running,omitempty"`
 	RunningPerSec   float64 `json:"running_pods_per_s,omitempty"`
 	CreateToRunning Latency `json:"create_to_running"`
-	Error           string  `json:"error,omitempty"`
+	// Attempts counts the scheduler's attempts for this phase's profile
+	// while it ran, by result (scheduled, unschedulable, error), from
+	// scheduler_schedule_attempts_total: how often a pod was tried before
+	// it was bound.
+	Attempts map[string]float64 `json:"schedule_attempts,omitempty"`
+	Error    string             `json:"error,omitempty"`
 }
 
 func benchPod(scheduler, name, run string) *corev1.Pod {
