@@ -383,7 +383,11 @@ func (m *Mirror) node(ctx context.Context, a *agentState) (*v1.Node, error) {
 	if a.lost {
 		return nil, nil
 	}
-	if node, err = nodes.Create(ctx, m.withDesired(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.hostname}}, a), metav1.CreateOptions{}); err != nil {
+	// Created with its status, as a kubelet registers its Node: one
+	// request, and the node lifecycle controller never sees it not ready
+	// (it only lifts the not-ready taint admission puts on every new Node).
+	node = withStatus(m.withDesired(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.hostname}}, a), readyCondition(a), a)
+	if node, err = nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("creating Node %s: %w", a.hostname, err)
 	}
 	klog.FromContext(ctx).Info("Mirrored a Mesos agent as a Node", "node", a.hostname, "agent", a.id)
@@ -504,13 +508,19 @@ func renewedByOther(l *coordinationv1.Lease) bool {
 	return false
 }
 
-func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) error {
+// readyCondition is the Ready condition the broker reports for a.
+func readyCondition(a *agentState) v1.NodeCondition {
 	now := metav1.Now()
 	cond := v1.NodeCondition{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: ReasonAgentActive,
 		Message: "The Mesos agent is active; k8sm keeps the Node ready until the executor's kubelet runs", LastHeartbeatTime: now, LastTransitionTime: now}
 	if a.lost {
 		cond.Status, cond.Reason, cond.Message = v1.ConditionFalse, ReasonAgentLost, "Mesos lost the agent"
 	}
+	return cond
+}
+
+func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) error {
+	cond := readyCondition(a)
 	_, err := m.cfg.Heartbeats.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		// A new Node is written at once by the control plane (the node
