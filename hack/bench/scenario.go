@@ -131,7 +131,9 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 		}
 		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
-		if after := scheduleAttempts(ctx, e.schedWeb, p.scheduler); after != nil && before != nil {
+		if after := scheduleAttempts(ctx, e.schedWeb, p.scheduler); after != nil {
+			// before is nil when the profile had no attempt yet: the
+			// scheduler creates a series on its first use.
 			pr.Attempts = map[string]float64{}
 			for k, v := range after {
 				pr.Attempts[k] = v - before[k]
@@ -498,7 +500,7 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 }
 
 // scheduleAttempts reads the scheduler's attempts of one profile by result;
-// nil if the scheduler did not answer.
+// nil if the profile has none yet (or the scheduler did not answer).
 func scheduleAttempts(ctx context.Context, schedWeb, profile string) map[string]float64 {
 	out := map[string]float64{}
 	answered := false
