@@ -160,6 +160,12 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 	if u, _, err := r.usableNodes(ctx, e); err == nil {
 		res.UsableNodesAtEnd = u
 	}
+	// Kept for where the time went (extension point and plugin durations).
+	for name, url := range map[string]string{"scheduler-metrics.txt": e.schedWeb + "/metrics", "broker-metrics.txt": e.brokerWeb + "/metrics"} {
+		if err := fetch(ctx, url, filepath.Join(e.dir, name)); err != nil {
+			klog.ErrorS(err, "Saving metrics", "scenario", e.sc.Name)
+		}
+	}
 	res.BrokerProc, _ = procStats(e.broker.pid())
 	res.SchedulerProc, _ = procStats(e.sched.pid())
 	res.DriverProc, _ = procStats(os.Getpid())
