@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,10 +26,10 @@ import (
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/k8sm/k8sm/broker/grpcserver"
 	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/manifests"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/plugin/mesosoffers"
 )
@@ -158,51 +157,31 @@ func createAgentNode(ctx context.Context, t testing.TB, cs kubernetes.Interface,
 // manifests/scheduler.yaml and points it at this test's broker and API server.
 func schedulerConfig(t testing.TB, brokerAddr, kubeconfig string, mutate func(map[string]any)) string {
 	t.Helper()
-	raw, err := os.ReadFile("../../manifests/scheduler.yaml")
+	cfg, err := manifests.ShippedSchedulerConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var text string
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var obj struct {
-			Kind string            `json:"kind"`
-			Data map[string]string `json:"data"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			t.Fatalf("manifests/scheduler.yaml: %v", err)
-		}
-		if obj.Kind == "ConfigMap" {
-			text = obj.Data["scheduler-config.yaml"]
-		}
-	}
-	if text == "" {
-		t.Fatal("manifests/scheduler.yaml has no ConfigMap with scheduler-config.yaml")
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 500, "burst": 1000}
-	le := cfg["leaderElection"].(map[string]any)
-	if le["leaderElect"] != true {
+	cfg.SetClientConnection(kubeconfig, 500, 1000)
+	if le, _ := cfg["leaderElection"].(map[string]any); le["leaderElect"] != true {
 		t.Errorf("the shipped configuration must elect a leader (two replicas run), has leaderElection %v", le)
 	}
 	// In-process the scheduler must run without it: upstream Run exits the
 	// process when leadership ends, which is how a test stops it.
-	le["leaderElect"] = false
-	for _, p := range cfg["profiles"].([]any) {
-		for _, pc := range p.(map[string]any)["pluginConfig"].([]any) {
-			pc := pc.(map[string]any)
-			if pc["name"] == mesosoffers.Name {
-				pc["args"].(map[string]any)["brokerAddresses"] = []string{brokerAddr}
-				pc["args"].(map[string]any)["reconnectMaxDelay"] = "200ms"
-			}
-		}
+	cfg.SetLeaderElect(false)
+	if err := cfg.SetBrokerAddresses(brokerAddr); err != nil {
+		t.Fatal(err)
+	}
+	args, err := cfg.MesosOffersArgs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range args {
+		a["reconnectMaxDelay"] = "200ms"
 	}
 	if mutate != nil {
 		mutate(cfg)
 	}
-	out, err := yaml.Marshal(cfg)
+	out, err := cfg.YAML()
 	if err != nil {
 		t.Fatal(err)
 	}
