@@ -26,7 +26,7 @@ type Config struct {
 	Options *Options
 
 	Kube kubernetes.Interface
-	// Heartbeats is the node mirror's client (nodes.Config.Heartbeats): it
+	// Heartbeats is the node mirror's client (nodes.Config.Client): it
 	// stands in for the kubelets of agents without one, so its requests
 	// grow with the agents. No client-side rate limit; the mirror's
 	// workers (--node-sync-workers) bound it.

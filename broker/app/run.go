@@ -125,7 +125,7 @@ func (c *Config) Run(ctx context.Context) error {
 	nodeInformer := nodeInformers.Core().V1().Nodes()
 	// The mirror stands in for the kubelets of agents without one: all its
 	// requests grow with the agents, none belongs under --kube-api-qps.
-	mirror := nodes.New(nodes.Config{Client: c.Heartbeats, Heartbeats: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
+	mirror := nodes.New(nodes.Config{Client: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
 		LeaseDuration: o.NodeLeaseDuration, Workers: int(o.NodeSyncWorkers)})
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,

@@ -48,17 +48,14 @@ const (
 
 // Config of the mirror.
 type Config struct {
-	// Client reads Nodes and Leases and writes the broker's labels, taint
-	// and annotation.
+	// Client makes every request of the mirror. The broker stands in for
+	// the kubelets of every agent that has none yet, so these requests grow
+	// with the number of agents (one Lease renewal per agent per
+	// LeaseDuration/4, as each kubelet would do) and must not queue behind
+	// the broker's own requests under one kubelet's rate limit: give it a
+	// client whose rate grows with the agents (the broker's has none, and
+	// Workers bounds its concurrency).
 	Client kubernetes.Interface
-	// Heartbeats writes Node status and renews Leases; nil means Client.
-	// The broker stands in for the kubelets of every agent that has none
-	// yet, so these writes grow with the number of agents (one Lease
-	// renewal per agent per LeaseDuration/4, as each kubelet would do) and
-	// must not queue behind the broker's own requests under one kubelet's
-	// rate limit: give it a client whose rate grows with the agents (the
-	// broker's has none, and Workers bounds its concurrency).
-	Heartbeats kubernetes.Interface
 	// Nodes is an informer on Nodes shared with the rest of the broker;
 	// nil: the mirror starts its own.
 	Nodes coreinformers.NodeInformer
@@ -115,9 +112,6 @@ func New(cfg Config) *Mirror {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
-	}
-	if cfg.Heartbeats == nil {
-		cfg.Heartbeats = cfg.Client
 	}
 	m := &Mirror{cfg: cfg, byID: map[string]*agentState{}, byHost: map[string]string{}, state: map[string]*syncState{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -521,7 +515,7 @@ func readyCondition(a *agentState) v1.NodeCondition {
 
 func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) error {
 	cond := readyCondition(a)
-	_, err := m.cfg.Heartbeats.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
+	_, err := m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		// A new Node is written at once by the control plane (the node
 		// lifecycle controller taints it not-ready, IPAM sets its podCIDR),
@@ -531,7 +525,7 @@ func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) 
 		if gerr != nil {
 			return fmt.Errorf("re-reading Node %s after a conflict: %w", node.Name, gerr)
 		}
-		_, err = m.cfg.Heartbeats.CoreV1().Nodes().UpdateStatus(ctx, withStatus(fresh, cond, a), metav1.UpdateOptions{})
+		_, err = m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(fresh, cond, a), metav1.UpdateOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("updating the status of Node %s: %w", node.Name, err)
@@ -569,7 +563,7 @@ func withStatus(node *v1.Node, cond v1.NodeCondition, a *agentState) *v1.Node {
 // it last wrote. A conflict means another writer, so it reads the Lease
 // again: a kubelet that renews it takes the Node over (st.kubelet).
 func (m *Mirror) renewLease(ctx context.Context, node *v1.Node, st *syncState) error {
-	leases := m.cfg.Heartbeats.CoordinationV1().Leases(leaseNamespace)
+	leases := m.cfg.Client.CoordinationV1().Leases(leaseNamespace)
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(m.cfg.LeaseDuration.Seconds())
 	for attempt := 0; ; attempt++ {
