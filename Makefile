@@ -29,7 +29,7 @@ RACE_PKGS := $(addsuffix /...,$(RACE_DIRS))
 UNIT_PKGS := $(shell go list ./... 2>/dev/null | grep -v -e /test/ $(foreach d,$(RACE_DIRS),-e $(patsubst ./%,github.com/k8sm/k8sm/%,$(d))))
 TEST_FLAGS ?= -count=1 -timeout=30m
 
-.PHONY: build deps test test-unit test-integration e2e bench up down generate verify-generate lint clean
+.PHONY: build deps verify-deps test test-unit test-integration e2e bench up down generate verify-generate lint clean
 
 # Stamp the release the binaries are built from, as upstream's build does:
 # without it they report v0.0.0-master+$Format:%H$, which `kubectl version`
@@ -44,8 +44,14 @@ build:
 	go build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(UPSTREAM) $(OURS)
 	CGO_ENABLED=0 go build -ldflags=-s -o $(BIN)/images/ $(IMAGES)
 
+# Debian packages: install-deps installs what hack/deps/deps.list names,
+# verify-deps fails naming the package of anything still missing.
 deps:
 	@hack/install-deps.sh
+	@hack/verify-deps.sh
+
+verify-deps:
+	@hack/verify-deps.sh
 
 test: deps build lint test-unit test-integration e2e
 

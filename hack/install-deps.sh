@@ -2,26 +2,18 @@
 # Installs what the local cluster and the tests need from Debian's packages,
 # skipping what is already there. Idempotent; safe to run on every `make up`
 # and in CI. Go modules come through the module proxy as `go build` asks.
+# hack/verify-deps.sh checks afterwards that every listed path is there.
 set -euo pipefail
 
-# program-or-file -> Debian package
-declare -A need=(
-  [/usr/bin/containerd]=containerd
-  [/usr/sbin/runc]=runc
-  [/usr/lib/cni/bridge]=containernetworking-plugins
-  [/usr/share/java/zookeeper.jar]=zookeeper
-  [/usr/share/java/slf4j-simple.jar]=libslf4j-java
-  [/usr/bin/java]=default-jre-headless
-  [/usr/bin/busybox]=busybox-static
-  [/usr/sbin/iptables]=iptables
-  [/usr/bin/ip]=iproute2
-  [/usr/bin/protoc]=protobuf-compiler
-)
-
+# hack/deps/deps.list names every file and program the build and the tests read
+# from the machine, with the Debian package that provides it.
+LIST=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/deps/deps.list
 missing=()
-for f in "${!need[@]}"; do
-  [ -e "$f" ] || missing+=("${need[$f]}")
-done
+while read -r path pkg _; do
+  [[ -z "${path}" || "${path}" == \#* ]] && continue
+  [ -e "${path}" ] && continue
+  [[ " ${missing[*]} " == *" ${pkg} "* ]] || missing+=("${pkg}")
+done <"${LIST}"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

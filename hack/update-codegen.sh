@@ -7,8 +7,9 @@
 #
 # The protoc plugins are built from the versions pinned in go.mod (see
 # hack/tools/tools.go), so the output changes only when go.mod or a .proto
-# file does. protoc itself comes from Debian's protobuf-compiler package; its
-# version is written into the generated headers.
+# file does. protoc itself comes from Debian's protobuf-compiler package (its
+# version is written into the generated headers), the well-known types it
+# imports from libprotobuf-dev.
 set -o errexit -o nounset -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,16 +17,9 @@ OUT=${1:-$ROOT}
 TOOLS=${ROOT}/_output/tools
 MODULE=github.com/k8sm/k8sm
 
-ensure_protoc() {
-  command -v protoc >/dev/null 2>&1 && return 0
-  echo "protoc not found; installing Debian's protobuf-compiler" >&2
-  if ! apt-get install -y protobuf-compiler >/dev/null; then
-    apt-get update >/dev/null
-    apt-get install -y protobuf-compiler >/dev/null
-  fi
-}
-
-ensure_protoc
+# protoc and its well-known types (libprotobuf-dev) come from Debian.
+"${ROOT}/hack/install-deps.sh"
+"${ROOT}/hack/verify-deps.sh" >/dev/null
 mkdir -p "${TOOLS}" "${OUT}"
 (
   cd "${ROOT}"
@@ -33,7 +27,7 @@ mkdir -p "${TOOLS}" "${OUT}"
   go build -o "${TOOLS}/protoc-gen-go-grpc" google.golang.org/grpc/cmd/protoc-gen-go-grpc
 )
 
-# The well-known types (google/protobuf/*.proto) come with protoc.
+# The well-known types (google/protobuf/*.proto) are beside protoc: /usr/include.
 INCLUDE=$(dirname "$(dirname "$(command -v protoc)")")/include
 
 cd "${ROOT}"
