@@ -16,6 +16,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"k8s.io/klog/v2"
 
+	"github.com/k8sm/k8sm/hack/mesos-sim/fetcher"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
 )
@@ -62,6 +63,17 @@ type executorRun struct {
 	sentTask    bool
 	timer       *time.Timer
 	stopWatch   chan struct{}
+	// fetching: the container is being fetched; the process starts after.
+	fetching bool
+	// pendingTermination is what its tasks end with when the container
+	// failed to launch (slave.cpp's Executor::pendingTermination).
+	pendingTermination *termination
+}
+
+type termination struct {
+	state   mesos.TaskState
+	reason  mesos.TaskStatus_Reason
+	message string
 }
 
 type frameworkState struct {
@@ -89,6 +101,8 @@ type Agent struct {
 	frameworks map[string]*frameworkState
 	updates    map[string]*updateStream // by framework id + "/" + task id
 	connected  bool
+
+	fetcher *fetcher.Fetcher
 
 	partitioned atomic.Bool
 	ln          net.Listener
@@ -136,6 +150,15 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 		a.cfg.WorkDir = d
 	}
+	cacheDir := a.cfg.FetcherCacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(a.cfg.WorkDir, "fetch")
+	}
+	f, err := fetcher.New(cacheDir, a.cfg.FrameworksHome)
+	if err != nil {
+		return fmt.Errorf("starting agent %s: %w", a.cfg.Hostname, err)
+	}
+	a.fetcher = f
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.IP, strconv.Itoa(a.cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("starting agent %s: listening: %w", a.cfg.Hostname, err)

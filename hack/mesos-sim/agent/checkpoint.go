@@ -133,7 +133,9 @@ func (a *Agent) recover() {
 			e.state = terminated
 		case e.kind == kindHollow:
 			e.state = running
-		case !alive(e.pid):
+		case e.pid == 0 || !alive(e.pid):
+			// pid 0: the agent stopped while fetching; the real agent
+			// destroys a container it was launching.
 			e.state = running
 			a.executorTerminatedLocked(e, -1, mesos.REASON_EXECUTOR_TERMINATED, "Executor did not survive the agent restart")
 		default:

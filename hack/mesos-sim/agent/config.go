@@ -49,6 +49,11 @@ type Config struct {
 	ExecutorReregistrationTimeout time.Duration
 	ExecutorRegistrationTimeout   time.Duration
 	StatusUpdateRetryInterval     time.Duration
+	// FetcherCacheDir is --fetcher_cache_dir, cleared at start (empty:
+	// <WorkDir>/fetch, so that agents in one process keep apart).
+	FetcherCacheDir string
+	// FrameworksHome is --frameworks_home, prepended to relative URIs.
+	FrameworksHome string
 	// ExecutorEnvironment is added to every executor's environment (--executor_environment_variables).
 	ExecutorEnvironment map[string]string
 }

@@ -152,7 +152,7 @@ func (a *Agent) runTask(fwInfo mesos.FrameworkInfo, exec *mesos.ExecutorInfo, ta
 	switch {
 	case e.state == running && e.stream != nil:
 		a.sendLaunchLocked(e, l)
-	case e.pid == 0 && e.kind == kindCustom:
+	case e.pid == 0 && !e.fetching && e.kind == kindCustom:
 		e.queued = append(e.queued, l)
 		if err := a.startExecutorLocked(e); err != nil {
 			klog.ErrorS(err, "Launching executor", "framework", fwID, "executor", exec.ExecutorID.Value)
@@ -167,11 +167,7 @@ func (a *Agent) runTask(fwInfo mesos.FrameworkInfo, exec *mesos.ExecutorInfo, ta
 			a.statusUpdateLocked(fwID, e, a.newStatus(t.TaskID, e.info.ExecutorID.Value, mesos.TASK_RUNNING, mesos.SOURCE_EXECUTOR, nil, ""))
 		}
 	case e.kind == kindCommand:
-		if err := a.startCommandLocked(e, *task); err != nil {
-			klog.ErrorS(err, "Launching command task", "framework", fwID, "task", task.TaskID.Value)
-			a.executorTerminatedLocked(e, -1, mesos.REASON_COMMAND_EXECUTOR_FAILED, "Failed to launch command: "+err.Error())
-			return
-		}
+		a.startCommandLocked(e, *task)
 	}
 	a.checkpoint(e)
 }
@@ -298,7 +294,11 @@ func (a *Agent) executorTerminatedLocked(e *executorRun, status int, reason meso
 		if e.kind != kindCustom && (e.killing[id] || wasTerminating) {
 			state = mesos.TASK_KILLED
 		}
-		a.statusUpdateLocked(e.fw.id, e, a.newStatus(t.TaskID, e.info.ExecutorID.Value, state, mesos.SOURCE_AGENT, reasonPtr(reason), msg))
+		r, m := reason, msg
+		if p := e.pendingTermination; p != nil {
+			state, r, m = p.state, p.reason, p.message
+		}
+		a.statusUpdateLocked(e.fw.id, e, a.newStatus(t.TaskID, e.info.ExecutorID.Value, state, mesos.SOURCE_AGENT, reasonPtr(r), m))
 	}
 	e.queued = nil
 	a.checkpoint(e)

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 
@@ -91,41 +90,46 @@ func buildCommand(c *mesos.CommandInfo) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// fetchURIs copies local file URIs into the sandbox (the fetcher's job), so an
-// executor can be shipped as a URI as on a real cluster.
-func fetchURIs(c *mesos.CommandInfo, dir string) error {
-	for _, u := range c.GetURIs() {
-		src := strings.TrimPrefix(u.Value, "file://")
-		if !filepath.IsAbs(src) {
-			return fmt.Errorf("fetching %q: only local absolute paths are supported", u.Value)
-		}
-		b, err := os.ReadFile(src)
-		if err != nil {
-			return fmt.Errorf("fetching %q: %w", u.Value, err)
-		}
-		name := filepath.Base(src)
-		if u.OutputFile != nil {
-			name = *u.OutputFile
-		}
-		mode := os.FileMode(0o644)
-		if u.GetExecutable() {
-			mode = 0o755
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, mode); err != nil {
-			return fmt.Errorf("fetching %q: %w", u.Value, err)
-		}
+// launchContainerLocked plays the containerizer: it makes the sandbox, has
+// the fetcher put the command's URIs in it without holding the agent (a
+// download may take long), then calls start. A failure fails the tasks as
+// the real agent does when a container fails to launch.
+func (a *Agent) launchContainerLocked(e *executorRun, cmdInfo *mesos.CommandInfo, start func() error) {
+	e.dir = a.sandboxDir(e)
+	e.fetching = true
+	ctx, uris, user := a.ctx, cmdInfo.GetURIs(), cmdInfo.GetUser()
+	if user == "" {
+		user = e.fw.info.GetUser()
 	}
-	return nil
+	go func() {
+		err := os.MkdirAll(e.dir, 0o755)
+		if err != nil {
+			err = fmt.Errorf("Failed to create sandbox directory: %w", err)
+		} else {
+			err = a.fetcher.Fetch(ctx, e.containerID, uris, e.dir, user)
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		e.fetching = false
+		if ctx.Err() != nil || e.state == terminating || e.state == terminated {
+			return // the agent stopped, or the executor was shut down meanwhile
+		}
+		if err == nil {
+			err = start()
+		}
+		if err != nil {
+			klog.ErrorS(err, "Container failed to launch", "framework", e.fw.id, "executor", e.info.ExecutorID.Value, "container", e.containerID)
+			// slave.cpp executorLaunched: the tasks fail with the
+			// containerizer's reason (sendExecutorTerminatedStatusUpdate).
+			e.pendingTermination = &termination{state: mesos.TASK_FAILED, reason: mesos.REASON_CONTAINER_LAUNCH_FAILED,
+				message: "Failed to launch container: " + err.Error()}
+			a.executorTerminatedLocked(e, -1, mesos.REASON_EXECUTOR_TERMINATED, "Executor terminated")
+		}
+		a.checkpoint(e)
+	}()
 }
 
 func (a *Agent) startProcess(e *executorRun, cmdInfo *mesos.CommandInfo) (*exec.Cmd, error) {
-	e.dir = a.sandboxDir(e)
-	if err := os.MkdirAll(e.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating sandbox: %w", err)
-	}
-	if err := fetchURIs(cmdInfo, e.dir); err != nil {
-		return nil, err
-	}
 	cmd, err := buildCommand(cmdInfo)
 	if err != nil {
 		return nil, err
@@ -154,6 +158,14 @@ func (a *Agent) startProcess(e *executorRun, cmdInfo *mesos.CommandInfo) (*exec.
 }
 
 func (a *Agent) startExecutorLocked(e *executorRun) error {
+	if e.info.Command == nil {
+		return fmt.Errorf("no CommandInfo")
+	}
+	a.launchContainerLocked(e, e.info.Command, func() error { return a.execExecutorLocked(e) })
+	return nil
+}
+
+func (a *Agent) execExecutorLocked(e *executorRun) error {
 	cmd, err := a.startProcess(e, e.info.Command)
 	if err != nil {
 		return err
@@ -219,7 +231,11 @@ func commandExecutorInfo(fwID string, t *mesos.TaskInfo) *mesos.ExecutorInfo {
 
 // startCommandLocked plays the built-in command executor: run the task's
 // command, report STARTING and RUNNING, then FINISHED or FAILED on exit.
-func (a *Agent) startCommandLocked(e *executorRun, t mesos.TaskInfo) error {
+func (a *Agent) startCommandLocked(e *executorRun, t mesos.TaskInfo) {
+	a.launchContainerLocked(e, t.Command, func() error { return a.execCommandLocked(e, t) })
+}
+
+func (a *Agent) execCommandLocked(e *executorRun, t mesos.TaskInfo) error {
 	cmd, err := a.startProcess(e, t.Command)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +51,7 @@ func (d duration) Set(s string) error {
 }
 
 type options struct {
+	fetcherCacheDir, frameworksHome                                                   string
 	ip, hostname, zk, workDir, resources, attributes, agentIP, agentHostname, execEnv string
 	agentsFile                                                                        string
 	port, masters, agents, agentPort, controlPort, maxPingTimeouts                    int
@@ -131,6 +133,8 @@ POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 	fs.Var(duration{&o.regTimeout}, "executor_registration_timeout", "time a launched executor has to subscribe")
 	o.updateRetry = agent.DefaultStatusUpdateRetryInterval
 	fs.Var(duration{&o.updateRetry}, "status_update_retry_interval", "first resend interval of unacknowledged status updates (doubles up to 10mins)")
+	fs.StringVar(&o.fetcherCacheDir, "fetcher_cache_dir", "", "directory of the fetcher cache, cleared at start; with several agents each has <dir>/agent-<i> (default: <work_dir of the agent>/fetch)")
+	fs.StringVar(&o.frameworksHome, "frameworks_home", "", "directory prepended to relative executor URIs")
 	fs.StringVar(&o.execEnv, "executor_environment_variables", "", `JSON object of environment variables for executors, e.g. {"PATH":"/bin"}`)
 	fs.StringVar(&o.agentsFile, "agents_file", "", "JSON file with one object per agent, each holding that agent's own mesos-agent flags (hostname, ip, port, resources, attributes, work_dir, executor_environment_variables); replaces --agents, unset fields take the flags above")
 	fs.IntVar(&o.controlPort, "control_port", 0, "port of the fault-injection HTTP API (0: disabled)")
@@ -203,6 +207,10 @@ func config(o *options) (mesossim.Config, error) {
 			ExecutorShutdownGracePeriod: o.graceShutdown, RecoveryTimeout: o.recoveryTimeout,
 			ExecutorReregistrationTimeout: o.reregTimeout, ExecutorRegistrationTimeout: o.regTimeout,
 			StatusUpdateRetryInterval: o.updateRetry, ExecutorEnvironment: env,
+			FrameworksHome: o.frameworksHome, FetcherCacheDir: o.fetcherCacheDir,
+		}
+		if o.fetcherCacheDir != "" && n > 1 {
+			ac.FetcherCacheDir = filepath.Join(o.fetcherCacheDir, "agent-"+strconv.Itoa(i))
 		}
 		if o.agentHostname != "" {
 			ac.Hostname = o.agentHostname + "-" + strconv.Itoa(i)
@@ -226,13 +234,14 @@ func config(o *options) (mesossim.Config, error) {
 // process this file is how agents differ (names, resources, attributes and
 // the environment their executors get).
 type agentFlags struct {
-	Hostname   string            `json:"hostname"`
-	IP         string            `json:"ip"`
-	Port       int               `json:"port"`
-	Resources  string            `json:"resources"`
-	Attributes string            `json:"attributes"`
-	WorkDir    string            `json:"work_dir"`
-	ExecEnv    map[string]string `json:"executor_environment_variables"`
+	Hostname        string            `json:"hostname"`
+	IP              string            `json:"ip"`
+	Port            int               `json:"port"`
+	Resources       string            `json:"resources"`
+	Attributes      string            `json:"attributes"`
+	WorkDir         string            `json:"work_dir"`
+	FetcherCacheDir string            `json:"fetcher_cache_dir"`
+	ExecEnv         map[string]string `json:"executor_environment_variables"`
 }
 
 func readAgentsFile(path string) ([]agentFlags, error) {
@@ -280,6 +289,9 @@ func (f agentFlags) apply(ac *agent.Config) error {
 	}
 	if f.WorkDir != "" {
 		ac.WorkDir = f.WorkDir
+	}
+	if f.FetcherCacheDir != "" {
+		ac.FetcherCacheDir = f.FetcherCacheDir
 	}
 	if f.ExecEnv != nil {
 		// As mesos-agent's flag: the agent's own value replaces the shared one.
