@@ -119,7 +119,6 @@ func (c *Config) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var fw *framework.Framework
 	// One Node informer for the mirror and the pod controller.
 	nodeInformers := informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithTransform(nodes.StripNode))
 	nodeInformer := nodeInformers.Core().V1().Nodes()
@@ -127,17 +126,19 @@ func (c *Config) Run(ctx context.Context) error {
 	// requests grow with the agents, none belongs under --kube-api-qps.
 	mirror := nodes.New(nodes.Config{Client: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
 		LeaseDuration: o.NodeLeaseDuration, Workers: int(o.NodeSyncWorkers)})
+	// The pod controller drives the driver; the framework reports to the
+	// controller and keeps the driver told.
+	driver := framework.NewDriver(client, o.Roles)
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
-		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: lazyFramework{&fw},
-		TaskID: grpcserver.TaskID, PodUID: framework.PodUID,
+		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver,
 		AgentHostname: func(id string) (string, bool) {
 			v, ok := cache.Agent(id)
 			return v.Hostname, ok && v.Hostname != ""
 		},
 	})
-	fw = framework.New(framework.Config{
-		Cache: cache, Caller: client, FrameworkID: client.FrameworkID, Builder: c.Builder,
+	fw := framework.New(framework.Config{
+		Cache: cache, Caller: client, Driver: driver, FrameworkID: client.FrameworkID, Builder: c.Builder,
 		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,
 		Tasks: podc, Status: podc, Agents: mirror,
 	})
@@ -174,6 +175,7 @@ func (c *Config) Run(ctx context.Context) error {
 	run(runDetector)
 	run(podc.Run)
 	run(fw.Run)
+	run(driver.Run)
 	run(mirror.Run)
 	run(func(ctx context.Context) { _ = client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: &ready}) })
 	<-lctx.Done()
@@ -183,14 +185,4 @@ func (c *Config) Run(ctx context.Context) error {
 		return fmt.Errorf("broker %s: %w", o.Identity, errLeadershipLost)
 	}
 	return nil
-}
-
-// lazyFramework breaks the construction cycle between the pod controller
-// (which drives the framework) and the framework (which reports to it).
-type lazyFramework struct{ fw **framework.Framework }
-
-func (l lazyFramework) SetPending(p bool) { (*l.fw).SetPending(p) }
-func (l lazyFramework) Revive()           { (*l.fw).Revive() }
-func (l lazyFramework) KillTask(ctx context.Context, taskID, agentID, reason string) error {
-	return (*l.fw).KillTask(ctx, taskID, agentID, reason)
 }

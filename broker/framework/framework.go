@@ -1,14 +1,14 @@
 // Package framework is the broker's Mesos scheduler logic: it turns the
 // events of a subscription into offer-cache changes, task status changes and
 // agent changes, declines offers nobody needs, suppresses offers while no
-// pod is pending, reconciles tasks after every subscription, and launches
-// and kills tasks for the gRPC server (it is its Launcher).
+// pod is pending (through its Driver), reconciles tasks after every
+// subscription, and launches and kills tasks for the gRPC server (it is its
+// Launcher).
 package framework
 
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,10 +16,8 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/offers"
@@ -70,10 +68,14 @@ type AgentSink interface {
 type Config struct {
 	Cache  *offers.Cache
 	Caller brokermesos.Caller
+	// Driver (required) makes the calls the pod controller drives
+	// (SUPPRESS/REVIVE, KILL); the Framework tells it about subscriptions
+	// and where tasks run. Its owner runs it (Driver.Run).
+	Driver *Driver
 	// FrameworkID returns the current framework id (the client's).
 	FrameworkID func() string
 	Builder     TaskBuilder
-	// Roles the framework subscribes with; SUPPRESS/REVIVE apply to them.
+	// Roles the framework subscribes with (the Driver's).
 	Roles []string
 	// Executor is what the executor itself needs (as the cache charges it).
 	Executor podresources.Resources
@@ -101,17 +103,11 @@ type Framework struct {
 	// offerIDs are the offers handed to the cache, so that a lost
 	// subscription can void them all.
 	offerIDs map[string]struct{}
-	// taskAgents remembers where tasks run, for KILLs that name no agent.
-	taskAgents map[string]string
 	// execs memoizes the ExecutorInfo by framework id and role.
 	execs map[string]*mesos.ExecutorInfo
 	// agentExecs are the k8sm executors known to run on each agent (from
 	// task updates), with their live tasks: by agent, executor id, task id.
 	agentExecs map[string]map[string]map[string]bool
-	pending    bool
-	suppressed *bool // nil: unknown (not yet told Mesos)
-	subscribed bool
-	wake       chan struct{}
 }
 
 // New returns a Framework.
@@ -131,94 +127,28 @@ func New(cfg Config) *Framework {
 	return &Framework{
 		cfg:        cfg,
 		offerIDs:   map[string]struct{}{},
-		taskAgents: map[string]string{},
 		execs:      map[string]*mesos.ExecutorInfo{},
 		agentExecs: map[string]map[string]map[string]bool{},
-		pending:    true, // until told otherwise: never starve a pod at startup
-		wake:       make(chan struct{}, 1),
 	}
 }
 
-// Run sweeps reservations and declines unused offers, and keeps Mesos'
-// suppression in line with the pending pods, until ctx ends.
+// Run sweeps reservations and declines unused offers, and reconciles every
+// ReconcileInterval while subscribed, until ctx ends. The Driver runs on its
+// own (Driver.Run).
 func (f *Framework) Run(ctx context.Context) {
 	go f.cfg.Cache.Run(ctx, f.cfg.DeclineInterval, f.decline)
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
 	rt := time.NewTicker(f.cfg.ReconcileInterval)
 	defer rt.Stop()
 	for {
-		f.syncSuppression(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-f.wake:
-		case <-t.C:
 		case <-rt.C:
-			f.mu.Lock()
-			subscribed := f.subscribed
-			f.mu.Unlock()
-			if subscribed {
+			if f.cfg.Driver.isSubscribed() {
 				f.reconcile(ctx)
 			}
 		}
 	}
-}
-
-func (f *Framework) poke() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-// SetPending says whether any pod waits for resources: SUPPRESS when none
-// does, REVIVE as soon as one does.
-func (f *Framework) SetPending(pending bool) {
-	f.mu.Lock()
-	changed := f.pending != pending
-	f.pending = pending
-	f.mu.Unlock()
-	if changed {
-		f.poke()
-	}
-}
-
-// Revive asks Mesos for offers again now (a new pod is pending): it also
-// clears the refuse filters of earlier declines.
-func (f *Framework) Revive() {
-	f.mu.Lock()
-	f.pending = true
-	f.suppressed = nil
-	f.mu.Unlock()
-	f.poke()
-}
-
-func (f *Framework) syncSuppression(ctx context.Context) {
-	f.mu.Lock()
-	want := !f.pending
-	if !f.subscribed || (f.suppressed != nil && *f.suppressed == want) {
-		f.mu.Unlock()
-		return
-	}
-	f.mu.Unlock()
-	call := calls.ReviveWith(f.cfg.Roles)
-	if want {
-		call = calls.SuppressWith(f.cfg.Roles)
-	}
-	if err := f.cfg.Caller.Call(ctx, call); err != nil {
-		klog.FromContext(ctx).Error(err, "Changing offer suppression", "suppress", want)
-		return
-	}
-	klog.FromContext(ctx).V(2).Info("Offer suppression changed", "suppressed", want, "roles", f.cfg.Roles)
-	if want {
-		metrics.Suppressed.Set(1)
-	} else {
-		metrics.Suppressed.Set(0)
-	}
-	f.mu.Lock()
-	f.suppressed = &want
-	f.mu.Unlock()
 }
 
 func (f *Framework) decline(ctx context.Context, d offers.Decline) {
@@ -245,12 +175,7 @@ func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error 
 	logger := klog.FromContext(ctx)
 	switch ev.Type {
 	case scheduler.Event_SUBSCRIBED:
-		f.mu.Lock()
-		f.subscribed = true
-		// A new subscription starts unsuppressed: tell Mesos again.
-		f.suppressed = nil
-		f.mu.Unlock()
-		f.poke()
+		f.cfg.Driver.setSubscribed(true)
 		go f.reconcile(ctx)
 	case scheduler.Event_OFFERS:
 		os := ev.GetOffers().Offers
@@ -342,13 +267,11 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 		reason = st.Reason.String()
 	}
 	klog.FromContext(ctx).V(2).Info("Task status", "task", taskID, "state", state, "agent", agentID, "reason", reason, "message", st.GetMessage(), "source", st.GetSource())
-	f.mu.Lock()
-	if terminal(state) {
-		delete(f.taskAgents, taskID)
+	if taskinfo.Terminal(state) {
+		f.cfg.Driver.taskEnded(taskID)
 	} else if agentID != "" {
-		f.taskAgents[taskID] = agentID
+		f.cfg.Driver.taskAt(taskID, agentID)
 	}
-	f.mu.Unlock()
 	if agentID != "" && st.ExecutorID != nil && taskinfo.IsExecutorID(st.ExecutorID.Value) {
 		f.trackExecutor(ctx, agentID, st.ExecutorID.Value, taskID, state)
 	}
@@ -356,15 +279,6 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 		return nil
 	}
 	return f.cfg.Status.TaskStatus(ctx, st)
-}
-
-func terminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_LOST, mesos.TASK_ERROR,
-		mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR, mesos.TASK_UNKNOWN:
-		return true
-	}
-	return false
 }
 
 // Disconnected implements brokermesos.Handler: the offers of the old
@@ -376,9 +290,8 @@ func (f *Framework) Disconnected(ctx context.Context) {
 		ids = append(ids, id)
 	}
 	f.offerIDs = map[string]struct{}{}
-	f.subscribed = false
-	f.suppressed = nil
 	f.mu.Unlock()
+	f.cfg.Driver.setSubscribed(false)
 	metrics.OffersHeld.Set(0)
 	for _, id := range ids {
 		for _, r := range f.cfg.Cache.Rescind(id) {
@@ -423,7 +336,7 @@ func (f *Framework) reconcile(ctx context.Context) {
 
 // Launch implements grpcserver.Launcher: one ACCEPT of the launch's offers
 // with one LAUNCH operation holding every task.
-func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[string]grpcserver.Pod) error {
+func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[string]*v1.Pod) error {
 	fwID := f.cfg.FrameworkID()
 	if fwID == "" {
 		return fmt.Errorf("launching on %s: %w", l.Hostname, brokermesos.ErrNotSubscribed)
@@ -432,10 +345,10 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	tasks := make([]mesos.TaskInfo, 0, len(l.Tasks))
 	for _, t := range l.Tasks {
 		p, ok := pods[t.ID]
-		if !ok || p.Decoded == nil {
+		if !ok || p == nil {
 			return fmt.Errorf("launching reservation %s: no pod", t.ID)
 		}
-		pod, err := podForTask(p.Decoded, &t)
+		pod, err := podForTask(p, &t)
 		if err != nil {
 			return err
 		}
@@ -449,11 +362,8 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	for i, id := range l.OfferIDs {
 		offerIDs[i] = mesos.OfferID{Value: id}
 	}
-	f.mu.Lock()
-	pending := f.pending
-	f.mu.Unlock()
 	refuse := time.Duration(f.cfg.RefuseSeconds * float64(time.Second))
-	if pending || len(l.Lost) > 0 {
+	if f.cfg.Driver.Pending() || len(l.Lost) > 0 {
 		// Pods wait (or the remainder held reservations whose pods are
 		// retried): the agent's leftovers must come back in the next
 		// allocation, not after the filter. Under the filter every agent
@@ -477,11 +387,9 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 		return fmt.Errorf("ACCEPT of %d offers with %d tasks: %w", len(offerIDs), len(tasks), err)
 	}
 	metrics.Launches.WithLabelValues("success").Add(float64(len(tasks)))
-	f.mu.Lock()
 	for _, t := range tasks {
-		f.taskAgents[t.TaskID.Value] = l.AgentID
+		f.cfg.Driver.taskAt(t.TaskID.Value, l.AgentID)
 	}
-	f.mu.Unlock()
 	return nil
 }
 
@@ -543,7 +451,7 @@ func (f *Framework) currentExecutorLocked(id string) bool {
 // pods. Once its last task ended the broker shuts it down, and the agent
 // takes pods again, with the current executor.
 func (f *Framework) trackExecutor(ctx context.Context, agentID, execID, taskID string, state mesos.TaskState) {
-	live := !terminal(state)
+	live := !taskinfo.Terminal(state)
 	f.mu.Lock()
 	current := f.currentExecutorLocked(execID)
 	execs := f.agentExecs[agentID]
@@ -611,29 +519,5 @@ func (f *Framework) executorEnded(agentID, execID string) (stale bool) {
 
 // Kill implements grpcserver.Launcher.
 func (f *Framework) Kill(ctx context.Context, taskID, agentID string) error {
-	return f.kill(ctx, taskID, agentID, "requested")
-}
-
-func (f *Framework) kill(ctx context.Context, taskID, agentID, reason string) error {
-	if agentID == "" {
-		f.mu.Lock()
-		agentID = f.taskAgents[taskID]
-		f.mu.Unlock()
-	}
-	if err := f.cfg.Caller.Call(ctx, calls.Kill(taskID, agentID)); err != nil {
-		return fmt.Errorf("killing task %s: %w", taskID, err)
-	}
-	metrics.Kills.WithLabelValues(reason).Inc()
-	klog.FromContext(ctx).V(2).Info("Killing task", "task", taskID, "agent", agentID, "reason", reason)
-	return nil
-}
-
-// KillTask kills a task for a reason (metrics and logs say which).
-func (f *Framework) KillTask(ctx context.Context, taskID, agentID, reason string) error {
-	return f.kill(ctx, taskID, agentID, reason)
-}
-
-// PodUID returns the pod uid of a task id (grpcserver.TaskID's inverse).
-func PodUID(taskID string) types.UID {
-	return types.UID(strings.TrimPrefix(taskID, taskinfo.TaskIDPrefix))
+	return f.cfg.Driver.KillTask(ctx, taskID, agentID, "requested")
 }

@@ -38,7 +38,7 @@ func (builder) NewTask(pod *v1.Pod, agent mesos.AgentID, res []mesos.Resource, e
 	if err != nil {
 		return mesos.TaskInfo{}, err
 	}
-	return mesos.TaskInfo{Name: pod.Namespace + "/" + pod.Name, TaskID: mesos.TaskID{Value: grpcserver.TaskID(pod.UID)}, AgentID: agent, Resources: res, Executor: exec, Data: data}, nil
+	return mesos.TaskInfo{Name: pod.Namespace + "/" + pod.Name, TaskID: mesos.TaskID{Value: taskinfo.TaskID(pod.UID)}, AgentID: agent, Resources: res, Executor: exec, Data: data}, nil
 }
 
 func (b builder) NewExecutorInfo(fw mesos.FrameworkID, role string) *mesos.ExecutorInfo {
@@ -112,6 +112,7 @@ type env struct {
 	sim    *mesossim.Sim
 	client *brokermesos.Client
 	fw     *framework.Framework
+	driver *framework.Driver
 	cache  *offers.Cache
 	broker brokerv1.BrokerClient
 	status *statuses
@@ -177,15 +178,17 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	}
 	st := &statuses{m: map[string][]mesos.TaskState{}, ch: make(chan struct{}, 1)}
 	caller := &timedCaller{Caller: client}
+	driver := framework.NewDriver(caller, o.roles)
 	fw := framework.New(framework.Config{
-		Cache: cache, Caller: caller, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
+		Cache: cache, Caller: caller, Driver: driver, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
 		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st,
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = client.Run(rctx, fw) }()
 	go func() { defer wg.Done(); fw.Run(rctx) }()
+	go func() { defer wg.Done(); driver.Run(rctx) }()
 
 	srv := grpcserver.New(cache, fw, grpcserver.Options{BatchWindow: 20 * time.Millisecond})
 	srv.SetServing(true)
@@ -204,14 +207,14 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 		once.Do(func() { _ = conn.Close(); g.Stop(); cancel(); wg.Wait() })
 	}
 	t.Cleanup(stop)
-	return &env{caller: caller, sim: sim, client: client, fw: fw, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st, stop: stop}
+	return &env{caller: caller, sim: sim, client: client, fw: fw, driver: driver, cache: cache, broker: brokerv1.NewBrokerClient(conn), status: st, stop: stop}
 }
 
 func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
 	t.Helper()
 	ann := map[string]string{}
 	if wildcard {
-		ann[podresources.WildcardPortsAnnotation] = "true"
+		ann[taskinfo.WildcardPortsAnnotation] = "true"
 	}
 	b, err := json.Marshal(&v1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -275,8 +278,8 @@ func TestReserveLaunchRunsTask(t *testing.T) {
 	if resps[0].GetBatchSize() != 2 {
 		t.Errorf("batch size %d, want both pods in one ACCEPT", resps[0].GetBatchSize())
 	}
-	e.status.wait(t, ctx, grpcserver.TaskID("uid-1"), mesos.TASK_RUNNING)
-	e.status.wait(t, ctx, grpcserver.TaskID("uid-2"), mesos.TASK_RUNNING)
+	e.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_RUNNING)
+	e.status.wait(t, ctx, taskinfo.TaskID("uid-2"), mesos.TASK_RUNNING)
 
 	// The master runs the tasks with the pod in their data, host port applied.
 	tasks := masterTasks(t, e)
@@ -292,15 +295,15 @@ func TestReserveLaunchRunsTask(t *testing.T) {
 		found[task["id"]] = task["state"]
 	}
 	for _, uid := range []types.UID{"uid-1", "uid-2"} {
-		if st := found[grpcserver.TaskID(uid)]; st != "TASK_RUNNING" {
-			t.Errorf("master says task %s is %v, want TASK_RUNNING (tasks %v)", grpcserver.TaskID(uid), st, found)
+		if st := found[taskinfo.TaskID(uid)]; st != "TASK_RUNNING" {
+			t.Errorf("master says task %s is %v, want TASK_RUNNING (tasks %v)", taskinfo.TaskID(uid), st, found)
 		}
 	}
 
 	if _, err := e.broker.Kill(ctx, &brokerv1.KillRequest{Pod: &brokerv1.PodRef{Uid: "uid-1", Namespace: "default", Name: "web-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	e.status.wait(t, ctx, grpcserver.TaskID("uid-1"), mesos.TASK_KILLED)
+	e.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_KILLED)
 }
 
 func masterTasks(t *testing.T, e *env) []map[string]any {
@@ -325,13 +328,13 @@ func TestSuppressAndDecline(t *testing.T) {
 		views, _ := e.cache.Snapshot()
 		return len(views) == 1 && !views[0].Available.Total().IsZero()
 	})
-	e.fw.SetPending(false)
+	e.driver.SetPending(false)
 	waitFor(t, ctx, "the framework to suppress and hold no offer", func() bool {
 		fw := frameworkState(t, e)
 		roles, _ := json.Marshal(fw["suppressed_roles"])
 		return string(roles) == `["*"]` && len(e.sim.Leader().Offers(e.client.FrameworkID())) == 0
 	})
-	e.fw.SetPending(true)
+	e.driver.SetPending(true)
 	waitFor(t, ctx, "offers after REVIVE", func() bool {
 		fw := frameworkState(t, e)
 		roles, _ := json.Marshal(fw["suppressed_roles"])
@@ -365,7 +368,7 @@ func launchOne(t *testing.T, ctx context.Context, b *env, name string, uid types
 	if _, err := b.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, name, uid, false), PodContentType: "application/json"}); err != nil {
 		t.Fatalf("launching %s: %v", name, err)
 	}
-	task := grpcserver.TaskID(uid)
+	task := taskinfo.TaskID(uid)
 	for {
 		b.status.mu.Lock()
 		for _, st := range b.status.m[task] {
@@ -443,7 +446,7 @@ func TestExecutorConfigChange(t *testing.T) {
 	if _, err := b2.broker.Kill(ctx, &brokerv1.KillRequest{Pod: &brokerv1.PodRef{Uid: "uid-1", Namespace: "default", Name: "web-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	b2.status.wait(t, ctx, grpcserver.TaskID("uid-1"), mesos.TASK_KILLED)
+	b2.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_KILLED)
 	if st := launchOne(t, ctx, b2, "web-2", "uid-2"); st != mesos.TASK_RUNNING {
 		t.Fatalf("pod after the old executor ended: task %s, want TASK_RUNNING", st)
 	}
@@ -477,7 +480,7 @@ func TestAcceptRefuseWhilePending(t *testing.T) {
 
 	// The reservation holds its offer; the pod reserved is the last one.
 	r := reserve(t, ctx, e, "web-1", "uid-1", 0)
-	e.fw.SetPending(false)
+	e.driver.SetPending(false)
 	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-1", "uid-1", false), PodContentType: "application/json"}); err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +488,7 @@ func TestAcceptRefuseWhilePending(t *testing.T) {
 		t.Fatalf("ACCEPT filters with nothing pending %v, want the configured 1s", got)
 	}
 
-	e.fw.Revive() // a new pod
+	e.driver.Revive() // a new pod
 	if st := launchOne(t, ctx, e, "web-2", "uid-2"); st != mesos.TASK_RUNNING {
 		t.Fatalf("web-2's task %s", st)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -32,7 +33,7 @@ type batch struct {
 
 type entry struct {
 	r    offers.Reservation
-	pod  Pod
+	pod  *v1.Pod
 	done chan result
 }
 
@@ -48,7 +49,7 @@ func newBatcher(s *Server) *batcher {
 // submit queues one launch and waits for its batch's outcome. A caller that
 // gives up (ctx done) does not stop the batch: the ACCEPT may already be on
 // its way, and the pod's reservation is then spent either way.
-func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod Pod) result {
+func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod *v1.Pod) result {
 	e := &entry{r: r, pod: pod, done: make(chan result, 1)}
 	b.mu.Lock()
 	bt, ok := b.pending[r.AgentID]
@@ -111,7 +112,7 @@ func (b *batcher) flush(bt *batch) {
 	b.mu.Unlock()
 
 	ids := make([]string, len(entries))
-	pods := make(map[string]Pod, len(entries))
+	pods := make(map[string]*v1.Pod, len(entries))
 	for i, e := range entries {
 		ids[i] = e.r.ID
 		pods[e.r.ID] = e.pod

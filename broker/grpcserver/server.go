@@ -23,38 +23,23 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
 const errNotServing = "this broker replica is not serving offers (not the elected leader, or not subscribed to Mesos): watch the one whose health is SERVING"
 
-// ServiceName is the Broker service's name for the health service.
-const ServiceName = "k8sm.broker.v1.Broker"
-
 // Launcher is the Mesos side of Launch and Kill.
 type Launcher interface {
 	// Launch sends one ACCEPT of l.OfferIDs with one LAUNCH per task (and
 	// the executor where l.Executor says so). pods holds each task's pod, by
-	// reservation id, as the scheduler serialized it: it becomes the task's
-	// data. It returns once Mesos accepted the call (202).
-	Launch(ctx context.Context, l *offers.Launch, pods map[string]Pod) error
+	// reservation id, as the scheduler sent it: it becomes the task's data.
+	// It returns once Mesos accepted the call (202).
+	Launch(ctx context.Context, l *offers.Launch, pods map[string]*v1.Pod) error
 	// Kill kills a task; agentID may be empty when unknown.
 	Kill(ctx context.Context, taskID, agentID string) error
 }
-
-// Pod is a pod as it travels to the executor.
-type Pod struct {
-	Data        []byte
-	ContentType string
-	// Decoded is what the broker read from Data.
-	Decoded *v1.Pod
-}
-
-// TaskID is the Mesos task id of a pod (pkg/taskinfo's contract with the
-// executor: "pod.<uid>"). Deriving it from the pod uid makes a
-// second task for one pod impossible: Mesos refuses a duplicate task id.
-func TaskID(uid types.UID) string { return taskinfo.TaskID(uid) }
 
 // Options tune the server; zero fields take defaults.
 type Options struct {
@@ -144,7 +129,7 @@ func (s *Server) SetServing(serving bool) {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
-	s.health.SetServingStatus(ServiceName, st)
+	s.health.SetServingStatus(brokerapi.ServiceName, st)
 }
 
 // Shutdown makes health report NOT_SERVING for good, ending health watches.
@@ -191,7 +176,7 @@ func (s *Server) Reserve(ctx context.Context, req *brokerv1.ReserveRequest) (*br
 	if pod.UID == "" {
 		return nil, status.Error(codes.InvalidArgument, "pod.uid is required")
 	}
-	d, err := DemandFromProto(req.GetDemand())
+	d, err := brokerapi.DemandFromProto(req.GetDemand())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "demand of pod %s/%s: %v", pod.Namespace, pod.Name, err)
 	}
@@ -239,11 +224,11 @@ func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brok
 	if pod.UID != r.Pod.UID {
 		return nil, status.Errorf(codes.InvalidArgument, "reservation %s belongs to pod uid %s, the pod sent has uid %q", id, r.Pod.UID, pod.UID)
 	}
-	res := s.batches.submit(ctx, r, Pod{Data: req.GetPod(), ContentType: req.GetPodContentType(), Decoded: pod})
+	res := s.batches.submit(ctx, r, pod)
 	if res.err != nil {
 		return nil, res.err
 	}
-	return &brokerv1.LaunchResponse{TaskId: TaskID(r.Pod.UID), AgentId: r.AgentID, BatchSize: int32(res.batchSize)}, nil
+	return &brokerv1.LaunchResponse{TaskId: taskinfo.TaskID(r.Pod.UID), AgentId: r.AgentID, BatchSize: int32(res.batchSize)}, nil
 }
 
 // Kill kills a pod's task and drops any claim the pod still holds.
@@ -253,7 +238,7 @@ func (s *Server) Kill(ctx context.Context, req *brokerv1.KillRequest) (*brokerv1
 		return nil, status.Error(codes.InvalidArgument, "pod.uid is required")
 	}
 	s.cache.Unreserve("", uid)
-	task := TaskID(uid)
+	task := taskinfo.TaskID(uid)
 	if err := s.launcher.Kill(ctx, task, req.GetAgentId()); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "killing task %s of pod %s/%s: %v", task, req.GetPod().GetNamespace(), req.GetPod().GetName(), err)
 	}

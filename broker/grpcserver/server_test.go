@@ -24,6 +24,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -31,12 +32,12 @@ import (
 type fakeLauncher struct {
 	mu       sync.Mutex
 	launches []*offers.Launch
-	pods     []map[string]Pod
+	pods     []map[string]*v1.Pod
 	kills    []string
 	fail     error
 }
 
-func (f *fakeLauncher) Launch(_ context.Context, l *offers.Launch, pods map[string]Pod) error {
+func (f *fakeLauncher) Launch(_ context.Context, l *offers.Launch, pods map[string]*v1.Pod) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
@@ -124,12 +125,12 @@ func wantCode(t *testing.T, err error, code codes.Code, contains string) {
 
 func TestHealth(t *testing.T) {
 	e := newEnv(t)
-	resp, err := healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: ServiceName})
+	resp, err := healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v %v, want SERVING", resp, err)
 	}
 	e.server.SetServing(false)
-	resp, _ = healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: ServiceName})
+	resp, _ = healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
 	if resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("after SetServing(false) health = %v", resp.GetStatus())
 	}
@@ -275,7 +276,7 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 	if len(l.Tasks) != 2 || len(l.OfferIDs) != 1 {
 		t.Errorf("ACCEPT of %v with %d tasks, want o1 with 2", l.OfferIDs, len(l.Tasks))
 	}
-	if p := e.launcher.pods[0][ids[1]]; p.Decoded == nil || p.Decoded.Name != "b" {
+	if p := e.launcher.pods[0][ids[1]]; p == nil || p.Name != "b" {
 		t.Errorf("launcher got pod %+v for b", p)
 	}
 	_, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[0], Pod: podJSON(t, "a")})
@@ -412,7 +413,7 @@ func TestWatchOffersSnapshotThenDeltas(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := ev.GetUpdated()
-	avail := ByRoleFromProto(a.GetAvailable())["*"]
+	avail := brokerapi.ByRoleFromProto(a.GetAvailable())["*"]
 	if a.GetAgentId() != "a1" || avail.CPUs != 1500 || avail.Ports.Contains(31000) || ev.GetResourceVersion() != a.GetResourceVersion() {
 		t.Errorf("delta %v, want a1 with 1.5 cpus and port 31000 taken", ev)
 	}

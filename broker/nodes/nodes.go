@@ -31,13 +31,12 @@ import (
 
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
-// Names the broker writes on Nodes.
+// Names the broker writes on Nodes, besides those of pkg/taskinfo (the agent
+// id annotation, the attribute labels and the agent taint).
 const (
-	AttributeLabelPrefix = "k8sm.io/attribute-"
-	AgentIDAnnotation    = "k8sm.io/agent-id"
-	TaintKey             = "k8sm.io/mesos-agent"
 	// LeaseHolder is the Lease holder while the broker keeps the Node alive;
 	// the kubelet writes the node name instead.
 	LeaseHolder       = "k8sm-broker"
@@ -283,7 +282,7 @@ func attributes(attrs []mesos.Attribute) map[string]string {
 		default:
 			continue // ranges and sets make no label values
 		}
-		out[AttributeLabelPrefix+a.Name] = v
+		out[taskinfo.AttributeLabelPrefix+a.Name] = v
 	}
 	return out
 }
@@ -436,13 +435,13 @@ func (m *Mirror) desired(node *v1.Node, a *agentState) {
 	if node.Annotations == nil {
 		node.Annotations = map[string]string{}
 	}
-	node.Annotations[AgentIDAnnotation] = a.id
+	node.Annotations[taskinfo.AgentIDAnnotation] = a.id
 	for _, t := range node.Spec.Taints {
-		if t.Key == TaintKey {
+		if t.Key == taskinfo.AgentTaintKey {
 			return
 		}
 	}
-	node.Spec.Taints = append(node.Spec.Taints, v1.Taint{Key: TaintKey, Value: "true", Effect: v1.TaintEffectNoSchedule})
+	node.Spec.Taints = append(node.Spec.Taints, v1.Taint{Key: taskinfo.AgentTaintKey, Value: "true", Effect: v1.TaintEffectNoSchedule})
 }
 
 func equalMeta(a, b *v1.Node) bool {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // TestNodeFromAgent: attributes become k8sm.io/attribute-* labels, the
@@ -39,7 +40,7 @@ func TestNodeFromAgent(t *testing.T) {
 	m := New(Config{})
 	m.desired(n, a)
 	m.desired(n, a)
-	want := map[string]string{"kubelet.example/own": "x", AttributeLabelPrefix + "rack": "r1", AttributeLabelPrefix + "weight": "2.5", v1.LabelHostname: "h1", v1.LabelOSStable: "linux"}
+	want := map[string]string{"kubelet.example/own": "x", taskinfo.AttributeLabelPrefix + "rack": "r1", taskinfo.AttributeLabelPrefix + "weight": "2.5", v1.LabelHostname: "h1", v1.LabelOSStable: "linux"}
 	if len(n.Labels) != len(want) {
 		t.Errorf("labels %v, want %v", n.Labels, want)
 	}
@@ -48,11 +49,11 @@ func TestNodeFromAgent(t *testing.T) {
 			t.Errorf("label %s=%q, want %q", k, n.Labels[k], v)
 		}
 	}
-	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != TaintKey || n.Spec.Taints[0].Effect != v1.TaintEffectNoSchedule {
+	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != taskinfo.AgentTaintKey || n.Spec.Taints[0].Effect != v1.TaintEffectNoSchedule {
 		t.Errorf("taints %v", n.Spec.Taints)
 	}
-	if n.Annotations[AgentIDAnnotation] != "S1" {
-		t.Errorf("agent id annotation %q", n.Annotations[AgentIDAnnotation])
+	if n.Annotations[taskinfo.AgentIDAnnotation] != "S1" {
+		t.Errorf("agent id annotation %q", n.Annotations[taskinfo.AgentIDAnnotation])
 	}
 	rl := resourceList(podresources.Resources{Scalars: podresources.Scalars{CPUs: 3500, MemMB: 2048000, DiskMB: 1024000}})
 	cpu, mem, disk := rl[v1.ResourceCPU], rl[v1.ResourceMemory], rl[v1.ResourceEphemeralStorage]

@@ -26,11 +26,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/broker/framework"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
-
-// AgentIDAnnotation on a Node names the Mesos agent behind it (the node
-// mirror sets it); reconciliation sends it with the task id.
-const AgentIDAnnotation = "k8sm.io/agent-id"
 
 // Reasons set on pods whose task ended.
 const (
@@ -40,7 +37,7 @@ const (
 	ReasonTaskLost     = "MesosTaskLost"
 )
 
-// Framework is what the controller drives.
+// Framework is what the controller drives (framework.Driver).
 type Framework interface {
 	SetPending(pending bool)
 	Revive()
@@ -52,10 +49,6 @@ type Config struct {
 	Client        kubernetes.Interface
 	SchedulerName string
 	Framework     Framework
-	// TaskID is the task id of a pod uid (grpcserver.TaskID).
-	TaskID func(types.UID) string
-	// PodUID inverts TaskID.
-	PodUID func(taskID string) types.UID
 	// AgentHostname names the host of an agent id when known.
 	AgentHostname func(agentID string) (string, bool)
 	// BoundGrace keeps pods bound less than this long out of explicit
@@ -231,7 +224,7 @@ func (c *Controller) deleted(obj any) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.cfg.Framework.KillTask(ctx, c.cfg.TaskID(p.UID), agentID, "pod-deleted"); err != nil {
+	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(p.UID), agentID, "pod-deleted"); err != nil {
 		// Reconciliation after the next subscription kills it for good.
 		klog.ErrorS(err, "Killing the task of a deleted pod", "pod", klog.KObj(p))
 	}
@@ -259,7 +252,7 @@ func (c *Controller) terminate(p *v1.Pod) {
 		return
 	}
 	logger.Info("Killing the task of a pod being deleted on a node where no kubelet runs", "pod", klog.KObj(p), "node", p.Spec.NodeName)
-	if err := c.cfg.Framework.KillTask(ctx, c.cfg.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
+	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
 		logger.Error(err, "Killing the task of a pod being deleted", "pod", klog.KObj(p))
 	}
 }
@@ -283,7 +276,7 @@ func (c *Controller) agentOfNode(name string) string {
 	if err != nil {
 		return ""
 	}
-	return n.Annotations[AgentIDAnnotation]
+	return n.Annotations[taskinfo.AgentIDAnnotation]
 }
 
 func (c *Controller) podByUID(uid types.UID) *v1.Pod {
@@ -308,7 +301,7 @@ func (c *Controller) KnownTasks(ctx context.Context) ([]framework.Task, error) {
 		if time.Since(boundAt(p)) < c.cfg.BoundGrace {
 			continue
 		}
-		out = append(out, framework.Task{ID: c.cfg.TaskID(p.UID), AgentID: c.agentOfNode(p.Spec.NodeName)})
+		out = append(out, framework.Task{ID: taskinfo.TaskID(p.UID), AgentID: c.agentOfNode(p.Spec.NodeName)})
 	}
 	return out, nil
 }
@@ -320,13 +313,13 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	}
 	logger := klog.FromContext(ctx)
 	taskID, agentID, state := st.TaskID.Value, st.AgentID.GetValue(), st.GetState()
-	pod := c.podByUID(c.cfg.PodUID(taskID))
-	live := !terminal(state)
+	pod := c.podByUID(taskinfo.PodUID(taskID))
+	live := !taskinfo.Terminal(state)
 	if pod == nil {
 		// The informer may lag a pod created a moment ago, but a task is
 		// only launched for a pod the scheduler saw: read the API server
 		// before killing anything.
-		if live && !c.existsLive(ctx, c.cfg.PodUID(taskID)) {
+		if live && !c.existsLive(ctx, taskinfo.PodUID(taskID)) {
 			logger.Info("Killing a task whose pod does not exist", "task", taskID, "agent", agentID, "state", state)
 			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "orphan")
 		}
@@ -381,14 +374,6 @@ func (c *Controller) hostOf(agentID string) (string, bool) {
 		return "", false
 	}
 	return c.cfg.AgentHostname(agentID)
-}
-
-func terminal(s mesos.TaskState) bool {
-	switch s {
-	case mesos.TASK_STAGING, mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING, mesos.TASK_UNREACHABLE:
-		return false
-	}
-	return true
 }
 
 // phaseOf maps a terminal task state to the pod's phase and reason.

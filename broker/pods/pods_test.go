@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
@@ -30,7 +29,7 @@ func TestPhaseOf(t *testing.T) {
 		mesos.TASK_DROPPED:  "Failed/" + ReasonTaskLost,
 		mesos.TASK_UNKNOWN:  "Failed/" + ReasonTaskLost,
 	} {
-		if !terminal(state) {
+		if !taskinfo.Terminal(state) {
 			t.Errorf("%s is not terminal", state)
 		}
 		phase, reason := phaseOf(state)
@@ -39,7 +38,7 @@ func TestPhaseOf(t *testing.T) {
 		}
 	}
 	for _, s := range []mesos.TaskState{mesos.TASK_STAGING, mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING} {
-		if terminal(s) {
+		if taskinfo.Terminal(s) {
 			t.Errorf("%s is terminal", s)
 		}
 	}
@@ -79,8 +78,7 @@ func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason strin
 // agent it launched on), not leave it to the next reconciliation.
 func TestDeletedUnboundPodKillsItsTask(t *testing.T) {
 	fw := &killRecorder{}
-	c := New(Config{Client: fake.NewSimpleClientset(), SchedulerName: "mesos-scheduler", Framework: fw,
-		TaskID: taskinfo.TaskID, PodUID: framework.PodUID})
+	c := New(Config{Client: fake.NewSimpleClientset(), SchedulerName: "mesos-scheduler", Framework: fw})
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "u1"},
 		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler"}}
 	c.observe(pod)

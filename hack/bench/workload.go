@@ -19,10 +19,9 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/klog/v2"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
-	"github.com/k8sm/k8sm/broker/nodes"
 	"github.com/k8sm/k8sm/hack/cluster"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // brokerFramework is the broker's framework name in Mesos (its default).
@@ -61,7 +60,7 @@ func benchPod(scheduler, name, run string) *corev1.Pod {
 			SchedulerName: scheduler,
 			// The stock profile's TaintToleration must let pods onto the
 			// agents' Nodes; the mesos-scheduler profile needs no toleration.
-			Tolerations:                   []corev1.Toleration{{Key: nodes.TaintKey, Operator: corev1.TolerationOpExists}},
+			Tolerations:                   []corev1.Toleration{{Key: taskinfo.AgentTaintKey, Operator: corev1.TolerationOpExists}},
 			TerminationGracePeriodSeconds: new(int64),
 			Containers: []corev1.Container{{Name: "c", Image: cluster.WebappImage,
 				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")}}}},
@@ -204,7 +203,7 @@ func (r *runner) runPhase(ctx context.Context, e *scenarioEnv, scheduler, mode s
 	// stamps the update as it sends it to the in-process master).
 	byTask := map[string]string{}
 	for name, uid := range uids {
-		byTask[grpcserver.TaskID(uid)] = name
+		byTask[taskinfo.TaskID(uid)] = name
 	}
 	var running map[string]float64
 	_ = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(context.Context) (bool, error) {

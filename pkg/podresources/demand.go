@@ -9,20 +9,12 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	resourcehelper "k8s.io/component-helpers/resource"
+
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
-const (
-	// WildcardPortsAnnotation opts a pod in to host ports chosen by k8sm: when
-	// it is "true", every container port with hostPort 0 gets a port from the
-	// agent's offered port ranges, recorded under HostPortsAnnotation.
-	WildcardPortsAnnotation = "k8sm.io/wildcard-ports"
-	// RolesAnnotation restricts a pod to resources allocated to the listed
-	// Mesos roles (comma-separated); without it any of the framework's roles
-	// will do.
-	RolesAnnotation = "k8sm.io/roles"
-	// GPUResource is the extended resource name that maps to Mesos "gpus".
-	GPUResource v1.ResourceName = "nvidia.com/gpu"
-)
+// GPUResource is the extended resource name that maps to Mesos "gpus".
+const GPUResource v1.ResourceName = "nvidia.com/gpu"
 
 // Demand is what one pod needs from one agent, in Mesos terms.
 type Demand struct {
@@ -209,7 +201,7 @@ func fixedHostPorts(pod *v1.Pod) []uint64 {
 }
 
 func rolesOf(pod *v1.Pod) []string {
-	v := strings.TrimSpace(pod.Annotations[RolesAnnotation])
+	v := strings.TrimSpace(pod.Annotations[taskinfo.RolesAnnotation])
 	if v == "" {
 		return nil
 	}

@@ -8,6 +8,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 func rl(kv ...string) v1.ResourceList {
@@ -175,7 +177,7 @@ func TestFromPodPorts(t *testing.T) {
 		t.Errorf("without opt-in, wildcard ports = %d, want 0", d.WildcardPorts)
 	}
 
-	p.Annotations = map[string]string{WildcardPortsAnnotation: "true"}
+	p.Annotations = map[string]string{taskinfo.WildcardPortsAnnotation: "true"}
 	d, err = FromPod(p)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +192,7 @@ func TestFromPodPorts(t *testing.T) {
 
 	hn := pod([]v1.Container{ctr("a", nil, nil, v1.ContainerPort{ContainerPort: 7000})})
 	hn.Spec.HostNetwork = true
-	hn.Annotations = map[string]string{WildcardPortsAnnotation: "true"}
+	hn.Annotations = map[string]string{taskinfo.WildcardPortsAnnotation: "true"}
 	d, err = FromPod(hn)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +204,7 @@ func TestFromPodPorts(t *testing.T) {
 
 func TestFromPodRoles(t *testing.T) {
 	p := pod([]v1.Container{ctr("a", nil, nil)})
-	p.Annotations = map[string]string{RolesAnnotation: " web, batch ,web"}
+	p.Annotations = map[string]string{taskinfo.RolesAnnotation: " web, batch ,web"}
 	d, err := FromPod(p)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +219,7 @@ func TestFromPodRoles(t *testing.T) {
 
 func TestPortAssignmentsRoundTrip(t *testing.T) {
 	p := pod([]v1.Container{ctr("web", nil, nil, v1.ContainerPort{ContainerPort: 80}, v1.ContainerPort{ContainerPort: 443, HostPort: 443})})
-	p.Annotations = map[string]string{WildcardPortsAnnotation: "true"}
+	p.Annotations = map[string]string{taskinfo.WildcardPortsAnnotation: "true"}
 	if _, err := AssignWildcardPorts(p, []uint64{31000, 31001}); err == nil {
 		t.Errorf("assigning two ports to one wildcard port succeeded")
 	}

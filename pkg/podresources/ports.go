@@ -5,12 +5,9 @@ import (
 	"fmt"
 
 	v1 "k8s.io/api/core/v1"
-)
 
-// HostPortsAnnotation records the host ports k8sm chose for a pod's wildcard
-// ports, as a JSON list of PortAssignment. The executor applies them to the
-// pod it hands the kubelet and endpoints are built from them.
-const HostPortsAnnotation = "k8sm.io/host-ports"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+)
 
 // PortRef names one container port of a pod.
 type PortRef struct {
@@ -27,10 +24,10 @@ type PortAssignment struct {
 
 // WildcardPortsOf lists the pod's container ports that get a host port chosen
 // by k8sm, in a stable order (init containers, then containers, each in spec
-// order). A pod must opt in with WildcardPortsAnnotation; host networking pods
+// order). A pod must opt in with taskinfo.WildcardPortsAnnotation; host networking pods
 // never get wildcard ports because their host port is their container port.
 func WildcardPortsOf(pod *v1.Pod) []PortRef {
-	if pod.Annotations[WildcardPortsAnnotation] != "true" || pod.Spec.HostNetwork {
+	if pod.Annotations[taskinfo.WildcardPortsAnnotation] != "true" || pod.Spec.HostNetwork {
 		return nil
 	}
 	var refs []PortRef
@@ -82,19 +79,19 @@ func RecordPortAssignments(pod *v1.Pod, as []PortAssignment) error {
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[HostPortsAnnotation] = string(b)
+	pod.Annotations[taskinfo.HostPortsAnnotation] = string(b)
 	return nil
 }
 
 // PortAssignmentsOf reads the assignments recorded on a pod.
 func PortAssignmentsOf(pod *v1.Pod) ([]PortAssignment, error) {
-	v, ok := pod.Annotations[HostPortsAnnotation]
+	v, ok := pod.Annotations[taskinfo.HostPortsAnnotation]
 	if !ok {
 		return nil, nil
 	}
 	var as []PortAssignment
 	if err := json.Unmarshal([]byte(v), &as); err != nil {
-		return nil, fmt.Errorf("decoding annotation %s of pod %s/%s: %w", HostPortsAnnotation, pod.Namespace, pod.Name, err)
+		return nil, fmt.Errorf("decoding annotation %s of pod %s/%s: %w", taskinfo.HostPortsAnnotation, pod.Namespace, pod.Name, err)
 	}
 	return as, nil
 }

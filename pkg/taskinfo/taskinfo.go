@@ -1,6 +1,10 @@
-// Package taskinfo is the contract between the k8sm broker and the k8sm
-// executor: how a pod travels inside a Mesos TaskInfo, and how the shared
-// ExecutorInfo that runs the embedded kubelet is named and started.
+// Package taskinfo is the contract between the parts of k8sm: how a pod
+// travels inside a Mesos TaskInfo and how its task is named (TaskID, PodUID),
+// what a task's state means for its pod (Terminal), how the shared
+// ExecutorInfo that runs the embedded kubelet is named and started, and the
+// annotations, labels and taint k8sm writes on Kubernetes objects (keys.go).
+// The broker, the scheduler plugin and the executor all read it; it imports
+// none of them.
 //
 // A pod's task:
 //   - TaskID: "pod.<pod uid>" (one task per pod UID; a pod runs at most once).
@@ -47,7 +51,9 @@ const TaskIDPrefix = "pod."
 // changes in a way that must not mix with executors already running.
 const ExecutorVersion = "v1"
 
-// TaskID is the task id of a pod.
+// TaskID is the Mesos task id of a pod: "pod.<uid>". Deriving it from the
+// pod uid makes a second task for one pod impossible: Mesos refuses a
+// duplicate task id.
 func TaskID(uid types.UID) string { return TaskIDPrefix + string(uid) }
 
 // ExecutorIDPrefix starts the id of every k8sm executor, of any version and

@@ -26,9 +26,6 @@ const (
 	DefaultLaunchTimeout     = 30 * time.Second
 	DefaultReservationTTL    = 30 * time.Second
 	DefaultReconnectMaxDelay = 5 * time.Second
-	// AgentTaintKey is the taint the broker puts on every agent Node so that
-	// schedulers other than the mesos-scheduler profile leave them alone.
-	AgentTaintKey = "k8sm.io/mesos-agent"
 )
 
 // Args configure the MesosOffers plugin; they appear under pluginConfig in a
@@ -69,8 +66,9 @@ type Args struct {
 	// ReconnectMaxDelay caps the back-off between attempts to re-open the
 	// offer watch after the broker went away.
 	ReconnectMaxDelay *metav1.Duration `json:"reconnectMaxDelay,omitempty"`
-	// TolerateAgentTaint makes pods of this profile tolerate AgentTaintKey
-	// without listing it, so users need not add a toleration. The stock
+	// TolerateAgentTaint makes pods of this profile tolerate the agent taint
+	// (taskinfo.AgentTaintKey) without listing it, so users need not add a
+	// toleration. The stock
 	// TaintToleration plugin has no arguments, so the profile disables its
 	// filter and MesosOffers applies every other NoSchedule/NoExecute taint
 	// exactly as TaintToleration would (default true).

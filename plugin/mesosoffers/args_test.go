@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/k8sm/k8sm/broker/nodes"
 )
 
 func TestArgsDefaults(t *testing.T) {
@@ -43,13 +41,5 @@ func TestBrokenArgsNameTheField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("args %s: error %v, want it to contain %q", raw, err, want)
 		}
-	}
-}
-
-// The broker taints agent Nodes; the plugin tolerates that taint. Both must
-// mean the same key.
-func TestAgentTaintKeyIsTheBrokers(t *testing.T) {
-	if AgentTaintKey != nodes.TaintKey {
-		t.Errorf("plugin tolerates %q, broker taints %q", AgentTaintKey, nodes.TaintKey)
 	}
 }

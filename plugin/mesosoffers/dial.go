@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
 )
 
 // serviceConfig spreads calls over the replicas that report SERVING: only the
@@ -24,7 +24,7 @@ import (
 var serviceConfig = fmt.Sprintf(`{
   "loadBalancingConfig": [{"round_robin": {}}],
   "healthCheckConfig": {"serviceName": %q}
-}`, grpcserver.ServiceName)
+}`, brokerapi.ServiceName)
 
 func dial(args *Args) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()

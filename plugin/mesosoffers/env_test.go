@@ -2,7 +2,6 @@ package mesosoffers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -28,17 +27,18 @@ import (
 	"github.com/k8sm/k8sm/broker/grpcserver"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // recordingLauncher stands in for the broker's Mesos side only: everything
 // up to it is the real broker server and offer cache.
 type recordingLauncher struct {
 	mu       sync.Mutex
-	launched []grpcserver.Pod
+	launched []*v1.Pod
 	killed   []string
 }
 
-func (l *recordingLauncher) Launch(_ context.Context, _ *offers.Launch, pods map[string]grpcserver.Pod) error {
+func (l *recordingLauncher) Launch(_ context.Context, _ *offers.Launch, pods map[string]*v1.Pod) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, p := range pods {
@@ -54,10 +54,10 @@ func (l *recordingLauncher) Kill(_ context.Context, taskID, _ string) error {
 	return nil
 }
 
-func (l *recordingLauncher) snapshot() ([]grpcserver.Pod, []string) {
+func (l *recordingLauncher) snapshot() ([]*v1.Pod, []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]grpcserver.Pod(nil), l.launched...), append([]string(nil), l.killed...)
+	return append([]*v1.Pod(nil), l.launched...), append([]string(nil), l.killed...)
 }
 
 // fakeHandle provides what the plugin uses of the framework handle; calling
@@ -191,7 +191,7 @@ func nodeInfo(name string, taints ...v1.Taint) fwk.NodeInfo {
 	return ni
 }
 
-var agentTaint = v1.Taint{Key: AgentTaintKey, Effect: v1.TaintEffectNoSchedule}
+var agentTaint = v1.Taint{Key: taskinfo.AgentTaintKey, Effect: v1.TaintEffectNoSchedule}
 
 // schedule runs PreFilter and Filter over the nodes as the framework does and
 // returns the cycle state and each node's status (nil = fits).
@@ -236,13 +236,4 @@ func bindingsOf(h *fakeHandle, fail error) func() map[string]string {
 		}
 		return out
 	}
-}
-
-func decodePod(t *testing.T, p grpcserver.Pod) *v1.Pod {
-	t.Helper()
-	var pod v1.Pod
-	if err := json.Unmarshal(p.Data, &pod); err != nil {
-		t.Fatal(err)
-	}
-	return &pod
 }

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -209,8 +209,8 @@ func agentFromProto(a *brokerv1.Agent) *agent {
 		id:         a.GetAgentId(),
 		hostname:   a.GetHostname(),
 		attributes: a.GetAttributes(),
-		available:  grpcserver.ByRoleFromProto(a.GetAvailable()),
-		capacity:   grpcserver.ByRoleFromProto(a.GetCapacity()),
+		available:  brokerapi.ByRoleFromProto(a.GetAvailable()),
+		capacity:   brokerapi.ByRoleFromProto(a.GetCapacity()),
 		version:    a.GetResourceVersion(),
 	}
 }

@@ -5,7 +5,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -13,8 +13,8 @@ import (
 func agentEvent(version uint64, cpus float64) *brokerv1.WatchOffersResponse {
 	avail := podresources.ByRole{"*": {Scalars: podresources.Scalars{CPUs: podresources.MilliFromFloat(cpus)}}}
 	return &brokerv1.WatchOffersResponse{ResourceVersion: version, Event: &brokerv1.WatchOffersResponse_Updated{Updated: &brokerv1.Agent{
-		AgentId: "a1", Hostname: "node-1", ResourceVersion: version, Available: []*brokerv1.RoleResources{{Role: "*", Resources: grpcserver.ResourcesToProto(avail["*"])}},
-		Capacity: []*brokerv1.RoleResources{{Role: "*", Resources: grpcserver.ResourcesToProto(avail["*"])}},
+		AgentId: "a1", Hostname: "node-1", ResourceVersion: version, Available: []*brokerv1.RoleResources{{Role: "*", Resources: brokerapi.ResourcesToProto(avail["*"])}},
+		Capacity: []*brokerv1.RoleResources{{Role: "*", Resources: brokerapi.ResourcesToProto(avail["*"])}},
 	}}}
 }
 

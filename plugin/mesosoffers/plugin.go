@@ -30,8 +30,9 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/features"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -250,7 +251,7 @@ func reasons(short podresources.Shortfalls, d podresources.Demand) []string {
 }
 
 // agentToleration is what every pod of the profile implicitly carries.
-var agentToleration = v1.Toleration{Key: AgentTaintKey, Operator: v1.TolerationOpExists}
+var agentToleration = v1.Toleration{Key: taskinfo.AgentTaintKey, Operator: v1.TolerationOpExists}
 
 // filterTaints does what the stock TaintToleration filter does (which this
 // profile disables, as it has no arguments to add a toleration), with the
@@ -305,7 +306,7 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 	resp, err := pl.client.Reserve(rctx, &brokerv1.ReserveRequest{
 		Pod:      podRef(pod),
 		NodeName: nodeName,
-		Demand:   grpcserver.DemandToProto(d),
+		Demand:   brokerapi.DemandToProto(d),
 		Ttl:      durationpb.New(pl.args.ReservationTTL.Duration),
 	})
 	if err != nil {
@@ -313,7 +314,7 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 	}
 	r := resp.GetReservation()
 	state.Write(reservationKey, &reservationState{r: r})
-	pl.mirror.assume(nodeName, seen, resp.GetResourceVersion(), r.GetRole(), grpcserver.ResourcesFromProto(r.GetResources()))
+	pl.mirror.assume(nodeName, seen, resp.GetResourceVersion(), r.GetRole(), brokerapi.ResourcesFromProto(r.GetResources()))
 	pl.mirror.unpark(pod.UID)
 	klog.FromContext(ctx).V(4).Info("Reserved Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "reservation", r.GetId(), "role", r.GetRole())
 	return nil
@@ -425,7 +426,7 @@ func (pl *MesosOffers) recordHostPorts(ctx context.Context, pod *v1.Pod, ports [
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"uid":         pod.UID, // the patch fails if the pod was replaced meanwhile
-		"annotations": map[string]string{podresources.HostPortsAnnotation: pod.Annotations[podresources.HostPortsAnnotation]},
+		"annotations": map[string]string{taskinfo.HostPortsAnnotation: pod.Annotations[taskinfo.HostPortsAnnotation]},
 	}})
 	if err != nil {
 		return err

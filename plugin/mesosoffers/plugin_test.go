@@ -16,8 +16,8 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
-	"github.com/k8sm/k8sm/broker/grpcserver"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 func wantReasons(t *testing.T, st *fwk.Status, code fwk.Code, reasons ...string) {
@@ -78,7 +78,7 @@ func TestHostPorts(t *testing.T) {
 
 	many := mkPod("1", "64Mi")
 	e.offer(t, mkOffer("a3", "n3", res(4, 4096, podresources.Range{Begin: 20000, End: 29999})))
-	many.Annotations = map[string]string{podresources.WildcardPortsAnnotation: "true"}
+	many.Annotations = map[string]string{taskinfo.WildcardPortsAnnotation: "true"}
 	for i := range 11 {
 		many.Spec.Containers[0].Ports = append(many.Spec.Containers[0].Ports, v1.ContainerPort{ContainerPort: int32(8000 + i)})
 	}
@@ -175,7 +175,7 @@ func TestReserveLaunchBind(t *testing.T) {
 	ctx := context.Background()
 
 	pod := mkPod("1500m", "1Gi", v1.ContainerPort{Name: "http", ContainerPort: 8080})
-	pod.Annotations = map[string]string{podresources.WildcardPortsAnnotation: "true"}
+	pod.Annotations = map[string]string{taskinfo.WildcardPortsAnnotation: "true"}
 	if _, err := e.handle.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestReserveLaunchBind(t *testing.T) {
 	if len(launched) != 1 {
 		t.Fatalf("launched %d pods, want 1", len(launched))
 	}
-	task := decodePod(t, launched[0])
+	task := launched[0]
 	if task.UID != pod.UID || task.Spec.NodeName != "n1" {
 		t.Errorf("task pod uid %s node %q, want %s on n1", task.UID, task.Spec.NodeName, pod.UID)
 	}
@@ -214,8 +214,8 @@ func TestReserveLaunchBind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if apiPod.Annotations[podresources.HostPortsAnnotation] != task.Annotations[podresources.HostPortsAnnotation] {
-		t.Errorf("API pod host ports %q, task %q", apiPod.Annotations[podresources.HostPortsAnnotation], task.Annotations[podresources.HostPortsAnnotation])
+	if apiPod.Annotations[taskinfo.HostPortsAnnotation] != task.Annotations[taskinfo.HostPortsAnnotation] {
+		t.Errorf("API pod host ports %q, task %q", apiPod.Annotations[taskinfo.HostPortsAnnotation], task.Annotations[taskinfo.HostPortsAnnotation])
 	}
 }
 
@@ -234,7 +234,7 @@ func TestFailedBindingKillsTheTask(t *testing.T) {
 		t.Fatalf("Bind = %v, want a failure saying the task was killed", st)
 	}
 	launched, killed := e.broker.launcher.snapshot()
-	if task := grpcserver.TaskID(pod.UID); len(launched) != 1 || !slices.Equal(killed, []string{task}) {
+	if task := taskinfo.TaskID(pod.UID); len(launched) != 1 || !slices.Equal(killed, []string{task}) {
 		t.Errorf("launched %d, killed %v; want the launched task %s killed", len(launched), killed, task)
 	}
 }

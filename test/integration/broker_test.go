@@ -30,12 +30,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/k8sm/k8sm/broker/app"
-	"github.com/k8sm/k8sm/broker/grpcserver"
 	"github.com/k8sm/k8sm/broker/nodes"
 	"github.com/k8sm/k8sm/hack/cluster"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	"github.com/k8sm/k8sm/pkg/brokerapi"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -215,7 +216,7 @@ func (e *brokerEnv) createPod(ctx context.Context, name, nodeName string) *corev
 			NodeName:      nodeName,
 			Containers: []corev1.Container{{Name: "web", Image: cluster.WebappImage, Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("128Mi")}}}},
-			Tolerations: []corev1.Toleration{{Key: nodes.TaintKey, Operator: corev1.TolerationOpExists}},
+			Tolerations: []corev1.Toleration{{Key: taskinfo.AgentTaintKey, Operator: corev1.TolerationOpExists}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -257,8 +258,8 @@ func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Po
 	if err != nil {
 		t.Fatalf("launching %s: %v", p.Name, err)
 	}
-	if resp.GetTaskId() != grpcserver.TaskID(p.UID) {
-		t.Errorf("task id %s, want %s", resp.GetTaskId(), grpcserver.TaskID(p.UID))
+	if resp.GetTaskId() != taskinfo.TaskID(p.UID) {
+		t.Errorf("task id %s, want %s", resp.GetTaskId(), taskinfo.TaskID(p.UID))
 	}
 	err = e.kube.CoreV1().Pods(p.Namespace).Bind(ctx, &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
@@ -271,7 +272,7 @@ func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Po
 
 func (e *brokerEnv) waitTask(ctx context.Context, uid types.UID, state string) {
 	e.t.Helper()
-	id := grpcserver.TaskID(uid)
+	id := taskinfo.TaskID(uid)
 	e.eventually(ctx, "task "+id+" "+state, func() (bool, string) {
 		ts, _ := e.taskStates()
 		return ts[id] == state, ts[id]
@@ -313,10 +314,10 @@ func TestBroker(t *testing.T) {
 			}
 			tainted := false
 			for _, tn := range n.Spec.Taints {
-				tainted = tainted || (tn.Key == nodes.TaintKey && tn.Effect == corev1.TaintEffectNoSchedule)
+				tainted = tainted || (tn.Key == taskinfo.AgentTaintKey && tn.Effect == corev1.TaintEffectNoSchedule)
 			}
 			cpu := n.Status.Capacity[corev1.ResourceCPU]
-			ok := ready && tainted && n.Labels[nodes.AttributeLabelPrefix+"rack"] == "r1" && cpu.MilliValue() == 4000 && n.Annotations[nodes.AgentIDAnnotation] != ""
+			ok := ready && tainted && n.Labels[taskinfo.AttributeLabelPrefix+"rack"] == "r1" && cpu.MilliValue() == 4000 && n.Annotations[taskinfo.AgentIDAnnotation] != ""
 			return ok, "ready=" + strconv.FormatBool(ready) + " tainted=" + strconv.FormatBool(tainted) + " labels=" + strings.Join(mapKeys(n.Labels), ",") + " cpu=" + cpu.String()
 		})
 		e.eventually(ctx, "the broker to hold agent-a's Lease", func() (bool, string) {
@@ -334,7 +335,7 @@ func TestBroker(t *testing.T) {
 
 	{ // health serving when subscribed
 		e.eventually(ctx, "SERVING", func() (bool, string) {
-			r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName})
+			r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
 			if err != nil {
 				return false, err.Error()
 			}
@@ -413,7 +414,7 @@ func TestBroker(t *testing.T) {
 
 		// A second replica waits for leadership: it does not serve.
 		standby := e.startBroker(ctx, "broker-2")
-		if r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		if r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Errorf("the standby replica's health is %v (%v), want NOT_SERVING", r.GetStatus(), err)
 		}
 		if code, _ := httpGet(ctx, standby.http+"/readyz"); code != http.StatusServiceUnavailable {
@@ -430,7 +431,7 @@ func TestBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.eventually(ctx, "the standby to take over and serve", func() (bool, string) {
-			r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: grpcserver.ServiceName})
+			r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
 			if err != nil {
 				return false, err.Error()
 			}
@@ -450,8 +451,8 @@ func TestBroker(t *testing.T) {
 		if fws != fwsBefore || fws != 1 {
 			t.Errorf("Mesos knows %d frameworks after the restart (%d before), want the same one", fws, fwsBefore)
 		}
-		if ts[grpcserver.TaskID(running.UID)] != "TASK_RUNNING" {
-			t.Errorf("the running pod's task is %s after the restart, want TASK_RUNNING", ts[grpcserver.TaskID(running.UID)])
+		if ts[taskinfo.TaskID(running.UID)] != "TASK_RUNNING" {
+			t.Errorf("the running pod's task is %s after the restart, want TASK_RUNNING", ts[taskinfo.TaskID(running.UID)])
 		}
 		p, err := e.kube.CoreV1().Pods("default").Get(ctx, running.Name, metav1.GetOptions{})
 		if err != nil || p.Status.Phase == corev1.PodFailed {

@@ -31,6 +31,7 @@ import (
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/manifests"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	"github.com/k8sm/k8sm/plugin/mesosoffers"
 )
 
@@ -51,7 +52,7 @@ type recordingLauncher struct {
 	reoffer *offers.Cache
 }
 
-func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]grpcserver.Pod) error {
+func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]*corev1.Pod) error {
 	if l.reoffer != nil && len(launch.Remainder) > 0 {
 		l.reoffer.Add(mesos.Offer{
 			ID:        mesos.OfferID{Value: fmt.Sprintf("offer-%d", offerSeq.Add(1))},
@@ -63,7 +64,7 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 	for _, p := range pods {
 		l.launched.Add(1)
 		select {
-		case l.pods <- p.Decoded:
+		case l.pods <- p:
 		default:
 		}
 	}
@@ -115,7 +116,7 @@ func createAgentNode(ctx context.Context, t testing.TB, cs kubernetes.Interface,
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: mesosoffers.AgentTaintKey, Effect: corev1.TaintEffectNoSchedule}}},
+		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: taskinfo.AgentTaintKey, Effect: corev1.TaintEffectNoSchedule}}},
 	}
 	_, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {

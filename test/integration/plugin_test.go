@@ -21,6 +21,7 @@ import (
 
 	"github.com/k8sm/k8sm/hack/cluster"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // TestMesosScheduler runs the k8sm kube-scheduler with the shipped
@@ -151,7 +152,7 @@ func TestMesosScheduler(t *testing.T) {
 
 	t.Run("wildcard host ports are chosen from the offer and recorded", func(t *testing.T) {
 		pod := mesosPod("wildcard", "250m")
-		pod.Annotations = map[string]string{podresources.WildcardPortsAnnotation: "true"}
+		pod.Annotations = map[string]string{taskinfo.WildcardPortsAnnotation: "true"}
 		pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

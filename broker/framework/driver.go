@@ -1,0 +1,177 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"k8s.io/klog/v2"
+
+	brokermesos "github.com/k8sm/k8sm/broker/mesos"
+	"github.com/k8sm/k8sm/broker/metrics"
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// Driver makes the Mesos calls the pod controller asks for: SUPPRESS while
+// no pod is pending and REVIVE when one is, and KILL of a pod's task. It is
+// built before both the Framework and the pod controller and shared by them:
+// the controller drives it, the Framework's events tell it whether it is
+// subscribed and where tasks run. So neither of the two needs the other to
+// exist first.
+type Driver struct {
+	caller brokermesos.Caller
+	// roles SUPPRESS and REVIVE apply to.
+	roles []string
+
+	mu sync.Mutex
+	// taskAgents remembers where tasks run, for KILLs that name no agent.
+	taskAgents map[string]string
+	pending    bool
+	suppressed *bool // nil: unknown (not yet told Mesos)
+	subscribed bool
+	wake       chan struct{}
+}
+
+// NewDriver returns a Driver that calls Mesos through caller, for the
+// framework's roles (default "*").
+func NewDriver(caller brokermesos.Caller, roles []string) *Driver {
+	if len(roles) == 0 {
+		roles = []string{podresources.DefaultRole}
+	}
+	return &Driver{
+		caller:     caller,
+		roles:      roles,
+		taskAgents: map[string]string{},
+		pending:    true, // until told otherwise: never starve a pod at startup
+		wake:       make(chan struct{}, 1),
+	}
+}
+
+// Run keeps Mesos' suppression in line with the pending pods until ctx ends.
+func (d *Driver) Run(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		d.syncSuppression(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Driver) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetPending says whether any pod waits for resources: SUPPRESS when none
+// does, REVIVE as soon as one does.
+func (d *Driver) SetPending(pending bool) {
+	d.mu.Lock()
+	changed := d.pending != pending
+	d.pending = pending
+	d.mu.Unlock()
+	if changed {
+		d.poke()
+	}
+}
+
+// Revive asks Mesos for offers again now (a new pod is pending): it also
+// clears the refuse filters of earlier declines.
+func (d *Driver) Revive() {
+	d.mu.Lock()
+	d.pending = true
+	d.suppressed = nil
+	d.mu.Unlock()
+	d.poke()
+}
+
+// Pending reports whether any pod waits for resources.
+func (d *Driver) Pending() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pending
+}
+
+// setSubscribed records a new subscription (or its loss). Either way Mesos'
+// suppression is unknown: a new subscription starts unsuppressed, so it is
+// told again.
+func (d *Driver) setSubscribed(subscribed bool) {
+	d.mu.Lock()
+	d.subscribed = subscribed
+	d.suppressed = nil
+	d.mu.Unlock()
+	if subscribed {
+		d.poke()
+	}
+}
+
+func (d *Driver) isSubscribed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.subscribed
+}
+
+func (d *Driver) syncSuppression(ctx context.Context) {
+	d.mu.Lock()
+	want := !d.pending
+	if !d.subscribed || (d.suppressed != nil && *d.suppressed == want) {
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	call := calls.ReviveWith(d.roles)
+	if want {
+		call = calls.SuppressWith(d.roles)
+	}
+	if err := d.caller.Call(ctx, call); err != nil {
+		klog.FromContext(ctx).Error(err, "Changing offer suppression", "suppress", want)
+		return
+	}
+	klog.FromContext(ctx).V(2).Info("Offer suppression changed", "suppressed", want, "roles", d.roles)
+	if want {
+		metrics.Suppressed.Set(1)
+	} else {
+		metrics.Suppressed.Set(0)
+	}
+	d.mu.Lock()
+	d.suppressed = &want
+	d.mu.Unlock()
+}
+
+// taskAt records that a task runs on agentID; taskEnded forgets it.
+func (d *Driver) taskAt(taskID, agentID string) {
+	d.mu.Lock()
+	d.taskAgents[taskID] = agentID
+	d.mu.Unlock()
+}
+
+func (d *Driver) taskEnded(taskID string) {
+	d.mu.Lock()
+	delete(d.taskAgents, taskID)
+	d.mu.Unlock()
+}
+
+// KillTask kills a task for a reason (metrics and logs say which); agentID
+// may be empty when unknown, and then the agent the task was last seen on
+// is named.
+func (d *Driver) KillTask(ctx context.Context, taskID, agentID, reason string) error {
+	if agentID == "" {
+		d.mu.Lock()
+		agentID = d.taskAgents[taskID]
+		d.mu.Unlock()
+	}
+	if err := d.caller.Call(ctx, calls.Kill(taskID, agentID)); err != nil {
+		return fmt.Errorf("killing task %s: %w", taskID, err)
+	}
+	metrics.Kills.WithLabelValues(reason).Inc()
+	klog.FromContext(ctx).V(2).Info("Killing task", "task", taskID, "agent", agentID, "reason", reason)
+	return nil
+}

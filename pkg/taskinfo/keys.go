@@ -1,0 +1,32 @@
+package taskinfo
+
+// The names k8sm writes on Kubernetes objects, declared here once: the
+// broker writes them, the scheduler plugin and the executor read them, and
+// users put some of them on their pods.
+const (
+	// AgentIDAnnotation on a Node names the Mesos agent behind it. The
+	// broker's node mirror sets it; reconciliation and kills send it with
+	// the task id.
+	AgentIDAnnotation = "k8sm.io/agent-id"
+	// AgentTaintKey is the NoSchedule taint the broker puts on every agent
+	// Node, so that schedulers other than the mesos-scheduler profile (whose
+	// pods tolerate it) leave them alone.
+	AgentTaintKey = "k8sm.io/mesos-agent"
+	// AttributeLabelPrefix starts the Node label of each agent attribute
+	// (k8sm.io/attribute-<name>).
+	AttributeLabelPrefix = "k8sm.io/attribute-"
+
+	// WildcardPortsAnnotation opts a pod in to host ports chosen by k8sm: when
+	// it is "true", every container port with hostPort 0 gets a port from the
+	// agent's offered port ranges, recorded under HostPortsAnnotation.
+	WildcardPortsAnnotation = "k8sm.io/wildcard-ports"
+	// HostPortsAnnotation records the host ports k8sm chose for a pod's
+	// wildcard ports, as a JSON list of podresources.PortAssignment. The
+	// executor applies them to the pod it hands the kubelet and endpoints
+	// are built from them.
+	HostPortsAnnotation = "k8sm.io/host-ports"
+	// RolesAnnotation restricts a pod to resources allocated to the listed
+	// Mesos roles (comma-separated); without it any of the framework's roles
+	// will do.
+	RolesAnnotation = "k8sm.io/roles"
+)
