@@ -510,6 +510,10 @@ func (l *loop) reconcileHeld(ctx context.Context, t *task) {
 	pod, err := l.apiPod(t)
 	switch {
 	case err == nil && pod.UID == t.Ref.UID:
+		if err := l.checkHostPorts(t, pod); err != nil {
+			l.fail(ctx, t, err.Error(), mesos.REASON_TASK_INVALID)
+			return
+		}
 		t.LastPod = pod
 		t.Phase = phaseHanded
 		l.logger.Info("Pod handed to the kubelet", "task", t.Info.TaskID.Value, "pod", t.Ref)
@@ -553,6 +557,12 @@ func (l *loop) reconcileHanded(ctx context.Context, t *task) {
 			zero = *t.LastPod.DeletionGracePeriodSeconds
 		}
 		l.stop(t, mesos.TaskStatus{State: mesos.TASK_KILLED.Enum(), Message: ptr("pod deleted from the API server")}, &zero)
+		return
+	}
+	if err := l.checkHostPorts(t, pod); err != nil {
+		// The last pod that bound only its own ports is the one stopped.
+		zero := int64(0)
+		l.stop(t, mesos.TaskStatus{State: mesos.TASK_FAILED.Enum(), Message: ptr(err.Error()), Reason: mesos.REASON_TASK_INVALID.Enum()}, &zero)
 		return
 	}
 	t.LastPod = pod
@@ -647,13 +657,13 @@ func (l *loop) feedKubelet() {
 		switch t.Phase {
 		case phaseHanded:
 			if t.LastPod != nil {
-				set = append(set, l.kubeletPod(t.LastPod))
+				set = append(set, l.kubeletPod(t, t.LastPod))
 			}
 		case phaseStopping, phaseDone:
 			if t.LastPod == nil || (t.Phase == phaseDone && !t.Lingering) {
 				continue
 			}
-			p := l.kubeletPod(t.LastPod)
+			p := l.kubeletPod(t, t.LastPod)
 			if t.Grace != nil && p.DeletionTimestamp != nil && (p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds > *t.Grace) {
 				p.DeletionGracePeriodSeconds = ptr(*t.Grace)
 			}
@@ -686,15 +696,27 @@ func (l *loop) feedKubelet() {
 // with the host ports k8sm chose for its wildcard ports. The scheduler
 // records them in an annotation (a pod's ports cannot be updated), so the
 // spec the API server has still says hostPort 0.
-func (l *loop) kubeletPod(in *v1.Pod) *v1.Pod {
+func (l *loop) kubeletPod(t *task, in *v1.Pod) *v1.Pod {
 	p := in.DeepCopy()
 	as, err := podresources.PortAssignmentsOf(p)
 	if err != nil {
 		l.logger.Error(err, "Ignoring the pod's host port assignments", "pod", klog.KObj(p))
 		return p
 	}
-	podresources.ApplyPortAssignments(p, as)
+	podresources.ApplyPortAssignments(p, allocatedAssignments(&t.Info, as))
 	return p
+}
+
+// checkHostPorts refuses a pod that would bind host ports Mesos did not
+// allocate to its task (the spec's or the annotation's).
+func (l *loop) checkHostPorts(t *task, pod *v1.Pod) error {
+	p := pod.DeepCopy()
+	as, err := podresources.PortAssignmentsOf(p)
+	if err != nil {
+		return err
+	}
+	podresources.ApplyPortAssignments(p, as)
+	return checkHostPorts(&t.Info, p)
 }
 
 // sameSet says whether the kubelet already has this set.

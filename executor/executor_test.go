@@ -105,7 +105,7 @@ func TestWildcardHostPortsReachTheKubelet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := e.launch(p)
+	id := e.launchWithPorts(p, "[31007-31007]")
 	e.startExecutor(e.mesosEnv())
 	e.update(id, mesos.TASK_RUNNING)
 	got := e.kube.lastHanded(p.UID)

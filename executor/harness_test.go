@@ -51,10 +51,11 @@ type fakeKubelet struct {
 	handed  map[types.UID]bool // every pod ever handed to a kubelet
 	last    map[types.UID]*v1.Pod
 	current map[types.UID]*v1.Pod // the set the kubelet has now
+	ports   map[types.UID][]int32 // every host port the pod was ever handed with
 }
 
 func newFakeKubelet(api *fake.Clientset) *fakeKubelet {
-	return &fakeKubelet{api: api, running: map[types.UID]bool{}, starts: map[types.UID]int{}, handed: map[types.UID]bool{}, last: map[types.UID]*v1.Pod{}, current: map[types.UID]*v1.Pod{}}
+	return &fakeKubelet{api: api, running: map[types.UID]bool{}, starts: map[types.UID]int{}, handed: map[types.UID]bool{}, last: map[types.UID]*v1.Pod{}, current: map[types.UID]*v1.Pod{}, ports: map[types.UID][]int32{}}
 }
 
 func (k *fakeKubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod) error {
@@ -81,6 +82,13 @@ func (k *fakeKubelet) sync(ctx context.Context, set []*v1.Pod) {
 		in[p.UID] = true
 		k.handed[p.UID] = true
 		k.last[p.UID] = p
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.HostPort != 0 {
+					k.ports[p.UID] = append(k.ports[p.UID], cp.HostPort)
+				}
+			}
+		}
 		switch {
 		case p.DeletionTimestamp != nil:
 			wasRunning := k.running[p.UID]
@@ -171,6 +179,13 @@ func (k *fakeKubelet) lastHanded(uid types.UID) *v1.Pod {
 	return k.last[uid]
 }
 
+// handedPorts are the host ports the pod was ever handed with.
+func (k *fakeKubelet) handedPorts(uid types.UID) []int32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]int32(nil), k.ports[uid]...)
+}
+
 func (k *fakeKubelet) wasHanded(uid types.UID) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -256,14 +271,20 @@ func (e *env) launch(p *v1.Pod) string {
 	return ti.TaskID.Value
 }
 
-func (e *env) launchTask(ti mesos.TaskInfo) {
+func (e *env) launchTask(ti mesos.TaskInfo) { e.launchTaskWith(ti, "cpus:0.5;mem:64") }
+
+// launchTaskWith launches ti holding resources (--resources text).
+func (e *env) launchTaskWith(ti mesos.TaskInfo, resources string) {
 	e.t.Helper()
 	ev, err := e.sched.Next(e.ctx, scheduler.Event_OFFERS)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	o := ev.Offers.Offers[0]
-	res, _ := mesossim.ParseResources("cpus:0.5;mem:64")
+	res, err := mesossim.ParseResources(resources)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	ti.AgentID = o.AgentID
 	ti.Resources = res
 	if err := e.sched.MustAccept(e.ctx, &scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{

@@ -9,6 +9,12 @@ import (
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
+// HostPortsOf lists the host ports the pod binds as its spec stands (fixed
+// host ports, container ports under host networking), sorted and without
+// duplicates. Apply the pod's assignments first to include its wildcard
+// ports.
+func HostPortsOf(pod *v1.Pod) []uint64 { return fixedHostPorts(pod) }
+
 // PortRef names one container port of a pod.
 type PortRef struct {
 	Container     string      `json:"container"`
