@@ -25,6 +25,7 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -86,6 +87,8 @@ type syncState struct {
 	// kubelet: the kubelet renewed the Lease when last looked at. Atomic:
 	// the informer's handler reads it.
 	kubelet atomic.Bool
+	// foreign: the agent's hostname is a Node the broker did not create.
+	foreign bool
 }
 
 // Mirror implements framework.AgentSink.
@@ -94,6 +97,8 @@ type Mirror struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 	// startNodes starts the informer when the mirror owns it.
 	startNodes func(stop <-chan struct{})
+	recorder   record.EventRecorder
+	stopEvents func()
 
 	mu     sync.Mutex
 	byID   map[string]*agentState
@@ -121,9 +126,17 @@ func New(cfg Config) *Mirror {
 		m.cfg.Nodes = f.Core().V1().Nodes()
 		m.startNodes = f.Start
 	}
+	if cfg.Client != nil {
+		m.recorder, m.stopEvents = newRecorder(cfg.Client)
+	}
 	if m.cfg.Nodes != nil {
 		_, _ = m.cfg.Nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			UpdateFunc: func(_, obj any) { m.nodeChanged(obj) },
+			UpdateFunc: func(_, obj any) {
+				// What happens to other Nodes is not the broker's concern.
+				if n, ok := obj.(*v1.Node); ok && Owned(n) {
+					m.nodeChanged(obj)
+				}
+			},
 			DeleteFunc: m.nodeChanged,
 		})
 	}
@@ -218,6 +231,9 @@ func (m *Mirror) ExecutorEnded(_ context.Context, agentID string) { m.queue.Add(
 // changes and every LeaseDuration/4, Workers at a time.
 func (m *Mirror) Run(ctx context.Context) {
 	defer m.queue.ShutDown()
+	if m.stopEvents != nil {
+		defer m.stopEvents()
+	}
 	if m.startNodes != nil {
 		m.startNodes(ctx.Done())
 	}
@@ -315,6 +331,11 @@ func (m *Mirror) sync(ctx context.Context, a *agentState) error {
 	if err != nil || node == nil {
 		return err
 	}
+	if !Owned(node) {
+		m.foreign(ctx, a, st, node)
+		return nil
+	}
+	m.owned(a, st)
 	if want := m.withDesired(node, a); !equalMeta(node, want) {
 		if node, err = m.cfg.Client.CoreV1().Nodes().Update(ctx, want, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
 			if node, err = m.cfg.Client.CoreV1().Nodes().Get(ctx, a.hostname, metav1.GetOptions{}); err == nil {
@@ -432,6 +453,7 @@ func (m *Mirror) desired(node *v1.Node, a *agentState) {
 	}
 	node.Labels[v1.LabelHostname] = a.hostname
 	node.Labels[v1.LabelOSStable] = "linux"
+	node.Labels[OwnerLabel] = Owner
 	if node.Annotations == nil {
 		node.Annotations = map[string]string{}
 	}

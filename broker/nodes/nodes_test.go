@@ -40,7 +40,7 @@ func TestNodeFromAgent(t *testing.T) {
 	m := New(Config{})
 	m.desired(n, a)
 	m.desired(n, a)
-	want := map[string]string{"kubelet.example/own": "x", taskinfo.AttributeLabelPrefix + "rack": "r1", taskinfo.AttributeLabelPrefix + "weight": "2.5", v1.LabelHostname: "h1", v1.LabelOSStable: "linux"}
+	want := map[string]string{"kubelet.example/own": "x", taskinfo.AttributeLabelPrefix + "rack": "r1", taskinfo.AttributeLabelPrefix + "weight": "2.5", v1.LabelHostname: "h1", v1.LabelOSStable: "linux", OwnerLabel: Owner}
 	if len(n.Labels) != len(want) {
 		t.Errorf("labels %v, want %v", n.Labels, want)
 	}
