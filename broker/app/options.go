@@ -15,6 +15,7 @@ import (
 	logsapi "k8s.io/component-base/logs/api/v1"
 
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
+	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
 // Options are the flags of k8sm-broker.
@@ -38,6 +39,8 @@ type Options struct {
 	DefaultTTL        time.Duration
 	MaxTTL            time.Duration
 	ReconcileInterval time.Duration
+	DefaultPodCPUs    float64
+	DefaultPodMemMB   float64
 
 	ExecutorCommand    string
 	ExecutorURIs       []string
@@ -83,6 +86,8 @@ func NewOptions() *Options {
 		DefaultTTL:        30 * time.Second,
 		MaxTTL:            5 * time.Minute,
 		ReconcileInterval: 5 * time.Minute,
+		DefaultPodCPUs:    podresources.DefaultPodCPUs.Float(),
+		DefaultPodMemMB:   podresources.DefaultPodMemMB.Float(),
 		ExecutorCommand:   "./k8sm-executor",
 		ExecutorCPUs:      0.25,
 		ExecutorMemMB:     128,
@@ -125,6 +130,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.DurationVar(&o.DefaultTTL, "reservation-ttl", o.DefaultTTL, "How long a reservation holds without a launch, when the scheduler asks for no TTL.")
 	fs.DurationVar(&o.MaxTTL, "reservation-max-ttl", o.MaxTTL, "The longest TTL a reservation may have.")
 	fs.DurationVar(&o.ReconcileInterval, "reconcile-interval", o.ReconcileInterval, "How often tasks are reconciled with Mesos besides after every subscription.")
+
+	fs.Float64Var(&o.DefaultPodCPUs, "default-pod-cpus", o.DefaultPodCPUs, "CPUs charged to a pod that requests none (BestEffort pods): Mesos refuses a task without resources. The scheduler plugin records the charge as a MesosDefaultResources event on the pod.")
+	fs.Float64Var(&o.DefaultPodMemMB, "default-pod-mem", o.DefaultPodMemMB, "Memory (MB) charged to a pod that requests none.")
 
 	fs = fss.FlagSet("executor")
 	fs.StringVar(&o.ExecutorCommand, "executor-command", o.ExecutorCommand, "The k8sm-executor binary on the agent, or the name of a file fetched by --executor-uri.")
@@ -210,6 +218,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ReconcileInterval <= 0 {
 		errs = append(errs, errors.New("--reconcile-interval must be positive"))
+	}
+	if !(o.DefaultPodCPUs >= 0.001) || !(o.DefaultPodMemMB >= 0.001) || math.IsInf(o.DefaultPodCPUs+o.DefaultPodMemMB, 0) {
+		errs = append(errs, fmt.Errorf("--default-pod-cpus=%v and --default-pod-mem=%v must be positive: Mesos refuses a task without cpus and mem", o.DefaultPodCPUs, o.DefaultPodMemMB))
 	}
 	if o.ExecutorCommand == "" {
 		errs = append(errs, errors.New("--executor-command must not be empty"))

@@ -22,6 +22,7 @@ func TestValidateNamesFlags(t *testing.T) {
 		{[]string{"--master=http://m:5050"}, []string{"--leader-elect needs ZooKeeper"}},
 		{[]string{"--master=zk://zk:2181", "--mesos-codec=xml", "--failover-timeout=0", "--roles="}, []string{"--master: ", "--mesos-codec", "--failover-timeout", "--roles"}},
 		{[]string{"--master=http://m:5050", "--leader-elect=false", "--secret-file=/s"}, []string{"--secret-file needs --principal"}},
+		{[]string{"--master=zk://zk:2181", "--default-pod-cpus=0"}, []string{"--default-pod-cpus=0 and --default-pod-mem=64 must be positive"}},
 	} {
 		o := NewOptions()
 		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)

@@ -26,6 +26,7 @@ import (
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/broker/pods"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
+	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
 // servingHandler flips the gRPC health and /readyz with the subscription:
@@ -104,7 +105,8 @@ func (c *Config) Run(ctx context.Context) error {
 		defer masterSess.Close()
 	}
 
-	cache := offers.New(offers.Config{Executor: c.Executor, DefaultTTL: o.DefaultTTL, MaxTTL: o.MaxTTL, DeclineAfter: o.DeclineAfter, RefuseSeconds: o.RefuseSeconds})
+	cache := offers.New(offers.Config{Executor: c.Executor, DefaultTTL: o.DefaultTTL, MaxTTL: o.MaxTTL, DeclineAfter: o.DeclineAfter, RefuseSeconds: o.RefuseSeconds,
+		PodDefaults: podresources.Scalars{CPUs: podresources.MilliFromFloat(o.DefaultPodCPUs), MemMB: podresources.MilliFromFloat(o.DefaultPodMemMB)}})
 	var store brokermesos.IDStore = &brokermesos.MemoryIDStore{}
 	if sess != nil {
 		store = brokerzk.NewFrameworkIDStore(sess, c.ZKPath)

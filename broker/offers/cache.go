@@ -39,6 +39,9 @@ type Config struct {
 	// EndedTTL is how long ended reservations are remembered so that a late
 	// Launch learns why its reservation ended (default 10m).
 	EndedTTL time.Duration
+	// PodDefaults are charged for the cpus and mem a pod does not request
+	// (default podresources.DefaultPodScalars): a Mesos task needs both.
+	PodDefaults podresources.Scalars
 	// WatchBuffer is the number of events a watcher may lag behind before it
 	// is resynced with a fresh snapshot (default 1024).
 	WatchBuffer int
@@ -47,6 +50,12 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
+	}
+	if c.PodDefaults.CPUs <= 0 {
+		c.PodDefaults.CPUs = podresources.DefaultPodCPUs
+	}
+	if c.PodDefaults.MemMB <= 0 {
+		c.PodDefaults.MemMB = podresources.DefaultPodMemMB
 	}
 	if c.DefaultTTL <= 0 {
 		c.DefaultTTL = 30 * time.Second

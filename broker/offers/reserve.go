@@ -68,6 +68,9 @@ func (c *Cache) Reserve(req ReserveRequest) (Reservation, error) {
 	if req.TTL < 0 {
 		return Reservation{}, fmt.Errorf("%w: negative TTL %s", ErrInvalid, req.TTL)
 	}
+	// The plugin sends what the pod requests; what it did not request is
+	// charged here, in the one place that builds tasks from claims.
+	req.Demand = req.Demand.WithDefaults(c.cfg.PodDefaults)
 	ttl := req.TTL
 	if ttl == 0 {
 		ttl = c.cfg.DefaultTTL

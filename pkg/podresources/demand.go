@@ -16,6 +16,19 @@ import (
 // GPUResource is the extended resource name that maps to Mesos "gpus".
 const GPUResource v1.ResourceName = "nvidia.com/gpu"
 
+// DefaultPodCPUs and DefaultPodMemMB are what a pod that requests no CPU or no
+// memory is charged (BestEffort pods, the commonest pods of tutorials): Mesos
+// refuses a task without resources, and a container without requests uses
+// some anyway. They are the original k8sm's defaults for containers without
+// limits (0.25 cpus, 64 MB).
+const (
+	DefaultPodCPUs  Milli = 250
+	DefaultPodMemMB Milli = 64 * 1000
+)
+
+// DefaultPodScalars are DefaultPodCPUs and DefaultPodMemMB together.
+var DefaultPodScalars = Scalars{CPUs: DefaultPodCPUs, MemMB: DefaultPodMemMB}
+
 // Demand is what one pod needs from one agent, in Mesos terms.
 type Demand struct {
 	Scalars
@@ -51,6 +64,18 @@ func (d Demand) Validate() error {
 		return fmt.Errorf("gpus must be whole, got %s", d.GPUs)
 	}
 	return nil
+}
+
+// WithDefaults charges def's cpus and mem where the demand has none; the
+// other resources have no default (a pod without disk or GPUs needs none).
+func (d Demand) WithDefaults(def Scalars) Demand {
+	if d.CPUs == 0 {
+		d.CPUs = def.CPUs
+	}
+	if d.MemMB == 0 {
+		d.MemMB = def.MemMB
+	}
+	return d
 }
 
 // String is a compact log form of the demand.

@@ -20,6 +20,7 @@ import (
 	clientset "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
@@ -35,12 +36,14 @@ import (
 type recordingLauncher struct {
 	mu       sync.Mutex
 	launched []*v1.Pod
+	tasks    []offers.Task
 	killed   []string
 }
 
-func (l *recordingLauncher) Launch(_ context.Context, _ *offers.Launch, pods map[string]*v1.Pod) error {
+func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]*v1.Pod) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.tasks = append(l.tasks, launch.Tasks...)
 	for _, p := range pods {
 		l.launched = append(l.launched, p)
 	}
@@ -66,7 +69,10 @@ type fakeHandle struct {
 	fwk.Handle
 	client    *fake.Clientset
 	activated chan map[string]*v1.Pod
+	events    *events.FakeRecorder
 }
+
+func (h *fakeHandle) EventRecorder() events.EventRecorderLogger { return h.events }
 
 func (h *fakeHandle) Activate(_ klog.Logger, pods map[string]*v1.Pod) { h.activated <- pods }
 func (h *fakeHandle) ClientSet() clientset.Interface                  { return h.client }
@@ -110,7 +116,7 @@ func newPlugin(t *testing.T, addr string, extraArgs string) (*MesosOffers, *fake
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	h := &fakeHandle{client: fake.NewClientset(), activated: make(chan map[string]*v1.Pod, 100)}
+	h := &fakeHandle{client: fake.NewClientset(), activated: make(chan map[string]*v1.Pod, 100), events: events.NewFakeRecorder(100)}
 	raw := fmt.Sprintf(`{"brokerAddresses":[%q],"reconnectMaxDelay":"100ms"%s}`, addr, extraArgs)
 	p, err := New(ctx, &runtime.Unknown{Raw: []byte(raw), ContentType: runtime.ContentTypeJSON}, h)
 	if err != nil {

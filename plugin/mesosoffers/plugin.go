@@ -123,7 +123,10 @@ func (pl *MesosOffers) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *f
 	return nil, fwk.NewStatus(fwk.Unschedulable, "Mesos offers change outside the scheduler's snapshot")
 }
 
-type demandState struct{ demand podresources.Demand }
+// demandState holds the pod's demand with the default charge for what it
+// does not request (what Filter checks), and what it requests (what Reserve
+// sends: the broker charges the defaults of its flags).
+type demandState struct{ demand, requested podresources.Demand }
 
 func (s *demandState) Clone() fwk.StateData { return s }
 
@@ -140,7 +143,9 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "mesos: "+err.Error())
 	}
-	state.Write(demandKey, &demandState{demand: d})
+	requested := d
+	d = d.WithDefaults(podresources.DefaultPodScalars)
+	state.Write(demandKey, &demandState{demand: d, requested: requested})
 	pl.mirror.park(pod, d)
 
 	if ok, why := pl.mirror.state(); !ok {
@@ -196,11 +201,19 @@ func (pl *MesosOffers) fitsNoAgent(d podresources.Demand) string {
 func (pl *MesosOffers) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
 func demandFrom(state fwk.CycleState) (podresources.Demand, error) {
+	s, err := demandStateFrom(state)
+	if err != nil {
+		return podresources.Demand{}, err
+	}
+	return s.demand, nil
+}
+
+func demandStateFrom(state fwk.CycleState) (*demandState, error) {
 	s, err := state.Read(demandKey)
 	if err != nil {
-		return podresources.Demand{}, fmt.Errorf("reading %s: %w", demandKey, err)
+		return nil, fmt.Errorf("reading %s: %w", demandKey, err)
 	}
-	return s.(*demandState).demand, nil
+	return s.(*demandState), nil
 }
 
 // Filter checks the node against the mirrored offers (and the node's taints,
@@ -293,10 +306,11 @@ func podRef(p *v1.Pod) *brokerv1.PodRef {
 
 // Reserve claims the pod's resources on the chosen agent with one RPC.
 func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
-	d, err := demandFrom(state)
+	ds, err := demandStateFrom(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	d := ds.requested
 	var seen uint64
 	if a := pl.mirror.get(nodeName); a != nil {
 		seen = a.version
@@ -389,6 +403,7 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		}
 		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to node %s after launching task %s (killed): %w", p.Namespace, p.Name, nodeName, resp.GetTaskId(), err))
 	}
+	pl.recordDefaults(state, p, r)
 	return nil
 }
 

@@ -424,8 +424,24 @@ func (e *k8smEnv) deleteDuringLaunch(t *testing.T, ns string) {
 // logsAndExec: the real kubectl reads a pod's log and runs a command in it
 // through the API server and the executor's kubelet.
 func (e *k8smEnv) logsAndExec(t *testing.T, ns string) {
-	e.createPod(t, ns, "web", func(p *corev1.Pod) { p.Labels = map[string]string{"e2e": "web"} })
+	// Without requests (BestEffort, as in most tutorials): it runs, charged
+	// the broker's --default-pod-cpus/--default-pod-mem, and says so.
+	e.createPod(t, ns, "web", func(p *corev1.Pod) {
+		p.Labels = map[string]string{"e2e": "web"}
+		for i := range p.Spec.Containers {
+			p.Spec.Containers[i].Resources = corev1.ResourceRequirements{}
+		}
+	})
 	e.waitRunning(t, ns, "e2e=web", 1, 2*time.Minute)
+	e.eventually(t, 30*time.Second, "an event saying what the BestEffort pod was charged", func() (bool, string) {
+		evs := e.events(t, ns, "web")
+		for _, ev := range evs {
+			if strings.HasPrefix(ev, "MesosDefaultResources: ") && strings.Contains(ev, "0.25 cpus") {
+				return true, ""
+			}
+		}
+		return false, strings.Join(evs, "; ")
+	})
 	e.eventually(t, 30*time.Second, "kubectl logs to show the webapp's start", func() (bool, string) {
 		out, err := e.kubectlErr("logs", "-n", ns, "web")
 		return err == nil && strings.Contains(out, "serving on :8080"), out
