@@ -1,12 +1,13 @@
 package kubelet
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // cgroupMounts lists the mount points of every cgroup hierarchy (v1
@@ -19,36 +20,21 @@ func cgroupMounts() (v1 []string, v2 string, err error) {
 }
 
 func allCgroupMounts() (v1 []string, v2 string, unified []string, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("reading mounts: %w", err)
+		return nil, "", nil, fmt.Errorf("reading cgroup mounts: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent maj:min root mountpoint options ... - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 {
+	for _, m := range infos {
+		if m.FSType == "cgroup" {
+			v1 = append(v1, m.Mountpoint)
 			continue
 		}
-		switch fields[sep+1] {
-		case "cgroup":
-			v1 = append(v1, fields[4])
-		case "cgroup2":
-			unified = append(unified, fields[4])
-			if fields[4] == "/sys/fs/cgroup" {
-				v2 = fields[4]
-			}
+		unified = append(unified, m.Mountpoint)
+		if m.Mountpoint == "/sys/fs/cgroup" {
+			v2 = m.Mountpoint
 		}
 	}
-	return v1, v2, unified, sc.Err()
+	return v1, v2, unified, nil
 }
 
 // EnsureCgroupRoot creates the pods' parent cgroup in every hierarchy: the

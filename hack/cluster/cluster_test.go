@@ -58,12 +58,6 @@ func TestPKIIsKeptAcrossUps(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/a\040b/c`); got != "/a b/c" {
-		t.Fatalf("got %q", got)
-	}
-}
-
 func TestNodeCredentialsNameTheNode(t *testing.T) {
 	p := PKI{Dir: t.TempDir()}
 	if err := p.ensure("https://127.0.0.1:6443"); err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/k8sm/k8sm/executor/config"
 	"github.com/k8sm/k8sm/executor/cri"
 	"github.com/k8sm/k8sm/executor/kubelet"
+	"github.com/k8sm/k8sm/pkg/mounts"
 )
 
 type flags struct {
@@ -156,7 +157,7 @@ func run(f flags) int {
 		return 1
 	}
 	// Final exit: leave the host as found.
-	if uerr := executor.UnmountUnder(f.rootDir); uerr != nil {
+	if uerr := mounts.UnmountUnder(f.rootDir); uerr != nil {
 		logger.Error(uerr, "Unmounting the kubelet's mounts")
 	}
 	// The kubelet's housekeeping removes the cgroups of stopped pods a
