@@ -7,41 +7,14 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/moby/sys/mountinfo"
+	"github.com/k8sm/k8sm/pkg/mounts"
 )
-
-// cgroupMounts lists the mount points of every cgroup hierarchy (v1
-// controllers and named hierarchies, or the v2 unified one).
-// v2 is the unified hierarchy when it is the only one; hybrid hosts also
-// have one at /sys/fs/cgroup/unified, listed in unified.
-func cgroupMounts() (v1 []string, v2 string, err error) {
-	v1, v2, _, err = allCgroupMounts()
-	return v1, v2, err
-}
-
-func allCgroupMounts() (v1 []string, v2 string, unified []string, err error) {
-	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("reading cgroup mounts: %w", err)
-	}
-	for _, m := range infos {
-		if m.FSType == "cgroup" {
-			v1 = append(v1, m.Mountpoint)
-			continue
-		}
-		unified = append(unified, m.Mountpoint)
-		if m.Mountpoint == "/sys/fs/cgroup" {
-			v2 = m.Mountpoint
-		}
-	}
-	return v1, v2, unified, nil
-}
 
 // EnsureCgroupRoot creates the pods' parent cgroup in every hierarchy: the
 // kubelet refuses a --cgroup-root that does not exist, and only an
 // embedding program that picked its own root can make it.
 func EnsureCgroupRoot(root string) error {
-	v1, v2, err := cgroupMounts()
+	v1, v2, _, err := mounts.Cgroups()
 	if err != nil {
 		return err
 	}
@@ -75,7 +48,7 @@ func EnsureCgroupRoot(root string) error {
 // RemoveCgroupRoot removes the pods' cgroups, deepest first, once nothing
 // runs in them; cgroups still in use stay (and are reported).
 func RemoveCgroupRoot(root string) error {
-	v1, _, unified, err := allCgroupMounts()
+	v1, _, unified, err := mounts.Cgroups()
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
-// Package mounts undoes what the kubelet and containerd leave mounted: both
-// the executor (its kubelet's root dir) and the local cluster's teardown (a
-// state directory) unmount everything below a directory.
+// Package mounts reads this host's mounts (github.com/moby/sys/mountinfo)
+// for what k8sm does with them: unmount what the kubelet and containerd
+// leave below a directory (the executor's kubelet root dir, the local
+// cluster's state directory), and find the cgroup hierarchies.
 package mounts
 
 import (
@@ -36,4 +37,26 @@ func UnmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Cgroups lists the mount points of every cgroup hierarchy: v1 controllers
+// and named hierarchies, and every cgroup2 mount (unified); v2 is the
+// unified hierarchy when it is mounted at /sys/fs/cgroup (a pure v2 host;
+// hybrid hosts mount it at /sys/fs/cgroup/unified).
+func Cgroups() (v1 []string, v2 string, unified []string, err error) {
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("reading cgroup mounts: %w", err)
+	}
+	for _, m := range infos {
+		if m.FSType == "cgroup" {
+			v1 = append(v1, m.Mountpoint)
+			continue
+		}
+		unified = append(unified, m.Mountpoint)
+		if m.Mountpoint == "/sys/fs/cgroup" {
+			v2 = m.Mountpoint
+		}
+	}
+	return v1, v2, unified, nil
 }

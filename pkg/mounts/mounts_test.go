@@ -55,3 +55,37 @@ func TestUnmountUnder(t *testing.T) {
 		t.Errorf("nothing mounted: %v", err)
 	}
 }
+
+// TestCgroups: every hierarchy found is a cgroup file system of its kind
+// (as the kernel says, not the mount table), and /sys/fs/cgroup is the v2
+// hierarchy exactly when it is a cgroup2 file system.
+func TestCgroups(t *testing.T) {
+	v1, v2, unified, err := Cgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v1)+len(unified) == 0 {
+		t.Fatal("no cgroup hierarchy found; every Linux host running k8sm has one")
+	}
+	fsType := func(p string) int64 {
+		t.Helper()
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Type
+	}
+	for _, p := range v1 {
+		if fsType(p) != unix.CGROUP_SUPER_MAGIC {
+			t.Errorf("%s is listed as a cgroup v1 hierarchy but is not one", p)
+		}
+	}
+	for _, p := range unified {
+		if fsType(p) != unix.CGROUP2_SUPER_MAGIC {
+			t.Errorf("%s is listed as a cgroup2 hierarchy but is not one", p)
+		}
+	}
+	if pure := fsType("/sys/fs/cgroup") == unix.CGROUP2_SUPER_MAGIC; pure != (v2 == "/sys/fs/cgroup") {
+		t.Errorf("v2 = %q, but /sys/fs/cgroup is cgroup2: %v", v2, pure)
+	}
+}
