@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/k8sm/k8sm/hack/cluster"
 )
 
@@ -213,9 +215,8 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(cgroups); err == nil {
 		t.Errorf("the pods' cgroups %s remain after down", cgroups)
 	}
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mounts), lc.state) {
-		t.Errorf("mounts under %s remain after down", lc.state)
+	if left, err := mountinfo.GetMounts(mountinfo.PrefixFilter(lc.state)); err != nil || len(left) > 0 {
+		t.Errorf("mounts under %s remain after down: %d (%v)", lc.state, len(left), err)
 	}
 	links, _ := filepath.Glob("/var/log/containers/hello-*")
 	for _, l := range links {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/moby/sys/mountinfo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
@@ -199,9 +200,8 @@ func downLeavesNothing(t *testing.T, cl *cluster.Cluster, cfg cluster.Config) {
 	if _, err := os.Stat(cfg.StateDir); err == nil {
 		t.Errorf("state dir %s still exists after down", cfg.StateDir)
 	}
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mounts), cfg.StateDir) {
-		t.Errorf("mounts under %s remain after down", cfg.StateDir)
+	if left, err := mountinfo.GetMounts(mountinfo.PrefixFilter(cfg.StateDir)); err != nil || len(left) > 0 {
+		t.Errorf("mounts under %s remain after down: %d (%v)", cfg.StateDir, len(left), err)
 	}
 	if _, err := os.Stat("/sys/class/net/" + cfg.CNIBridge); err == nil {
 		t.Errorf("bridge %s remains after down", cfg.CNIBridge)

@@ -21,6 +21,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/moby/sys/mountinfo"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -547,9 +548,9 @@ func TestExecutorRunsPods(t *testing.T) {
 			t.Errorf("%d containers of pod last still run after its executor gave up", n)
 		}
 		// It leaves the host as it found it: no mounts, no cgroups.
-		mounts, _ := os.ReadFile("/proc/self/mountinfo")
-		if root := filepath.Join(w.cfg.StateDir, "kubelet-"+execNode); strings.Contains(string(mounts), root) {
-			t.Errorf("mounts under the kubelet root %s remain", root)
+		root := filepath.Join(w.cfg.StateDir, "kubelet-"+execNode)
+		if left, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root)); err != nil || len(left) > 0 {
+			t.Errorf("mounts under the kubelet root %s remain: %d (%v)", root, len(left), err)
 		}
 		if m, _ := filepath.Glob("/sys/fs/cgroup/*" + testCgroupRoot()); len(m) > 0 {
 			t.Errorf("pod cgroups remain: %v", m)
