@@ -169,6 +169,10 @@ func (c *Config) Run(ctx context.Context) error {
 		defer metrics.Leader.Set(0)
 	}
 
+	// Mesos failing the framework over to another scheduler ends the
+	// leadership as ZooKeeper's loss does: another broker leads.
+	lctx, stepDown := context.WithCancelCause(lctx)
+	defer stepDown(nil)
 	run := func(f func(context.Context)) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(lctx) }()
@@ -179,11 +183,18 @@ func (c *Config) Run(ctx context.Context) error {
 	run(fw.Run)
 	run(driver.Run)
 	run(mirror.Run)
-	run(func(ctx context.Context) { _ = client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: &ready}) })
+	run(func(ctx context.Context) {
+		if err := client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: &ready}); errors.Is(err, brokermesos.ErrFailedOver) {
+			stepDown(err)
+		}
+	})
 	<-lctx.Done()
 	srv.SetServing(false)
 	ready.Store(false)
 	if ctx.Err() == nil {
+		if cause := context.Cause(lctx); errors.Is(cause, brokermesos.ErrFailedOver) {
+			return fmt.Errorf("broker %s: %w: %w", o.Identity, errLeadershipLost, cause)
+		}
 		return fmt.Errorf("broker %s: %w", o.Identity, errLeadershipLost)
 	}
 	return nil

@@ -94,6 +94,12 @@ type Caller interface {
 // ErrNotSubscribed is returned by Call between subscriptions.
 var ErrNotSubscribed = errors.New("not subscribed to a Mesos master")
 
+// ErrFailedOver means another scheduler subscribed with this framework's id
+// and the master dropped this one ("Framework failed over"): another broker
+// leads. Run returns it instead of subscribing again, which would take the
+// framework back and make the two brokers fail each other over in turn.
+var ErrFailedOver = errors.New("another scheduler took over the framework")
+
 // Config of the client.
 type Config struct {
 	Detector Detector
@@ -191,7 +197,8 @@ func (c *Client) Call(ctx context.Context, call *scheduler.Call) error {
 	return nil
 }
 
-// Run keeps a subscription up until ctx ends.
+// Run keeps a subscription up until ctx ends, or returns ErrFailedOver when
+// another scheduler took the framework over.
 func (c *Client) Run(ctx context.Context, h Handler) error {
 	logger := klog.FromContext(ctx)
 	backoff := c.cfg.MinBackoff
@@ -209,6 +216,10 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 			}
 			if ctx.Err() != nil {
 				break
+			}
+			if errors.Is(err, ErrFailedOver) {
+				logger.Info("Another scheduler took over the framework: stepping down", "master", master, "err", err)
+				return err
 			}
 			logger.Info("Mesos subscription ended; subscribing again", "master", master, "err", err, "backoff", backoff)
 		}
@@ -352,6 +363,9 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 					if err := c.cfg.Store.Set(ctx, ""); err != nil {
 						logger.Error(err, "Forgetting the removed framework id")
 					}
+				}
+				if strings.Contains(msg, "failed over") {
+					return subscribed, fmt.Errorf("Mesos sent ERROR: %s: %w", msg, ErrFailedOver)
 				}
 				return subscribed, fmt.Errorf("Mesos sent ERROR: %s", msg)
 			}
