@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/k8sm/k8sm/broker/framework"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -93,11 +94,7 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	host := o.Hostname
 	c.Framework = mesos.FrameworkInfo{
 		User: o.FrameworkUser, Name: o.FrameworkName, FailoverTimeout: &ft, Checkpoint: &cp, Hostname: &host,
-		Roles: o.Roles,
-		Capabilities: []mesos.FrameworkInfo_Capability{
-			{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE},
-			{Type: mesos.FrameworkInfo_Capability_RESERVATION_REFINEMENT},
-		},
+		Roles: o.Roles, Capabilities: framework.Capabilities(o.PartitionAware),
 	}
 	if o.Principal != "" {
 		p := o.Principal

@@ -32,6 +32,7 @@ type Options struct {
 	Codec            string
 	MissedHeartbeats int
 	Hostname         string
+	PartitionAware   bool
 
 	RefuseSeconds     float64
 	DeclineAfter      time.Duration
@@ -122,6 +123,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.Codec, "mesos-codec", o.Codec, "The encoding of the scheduler API: protobuf or json.")
 	fs.IntVar(&o.MissedHeartbeats, "missed-heartbeats", o.MissedHeartbeats, "Heartbeat intervals without any event before the connection is dropped and re-established.")
 	fs.StringVar(&o.Hostname, "framework-hostname", o.Hostname, "The hostname the framework reports to Mesos.")
+	fs.BoolVar(&o.PartitionAware, "partition-aware", o.PartitionAware, "Subscribe with the PARTITION_AWARE capability: the pods of an agent Mesos cannot reach are kept (TASK_UNREACHABLE; their Node goes NotReady once no kubelet renews it, and Kubernetes evicts them on its own schedule) and come back when the agent does, instead of failing at once (TASK_LOST) and being replaced while they may still run. Only TASK_GONE/TASK_GONE_BY_OPERATOR end them.")
 
 	fs = fss.FlagSet("offers")
 	fs.Float64Var(&o.RefuseSeconds, "refuse-seconds", o.RefuseSeconds, "The filter sent with declined offers and with what a launch leaves of its offers: seconds before Mesos offers them again. While pods are pending, a launch's leftovers are sent back with 0 instead, so that the rest of the agent comes back at the next allocation.")

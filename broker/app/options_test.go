@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/spf13/pflag"
 )
 
@@ -93,5 +95,22 @@ current-context: c
 	rl := c.Kube.CoreV1().RESTClient().GetRateLimiter()
 	if rl == nil || rl.QPS() != 200 {
 		t.Errorf("the client's rate limiter %v, want 200 QPS", rl)
+	}
+
+	// --partition-aware reaches the FrameworkInfo the broker subscribes with.
+	for _, on := range []bool{false, true} {
+		o := parse(fmt.Sprintf("--partition-aware=%v", on), "--kubeconfig="+kubeconfig, "--grpc-bind-address=127.0.0.1:0", "--http-bind-address=")
+		c, err := o.Config(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.GRPCListener.Close()
+		got := false
+		for _, cp := range c.Framework.Capabilities {
+			got = got || cp.Type == mesos.FrameworkInfo_Capability_PARTITION_AWARE
+		}
+		if got != on {
+			t.Errorf("--partition-aware=%v: PARTITION_AWARE capability %v", on, got)
+		}
 	}
 }

@@ -108,6 +108,8 @@ type Framework struct {
 	// agentExecs are the k8sm executors known to run on each agent (from
 	// task updates), with their live tasks: by agent, executor id, task id.
 	agentExecs map[string]map[string]map[string]bool
+	// partitioned are the tasks reported TASK_UNREACHABLE (partition.go).
+	partitioned unreachable
 }
 
 // New returns a Framework.
@@ -187,6 +189,7 @@ func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error 
 		f.mu.Unlock()
 		metrics.OffersReceived.Add(float64(len(os)))
 		f.cfg.Cache.Add(os...)
+		f.agentsBack(ctx, os)
 		if f.cfg.Agents != nil {
 			for i := range os {
 				f.cfg.Agents.AgentOffered(ctx, &os[i])
@@ -272,6 +275,7 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 	} else if agentID != "" {
 		f.cfg.Driver.taskAt(taskID, agentID)
 	}
+	f.partitioned.observe(agentID, taskID, state)
 	if agentID != "" && st.ExecutorID != nil && taskinfo.IsExecutorID(st.ExecutorID.Value) {
 		f.trackExecutor(ctx, agentID, st.ExecutorID.Value, taskID, state)
 	}

@@ -65,10 +65,19 @@ func (s *statuses) TaskStatus(_ context.Context, st *mesos.TaskStatus) error {
 
 func (s *statuses) wait(t *testing.T, ctx context.Context, task string, want mesos.TaskState) {
 	t.Helper()
+	s.waitAfter(t, ctx, task, -1, want)
+}
+
+// waitAfter waits for want to be reported after after (-1: at any time).
+func (s *statuses) waitAfter(t *testing.T, ctx context.Context, task string, after, want mesos.TaskState) {
+	t.Helper()
 	for {
 		s.mu.Lock()
+		seenAfter := after == -1
 		for _, st := range s.m[task] {
-			if st == want {
+			if st == after {
+				seenAfter = true
+			} else if st == want && seenAfter {
 				s.mu.Unlock()
 				return
 			}
@@ -171,7 +180,7 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	client, err := brokermesos.New(brokermesos.Config{
 		Detector:  brokermesos.StaticMaster(sim.MasterURL()),
 		Store:     o.store,
-		Framework: mesos.FrameworkInfo{User: "root", Name: "k8sm", FailoverTimeout: &ft, Roles: o.roles, Capabilities: []mesos.FrameworkInfo_Capability{{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE}}},
+		Framework: mesos.FrameworkInfo{User: "root", Name: "k8sm", FailoverTimeout: &ft, Roles: o.roles, Capabilities: framework.Capabilities(true)},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -20,14 +20,15 @@ import (
 // with a reason saying how the task ended; live states end nothing.
 func TestPhaseOf(t *testing.T) {
 	for state, want := range map[mesos.TaskState]string{
-		mesos.TASK_FINISHED: "Succeeded/" + ReasonTaskFinished,
-		mesos.TASK_FAILED:   "Failed/" + ReasonTaskFailed,
-		mesos.TASK_ERROR:    "Failed/" + ReasonTaskFailed,
-		mesos.TASK_KILLED:   "Failed/" + ReasonTaskKilled,
-		mesos.TASK_LOST:     "Failed/" + ReasonTaskLost,
-		mesos.TASK_GONE:     "Failed/" + ReasonTaskLost,
-		mesos.TASK_DROPPED:  "Failed/" + ReasonTaskLost,
-		mesos.TASK_UNKNOWN:  "Failed/" + ReasonTaskLost,
+		mesos.TASK_FINISHED:         "Succeeded/" + ReasonTaskFinished,
+		mesos.TASK_FAILED:           "Failed/" + ReasonTaskFailed,
+		mesos.TASK_ERROR:            "Failed/" + ReasonTaskFailed,
+		mesos.TASK_KILLED:           "Failed/" + ReasonTaskKilled,
+		mesos.TASK_LOST:             "Failed/" + ReasonTaskLost,
+		mesos.TASK_GONE:             "Failed/" + ReasonTaskLost,
+		mesos.TASK_GONE_BY_OPERATOR: "Failed/" + ReasonTaskLost,
+		mesos.TASK_DROPPED:          "Failed/" + ReasonTaskLost,
+		mesos.TASK_UNKNOWN:          "Failed/" + ReasonTaskLost,
 	} {
 		if !taskinfo.Terminal(state) {
 			t.Errorf("%s is not terminal", state)
@@ -37,7 +38,8 @@ func TestPhaseOf(t *testing.T) {
 			t.Errorf("%s: %s, want %s", state, got, want)
 		}
 	}
-	for _, s := range []mesos.TaskState{mesos.TASK_STAGING, mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING} {
+	// TASK_UNREACHABLE (partition-aware) keeps the pod: the task may come back.
+	for _, s := range []mesos.TaskState{mesos.TASK_STAGING, mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING, mesos.TASK_UNREACHABLE} {
 		if taskinfo.Terminal(s) {
 			t.Errorf("%s is terminal", s)
 		}

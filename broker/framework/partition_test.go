@@ -1,0 +1,84 @@
+package framework_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"k8s.io/apimachinery/pkg/types"
+
+	"k8s.io/component-base/metrics/testutil"
+
+	"github.com/k8sm/k8sm/broker/metrics"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
+)
+
+// TestPartitionedTaskComesBack: a task on an agent cut off from the master
+// is TASK_UNREACHABLE (not LOST, which would fail its pod while it may still
+// run); when the partition heals, the broker learns that the same task runs
+// on (TASK_RUNNING), and the master never held a second task for the pod.
+func TestPartitionedTaskComesBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	metrics.Register()
+	acks := func() float64 {
+		v, err := testutil.GetCounterMetricValue(metrics.Acks.WithLabelValues("success"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	acked := acks()
+	e := newEnv(t, ctx)
+	r := reserve(t, ctx, e, "web-1", "uid-1", 0)
+	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-1", types.UID("uid-1"), false), PodContentType: "application/json"}); err != nil {
+		t.Fatal(err)
+	}
+	id := taskinfo.TaskID("uid-1")
+	e.status.wait(t, ctx, id, mesos.TASK_RUNNING)
+	// Every update acknowledged: the agent has nothing to send again when
+	// it comes back, so only reconciliation can tell the broker the task
+	// runs on.
+	for {
+		e.status.mu.Lock()
+		n := len(e.status.m[id])
+		e.status.mu.Unlock()
+		if acks()-acked >= float64(n) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("updates of %s never acknowledged (%v of %d)", id, acks()-acked, n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	if err := e.sim.PartitionAgent(0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.MarkAgentUnreachable(0); err != nil {
+		t.Fatal(err)
+	}
+	e.status.wait(t, ctx, id, mesos.TASK_UNREACHABLE)
+	if err := e.sim.PartitionAgent(0, false); err != nil {
+		t.Fatal(err)
+	}
+	e.status.waitAfter(t, ctx, id, mesos.TASK_UNREACHABLE, mesos.TASK_RUNNING)
+
+	e.status.mu.Lock()
+	seen := slices.Clone(e.status.m[id])
+	e.status.mu.Unlock()
+	for _, st := range seen {
+		switch st {
+		case mesos.TASK_LOST, mesos.TASK_GONE, mesos.TASK_DROPPED, mesos.TASK_KILLED, mesos.TASK_FAILED:
+			t.Errorf("the partitioned task was reported %s (states %v)", st, seen)
+		}
+	}
+	tasks := masterTasks(t, e)
+	if len(tasks) != 1 || tasks[0]["id"] != id || tasks[0]["state"] != "TASK_RUNNING" {
+		t.Errorf("master holds %v, want the one task %s RUNNING", tasks, id)
+	}
+}
