@@ -119,6 +119,12 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// CallTimeout bounds every call but SUBSCRIBE (default 10s).
 	CallTimeout time.Duration
+	// StatusTimeout bounds the handling of one UPDATE (default 30s): its
+	// API writes must end, or the update waits for Mesos to send it again.
+	StatusTimeout time.Duration
+	// StatusWorkers handle UPDATEs concurrently, each task's in order
+	// (default 4).
+	StatusWorkers int
 }
 
 // Client is a Mesos scheduler connection. Create it with New, then Run.
@@ -159,6 +165,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
+	}
+	if cfg.StatusTimeout <= 0 {
+		cfg.StatusTimeout = 30 * time.Second
+	}
+	if cfg.StatusWorkers <= 0 {
+		cfg.StatusWorkers = 4
 	}
 	return &Client{cfg: cfg, codec: codec}, nil
 }
@@ -299,7 +311,11 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 		}
 	}()
 
+	statuses := c.startStatusWorkers(sctx, h)
 	defer func() {
+		// The workers first: they ack through the caller.
+		cancel()
+		statuses.stop()
 		c.mu.Lock()
 		c.caller = nil
 		c.mu.Unlock()
@@ -373,12 +389,12 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 			if ev.Type == scheduler.Event_HEARTBEAT {
 				continue
 			}
-			if err := h.HandleEvent(sctx, ev); err != nil {
-				logger.Error(err, "Handling a Mesos event; it is not acknowledged", "event", ev.Type)
+			if ev.Type == scheduler.Event_UPDATE {
+				statuses.enqueue(ev)
 				continue
 			}
-			if ev.Type == scheduler.Event_UPDATE {
-				c.ack(sctx, ev.GetUpdate().GetStatus())
+			if err := h.HandleEvent(sctx, ev); err != nil {
+				logger.Error(err, "Handling a Mesos event", "event", ev.Type)
 			}
 		}
 	}

@@ -25,18 +25,22 @@ type recorder struct {
 	mu           sync.Mutex
 	events       []*scheduler.Event
 	refuse       func(*scheduler.Event) error
+	block        func(context.Context, *scheduler.Event)
 	disconnected int
 	ch           chan *scheduler.Event
 }
 
 func newRecorder() *recorder { return &recorder{ch: make(chan *scheduler.Event, 1000)} }
 
-func (r *recorder) HandleEvent(_ context.Context, ev *scheduler.Event) error {
+func (r *recorder) HandleEvent(ctx context.Context, ev *scheduler.Event) error {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
-	refuse := r.refuse
+	refuse, block := r.refuse, r.block
 	r.mu.Unlock()
 	r.ch <- ev
+	if block != nil {
+		block(ctx, ev)
+	}
 	if refuse != nil {
 		return refuse(ev)
 	}
@@ -77,7 +81,9 @@ type fakeMaster struct {
 	calls      []map[string]any
 	script     []string
 	heartbeat  float64
-	callSeen   chan string
+	// beat: heartbeats after the script (else silence).
+	beat     bool
+	callSeen chan string
 }
 
 func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +119,14 @@ func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	send(fmt.Sprintf(`{"type":"SUBSCRIBED","subscribed":{"framework_id":{"value":"fw-1"},"heartbeat_interval_seconds":%g}}`, f.heartbeat))
 	for _, rec := range script {
 		send(rec)
+	}
+	for f.beat {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(time.Duration(f.heartbeat * float64(time.Second))):
+			send(`{"type":"HEARTBEAT"}`)
+		}
 	}
 	// Then silence: no heartbeats, as from a master behind a dead link.
 	<-r.Context().Done()
@@ -193,14 +207,15 @@ func TestAckAfterHandling(t *testing.T) {
 		return nil
 	}
 	startClient(t, ctx, brokermesos.Config{Detector: brokermesos.StaticMaster(srv.URL), MediaType: string(codecs.MediaTypeJSON)}, rec)
-	for _, want := range []string{"refused", "no-uuid", "handled"} {
+	// Updates of different tasks are handled concurrently (one task's in
+	// order): every one is handled, in any order.
+	seen := map[string]bool{}
+	for len(seen) < 3 {
 		select {
 		case got := <-handled:
-			if got != want {
-				t.Fatalf("handled %s, want %s", got, want)
-			}
+			seen[got] = true
 		case <-ctx.Done():
-			t.Fatal(ctx.Err())
+			t.Fatalf("handled %v, want refused, no-uuid and handled: %v", seen, ctx.Err())
 		}
 	}
 	select {
@@ -323,6 +338,73 @@ func TestSubscribeTimeout(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%d SUBSCRIBE attempts to a silent master, want 3 or more", attempts.Load())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestSlowStatusHandlingKeepsTheSubscription: a status update whose handling
+// hangs (a slow API server) neither stalls the other updates nor starves the
+// heartbeat watchdog; its handling is bounded by StatusTimeout and it stays
+// unacknowledged, for Mesos to send again.
+func TestSlowStatusHandlingKeepsTheSubscription(t *testing.T) {
+	ctx := testCtx(t)
+	fm := &fakeMaster{heartbeat: 0.05, beat: true, callSeen: make(chan string, 100), script: []string{
+		`{"type":"UPDATE","update":{"status":{"task_id":{"value":"slow"},"state":"TASK_RUNNING","agent_id":{"value":"a1"},"uuid":"AAEC"}}}`,
+		`{"type":"UPDATE","update":{"status":{"task_id":{"value":"fast"},"state":"TASK_RUNNING","agent_id":{"value":"a1"},"uuid":"AwQF"}}}`,
+	}}
+	srv := httptest.NewServer(fm)
+	t.Cleanup(srv.Close)
+	rec := newRecorder()
+	slowEnded := make(chan error, 10)
+	rec.refuse = func(ev *scheduler.Event) error {
+		if ev.Type != scheduler.Event_UPDATE || ev.GetUpdate().GetStatus().TaskID.Value != "slow" {
+			return nil
+		}
+		return errors.New("the API server did not answer")
+	}
+	rec.block = func(hctx context.Context, ev *scheduler.Event) {
+		if ev.Type != scheduler.Event_UPDATE || ev.GetUpdate().GetStatus().TaskID.Value != "slow" {
+			return
+		}
+		// An API call without its own deadline, on a server that does not
+		// answer (for a few seconds, to end the test on unbounded code).
+		select {
+		case <-hctx.Done():
+			slowEnded <- hctx.Err()
+		case <-time.After(3 * time.Second):
+			slowEnded <- errors.New("not bounded")
+		}
+	}
+	c := startClient(t, ctx, brokermesos.Config{Detector: brokermesos.StaticMaster(srv.URL), MediaType: string(codecs.MediaTypeJSON),
+		StatusTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, rec)
+	select {
+	case typ := <-fm.callSeen:
+		if typ != "ACKNOWLEDGE" {
+			t.Fatalf("call %s, want the ACKNOWLEDGE of task fast", typ)
+		}
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if len(slowEnded) > 0 {
+		t.Errorf("task fast was acknowledged only after task slow's handling ended: updates of other tasks waited for it")
+	}
+	select {
+	case err := <-slowEnded:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the slow handling ended with %v, want its StatusTimeout", err)
+		}
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	// 20 heartbeat intervals passed while the update was handled.
+	if n := fm.subscribeCount(); n != 1 || c.Subscriptions() != 1 {
+		t.Errorf("subscribed %d times (client: %d), want once: a slow status dropped the subscription", n, c.Subscriptions())
+	}
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	for _, call := range fm.calls {
+		if tid, _ := json.Marshal(call["acknowledge"].(map[string]any)["task_id"]); strings.Contains(string(tid), "slow") {
+			t.Errorf("the update whose handling timed out was acknowledged")
 		}
 	}
 }
