@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/k8sm/k8sm/broker/executorserve"
 	"github.com/k8sm/k8sm/broker/framework"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
@@ -47,6 +48,9 @@ type Config struct {
 
 	GRPCListener net.Listener
 	HTTPListener net.Listener
+	// ExecutorBinary, served on ExecutorListener (--executor-binary).
+	ExecutorBinary   *executorserve.Binary
+	ExecutorListener net.Listener
 }
 
 // Config validates the options and resolves them.
@@ -103,6 +107,12 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	c.Executor = podresources.Resources{Scalars: podresources.Scalars{
 		CPUs: podresources.MilliFromFloat(o.ExecutorCPUs), MemMB: podresources.MilliFromFloat(o.ExecutorMemMB)}}
 	c.Builder.resources = c.Executor
+	if o.ExecutorBinary != "" {
+		if c.ExecutorBinary, err = executorserve.Open(o.ExecutorBinary); err != nil {
+			return nil, fmt.Errorf("--executor-binary: %w", err)
+		}
+		c.Builder.exec.URIs = append(c.Builder.exec.URIs, c.ExecutorBinary.URI(o.ExecutorURLBase))
+	}
 	for _, u := range o.ExecutorURIs {
 		exec, extract := true, false
 		c.Builder.exec.URIs = append(c.Builder.exec.URIs, mesos.CommandInfo_URI{Value: u, Executable: &exec, Extract: &extract})
@@ -122,6 +132,15 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 		if c.HTTPListener, err = net.Listen("tcp", o.HTTPAddress); err != nil {
 			_ = c.GRPCListener.Close()
 			return nil, fmt.Errorf("--http-bind-address: %w", err)
+		}
+	}
+	if c.ExecutorBinary != nil {
+		if c.ExecutorListener, err = net.Listen("tcp", o.ExecutorBindAddress); err != nil {
+			_ = c.GRPCListener.Close()
+			if c.HTTPListener != nil {
+				_ = c.HTTPListener.Close()
+			}
+			return nil, fmt.Errorf("--executor-bind-address: %w", err)
 		}
 	}
 	return c, nil

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -43,14 +45,17 @@ type Options struct {
 	DefaultPodCPUs    float64
 	DefaultPodMemMB   float64
 
-	ExecutorCommand    string
-	ExecutorURIs       []string
-	ExecutorKubeconfig string
-	ExecutorCRI        string
-	ExecutorRootDir    string
-	ExecutorArgs       []string
-	ExecutorCPUs       float64
-	ExecutorMemMB      float64
+	ExecutorCommand     string
+	ExecutorBinary      string
+	ExecutorURLBase     string
+	ExecutorBindAddress string
+	ExecutorURIs        []string
+	ExecutorKubeconfig  string
+	ExecutorCRI         string
+	ExecutorRootDir     string
+	ExecutorArgs        []string
+	ExecutorCPUs        float64
+	ExecutorMemMB       float64
 
 	Kubeconfig        string
 	KubeAPIQPS        float32
@@ -73,25 +78,26 @@ type Options struct {
 func NewOptions() *Options {
 	host, _ := os.Hostname()
 	return &Options{
-		FrameworkName:     "k8sm",
-		FrameworkUser:     "root",
-		Roles:             []string{"*"},
-		FailoverTimeout:   7 * 24 * time.Hour,
-		Checkpoint:        true,
-		Codec:             "protobuf",
-		MissedHeartbeats:  3,
-		Hostname:          host,
-		RefuseSeconds:     5,
-		DeclineAfter:      5 * time.Second,
-		BatchWindow:       100 * time.Millisecond,
-		DefaultTTL:        30 * time.Second,
-		MaxTTL:            5 * time.Minute,
-		ReconcileInterval: 5 * time.Minute,
-		DefaultPodCPUs:    podresources.DefaultPodCPUs.Float(),
-		DefaultPodMemMB:   podresources.DefaultPodMemMB.Float(),
-		ExecutorCommand:   "./k8sm-executor",
-		ExecutorCPUs:      0.25,
-		ExecutorMemMB:     128,
+		FrameworkName:       "k8sm",
+		FrameworkUser:       "root",
+		Roles:               []string{"*"},
+		FailoverTimeout:     7 * 24 * time.Hour,
+		Checkpoint:          true,
+		Codec:               "protobuf",
+		MissedHeartbeats:    3,
+		Hostname:            host,
+		RefuseSeconds:       5,
+		DeclineAfter:        5 * time.Second,
+		BatchWindow:         100 * time.Millisecond,
+		DefaultTTL:          30 * time.Second,
+		MaxTTL:              5 * time.Minute,
+		ReconcileInterval:   5 * time.Minute,
+		DefaultPodCPUs:      podresources.DefaultPodCPUs.Float(),
+		DefaultPodMemMB:     podresources.DefaultPodMemMB.Float(),
+		ExecutorCommand:     "./k8sm-executor",
+		ExecutorBindAddress: "0.0.0.0:10352",
+		ExecutorCPUs:        0.25,
+		ExecutorMemMB:       128,
 		// kube-scheduler's: the broker's writes (binding-time Node
 		// status, pod phases, Leases) grow with the scheduler's pods/s,
 		// which client-go's 5 QPS would throttle.
@@ -138,7 +144,10 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 
 	fs = fss.FlagSet("executor")
 	fs.StringVar(&o.ExecutorCommand, "executor-command", o.ExecutorCommand, "The k8sm-executor binary on the agent, or the name of a file fetched by --executor-uri.")
-	fs.StringSliceVar(&o.ExecutorURIs, "executor-uri", o.ExecutorURIs, "URIs the agent fetches into the executor's sandbox (the executor binary, a kubeconfig).")
+	fs.StringVar(&o.ExecutorBinary, "executor-binary", o.ExecutorBinary, "A k8sm-executor binary the broker serves to agents at <--executor-url-base>/executor/sha256/<its sha256>/<its name>; the ExecutorInfo names that URI (executable, cached by the agent's fetcher) and the agent runs the fetched copy, ./<its name> (--executor-command). A new binary is a new URI, hence a new executor: agents move to it as their pods end.")
+	fs.StringVar(&o.ExecutorURLBase, "executor-url-base", o.ExecutorURLBase, "How Mesos agents reach --executor-bind-address, e.g. http://k8sm-broker.example.com:10352 (a name every broker replica answers, not one replica's address: the URI is part of the executor's identity).")
+	fs.StringVar(&o.ExecutorBindAddress, "executor-bind-address", o.ExecutorBindAddress, "Where the broker serves --executor-binary (plain HTTP: the binary is no secret, and Mesos fetchers present no client certificate).")
+	fs.StringSliceVar(&o.ExecutorURIs, "executor-uri", o.ExecutorURIs, "More URIs the agent fetches into the executor's sandbox (an executor binary hosted elsewhere, a kubeconfig): executable, not extracted, not cached.")
 	fs.StringVar(&o.ExecutorKubeconfig, "executor-kubeconfig", o.ExecutorKubeconfig, "The kubeconfig of the executor's kubelet on the agent.")
 	fs.StringVar(&o.ExecutorCRI, "executor-container-runtime-endpoint", o.ExecutorCRI, "The CRI endpoint of the kubelet on the agent, e.g. unix:///run/containerd/containerd.sock.")
 	fs.StringVar(&o.ExecutorRootDir, "executor-root-dir", o.ExecutorRootDir, "The kubelet's root directory on the agent.")
@@ -226,6 +235,17 @@ func (o *Options) Validate() error {
 	}
 	if o.ExecutorCommand == "" {
 		errs = append(errs, errors.New("--executor-command must not be empty"))
+	}
+	if o.ExecutorBinary != "" {
+		if want := "./" + filepath.Base(o.ExecutorBinary); o.ExecutorCommand != want {
+			errs = append(errs, fmt.Errorf("--executor-command=%q: with --executor-binary the agent runs its fetched copy, %s", o.ExecutorCommand, want))
+		}
+		if u, err := url.Parse(o.ExecutorURLBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--executor-url-base=%q must be an http(s) URL agents reach --executor-bind-address at, e.g. http://k8sm-broker.example.com:10352", o.ExecutorURLBase))
+		}
+		if o.ExecutorBindAddress == "" {
+			errs = append(errs, errors.New("--executor-bind-address must not be empty with --executor-binary"))
+		}
 	}
 	if o.ExecutorCPUs < 0 || o.ExecutorMemMB < 0 {
 		errs = append(errs, errors.New("--executor-cpus and --executor-mem must not be negative"))

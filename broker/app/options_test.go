@@ -114,3 +114,76 @@ current-context: c
 		}
 	}
 }
+
+// TestExecutorBinary: --executor-binary names the served binary in the
+// ExecutorInfo by its content — the same binary gives the same executor id in
+// every broker process, a new build a new one — and bad combinations are
+// refused naming the flag.
+func TestExecutorBinary(t *testing.T) {
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "k8sm-executor")
+	parse := func(args ...string) *Options {
+		t.Helper()
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(append([]string{"--master=zk://zk:2181/mesos", "--kubeconfig=" + kubeconfig,
+			"--grpc-bind-address=127.0.0.1:0", "--http-bind-address=", "--executor-bind-address=127.0.0.1:0"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--executor-binary=" + bin}, "--executor-url-base"},
+		{[]string{"--executor-binary=" + bin, "--executor-url-base=ftp://x"}, "--executor-url-base"},
+		{[]string{"--executor-binary=" + bin, "--executor-url-base=http://b:10352", "--executor-command=/usr/bin/k8sm-executor"}, "./k8sm-executor"},
+	} {
+		if err := parse(bad.args...).Validate(); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v: error %v does not say %q", bad.args, err, bad.want)
+		}
+	}
+	executorOf := func(content string) (string, string) {
+		t.Helper()
+		if err := os.WriteFile(bin, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c, err := parse("--executor-binary="+bin, "--executor-url-base=http://broker.example:10352/").Config(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.GRPCListener.Close()
+		c.ExecutorListener.Close()
+		ei := c.Builder.NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, "*")
+		uris := ei.GetCommand().GetURIs()
+		if len(uris) != 1 || !strings.HasPrefix(uris[0].Value, "http://broker.example:10352/executor/sha256/"+c.ExecutorBinary.SHA256()+"/k8sm-executor") ||
+			!uris[0].GetExecutable() || !uris[0].GetCache() || uris[0].Extract == nil || *uris[0].Extract {
+			t.Fatalf("URIs %+v: want the served binary, executable, cached, not extracted", uris)
+		}
+		if ei.GetCommand().GetValue() != "./k8sm-executor" {
+			t.Fatalf("command %q, want the fetched ./k8sm-executor", ei.GetCommand().GetValue())
+		}
+		return ei.ExecutorID.Value, uris[0].Value
+	}
+	id1, _ := executorOf("build 1")
+	id1again, _ := executorOf("build 1")
+	id2, _ := executorOf("build 2")
+	if id1 != id1again {
+		t.Errorf("one binary gave executor ids %s and %s", id1, id1again)
+	}
+	if id1 == id2 {
+		t.Errorf("a new binary kept executor id %s: agents would keep the old executor", id1)
+	}
+}

@@ -87,6 +87,15 @@ func (c *Config) Run(ctx context.Context) error {
 		defer func() { _ = hs.Close() }()
 		logger.Info("Serving metrics and health", "address", c.HTTPListener.Addr().String())
 	}
+	if c.ExecutorListener != nil {
+		// Every replica serves, so that agents reach it through any.
+		es := &http.Server{Handler: c.ExecutorBinary, ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = es.Serve(c.ExecutorListener) }()
+		defer func() { _ = es.Close() }()
+		logger.Info("Serving the executor binary", "address", c.ExecutorListener.Addr().String(),
+			"uri", c.ExecutorBinary.URI(o.ExecutorURLBase).Value, "sha256", c.ExecutorBinary.SHA256())
+	}
 
 	var sess, masterSess *brokerzk.Session
 	if len(c.ZKServers) > 0 {
