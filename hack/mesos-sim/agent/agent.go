@@ -40,6 +40,7 @@ const (
 	kindCustom  execKind = iota // the framework's executor binary
 	kindCommand                 // a command task, run by the agent's built-in command executor
 	kindHollow                  // nothing runs
+	kindDefault                 // the agent plays Mesos' default executor (task groups)
 )
 
 type launch struct {
@@ -68,6 +69,8 @@ type executorRun struct {
 	// pendingTermination is what its tasks end with when the container
 	// failed to launch (slave.cpp's Executor::pendingTermination).
 	pendingTermination *termination
+	// children are a default executor's tasks by task id.
+	children map[string]*child
 }
 
 type termination struct {
@@ -303,6 +306,28 @@ func (a *Agent) newStatus(taskID mesos.TaskID, execID string, state mesos.TaskSt
 	return st
 }
 
+// addContainerStatus merges what the containerizer knows of e's container
+// into an executor's update, as Slave::_statusUpdate does: the container id,
+// the executor's pid, and the agent's address when no network is known.
+func (a *Agent) addContainerStatus(e *executorRun, st *mesos.TaskStatus) {
+	cs := st.ContainerStatus
+	if cs == nil {
+		cs = &mesos.ContainerStatus{}
+	}
+	if cs.ContainerID == nil {
+		cs.ContainerID = &mesos.ContainerID{Value: e.containerID}
+	}
+	if cs.ExecutorPID == nil && e.pid > 0 {
+		pid := uint32(e.pid)
+		cs.ExecutorPID = &pid
+	}
+	if len(cs.NetworkInfos) == 0 {
+		ip := a.cfg.IP
+		cs.NetworkInfos = []mesos.NetworkInfo{{IPAddresses: []mesos.NetworkInfo_IPAddress{{IPAddress: &ip}}}}
+	}
+	st.ContainerStatus = cs
+}
+
 func reasonPtr(r mesos.TaskStatus_Reason) *mesos.TaskStatus_Reason { return &r }
 
 // statusUpdateLocked records a task's new state and hands the update to the
@@ -313,6 +338,15 @@ func (a *Agent) statusUpdateLocked(fwID string, e *executorRun, st mesos.TaskSta
 	st.AgentID = &aid
 	if st.ExecutorID == nil && e != nil {
 		st.ExecutorID = &mesos.ExecutorID{Value: e.info.ExecutorID.Value}
+	}
+	if st.Timestamp == nil {
+		// createStatusUpdate: the update's timestamp is the status's or
+		// now, and the master hands the scheduler the update's.
+		now := float64(time.Now().UnixNano()) / 1e9
+		st.Timestamp = &now
+	}
+	if e != nil && st.GetSource() == mesos.SOURCE_EXECUTOR {
+		a.addContainerStatus(e, &st)
 	}
 	key := fwID + "/" + st.TaskID.Value
 	s := a.updates[key]

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"errors"
-	"io"
 	"net/http"
 
 	"github.com/google/uuid"
@@ -74,24 +73,8 @@ func validateExecutorCall(c *executor.Call) error {
 
 // serveExecutor follows the order of checks of the real agent's executor endpoint.
 func (a *Agent) serveExecutor(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		httpError(w, http.StatusMethodNotAllowed, "Expecting one of { 'POST' }, but received '"+r.Method+"'")
-		return
-	}
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		httpError(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestSize+1))
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
-		return
-	}
 	var call executor.Call
-	if code, err := wire.DecodeCall(ct, body, MaxRequestSize, &call); err != nil {
-		httpError(w, code, err.Error())
+	if wire.ReadCall(w, r, MaxRequestSize, &call) == "" {
 		return
 	}
 	if err := validateExecutorCall(&call); err != nil {

@@ -118,6 +118,8 @@ func (a *Agent) runTask(fwInfo mesos.FrameworkInfo, exec *mesos.ExecutorInfo, ta
 	if exec == nil {
 		kind = kindCommand
 		exec = commandExecutorInfo(fwID, task)
+	} else if exec.GetType() == mesos.ExecutorInfo_DEFAULT {
+		kind = kindDefault
 	}
 	if a.cfg.Hollow {
 		kind = kindHollow
@@ -168,6 +170,8 @@ func (a *Agent) runTask(fwInfo mesos.FrameworkInfo, exec *mesos.ExecutorInfo, ta
 		}
 	case e.kind == kindCommand:
 		a.startCommandLocked(e, *task)
+	case e.kind == kindDefault:
+		a.launchDefaultLocked(e, tasks)
 	}
 	a.checkpoint(e)
 }
@@ -208,6 +212,10 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesos.KillPolicy) {
 		case e.kind == kindCommand:
 			e.killing[taskID] = true
 			a.killCommandLocked(e, policy)
+		case e.kind == kindDefault:
+			if c := e.children[taskID]; c != nil {
+				a.killChildLocked(e, c, policy)
+			}
 		case e.state == running && e.stream != nil:
 			e.killing[taskID] = true
 			e.stream.Send(&executor.Event{Type: executor.Event_KILL, Kill: &executor.Event_Kill{TaskID: t.TaskID, KillPolicy: policy}})
@@ -244,6 +252,9 @@ func (a *Agent) shutdownExecutorLocked(e *executorRun) {
 		return
 	case kindCommand:
 		a.killCommandLocked(e, nil)
+		return
+	case kindDefault:
+		a.shutdownDefaultLocked(e)
 		return
 	}
 	if e.stream != nil {

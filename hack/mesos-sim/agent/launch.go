@@ -97,16 +97,17 @@ func buildCommand(c *mesos.CommandInfo) (*exec.Cmd, error) {
 func (a *Agent) launchContainerLocked(e *executorRun, cmdInfo *mesos.CommandInfo, start func() error) {
 	e.dir = a.sandboxDir(e)
 	e.fetching = true
-	ctx, uris, user := a.ctx, cmdInfo.GetURIs(), cmdInfo.GetUser()
+	ctx, f, dir, cid := a.ctx, a.fetcher, e.dir, e.containerID
+	uris, user := cmdInfo.GetURIs(), cmdInfo.GetUser()
 	if user == "" {
 		user = e.fw.info.GetUser()
 	}
 	go func() {
-		err := os.MkdirAll(e.dir, 0o755)
+		err := os.MkdirAll(dir, 0o755)
 		if err != nil {
 			err = fmt.Errorf("Failed to create sandbox directory: %w", err)
 		} else {
-			err = a.fetcher.Fetch(ctx, e.containerID, uris, e.dir, user)
+			err = f.Fetch(ctx, cid, uris, dir, user)
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	operator "github.com/mesos/mesos-go/api/v1/lib/master"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
 )
@@ -86,8 +87,12 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 	if old := m.agents[aid]; old != nil && !wasUnreachable {
 		m.reconcileKnownAgent(aid, reg.Tasks)
 	}
+	_, known := m.agents[aid]
 	m.agents[aid] = ag
 	m.alloc.AddAgent(aid, internalFormat(info.Resources), used)
+	if !known || wasUnreachable {
+		m.publishLocked(&operator.Event{Type: operator.Event_AGENT_ADDED, AgentAdded: &operator.Event_AgentAdded{Agent: m.agentInfoLocked(ag)}})
+	}
 	klog.InfoS("Agent registered", "agent", aid, "hostname", info.Hostname, "tasks", len(reg.Tasks))
 	m.triggerAllocation()
 	return aid, nil
@@ -135,6 +140,7 @@ func (m *Master) UnregisterAgent(agentID string) {
 	}
 	m.loseAgent(ag, false)
 	delete(m.agents, agentID)
+	m.publishLocked(&operator.Event{Type: operator.Event_AGENT_REMOVED, AgentRemoved: &operator.Event_AgentRemoved{AgentID: mesos.AgentID{Value: agentID}}})
 	m.alloc.RemoveAgent(agentID)
 }
 
@@ -251,7 +257,22 @@ func (m *Master) StatusUpdate(agentID string, u StatusUpdate) {
 			t.StatusUpdateState = &s
 		}
 		t.StatusUpdateUUID = st.UUID
-		t.Statuses = append(t.Statuses, st)
+		// Master::updateTask: a status of the state the last one had
+		// replaces it, and the master keeps no status's data.
+		changed := true
+		if n := len(t.Statuses); n > 0 && t.Statuses[n-1].GetState() == st.GetState() {
+			t.Statuses = t.Statuses[:n-1]
+			changed = false
+		}
+		kept := st
+		kept.Data = nil
+		t.Statuses = append(t.Statuses, kept)
+		if changed {
+			// Subscribers hear of every new state (TASK_UPDATED).
+			state := t.GetState()
+			m.publishLocked(&operator.Event{Type: operator.Event_TASK_UPDATED, TaskUpdated: &operator.Event_TaskUpdated{
+				FrameworkID: t.FrameworkID, Status: kept, State: &state}})
+		}
 		if st.State != nil && isTerminal(*st.State) && !prevTerminal {
 			m.alloc.Recover(fw.id, agentID, internalFormat(t.Resources), 0, time.Now())
 		}

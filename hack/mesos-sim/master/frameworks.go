@@ -5,6 +5,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	operator "github.com/mesos/mesos-go/api/v1/lib/master"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
 
@@ -88,6 +89,10 @@ func (m *Master) subscribe(stream *wire.Stream, sub *scheduler.Call_Subscribe) (
 		}
 		m.frameworks[id] = fw
 		m.adoptAgentState(fw)
+		defer func() {
+			// After the subscription filled in the framework's info.
+			m.publishLocked(&operator.Event{Type: operator.Event_FRAMEWORK_ADDED, FrameworkAdded: &operator.Event_FrameworkAdded{Framework: m.frameworkInfoLocked(fw, true)}})
+		}()
 		klog.InfoS("Framework registered", "framework", id, "name", info.Name)
 	} else {
 		if fw.conn != nil {

@@ -2,7 +2,6 @@ package master
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,22 +14,57 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
 )
 
-// Handler serves the master's HTTP endpoints.
+// Handler serves the master's HTTP endpoints, routed as libprocess routes
+// them: /master/<name> reaches the master's handler <name>; a path whose
+// first component names no process (/state, /slaves, /api/v1/scheduler) goes
+// to the delegate, the master; /version and /metrics/snapshot belong to
+// their own processes. Trailing slashes and trailing components fall back
+// to the longest handler name that matches, as ProcessBase::consume does.
 func (m *Master) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/scheduler", m.serveScheduler)
-	mux.HandleFunc("/master/state", m.serveState)
-	mux.HandleFunc("/state", m.serveState)
-	mux.HandleFunc("/master/state.json", m.serveState)
-	mux.HandleFunc("/state.json", m.serveState)
-	mux.HandleFunc("/master/slaves", m.serveStateKeys("slaves"))
-	mux.HandleFunc("/master/frameworks", m.serveStateKeys("frameworks", "completed_frameworks", "unregistered_frameworks"))
-	mux.HandleFunc("/master/tasks", m.serveTasks)
-	mux.HandleFunc("/health", serveHealth)
-	mux.HandleFunc("/master/health", serveHealth)
-	mux.HandleFunc("/redirect", m.serveRedirect)
-	mux.HandleFunc("/master/redirect", m.serveRedirect)
-	return mux
+	master := map[string]http.HandlerFunc{
+		"api/v1/scheduler": m.serveScheduler,
+		"api/v1":           m.serveOperator,
+		"state":            m.serveState,
+		"state.json":       m.serveState,
+		"state-summary":    m.serveStateSummary,
+		"slaves":           m.serveStateKeys("slaves", "recovered_slaves"),
+		"frameworks":       m.serveStateKeys("frameworks", "completed_frameworks", "unregistered_frameworks"),
+		"tasks":            m.serveTasks,
+		"tasks.json":       m.serveTasks,
+		"roles":            m.serveRoles,
+		"roles.json":       m.serveRoles,
+		"flags":            m.serveFlags,
+		"teardown":         m.serveTeardown,
+		"health":           serveHealth,
+		"redirect":         m.serveRedirect,
+	}
+	processes := map[string]map[string]http.HandlerFunc{
+		"master":  master,
+		"version": {"": serveVersion},
+		"metrics": {"snapshot": m.serveMetrics},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := strings.Trim(r.URL.Path, "/")
+		first, rest, _ := strings.Cut(path, "/")
+		handlers, ok := processes[first]
+		if !ok {
+			handlers, rest = master, path
+		}
+		// The longest handler name that is a prefix (by components) of rest.
+		name := rest
+		for {
+			if h, ok := handlers[name]; ok {
+				h(w, r)
+				return
+			}
+			i := strings.LastIndexByte(name, '/')
+			if i < 0 {
+				break
+			}
+			name = name[:i]
+		}
+		http.NotFound(w, r)
+	})
 }
 
 func serveHealth(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
@@ -53,7 +87,7 @@ func (m *Master) redirect(w http.ResponseWriter, r *http.Request) {
 		host = leader.Address.GetIP()
 	}
 	base := "//" + host + ":" + strconv.Itoa(int(leader.GetPort()))
-	switch p := r.URL.Path; {
+	switch p := strings.TrimRight(r.URL.Path, "/"); {
 	case p == "/redirect" || p == "/master/redirect":
 		w.Header().Set("Location", base)
 	case strings.HasPrefix(p, "/redirect/") || strings.HasPrefix(p, "/master/redirect/"):
@@ -85,24 +119,8 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		m.redirect(w, r)
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		httpError(w, http.StatusMethodNotAllowed, "Expecting one of { 'POST' }, but received '"+r.Method+"'")
-		return
-	}
-	contentType := r.Header.Get("Content-Type")
-	if contentType == "" {
-		httpError(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(m.cfg.MaxRequestSize)+1))
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
-		return
-	}
 	var call scheduler.Call
-	if code, err := wire.DecodeCall(contentType, body, m.cfg.MaxRequestSize, &call); err != nil {
-		httpError(w, code, err.Error())
+	if wire.ReadCall(w, r, m.cfg.MaxRequestSize, &call) == "" {
 		return
 	}
 	if err := validateCall(&call); err != nil {

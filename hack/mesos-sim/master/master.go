@@ -84,8 +84,10 @@ type Master struct {
 	nextAgent           int
 	callHook            CallHook
 	orphanTasks         map[string][]*mesos.Task
-	stop                context.CancelFunc
-	ctx                 context.Context
+	// subscribers are the operator API's SUBSCRIBE streams.
+	subscribers map[*wire.Stream]struct{}
+	stop        context.CancelFunc
+	ctx         context.Context
 
 	kick     chan struct{}
 	listener net.Listener

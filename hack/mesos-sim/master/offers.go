@@ -8,6 +8,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	operator "github.com/mesos/mesos-go/api/v1/lib/master"
 	"github.com/mesos/mesos-go/api/v1/lib/resources"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
@@ -422,6 +423,7 @@ func (m *Master) launch(fw *framework, ag *agentEntry, role string, available me
 			task.ExecutorID = &eid
 		}
 		fw.tasks[t.TaskID.Value] = task
+		m.publishLocked(&operator.Event{Type: operator.Event_TASK_ADDED, TaskAdded: &operator.Event_TaskAdded{Task: *task}})
 	}
 	if !ag.unreachable {
 		info := fw.info

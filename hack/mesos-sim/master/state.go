@@ -13,7 +13,13 @@ import (
 func (m *Master) State() state.Object {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	v := versionInfo()
 	out := state.Object{
+		"git_sha":    v.GetGitSHA(),
+		"git_tag":    v.GetGitTag(),
+		"build_date": v.GetBuildDate(),
+		"build_time": v.GetBuildTime(),
+		"build_user": v.GetBuildUser(),
 		"version":    m.info.GetVersion(),
 		"id":         m.cfg.ID,
 		"pid":        m.info.GetPID(),
@@ -33,7 +39,7 @@ func (m *Master) State() state.Object {
 		out["leader_info"] = m.leader
 	}
 	var agents []state.Object
-	active, inactive := 0, 0
+	active, unreachable := 0, 0
 	for _, ag := range m.agents {
 		used := mesos.Resources{}
 		offered := mesos.Resources{}
@@ -61,28 +67,39 @@ func (m *Master) State() state.Object {
 			}
 		}
 		if ag.unreachable {
-			inactive++
+			unreachable++
 		} else {
 			active++
 		}
+		reserved := state.Object{}
+		for role, rs := range reservations(ag.info.Resources) {
+			reserved[role] = state.Resources(rs)
+		}
 		agents = append(agents, state.Object{
-			"id":                ag.info.ID.Value,
-			"pid":               ag.pid,
-			"hostname":          ag.info.Hostname,
-			"port":              ag.port,
-			"attributes":        state.Attributes(ag.info.Attributes),
-			"resources":         state.Resources(ag.info.Resources),
-			"used_resources":    state.Resources(used),
-			"offered_resources": state.Resources(offered),
-			"active":            !ag.unreachable,
-			"registered_time":   float64(ag.registered.UnixNano()) / 1e9,
-			"version":           "1.11.0",
+			"id":                   ag.info.ID.Value,
+			"pid":                  ag.pid,
+			"hostname":             ag.info.Hostname,
+			"port":                 ag.port,
+			"attributes":           state.Attributes(ag.info.Attributes),
+			"resources":            state.Resources(ag.info.Resources),
+			"used_resources":       state.Resources(used),
+			"offered_resources":    state.Resources(offered),
+			"active":               !ag.unreachable,
+			"registered_time":      float64(ag.registered.UnixNano()) / 1e9,
+			"version":              Version,
+			"reserved_resources":   reserved,
+			"unreserved_resources": state.Resources(unreserved(ag.info.Resources)),
+			"capabilities":         agentCapabilities(),
+			"deactivated":          false,
 		})
 	}
 	sort.Slice(agents, func(i, j int) bool { return agents[i]["id"].(string) < agents[j]["id"].(string) })
 	out["slaves"] = nonNil(agents)
 	out["activated_slaves"] = active
-	out["deactivated_slaves"] = inactive
+	// The double keeps an unreachable agent in "slaves" (inactive); Mesos
+	// lists it only in this count.
+	out["deactivated_slaves"] = 0
+	out["unreachable_slaves"] = unreachable
 	var fws, done []state.Object
 	for _, fw := range m.frameworks {
 		fws = append(fws, m.frameworkState(fw, true))
@@ -115,13 +132,13 @@ func (m *Master) frameworkState(fw *framework, registered bool) state.Object {
 	var tasks, completed, offers []state.Object
 	used := mesos.Resources{}
 	for _, t := range fw.tasks {
-		tasks = append(tasks, state.Task(*t))
+		tasks = append(tasks, taskObject(fw, *t))
 		if !isTerminal(t.GetState()) {
 			used = used.Plus(internalFormat(t.Resources)...)
 		}
 	}
 	for _, t := range fw.completedTasks {
-		completed = append(completed, state.Task(t))
+		completed = append(completed, taskObject(fw, t))
 	}
 	offered := mesos.Resources{}
 	for _, o := range fw.offers {
@@ -139,9 +156,9 @@ func (m *Master) frameworkState(fw *framework, registered bool) state.Object {
 				"framework_id": fw.id, "resources": state.Resources(e.Resources)})
 		}
 	}
-	var caps []string
-	for _, c := range fw.info.Capabilities {
-		caps = append(caps, c.Type.String())
+	caps := fw.info.Capabilities
+	if caps == nil {
+		caps = []mesos.FrameworkInfo_Capability{}
 	}
 	o := state.Object{
 		"id":                fw.id,
@@ -160,6 +177,7 @@ func (m *Master) frameworkState(fw *framework, registered bool) state.Object {
 		"registered_time":   float64(fw.registered.UnixNano()) / 1e9,
 		"used_resources":    state.Resources(used),
 		"offered_resources": state.Resources(offered),
+		"resources":         state.Resources(used.Plus(offered...)),
 		"tasks":             nonNil(tasks),
 		"completed_tasks":   nonNil(completed),
 		"offers":            nonNil(offers),
@@ -188,18 +206,44 @@ func (m *Master) serveStateKeys(keys ...string) http.HandlerFunc {
 	}
 }
 
-// serveTasks is /master/tasks: every known and completed task.
-func (m *Master) serveTasks(w http.ResponseWriter, r *http.Request) {
-	m.mu.Lock()
-	tasks := []state.Object{}
-	for _, fw := range m.frameworks {
-		for _, t := range fw.tasks {
-			tasks = append(tasks, state.Task(*t))
+// reservations groups resources reserved to a role by that role (the last
+// reservation of a refined stack, or the pre-refinement role).
+func reservations(rs []mesos.Resource) map[string][]mesos.Resource {
+	out := map[string][]mesos.Resource{}
+	for _, r := range rs {
+		role := ""
+		if n := len(r.Reservations); n > 0 {
+			role = r.Reservations[n-1].GetRole()
+		} else if r.GetRole() != "" && r.GetRole() != "*" {
+			role = r.GetRole()
 		}
-		for _, t := range fw.completedTasks {
-			tasks = append(tasks, state.Task(t))
+		if role != "" {
+			out[role] = append(out[role], r)
 		}
 	}
-	m.mu.Unlock()
-	state.Serve(w, r, state.Object{"tasks": tasks})
+	return out
+}
+
+func unreserved(rs []mesos.Resource) []mesos.Resource {
+	var out []mesos.Resource
+	for _, r := range rs {
+		if len(r.Reservations) == 0 && (r.GetRole() == "" || r.GetRole() == "*") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// taskObject renders a task of fw with its role: the master allocates every
+// task's resources to a role (a framework without MULTI_ROLE has one).
+func taskObject(fw *framework, t mesos.Task) state.Object {
+	o := state.Task(t)
+	if _, ok := o["role"]; !ok {
+		role := fw.info.GetRole()
+		if role == "" {
+			role = "*"
+		}
+		o["role"] = role
+	}
+	return o
 }

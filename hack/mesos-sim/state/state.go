@@ -85,6 +85,12 @@ func Task(t mesos.Task) Object {
 	if t.Labels != nil {
 		o["labels"] = t.Labels.Labels
 	}
+	// common/http.cpp: the role the task's resources are allocated to.
+	if len(t.Resources) > 0 {
+		if role := t.Resources[0].GetAllocationInfo().GetRole(); role != "" {
+			o["role"] = role
+		}
+	}
 	return o
 }
 

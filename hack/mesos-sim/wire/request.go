@@ -31,3 +31,34 @@ func HTTPError(w http.ResponseWriter, code int, msg string) {
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, msg)
 }
+
+// MethodNotAllowed answers a request that is not a POST, as libprocess does.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "POST")
+	HTTPError(w, http.StatusMethodNotAllowed, "Expecting one of { 'POST' }, but received '"+r.Method+"'")
+}
+
+// ReadCall applies the checks every v1 call endpoint makes before its own
+// (POST, a Content-Type, a readable body that decodes within maxSize) into
+// m, in their order. On failure it has answered and returns "".
+func ReadCall(w http.ResponseWriter, r *http.Request, maxSize int, m Message) (contentType string) {
+	if r.Method != http.MethodPost {
+		MethodNotAllowed(w, r)
+		return ""
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		HTTPError(w, http.StatusBadRequest, "Expecting 'Content-Type' to be present")
+		return ""
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(maxSize)+1))
+	if err != nil {
+		HTTPError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
+		return ""
+	}
+	if code, err := DecodeCall(ct, body, maxSize, m); err != nil {
+		HTTPError(w, code, err.Error())
+		return ""
+	}
+	return ct
+}

@@ -154,6 +154,9 @@ func (st *state) launch(t mesos.TaskInfo) {
 	st.tasks[t.TaskID.Value] = t
 	st.unTasks[t.TaskID.Value] = t
 	st.update(t.TaskID, mesos.TASK_RUNNING, envData())
+	if string(t.Data) == "running-twice" {
+		st.update(t.TaskID, mesos.TASK_RUNNING, []byte("again"))
+	}
 	if string(t.Data) == "finish" {
 		st.finish(t.TaskID, mesos.TASK_FINISHED)
 	}
