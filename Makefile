@@ -29,7 +29,7 @@ RACE_PKGS := $(addsuffix /...,$(RACE_DIRS))
 UNIT_PKGS := $(shell go list ./... 2>/dev/null | grep -v -e /test/ $(foreach d,$(RACE_DIRS),-e $(patsubst ./%,github.com/k8sm/k8sm/%,$(d))))
 TEST_FLAGS ?= -count=1 -timeout=30m
 
-.PHONY: build deps verify-deps test test-unit test-integration e2e bench up down generate verify-generate lint clean
+.PHONY: build deps verify-deps test test-unit test-integration e2e bench up down generate verify-generate lint clean images
 
 # Stamp the release the binaries are built from, as upstream's build does:
 # without it they report v0.0.0-master+$Format:%H$, which `kubectl version`
@@ -79,6 +79,14 @@ bench: deps
 	    ./hack/cmd/etcd ./plugin/cmd/kube-scheduler ./hack/cmd/k8sm-bench
 	$(BIN)/k8sm-bench --bin-dir=$(abspath $(BIN)) --out=$(abspath $(OUT))/bench $(BENCH_FLAGS)
 	$(if $(BENCH_GO),go test -run '^$$' -bench . -benchmem ./broker/offers ./broker/framework)
+
+# Images of the control parts for a real cluster (docs/deploy.md): the
+# k8sm kube-scheduler, and the broker carrying the executor it serves to the
+# agents, as tarballs in _output/images (ctr images import, docker load, or
+# crane push). Static builds: the images hold nothing but the programs.
+images: deps
+	CGO_ENABLED=0 go build -ldflags '-s $(VERSION_LDFLAGS)' -o $(BIN)/images/ ./plugin/cmd/kube-scheduler ./broker/cmd/k8sm-broker ./executor/cmd/k8sm-executor
+	go run ./hack/cmd/k8sm-images --bin-dir=$(BIN)/images --out-dir=$(OUT)/images
 
 up: deps build
 	$(BIN)/local-cluster up

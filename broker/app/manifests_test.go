@@ -49,16 +49,26 @@ func strictInto(t *testing.T, what string, doc []byte, v any) {
 // configuration looks for it.
 func TestBrokerManifest(t *testing.T) {
 	docs := manifestDocs(t, "broker.yaml")
-	if len(docs["Deployment"]) != 1 || len(docs["ServiceAccount"]) != 1 || len(docs["Service"]) != 1 {
-		t.Fatalf("manifests/broker.yaml has %d Deployments, %d ServiceAccounts, %d Services; want one of each",
+	if len(docs["Deployment"]) != 1 || len(docs["ServiceAccount"]) != 1 || len(docs["Service"]) != 2 {
+		t.Fatalf("manifests/broker.yaml has %d Deployments, %d ServiceAccounts, %d Services; want one Deployment and ServiceAccount, two Services",
 			len(docs["Deployment"]), len(docs["ServiceAccount"]), len(docs["Service"]))
 	}
 	var d appsv1.Deployment
 	strictInto(t, "broker Deployment", docs["Deployment"][0], &d)
 	var sa corev1.ServiceAccount
 	strictInto(t, "broker ServiceAccount", docs["ServiceAccount"][0], &sa)
-	var svc corev1.Service
-	strictInto(t, "broker Service", docs["Service"][0], &svc)
+	var svc, execSvc corev1.Service
+	for i, doc := range docs["Service"] {
+		var s corev1.Service
+		strictInto(t, "broker Service", doc, &s)
+		if s.Name == "k8sm-broker" {
+			svc = s
+		} else if s.Name == "k8sm-broker-executor" {
+			execSvc = s
+		} else {
+			t.Errorf("Service %d is %s", i, s.Name)
+		}
+	}
 
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 		t.Errorf("replicas %v, want 2 (a leader and a standby)", d.Spec.Replicas)
@@ -103,6 +113,22 @@ func TestBrokerManifest(t *testing.T) {
 		if p.Name == "grpc" && itoa(p.ContainerPort) != grpcPort {
 			t.Errorf("container port grpc %d, the broker listens on %s", p.ContainerPort, grpcPort)
 		}
+	}
+	// Agents fetch the executor from the executor Service, at the port the
+	// broker serves it on, and the image carries the binary served.
+	if o.ExecutorBinary != "/k8sm-executor" || o.ExecutorCommand != "./k8sm-executor" {
+		t.Errorf("--executor-binary %q --executor-command %q: want the image's /k8sm-executor, run as the fetched ./k8sm-executor", o.ExecutorBinary, o.ExecutorCommand)
+	}
+	_, execPort, _ := net.SplitHostPort(o.ExecutorBindAddress)
+	served := false
+	for _, p := range execSvc.Spec.Ports {
+		for _, cp := range c.Ports {
+			served = served || p.TargetPort.String() == cp.Name && itoa(cp.ContainerPort) == execPort && p.NodePort > 0 &&
+				strings.HasSuffix(o.ExecutorURLBase, ":"+itoa(p.NodePort))
+		}
+	}
+	if !served || execSvc.Spec.Type != corev1.ServiceTypeNodePort {
+		t.Errorf("Service k8sm-broker-executor %+v: want a NodePort Service to the executor port %s, named by --executor-url-base %s", execSvc.Spec, execPort, o.ExecutorURLBase)
 	}
 	// The scheduler's profile dials that Service.
 	sched, err := os.ReadFile(filepath.Join("..", "..", "manifests", "scheduler.yaml"))
