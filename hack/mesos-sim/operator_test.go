@@ -11,7 +11,9 @@ import (
 	"testing"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	agentapi "github.com/mesos/mesos-go/api/v1/lib/agent"
 	operator "github.com/mesos/mesos-go/api/v1/lib/master"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
@@ -55,12 +57,20 @@ func runningTask(t *testing.T, ctx context.Context, s *mesossim.Sim, ct string) 
 	if err := sched.MustAccept(ctx, launchCall(o, commandTask("t1", "sleep 1000", resources(t, "cpus:1;mem:64")))); err != nil {
 		t.Fatal(err)
 	}
-	st, err := sched.Update(ctx, "t1", mesos.TASK_RUNNING)
-	if err != nil {
-		t.Fatal(err)
+	// A real agent's command executor reports STARTING first.
+	for {
+		ev, err := sched.Wait(ctx, func(ev *scheduler.Event) bool {
+			return ev.Type == scheduler.Event_UPDATE && ev.Update.Status.TaskID.Value == "t1"
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := ev.Update.Status
+		ack(t, ctx, sched, &st)
+		if st.GetState() == mesos.TASK_RUNNING {
+			return sched.FrameworkID
+		}
 	}
-	ack(t, ctx, sched, st)
-	return sched.FrameworkID
 }
 
 // TestOperatorAPI: the master's v1 operator API (master.proto, Master::Http
@@ -264,5 +274,59 @@ func TestMasterEndpoints(t *testing.T) {
 	_, st = getJSON(t, ctx, base+"/master/frameworks")
 	if fws, _ := st["completed_frameworks"].([]any); len(fws) != 1 {
 		t.Errorf("after teardown, completed_frameworks %v", st["completed_frameworks"])
+	}
+}
+
+// TestAgentOperatorAPI: the agent's v1 operator API (agent.proto,
+// Slave::Http::api) answers the read calls: the agent, its frameworks,
+// executors, tasks and containers.
+func TestAgentOperatorAPI(t *testing.T) {
+	for _, ct := range encodings {
+		t.Run(ct, func(t *testing.T) {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{realAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			fwID := runningTask(t, ctx, s, ct)
+			base := "http://" + s.Agent(0).Endpoint()
+			call := func(typ agentapi.Call_Type) *agentapi.Response {
+				t.Helper()
+				body, _ := wire.Encode(ct, &agentapi.Call{Type: typ})
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1", bytes.NewReader(body))
+				req.Header.Set("Content-Type", ct)
+				req.Header.Set("Accept", ct)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("%s: %s %s", typ, resp.Status, b)
+				}
+				var out agentapi.Response
+				if err := wire.Decode(ct, b, &out); err != nil {
+					t.Fatal(err)
+				}
+				return &out
+			}
+			if r := call(agentapi.Call_GET_VERSION); r.GetGetVersion().VersionInfo.Version != "1.11.0" {
+				t.Errorf("GET_VERSION %v", r)
+			}
+			if r := call(agentapi.Call_GET_AGENT); r.GetGetAgent().GetAgentInfo().GetID().GetValue() != s.Agent(0).ID() {
+				t.Errorf("GET_AGENT %v", r)
+			}
+			st := call(agentapi.Call_GET_STATE).GetGetState()
+			if len(st.GetGetTasks().LaunchedTasks) != 1 || st.GetTasks.LaunchedTasks[0].GetState() != mesos.TASK_RUNNING ||
+				len(st.GetGetExecutors().Executors) != 1 || len(st.GetGetFrameworks().Frameworks) != 1 ||
+				st.GetFrameworks.Frameworks[0].FrameworkInfo.GetID().GetValue() != fwID {
+				t.Errorf("GET_STATE %v", st)
+			}
+			cs := call(agentapi.Call_GET_CONTAINERS).GetGetContainers().Containers
+			if len(cs) != 1 || cs[0].ContainerID.Value == "" || cs[0].GetContainerStatus().GetExecutorPID() == 0 {
+				t.Errorf("GET_CONTAINERS %v", cs)
+			}
+			if r := call(agentapi.Call_GET_TASKS); len(r.GetGetTasks().LaunchedTasks) != 1 {
+				t.Errorf("GET_TASKS %v", r)
+			}
+		})
 	}
 }

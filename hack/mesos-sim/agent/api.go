@@ -19,6 +19,8 @@ const MaxRequestSize = 4 << 20
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/executor", a.serveExecutor)
+	mux.HandleFunc("/api/v1", a.serveOperator)
+	mux.HandleFunc("/slave(1)/api/v1", a.serveOperator)
 	mux.HandleFunc("/slave(1)/api/v1/executor", a.serveExecutor)
 	mux.HandleFunc("/state", a.serveState)
 	mux.HandleFunc("/state.json", a.serveState)

@@ -35,7 +35,7 @@ func (m *Master) flags() []flag {
 }
 
 func serveVersion(w http.ResponseWriter, r *http.Request) {
-	v := versionInfo()
+	v := VersionInfo()
 	state.Serve(w, r, state.Object{
 		"version": v.Version, "build_date": v.GetBuildDate(), "build_time": v.GetBuildTime(),
 		"build_user": v.GetBuildUser(), "git_sha": v.GetGitSHA(), "git_tag": v.GetGitTag(),

@@ -16,8 +16,8 @@ import (
 // Version is the Mesos release the double plays.
 const Version = "1.11.0"
 
-// versionInfo is what GET_VERSION and /version report.
-func versionInfo() mesos.VersionInfo {
+// VersionInfo is what GET_VERSION and /version report.
+func VersionInfo() mesos.VersionInfo {
 	date, user, sha, tag := "2020-11-24 10:32:06", "mesos-sim", "b3d2cd7", "1.11.0"
 	t := float64(time.Date(2020, 11, 24, 10, 32, 6, 0, time.UTC).Unix())
 	return mesos.VersionInfo{Version: Version, BuildDate: &date, BuildTime: &t, BuildUser: &user, GitSHA: &sha, GitTag: &tag}
@@ -54,7 +54,7 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 	case operator.Call_GET_HEALTH:
 		resp = &operator.Response{Type: operator.Response_GET_HEALTH, GetHealth: &operator.Response_GetHealth{Healthy: true}}
 	case operator.Call_GET_VERSION:
-		resp = &operator.Response{Type: operator.Response_GET_VERSION, GetVersion: &operator.Response_GetVersion{VersionInfo: versionInfo()}}
+		resp = &operator.Response{Type: operator.Response_GET_VERSION, GetVersion: &operator.Response_GetVersion{VersionInfo: VersionInfo()}}
 	case operator.Call_GET_FLAGS:
 		var flags []mesos.Flag
 		for _, f := range m.flags() {

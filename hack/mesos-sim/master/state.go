@@ -13,7 +13,7 @@ import (
 func (m *Master) State() state.Object {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := versionInfo()
+	v := VersionInfo()
 	out := state.Object{
 		"git_sha":    v.GetGitSHA(),
 		"git_tag":    v.GetGitTag(),
