@@ -351,7 +351,7 @@ func (l *loop) launch(ctx context.Context, info mesos.TaskInfo) {
 		l.fail(ctx, t, err.Error(), mesos.REASON_TASK_INVALID)
 		return
 	}
-	t.Ref = taskinfo.PodRef{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	t.Ref = taskinfo.RefOf(pod)
 	if pod.Spec.NodeName != "" && l.node != "" && pod.Spec.NodeName != l.node {
 		l.fail(ctx, t, fmt.Sprintf("pod %s is bound to node %q, but this executor runs node %q", t.Ref, pod.Spec.NodeName, l.node), mesos.REASON_TASK_INVALID)
 		return

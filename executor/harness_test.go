@@ -263,7 +263,11 @@ func (e *env) pod(name string, ann map[string]string) *v1.Pod {
 // launch ACCEPTs an offer with the pod's task.
 func (e *env) launch(p *v1.Pod) string {
 	e.t.Helper()
-	ti, err := taskinfo.NewTask(p, mesos.AgentID{}, nil, &e.exec)
+	data, err := taskinfo.EncodePod(p.DeepCopy())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ti, err := taskinfo.NewTask(data, mesos.AgentID{}, nil, &e.exec)
 	if err != nil {
 		e.t.Fatal(err)
 	}

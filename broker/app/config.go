@@ -37,7 +37,7 @@ type Config struct {
 	Secret     string
 	MediaType  string
 	Executor   podresources.Resources
-	Builder    taskBuilder
+	Builder    executorBuilder
 
 	// ZKServers and ZKPath hold the broker's state (empty: none).
 	ZKServers []string
@@ -58,7 +58,7 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Config{Options: o, Builder: taskBuilder{exec: taskinfo.ExecutorConfig{
+	c := &Config{Options: o, Builder: executorBuilder{exec: taskinfo.ExecutorConfig{
 		Command: o.ExecutorCommand, Kubeconfig: o.ExecutorKubeconfig, ContainerRuntimeEndpoint: o.ExecutorCRI,
 		RootDir: o.ExecutorRootDir, ExtraArgs: o.ExecutorArgs,
 	}}}

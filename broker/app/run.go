@@ -20,6 +20,7 @@ import (
 
 	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/broker/launch"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/nodes"
@@ -153,7 +154,7 @@ func (c *Config) Run(ctx context.Context) error {
 		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,
 		Tasks: podc, Status: podc, Agents: mirror,
 	})
-	srv := grpcserver.New(cache, fw, grpcserver.Options{BatchWindow: o.BatchWindow})
+	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow}))
 	g := grpc.NewServer()
 	srv.Register(g)
 	wg.Add(1)

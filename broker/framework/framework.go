@@ -15,7 +15,6 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
-	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
@@ -25,10 +24,9 @@ import (
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
-// TaskBuilder is the TaskInfo contract with the executor (pkg/taskinfo):
-// how a pod rides in a TaskInfo and what the shared ExecutorInfo is.
-type TaskBuilder interface {
-	NewTask(pod *v1.Pod, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error)
+// ExecutorBuilder makes the ExecutorInfo shared by the pod tasks on an agent
+// (pkg/taskinfo's contract with the executor).
+type ExecutorBuilder interface {
 	// NewExecutorInfo returns the executor of role's tasks, resources
 	// included. It must be a pure function of its arguments and the broker's
 	// configuration: Mesos refuses a task whose ExecutorInfo differs from the
@@ -74,7 +72,7 @@ type Config struct {
 	Driver *Driver
 	// FrameworkID returns the current framework id (the client's).
 	FrameworkID func() string
-	Builder     TaskBuilder
+	Builder     ExecutorBuilder
 	// Roles the framework subscribes with (the Driver's).
 	Roles []string
 	// Executor is what the executor itself needs (as the cache charges it).
@@ -95,7 +93,7 @@ type Config struct {
 }
 
 // Framework handles a subscription's events; it implements
-// brokermesos.Handler and grpcserver.Launcher.
+// brokermesos.Handler and launch.Mesos.
 type Framework struct {
 	cfg Config
 
@@ -338,9 +336,9 @@ func (f *Framework) reconcile(ctx context.Context) {
 	metrics.ReconcileRuns.WithLabelValues("implicit", "success").Inc()
 }
 
-// Launch implements grpcserver.Launcher: one ACCEPT of the launch's offers
-// with one LAUNCH operation holding every task.
-func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[string]*v1.Pod) error {
+// Launch implements launch.Mesos: one ACCEPT of the launch's offers with one
+// LAUNCH operation holding every task, each carrying its pod as it came.
+func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[string]taskinfo.PodData) error {
 	fwID := f.cfg.FrameworkID()
 	if fwID == "" {
 		return fmt.Errorf("launching on %s: %w", l.Hostname, brokermesos.ErrNotSubscribed)
@@ -349,16 +347,12 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	tasks := make([]mesos.TaskInfo, 0, len(l.Tasks))
 	for _, t := range l.Tasks {
 		p, ok := pods[t.ID]
-		if !ok || p == nil {
+		if !ok {
 			return fmt.Errorf("launching reservation %s: no pod", t.ID)
 		}
-		pod, err := podForTask(p, &t)
+		ti, err := taskinfo.NewTask(p, agent, t.Resources, f.executorFor(fwID, l, t.Role))
 		if err != nil {
-			return err
-		}
-		ti, err := f.cfg.Builder.NewTask(pod, agent, t.Resources, f.executorFor(fwID, l, t.Role))
-		if err != nil {
-			return fmt.Errorf("launching pod %s/%s: %w", pod.Namespace, pod.Name, err)
+			return fmt.Errorf("launching reservation %s: %w", t.ID, err)
 		}
 		tasks = append(tasks, ti)
 	}
@@ -395,24 +389,6 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 		f.cfg.Driver.taskAt(t.TaskID.Value, l.AgentID)
 	}
 	return nil
-}
-
-// podForTask is the pod as the executor must run it: bound to the agent and
-// with the host ports the reservation chose for its wildcard ports.
-func podForTask(in *v1.Pod, t *offers.Task) (*v1.Pod, error) {
-	pod := in.DeepCopy()
-	pod.Spec.NodeName = t.Hostname
-	if len(t.WildcardPorts) > 0 {
-		as, err := podresources.AssignWildcardPorts(pod, t.WildcardPorts)
-		if err != nil {
-			return nil, fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		podresources.ApplyPortAssignments(pod, as)
-		if err := podresources.RecordPortAssignments(pod, as); err != nil {
-			return nil, fmt.Errorf("recording host ports of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-	}
-	return pod, nil
 }
 
 // executorFor returns the ExecutorInfo of role's tasks. It is the same
@@ -521,7 +497,7 @@ func (f *Framework) executorEnded(agentID, execID string) (stale bool) {
 	return stale
 }
 
-// Kill implements grpcserver.Launcher.
+// Kill implements launch.Mesos.
 func (f *Framework) Kill(ctx context.Context, taskID, agentID string) error {
 	return f.cfg.Driver.KillTask(ctx, taskID, agentID, "requested")
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/broker/launch"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/offers"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
@@ -30,16 +31,8 @@ import (
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
-// builder puts the pod JSON in the task, as the executor contract says.
+// builder makes the executor of these tests.
 type builder struct{ args []string }
-
-func (builder) NewTask(pod *v1.Pod, agent mesos.AgentID, res []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error) {
-	data, err := json.Marshal(pod)
-	if err != nil {
-		return mesos.TaskInfo{}, err
-	}
-	return mesos.TaskInfo{Name: pod.Namespace + "/" + pod.Name, TaskID: mesos.TaskID{Value: taskinfo.TaskID(pod.UID)}, AgentID: agent, Resources: res, Executor: exec, Data: data}, nil
-}
 
 func (b builder) NewExecutorInfo(fw mesos.FrameworkID, role string) *mesos.ExecutorInfo {
 	return taskinfo.NewExecutorInfo(fw, taskinfo.ExecutorConfig{Command: "/bin/true", ExtraArgs: b.args, Resources: podresources.ToMesos(testExecutor, role)})
@@ -199,7 +192,7 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	go func() { defer wg.Done(); fw.Run(rctx) }()
 	go func() { defer wg.Done(); driver.Run(rctx) }()
 
-	srv := grpcserver.New(cache, fw, grpcserver.Options{BatchWindow: 20 * time.Millisecond})
+	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond}))
 	srv.SetServing(true)
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
@@ -228,7 +221,7 @@ func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
 	b, err := json.Marshal(&v1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: uid, Annotations: ann},
-		Spec:       v1.PodSpec{Containers: []v1.Container{{Name: "c", Image: "webapp", Ports: []v1.ContainerPort{{ContainerPort: 8080}}}}},
+		Spec:       v1.PodSpec{NodeName: "node-a", Containers: []v1.Container{{Name: "c", Image: "webapp", Ports: []v1.ContainerPort{{ContainerPort: 8080}}}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +283,7 @@ func TestReserveLaunchRunsTask(t *testing.T) {
 	e.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_RUNNING)
 	e.status.wait(t, ctx, taskinfo.TaskID("uid-2"), mesos.TASK_RUNNING)
 
-	// The master runs the tasks with the pod in their data, host port applied.
+	// The master runs both tasks; the wildcard pod got its host port.
 	tasks := masterTasks(t, e)
 	if len(tasks) != 2 {
 		t.Fatalf("master runs %d tasks, want 2", len(tasks))

@@ -1,9 +1,12 @@
-// Package grpcserver serves the Broker API (proto/broker/v1) over the offer
-// cache. Everything that talks to Mesos sits behind the Launcher interface, so
-// the server can be tested, and run in the local cluster, without a master.
+// Package grpcserver serves the Broker API (proto/broker/v1): it decodes and
+// validates requests, hands them to the offer cache (watch, reserve) and the
+// launcher (launch, kill), and maps their errors to gRPC status codes.
+// Everything that talks to Mesos sits behind the launcher, so the server can
+// be tested, and run in the local cluster, without a master.
 package grpcserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 
+	"github.com/k8sm/k8sm/broker/launch"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
@@ -30,31 +33,10 @@ import (
 
 const errNotServing = "this broker replica is not serving offers (not the elected leader, or not subscribed to Mesos): watch the one whose health is SERVING"
 
-// Launcher is the Mesos side of Launch and Kill.
+// Launcher launches reserved pods and kills their tasks (*launch.Launcher).
 type Launcher interface {
-	// Launch sends one ACCEPT of l.OfferIDs with one LAUNCH per task (and
-	// the executor where l.Executor says so). pods holds each task's pod, by
-	// reservation id, as the scheduler sent it: it becomes the task's data.
-	// It returns once Mesos accepted the call (202).
-	Launch(ctx context.Context, l *offers.Launch, pods map[string]*v1.Pod) error
-	// Kill kills a task; agentID may be empty when unknown.
-	Kill(ctx context.Context, taskID, agentID string) error
-}
-
-// Options tune the server; zero fields take defaults.
-type Options struct {
-	// BatchWindow is how long a Launch waits for the other pods reserved on
-	// the same agent to launch with it in one ACCEPT (default 100ms). The
-	// window closes early once every reservation of the agent has asked.
-	BatchWindow time.Duration
-	// MaxBatchWait bounds how long a batch waits, window after window, for
-	// the launches of reservations already made on its agent (default 10
-	// windows). One that asks later than that finds its reservation lost
-	// (Aborted): the ACCEPT took its offer.
-	MaxBatchWait time.Duration
-	// LaunchTimeout bounds one ACCEPT (default 30s).
-	LaunchTimeout time.Duration
-	Clock         clock.WithDelayedExecution
+	Launch(ctx context.Context, reservationID string, pod *v1.Pod, data []byte) (launch.Launched, error)
+	Kill(ctx context.Context, uid types.UID, agentID string) (taskID string, err error)
 }
 
 // Server implements brokerv1.BrokerServer.
@@ -63,9 +45,7 @@ type Server struct {
 
 	cache    *offers.Cache
 	launcher Launcher
-	opts     Options
 	health   *health.Server
-	batches  *batcher
 	decoder  runtime.Decoder
 
 	mu      sync.Mutex
@@ -76,29 +56,15 @@ type Server struct {
 }
 
 // New returns a server over cache; it reports NOT_SERVING until SetServing.
-func New(cache *offers.Cache, launcher Launcher, opts Options) *Server {
-	if opts.BatchWindow <= 0 {
-		opts.BatchWindow = 100 * time.Millisecond
-	}
-	if opts.MaxBatchWait <= 0 {
-		opts.MaxBatchWait = 10 * opts.BatchWindow
-	}
-	if opts.LaunchTimeout <= 0 {
-		opts.LaunchTimeout = 30 * time.Second
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
+func New(cache *offers.Cache, launcher Launcher) *Server {
 	scheme := runtime.NewScheme()
 	_ = v1.AddToScheme(scheme)
 	s := &Server{
 		cache:    cache,
 		launcher: launcher,
-		opts:     opts,
 		health:   health.NewServer(),
 		decoder:  serializer.NewCodecFactory(scheme).UniversalDeserializer(),
 	}
-	s.batches = newBatcher(s)
 	s.SetServing(false)
 	return s
 }
@@ -204,14 +170,12 @@ func (s *Server) Unreserve(ctx context.Context, req *brokerv1.UnreserveRequest) 
 }
 
 // Launch starts a reserved pod, batched with the agent's other launches.
+// The pod arrives in its final shape; its JSON becomes the task's data as it
+// was sent, and only a pod sent in another encoding is encoded again.
 func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brokerv1.LaunchResponse, error) {
 	id := req.GetReservationId()
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "reservation_id is required")
-	}
-	r, err := s.cache.Get(id)
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("launching reservation %s: %w", id, err))
 	}
 	obj, _, err := s.decoder.Decode(req.GetPod(), nil, &v1.Pod{})
 	if err != nil {
@@ -221,14 +185,32 @@ func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brok
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "reservation %s: expected a Pod, got %T", id, obj)
 	}
-	if pod.UID != r.Pod.UID {
-		return nil, status.Errorf(codes.InvalidArgument, "reservation %s belongs to pod uid %s, the pod sent has uid %q", id, r.Pod.UID, pod.UID)
+	data := req.GetPod()
+	if !isJSON(req.GetPodContentType(), data) {
+		pd, err := taskinfo.EncodePod(pod)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "reservation %s: %v", id, err)
+		}
+		data = pd.JSON
 	}
-	res := s.batches.submit(ctx, r, pod)
-	if res.err != nil {
-		return nil, res.err
+	res, err := s.launcher.Launch(ctx, id, pod, data)
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	return &brokerv1.LaunchResponse{TaskId: taskinfo.TaskID(r.Pod.UID), AgentId: r.AgentID, BatchSize: int32(res.batchSize)}, nil
+	return &brokerv1.LaunchResponse{TaskId: res.TaskID, AgentId: res.AgentID, BatchSize: int32(res.BatchSize)}, nil
+}
+
+// isJSON reports whether a pod the decoder read is JSON, which the task
+// carries as it is (the universal decoder also reads protobuf and YAML).
+func isJSON(contentType string, data []byte) bool {
+	switch contentType {
+	case runtime.ContentTypeJSON:
+		return true
+	case "":
+		trimmed := bytes.TrimLeft(data, " \t\r\n")
+		return len(trimmed) > 0 && trimmed[0] == '{'
+	}
+	return false
 }
 
 // Kill kills a pod's task and drops any claim the pod still holds.
@@ -237,10 +219,9 @@ func (s *Server) Kill(ctx context.Context, req *brokerv1.KillRequest) (*brokerv1
 	if uid == "" {
 		return nil, status.Error(codes.InvalidArgument, "pod.uid is required")
 	}
-	s.cache.Unreserve("", uid)
-	task := taskinfo.TaskID(uid)
-	if err := s.launcher.Kill(ctx, task, req.GetAgentId()); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "killing task %s of pod %s/%s: %v", task, req.GetPod().GetNamespace(), req.GetPod().GetName(), err)
+	task, err := s.launcher.Kill(ctx, uid, req.GetAgentId())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("pod %s/%s: %w", req.GetPod().GetNamespace(), req.GetPod().GetName(), err))
 	}
 	return &brokerv1.KillResponse{TaskId: task}, nil
 }
@@ -249,11 +230,18 @@ func podRef(p *brokerv1.PodRef) offers.PodRef {
 	return offers.PodRef{UID: types.UID(p.GetUid()), Namespace: p.GetNamespace(), Name: p.GetName()}
 }
 
-// toStatus maps the cache's errors to gRPC codes; the message keeps the whole
-// chain so that a person reading it knows what was being done.
+// toStatus maps the cache's and the launcher's errors to gRPC codes; the
+// message keeps the whole chain so that a person reading it knows what was
+// being done.
 func toStatus(err error) error {
 	code := codes.Internal
+	var mesosErr *launch.MesosError
 	switch {
+	case errors.As(err, &mesosErr):
+		// Mesos's own timeouts included: the broker could not reach it.
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
 	case errors.Is(err, offers.ErrInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, offers.ErrUnknownAgent), errors.Is(err, offers.ErrUnknownReservation):

@@ -23,21 +23,23 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/k8sm/k8sm/broker/launch"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
 type fakeLauncher struct {
 	mu       sync.Mutex
 	launches []*offers.Launch
-	pods     []map[string]*v1.Pod
+	pods     []map[string]taskinfo.PodData
 	kills    []string
 	fail     error
 }
 
-func (f *fakeLauncher) Launch(_ context.Context, l *offers.Launch, pods map[string]*v1.Pod) error {
+func (f *fakeLauncher) Launch(_ context.Context, l *offers.Launch, pods map[string]taskinfo.PodData) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
@@ -71,7 +73,7 @@ func newEnv(t *testing.T) *env {
 	clk := clocktesting.NewFakeClock(t0)
 	cache := offers.New(offers.Config{Clock: clk})
 	l := &fakeLauncher{}
-	s := New(cache, l, Options{Clock: clk, BatchWindow: time.Second})
+	s := New(cache, launch.New(cache, l, launch.Options{Clock: clk, BatchWindow: time.Second}))
 	s.SetServing(true)
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
@@ -105,6 +107,7 @@ func podJSON(t *testing.T, n string) []byte {
 	b, err := json.Marshal(&v1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: "default", UID: types.UID("uid-" + n)},
+		Spec:       v1.PodSpec{NodeName: "node-1"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +215,14 @@ func TestLaunchErrors(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "decoding the pod")
 	_, err = e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podJSON(t, "b")})
 	wantCode(t, err, codes.InvalidArgument, "belongs to pod uid uid-a")
+	var unbound v1.Pod
+	if err := json.Unmarshal(podJSON(t, "a"), &unbound); err != nil {
+		t.Fatal(err)
+	}
+	unbound.Spec.NodeName = ""
+	data, _ := json.Marshal(&unbound)
+	_, err = e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data})
+	wantCode(t, err, codes.InvalidArgument, `reservation `+r.GetId()+` is on node "node-1", the pod sent is bound to ""`)
 
 	e.clock.Step(11 * time.Second)
 	_, err = e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podJSON(t, "a")})
@@ -276,8 +287,8 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 	if len(l.Tasks) != 2 || len(l.OfferIDs) != 1 {
 		t.Errorf("ACCEPT of %v with %d tasks, want o1 with 2", l.OfferIDs, len(l.Tasks))
 	}
-	if p := e.launcher.pods[0][ids[1]]; p == nil || p.Name != "b" {
-		t.Errorf("launcher got pod %+v for b", p)
+	if p := e.launcher.pods[0][ids[1]]; p.Ref.Name != "b" || string(p.JSON) != string(podJSON(t, "b")) {
+		t.Errorf("launcher got pod %+v for b, want its JSON as it was sent", p)
 	}
 	_, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[0], Pod: podJSON(t, "a")})
 	wantCode(t, err, codes.AlreadyExists, "was launched")

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -99,7 +99,7 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 
 	label := e.sc.Name + "-broker"
 	n := e.sc.BrokerRoundTrips
-	pods := make([][]byte, 0, n)
+	pods := make([]*corev1.Pod, 0, n)
 	refs := make([]*brokerv1.PodRef, 0, n)
 	// Pending pods of the mesos-scheduler (no scheduler runs yet): the
 	// broker revives offers for them, as it would for real ones.
@@ -108,11 +108,7 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 		if err != nil {
 			return res, fmt.Errorf("creating pod: %w", err)
 		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return res, err
-		}
-		pods = append(pods, b)
+		pods = append(pods, p)
 		refs = append(refs, &brokerv1.PodRef{Uid: string(p.UID), Namespace: p.Namespace, Name: p.Name})
 	}
 	// The first offer burst after the revive: every agent, one allocation.
@@ -149,6 +145,12 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
+		// The pod in its final shape, bound to the node, as the plugin sends it.
+		pods[i].Spec.NodeName = host
+		data, err := taskinfo.EncodePod(pods[i])
+		if err != nil {
+			return res, err
+		}
 		t0 := time.Now()
 		resp, err := client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: refs[i], NodeName: host, Demand: &brokerv1.Demand{Cpus: 0.01, MemMb: 16}})
 		if err != nil {
@@ -156,7 +158,7 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 			continue
 		}
 		t1 := time.Now()
-		if _, err := client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: pods[i], PodContentType: "application/json"}); err != nil {
+		if _, err := client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: data.JSON, PodContentType: "application/json"}); err != nil {
 			klog.ErrorS(err, "Launch", "pod", refs[i].GetName(), "node", host)
 			res.FailedReserves++
 			continue

@@ -9,8 +9,10 @@
 // A pod's task:
 //   - TaskID: "pod.<pod uid>" (one task per pod UID; a pod runs at most once).
 //   - Name: "<namespace>/<name>".
-//   - Data: the JSON of the v1.Pod as it was bound (spec.nodeName = the agent
-//     hostname), so that the executor can check what it was asked to run.
+//   - Data: the JSON of the v1.Pod in its final shape (spec.nodeName = the
+//     agent hostname, wildcard host ports recorded and set), encoded once by
+//     the scheduler plugin (EncodePod), so that the executor can check what
+//     it was asked to run.
 //   - Labels: k8sm.io/namespace, k8sm.io/name, k8sm.io/uid.
 //
 // The executor: one per agent and framework, ExecutorID
@@ -34,6 +36,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -75,27 +78,52 @@ type PodRef struct {
 
 func (r PodRef) String() string { return r.Namespace + "/" + r.Name + " (" + string(r.UID) + ")" }
 
-// NewTask returns a TaskInfo for pod on agent, with the given resources and
-// executor. The pod must have a UID.
-func NewTask(pod *v1.Pod, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error) {
-	if pod.UID == "" {
-		return mesos.TaskInfo{}, fmt.Errorf("making the task of pod %s/%s: the pod has no UID", pod.Namespace, pod.Name)
-	}
+// PodData is a pod as its task carries it: the pod's JSON, and the pod it
+// names. The scheduler plugin encodes it (EncodePod) once, with the pod in
+// its final shape; the broker passes it on as it came.
+type PodData struct {
+	Ref  PodRef
+	JSON []byte
+}
+
+// EncodePod returns the task data of pod, which must be in its final shape:
+// bound to its node (spec.nodeName), its wildcard host ports recorded. It
+// sets the pod's kind, so that the data says what it is.
+func EncodePod(pod *v1.Pod) (PodData, error) {
+	pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
 	data, err := json.Marshal(pod)
 	if err != nil {
-		return mesos.TaskInfo{}, fmt.Errorf("making the task of pod %s/%s: encoding the pod: %w", pod.Namespace, pod.Name, err)
+		return PodData{}, fmt.Errorf("encoding pod %s/%s for its Mesos task: %w", pod.Namespace, pod.Name, err)
+	}
+	return PodData{Ref: RefOf(pod), JSON: data}, nil
+}
+
+// RefOf names pod as its task does.
+func RefOf(pod *v1.Pod) PodRef {
+	return PodRef{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+}
+
+// NewTask returns a TaskInfo for pod on agent, with the given resources and
+// executor. The pod must have a UID.
+func NewTask(pod PodData, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error) {
+	ref := pod.Ref
+	if ref.UID == "" {
+		return mesos.TaskInfo{}, fmt.Errorf("making the task of pod %s/%s: the pod has no UID", ref.Namespace, ref.Name)
+	}
+	if len(pod.JSON) == 0 {
+		return mesos.TaskInfo{}, fmt.Errorf("making the task of pod %s: no pod data", ref)
 	}
 	return mesos.TaskInfo{
-		Name:      pod.Namespace + "/" + pod.Name,
-		TaskID:    mesos.TaskID{Value: TaskID(pod.UID)},
+		Name:      ref.Namespace + "/" + ref.Name,
+		TaskID:    mesos.TaskID{Value: TaskID(ref.UID)},
 		AgentID:   agent,
 		Resources: resources,
 		Executor:  exec,
-		Data:      data,
+		Data:      pod.JSON,
 		Labels: &mesos.Labels{Labels: []mesos.Label{
-			{Key: LabelNamespace, Value: &pod.Namespace},
-			{Key: LabelName, Value: &pod.Name},
-			{Key: LabelUID, Value: strPtr(string(pod.UID))},
+			{Key: LabelNamespace, Value: &ref.Namespace},
+			{Key: LabelName, Value: &ref.Name},
+			{Key: LabelUID, Value: strPtr(string(ref.UID))},
 		}},
 	}, nil
 }

@@ -16,8 +16,17 @@ func pod() *v1.Pod {
 	}
 }
 
+func encoded(t *testing.T, p *v1.Pod) PodData {
+	t.Helper()
+	d, err := EncodePod(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func TestRoundTrip(t *testing.T) {
-	ti, err := NewTask(pod(), mesos.AgentID{Value: "a"}, nil, nil)
+	ti, err := NewTask(encoded(t, pod()), mesos.AgentID{Value: "a"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +43,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecodeSaysWhatIsWrong(t *testing.T) {
-	good, _ := NewTask(pod(), mesos.AgentID{}, nil, nil)
+	good, _ := NewTask(encoded(t, pod()), mesos.AgentID{}, nil, nil)
 	other := "other"
 	for name, c := range map[string]struct {
 		mutate func(*mesos.TaskInfo)

@@ -2,6 +2,7 @@ package mesosoffers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/broker/launch"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
@@ -40,12 +42,16 @@ type recordingLauncher struct {
 	killed   []string
 }
 
-func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]*v1.Pod) error {
+func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]taskinfo.PodData) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.tasks = append(l.tasks, launch.Tasks...)
-	for _, p := range pods {
-		l.launched = append(l.launched, p)
+	for _, d := range pods {
+		var p v1.Pod
+		if err := json.Unmarshal(d.JSON, &p); err != nil {
+			return fmt.Errorf("task data of pod %s: %w", d.Ref, err)
+		}
+		l.launched = append(l.launched, &p)
 	}
 	return nil
 }
@@ -97,7 +103,7 @@ func startBroker(t *testing.T, addr string) *broker {
 		t.Fatal(err)
 	}
 	b := &broker{cache: offers.New(offers.Config{}), launcher: &recordingLauncher{}, addr: lis.Addr().String()}
-	b.server = grpcserver.New(b.cache, b.launcher, grpcserver.Options{BatchWindow: 5 * time.Millisecond})
+	b.server = grpcserver.New(b.cache, launch.New(b.cache, b.launcher, launch.Options{BatchWindow: 5 * time.Millisecond}))
 	b.server.SetServing(true)
 	b.g = grpc.NewServer()
 	b.server.Register(b.g)

@@ -375,20 +375,21 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 	}
 	r := s.(*reservationState).r
 
-	pod := p.DeepCopy()
-	if wc := r.GetWildcardHostPorts(); len(wc) > 0 {
-		if err := pl.recordHostPorts(ctx, pod, wc); err != nil {
+	pod, err := taskPod(p, nodeName, r.GetWildcardHostPorts())
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	if len(r.GetWildcardHostPorts()) > 0 {
+		if err := pl.recordHostPorts(ctx, pod); err != nil {
 			return fwk.AsStatus(err)
 		}
 	}
-	pod.Spec.NodeName = nodeName
-	pod.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
-	data, err := json.Marshal(pod)
+	data, err := taskinfo.EncodePod(pod)
 	if err != nil {
-		return fwk.AsStatus(fmt.Errorf("encoding pod %s/%s for its Mesos task: %w", p.Namespace, p.Name, err))
+		return fwk.AsStatus(err)
 	}
 	lctx, cancel := context.WithTimeout(ctx, pl.args.LaunchTimeout.Duration)
-	resp, err := pl.client.Launch(lctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data, PodContentType: podJSON})
+	resp, err := pl.client.Launch(lctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
 	cancel()
 	if err != nil {
 		return brokerStatus(fmt.Sprintf("launching on node %s", nodeName), err)
@@ -424,21 +425,36 @@ func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName string) err
 	return pl.handle.ClientSet().CoreV1().Pods(p.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
 }
 
-// recordHostPorts stores the ports the broker chose for the pod's wildcard
-// ports on the pod in the API server and on the copy that becomes the task,
-// before the launch: endpoints and the executor both read them from there.
-func (pl *MesosOffers) recordHostPorts(ctx context.Context, pod *v1.Pod, ports []uint32) error {
-	hp := make([]uint64, len(ports))
-	for i, p := range ports {
-		hp[i] = uint64(p)
+// taskPod gives the pod its final shape, the one place it gets it: a copy
+// bound to nodeName, with the host ports the broker chose for its wildcard
+// ports set on them and recorded in its annotation. The copy becomes the
+// task's data; the annotation also goes to the API server (recordHostPorts),
+// where endpoints and the executor read it.
+func taskPod(p *v1.Pod, nodeName string, wildcardHostPorts []uint32) (*v1.Pod, error) {
+	pod := p.DeepCopy()
+	pod.Spec.NodeName = nodeName
+	if len(wildcardHostPorts) == 0 {
+		return pod, nil
+	}
+	hp := make([]uint64, len(wildcardHostPorts))
+	for i, port := range wildcardHostPorts {
+		hp[i] = uint64(port)
 	}
 	as, err := podresources.AssignWildcardPorts(pod, hp)
 	if err != nil {
-		return fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return nil, fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	podresources.ApplyPortAssignments(pod, as)
 	if err := podresources.RecordPortAssignments(pod, as); err != nil {
-		return err
+		return nil, fmt.Errorf("recording host ports of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	return pod, nil
+}
+
+// recordHostPorts stores the host ports taskPod recorded on the pod in the
+// API server, before the launch: a pod's ports cannot be updated, so
+// endpoints and the executor read them from the annotation.
+func (pl *MesosOffers) recordHostPorts(ctx context.Context, pod *v1.Pod) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"uid":         pod.UID, // the patch fails if the pod was replaced meanwhile
 		"annotations": map[string]string{taskinfo.HostPortsAnnotation: pod.Annotations[taskinfo.HostPortsAnnotation]},

@@ -250,11 +250,13 @@ func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Po
 	t := e.t
 	t.Helper()
 	r := e.reserve(ctx, b, p)
-	data, err := json.Marshal(p)
+	bound := p.DeepCopy()
+	bound.Spec.NodeName = r.GetNodeName()
+	data, err := taskinfo.EncodePod(bound)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := b.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data, PodContentType: "application/json"})
+	resp, err := b.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: "application/json"})
 	if err != nil {
 		t.Fatalf("launching %s: %v", p.Name, err)
 	}

@@ -208,7 +208,11 @@ func (w *executorWorld) pod(name string, hostPort int32, args ...string) *corev1
 
 func (w *executorWorld) launch(p *corev1.Pod) string {
 	w.t.Helper()
-	ti, err := taskinfo.NewTask(p, mesos.AgentID{}, nil, w.exec)
+	data, err := taskinfo.EncodePod(p.DeepCopy())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ti, err := taskinfo.NewTask(data, mesos.AgentID{}, nil, w.exec)
 	if err != nil {
 		w.t.Fatal(err)
 	}

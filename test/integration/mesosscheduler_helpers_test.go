@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/broker/launch"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/manifests"
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -52,7 +54,7 @@ type recordingLauncher struct {
 	reoffer *offers.Cache
 }
 
-func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]*corev1.Pod) error {
+func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]taskinfo.PodData) error {
 	if l.reoffer != nil && len(launch.Remainder) > 0 {
 		l.reoffer.Add(mesos.Offer{
 			ID:        mesos.OfferID{Value: fmt.Sprintf("offer-%d", offerSeq.Add(1))},
@@ -61,10 +63,14 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 			Resources: launch.Remainder,
 		})
 	}
-	for _, p := range pods {
+	for _, d := range pods {
 		l.launched.Add(1)
+		var p corev1.Pod
+		if err := json.Unmarshal(d.JSON, &p); err != nil {
+			return fmt.Errorf("task data of pod %s: %w", d.Ref, err)
+		}
 		select {
-		case l.pods <- p:
+		case l.pods <- &p:
 		default:
 		}
 	}
@@ -80,7 +86,7 @@ func startTestBroker(t testing.TB, addr string) *testBroker {
 		t.Fatal(err)
 	}
 	b := &testBroker{cache: offers.New(offers.Config{}), launcher: &recordingLauncher{pods: make(chan *corev1.Pod, 10000)}, addr: lis.Addr().String()}
-	s := grpcserver.New(b.cache, b.launcher, grpcserver.Options{BatchWindow: 5 * time.Millisecond})
+	s := grpcserver.New(b.cache, launch.New(b.cache, b.launcher, launch.Options{BatchWindow: 5 * time.Millisecond}))
 	s.SetServing(true)
 	b.g = grpc.NewServer()
 	s.Register(b.g)

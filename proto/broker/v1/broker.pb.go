@@ -1061,9 +1061,12 @@ func (x *UnreserveResponse) GetReleased() bool {
 type LaunchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ReservationId string                 `protobuf:"bytes,1,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
-	// The pod as the scheduler has it, serialized in the encoding named by
-	// pod_content_type ("application/json" or
-	// "application/vnd.kubernetes.protobuf"); it becomes the task's data.
+	// The pod in its final shape: bound to the reservation's node
+	// (spec.nodeName), with the host ports chosen for its wildcard ports set
+	// and recorded (annotation k8sm.io/host-ports); serialized in the encoding
+	// named by pod_content_type ("application/json" or
+	// "application/vnd.kubernetes.protobuf"). JSON becomes the task's data as
+	// it was sent; another encoding is encoded as JSON.
 	Pod            []byte `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
 	PodContentType string `protobuf:"bytes,3,opt,name=pod_content_type,json=podContentType,proto3" json:"pod_content_type,omitempty"`
 	unknownFields  protoimpl.UnknownFields

@@ -62,7 +62,7 @@ type BrokerClient interface {
 	// the offers to Mesos. It returns once the ACCEPT was sent.
 	//
 	// Errors: INVALID_ARGUMENT (no reservation id, undecodable pod, pod uid not
-	// the reserved one), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
+	// the reserved one, pod not bound to the reservation's node), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
 	// (the reservation expired or was released), ABORTED (the offers behind
 	// the reservation were rescinded or used up: schedule the pod again),
 	// ALREADY_EXISTS (this reservation was launched before), UNAVAILABLE (the
@@ -166,7 +166,7 @@ type BrokerServer interface {
 	// the offers to Mesos. It returns once the ACCEPT was sent.
 	//
 	// Errors: INVALID_ARGUMENT (no reservation id, undecodable pod, pod uid not
-	// the reserved one), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
+	// the reserved one, pod not bound to the reservation's node), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
 	// (the reservation expired or was released), ABORTED (the offers behind
 	// the reservation were rescinded or used up: schedule the pod again),
 	// ALREADY_EXISTS (this reservation was launched before), UNAVAILABLE (the
