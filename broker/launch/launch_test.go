@@ -1,0 +1,270 @@
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+)
+
+type fakeMesos struct {
+	mu       sync.Mutex
+	launches []*offers.Launch
+	pods     []map[string]taskinfo.PodData
+	kills    []string
+	fail     error
+}
+
+func (f *fakeMesos) Launch(_ context.Context, l *offers.Launch, pods map[string]taskinfo.PodData) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.launches = append(f.launches, l)
+	f.pods = append(f.pods, pods)
+	return nil
+}
+
+func (f *fakeMesos) Kill(_ context.Context, taskID, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kills = append(f.kills, taskID)
+	return f.fail
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+type env struct {
+	cache    *offers.Cache
+	clock    *clocktesting.FakeClock
+	mesos    *fakeMesos
+	launcher *Launcher
+}
+
+// executor is the size of the k8sm executor in these tests.
+var executor = podresources.Resources{Scalars: podresources.Scalars{CPUs: 100, MemMB: 32000}}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(t0)
+	cache := offers.New(offers.Config{Clock: clk, Executor: executor})
+	m := &fakeMesos{}
+	e := &env{cache: cache, clock: clk, mesos: m, launcher: New(cache, m, Options{Clock: clk, BatchWindow: time.Second})}
+	r := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
+	cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o1"}, AgentID: mesos.AgentID{Value: "a1"}, Hostname: "node-1", Resources: podresources.ToMesos(r, "*")})
+	return e
+}
+
+// reserve claims one cpu on node-1 for pod n.
+func (e *env) reserve(t *testing.T, n string) offers.Reservation {
+	t.Helper()
+	r, err := e.cache.Reserve(offers.ReserveRequest{
+		Pod:      offers.PodRef{UID: types.UID("uid-" + n), Namespace: "default", Name: n},
+		NodeName: "node-1",
+		Demand:   podresources.Demand{Scalars: podresources.Scalars{CPUs: 1000}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// pod is pod n in its final shape, bound to node-1, and its encoding.
+func pod(t *testing.T, n string) (*v1.Pod, []byte) {
+	t.Helper()
+	p := &v1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: "default", UID: types.UID("uid-" + n)},
+		Spec:       v1.PodSpec{NodeName: "node-1"},
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
+func (e *env) launch(t *testing.T, id, n string) (Launched, error) {
+	t.Helper()
+	p, data := pod(t, n)
+	return e.launcher.Launch(context.Background(), id, p, data)
+}
+
+// TestLaunchBatchesOneAgent: both reservations of an agent go in one ACCEPT
+// (an ACCEPT consumes whole offers), each task carrying its pod's JSON as
+// it was given.
+func TestLaunchBatchesOneAgent(t *testing.T) {
+	e := newEnv(t)
+	ra, rb := e.reserve(t, "a"), e.reserve(t, "b")
+	var wg sync.WaitGroup
+	got := make([]Launched, 2)
+	errs := make([]error, 2)
+	for i, c := range []struct{ id, n string }{{ra.ID, "a"}, {rb.ID, "b"}} {
+		wg.Add(1)
+		go func() { defer wg.Done(); got[i], errs[i] = e.launch(t, c.id, c.n) }()
+	}
+	wg.Wait()
+	for i := range errs {
+		if errs[i] != nil {
+			t.Fatalf("launch %d: %v", i, errs[i])
+		}
+		if got[i].BatchSize != 2 || got[i].AgentID != "a1" {
+			t.Errorf("launch %d: %+v, want a batch of 2 on a1", i, got[i])
+		}
+	}
+	if got[0].TaskID != "pod.uid-a" {
+		t.Errorf("task id %q, want pod.<pod uid> (pkg/taskinfo)", got[0].TaskID)
+	}
+	if len(e.mesos.launches) != 1 {
+		t.Fatalf("%d ACCEPTs, want 1", len(e.mesos.launches))
+	}
+	_, want := pod(t, "b")
+	if p := e.mesos.pods[0][rb.ID]; p.Ref.Name != "b" || string(p.JSON) != string(want) {
+		t.Errorf("Mesos got pod %+v for b, want its JSON as it was given", p)
+	}
+	if _, err := e.launch(t, ra.ID, "a"); !errors.Is(err, offers.ErrLaunched) {
+		t.Errorf("launching a again: %v, want ErrLaunched", err)
+	}
+}
+
+// TestLaunchChecksThePod: a pod that is not the reservation's, or not bound
+// to its node, reaches no ACCEPT.
+func TestLaunchChecksThePod(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve(t, "a")
+	p, data := pod(t, "b")
+	if _, err := e.launcher.Launch(context.Background(), r.ID, p, data); !errors.Is(err, offers.ErrInvalid) {
+		t.Errorf("another pod: %v, want ErrInvalid", err)
+	}
+	p, data = pod(t, "a")
+	p.Spec.NodeName = "node-2"
+	if _, err := e.launcher.Launch(context.Background(), r.ID, p, data); !errors.Is(err, offers.ErrInvalid) {
+		t.Errorf("bound elsewhere: %v, want ErrInvalid", err)
+	}
+	if _, err := e.launch(t, "nope", "a"); !errors.Is(err, offers.ErrUnknownReservation) {
+		t.Errorf("unknown reservation: %v, want ErrUnknownReservation", err)
+	}
+	if len(e.mesos.launches) != 0 {
+		t.Errorf("refused launches reached Mesos: %d", len(e.mesos.launches))
+	}
+}
+
+// TestLaunchWindowClosesWithoutStragglers: b never launches; the batch waits
+// for it window after window, up to MaxBatchWait, then a goes alone and b's
+// share of the offer goes back to Mesos with the ACCEPT.
+func TestLaunchWindowClosesWithoutStragglers(t *testing.T) {
+	e := newEnv(t)
+	ra, rb := e.reserve(t, "a"), e.reserve(t, "b")
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.launch(t, ra.ID, "a")
+		done <- err
+	}()
+	var err error
+	for waited := false; !waited; {
+		select {
+		case err = <-done:
+			waited = true
+		case <-time.After(time.Millisecond):
+			if e.clock.HasWaiters() {
+				e.clock.Step(time.Second)
+			}
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.clock.Since(t0); got < 10*time.Second {
+		t.Errorf("a launched after %s, before the batch's longest wait for b (10 windows)", got)
+	}
+	if _, err = e.launch(t, rb.ID, "b"); !errors.Is(err, offers.ErrLost) {
+		t.Errorf("b after a's ACCEPT: %v, want ErrLost", err)
+	}
+}
+
+// TestLaunchWaitsForAReservedStraggler: b was reserved but asks to launch
+// only after a's window closed. The ACCEPT of a would consume the offer that
+// holds b too, so a's batch waits for b and both go in one ACCEPT.
+func TestLaunchWaitsForAReservedStraggler(t *testing.T) {
+	e := newEnv(t)
+	ra, rb := e.reserve(t, "a"), e.reserve(t, "b")
+	type res struct {
+		l   Launched
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		l, err := e.launch(t, ra.ID, "a")
+		done <- res{l, err}
+	}()
+	for !e.clock.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	e.clock.Step(time.Second) // a's window closes with b reserved but not launching
+	lb, err := e.launch(t, rb.ID, "b")
+	if err != nil {
+		t.Fatalf("b, reserved before a's window closed, could not launch: %v", err)
+	}
+	la := <-done
+	if la.err != nil {
+		t.Fatal(la.err)
+	}
+	if la.l.BatchSize != 2 || lb.BatchSize != 2 || len(e.mesos.launches) != 1 {
+		t.Errorf("batch sizes %d and %d in %d ACCEPTs, want both pods in one", la.l.BatchSize, lb.BatchSize, len(e.mesos.launches))
+	}
+}
+
+// TestFailedAcceptRollsBack: an ACCEPT Mesos did not take fails the launch
+// with a *MesosError, and the executor it was to start counts as not
+// running, so the next launch on the agent starts it (and pays for it).
+func TestFailedAcceptRollsBack(t *testing.T) {
+	e := newEnv(t)
+	e.mesos.fail = errors.New("connection refused")
+	r := e.reserve(t, "a")
+	_, err := e.launch(t, r.ID, "a")
+	var me *MesosError
+	if !errors.As(err, &me) || !errors.Is(err, e.mesos.fail) {
+		t.Fatalf("launch with Mesos down: %v, want a *MesosError saying why", err)
+	}
+	if v, _ := e.cache.Agent("a1"); len(v.ExecutorRoles) != 0 {
+		t.Errorf("after a failed ACCEPT the executor runs for %v, want none", v.ExecutorRoles)
+	}
+
+	// The ACCEPT spent the offer either way; Mesos offers the agent again.
+	e.mesos.fail = nil
+	res := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
+	e.cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o2"}, AgentID: mesos.AgentID{Value: "a1"}, Hostname: "node-1", Resources: podresources.ToMesos(res, "*")})
+	r = e.reserve(t, "b")
+	if _, err := e.launch(t, r.ID, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.mesos.launches[0]; len(l.Executor) == 0 {
+		t.Errorf("the launch after a failed ACCEPT does not start the executor: %+v", l)
+	}
+}
+
+// TestKill drops the pod's claim and kills its task by the pod's task id.
+func TestKill(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve(t, "a")
+	task, err := e.launcher.Kill(context.Background(), "uid-a", "a1")
+	if err != nil || task != "pod.uid-a" || len(e.mesos.kills) != 1 || e.mesos.kills[0] != "pod.uid-a" {
+		t.Errorf("Kill = %q %v, kills %v", task, err, e.mesos.kills)
+	}
+	if _, err := e.cache.Get(r.ID); !errors.Is(err, offers.ErrReleased) {
+		t.Errorf("the killed pod's reservation: %v, want released", err)
+	}
+}
