@@ -260,8 +260,8 @@ func (e *env) pod(name string, ann map[string]string) *v1.Pod {
 	return p
 }
 
-// launch ACCEPTs an offer with the pod's task.
-func (e *env) launch(p *v1.Pod) string {
+// task is the pod's task, as the broker makes it.
+func (e *env) task(p *v1.Pod) mesos.TaskInfo {
 	e.t.Helper()
 	data, err := taskinfo.EncodePod(p.DeepCopy())
 	if err != nil {
@@ -271,6 +271,13 @@ func (e *env) launch(p *v1.Pod) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return ti
+}
+
+// launch ACCEPTs an offer with the pod's task.
+func (e *env) launch(p *v1.Pod) string {
+	e.t.Helper()
+	ti := e.task(p)
 	e.launchTask(ti)
 	return ti.TaskID.Value
 }

@@ -8,18 +8,13 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // launchWithPorts ACCEPTs an offer with the pod's task holding exactly the
 // host ports in ports (Mesos --resources text, e.g. "[31007-31007]").
 func (e *env) launchWithPorts(p *v1.Pod, ports string) string {
 	e.t.Helper()
-	ti, err := taskinfo.NewTask(p, mesos.AgentID{}, nil, &e.exec)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	ti := e.task(p)
 	e.launchTaskWith(ti, "cpus:0.5;mem:64;ports:"+ports)
 	return ti.TaskID.Value
 }
