@@ -2,7 +2,6 @@ package mesos_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
-	"github.com/k8sm/k8sm/hack/cluster"
+	"github.com/k8sm/k8sm/hack/cluster/zktesting"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
@@ -40,21 +39,7 @@ func startSim(t *testing.T, cfg mesossim.Config) *mesossim.Sim {
 	return s
 }
 
-func startZK(t *testing.T) string {
-	t.Helper()
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	p, err := cluster.StartZooKeeper(ctx, t.TempDir(), port)
-	if err != nil {
-		t.Skipf("ZooKeeper unavailable: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Stop() })
-	return "127.0.0.1:" + strconv.Itoa(port)
-}
+func startZK(t *testing.T) string { return zktesting.Start(t) }
 
 func framework() mesos.FrameworkInfo {
 	ft := 3600.0

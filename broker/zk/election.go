@@ -19,7 +19,10 @@ const candidateLabel = "candidate_"
 // holds an ephemeral sequential znode, the lowest leads, and every other one
 // watches only its predecessor (no herd on a change). It blocks until this
 // candidate leads and returns a context that is cancelled when leadership is
-// lost (the session expired) or ctx ends. identity is stored in the znode so
+// lost or ctx ends. Leadership is lost as soon as the connection is lost
+// (Session.NextSuspension), not only when the session expires: a leader cut
+// off from ZooKeeper learns of the expiry only after it reconnects, and by
+// then another candidate has led for a while. identity is stored in the znode so
 // that an operator can see who leads.
 func Elect(ctx context.Context, s *Session, dir, identity string) (context.Context, error) {
 	if err := ensurePath(s.Conn, dir); err != nil {
@@ -55,6 +58,9 @@ func Elect(ctx context.Context, s *Session, dir, identity string) (context.Conte
 			return nil, fmt.Errorf("broker election: my znode %s vanished (session expired?)", me)
 		}
 		if idx == 0 {
+			// Taken before the znode is trusted as leader: a suspension
+			// from now on ends the leadership.
+			suspended := s.NextSuspension()
 			logger.Info("Elected broker leader", "identity", identity)
 			lctx, cancel := context.WithCancel(ctx)
 			go func() {
@@ -62,8 +68,11 @@ func Elect(ctx context.Context, s *Session, dir, identity string) (context.Conte
 				select {
 				case <-lctx.Done():
 					resign()
-				case <-s.Expired():
-					logger.Info("Broker leadership lost: ZooKeeper session expired")
+				case <-suspended:
+					logger.Info("Broker leadership lost: the ZooKeeper connection was lost or the session ended")
+					// Fails while disconnected; then the session's close
+					// or expiry removes the znode.
+					resign()
 				}
 			}()
 			return lctx, nil

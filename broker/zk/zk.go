@@ -52,11 +52,20 @@ func ParseURL(raw string) (servers []string, znode string, err error) {
 
 // Session is one ZooKeeper session. go-zookeeper reconnects by itself, but a
 // session that expired took its ephemeral znodes (a broker's leadership)
-// with it: Expired tells the owners so.
+// with it: Expired tells the owners so. NextSuspension tells them sooner:
+// while the connection is down the session may already have expired on the
+// servers (go-zookeeper only learns it once it reconnects), and another
+// candidate may lead.
 type Session struct {
 	*gozk.Conn
 	expired chan struct{}
 	once    sync.Once
+
+	mu sync.Mutex
+	// down: the connection is lost (or the session ended) right now.
+	down bool
+	// suspended are the channels NextSuspension handed out.
+	suspended []chan struct{}
 }
 
 type klogLogger struct{}
@@ -93,12 +102,51 @@ func Connect(ctx context.Context, servers []string, timeout time.Duration) (*Ses
 
 func (s *Session) watch(events <-chan gozk.Event) {
 	for ev := range events {
-		if ev.State == gozk.StateExpired {
+		switch ev.State {
+		case gozk.StateDisconnected:
+			s.setDown(true, "connection lost")
+		case gozk.StateHasSession:
+			s.setDown(false, "")
+		case gozk.StateExpired:
 			klog.InfoS("ZooKeeper session expired")
+			s.setDown(true, "session expired")
 			s.once.Do(func() { close(s.expired) })
 		}
 	}
+	s.setDown(true, "connection closed")
 	s.once.Do(func() { close(s.expired) })
+}
+
+func (s *Session) setDown(down bool, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+	if !down {
+		return
+	}
+	if len(s.suspended) > 0 {
+		klog.InfoS("ZooKeeper session suspended: what was decided on it (leadership) ends now", "reason", why)
+	}
+	for _, ch := range s.suspended {
+		close(ch)
+	}
+	s.suspended = nil
+}
+
+// NextSuspension returns a channel that is closed the next time the
+// connection is lost or the session ends (at once if it is down now), even
+// if go-zookeeper then reconnects to the same session: what was decided
+// while connected, such as leadership, cannot be trusted any more.
+func (s *Session) NextSuspension() <-chan struct{} {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		close(ch)
+		return ch
+	}
+	s.suspended = append(s.suspended, ch)
+	return ch
 }
 
 // Expired is closed when the session expired (or the connection was closed).

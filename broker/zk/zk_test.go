@@ -2,29 +2,14 @@ package zk_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
-	"github.com/k8sm/k8sm/hack/cluster"
+	"github.com/k8sm/k8sm/hack/cluster/zktesting"
 )
 
-func startZK(t *testing.T) string {
-	t.Helper()
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	p, err := cluster.StartZooKeeper(ctx, t.TempDir(), port)
-	if err != nil {
-		t.Skipf("ZooKeeper unavailable: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Stop() })
-	return "127.0.0.1:" + strconv.Itoa(port)
-}
+func startZK(t *testing.T) string { return zktesting.Start(t) }
 
 func connect(t *testing.T, ctx context.Context, addr string) *brokerzk.Session {
 	t.Helper()

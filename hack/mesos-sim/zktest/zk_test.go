@@ -20,7 +20,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 
-	"github.com/k8sm/k8sm/hack/cluster"
+	"github.com/k8sm/k8sm/hack/cluster/zktesting"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
@@ -29,21 +29,7 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/zkdetect"
 )
 
-func startZK(t *testing.T) string {
-	t.Helper()
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	p, err := cluster.StartZooKeeper(ctx, t.TempDir(), port)
-	if err != nil {
-		t.Skipf("ZooKeeper unavailable: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Stop() })
-	return "127.0.0.1:" + strconv.Itoa(port)
-}
+func startZK(t *testing.T) string { return zktesting.Start(t) }
 
 func noRedirect() *http.Client {
 	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
