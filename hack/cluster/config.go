@@ -57,8 +57,10 @@ type Config struct {
 	KubeletPort      int // the first agent's kubelet; agent i on KubeletPort+i-1
 	BrokerGRPCPort   int
 	BrokerHTTPPort   int // the broker's /metrics, /healthz, /readyz
-	SchedulerPort    int // the k8sm kube-scheduler's secure port
-	SampleDeployment bool
+	// BrokerExecutorPort serves the executor binary the agents fetch.
+	BrokerExecutorPort int
+	SchedulerPort      int // the k8sm kube-scheduler's secure port
+	SampleDeployment   bool
 	// CgroupParent is the cgroup under which every agent's kubelet puts its
 	// pods (<CgroupParent>/<node>); empty means one derived from StateDir,
 	// so that clusters on one host never share it.
@@ -86,6 +88,7 @@ func DefaultConfig(repoRoot string) Config {
 		KubeletPort:           envInt("K8SM_KUBELET_PORT", 10250),
 		BrokerGRPCPort:        envInt("K8SM_BROKER_GRPC_PORT", 10350),
 		BrokerHTTPPort:        envInt("K8SM_BROKER_HTTP_PORT", 10351),
+		BrokerExecutorPort:    envInt("K8SM_BROKER_EXECUTOR_PORT", 10352),
 		SchedulerPort:         envInt("K8SM_SCHEDULER_PORT", 10259),
 		SampleDeployment:      true,
 	}
@@ -121,7 +124,7 @@ func TestConfig(dir, binDir string) (Config, error) {
 		AgentPortsEnd:   32000 + k*100 + 99,
 	}
 	ports := []*int{&cfg.EtcdPort, &cfg.EtcdPeerPort, &cfg.APIServerPort, &cfg.ControllerManagerPort, &cfg.ZooKeeperPort,
-		&cfg.MesosPort, &cfg.MesosControlPort, &cfg.BrokerGRPCPort, &cfg.BrokerHTTPPort, &cfg.SchedulerPort}
+		&cfg.MesosPort, &cfg.MesosControlPort, &cfg.BrokerGRPCPort, &cfg.BrokerHTTPPort, &cfg.BrokerExecutorPort, &cfg.SchedulerPort}
 	for _, p := range ports {
 		port, err := FreePort()
 		if err != nil {

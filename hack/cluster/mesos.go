@@ -360,6 +360,9 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err := checkPortFree("the broker's metrics", c.BrokerHTTPPort, "K8SM_BROKER_HTTP_PORT"); err != nil {
 		return nil, err
 	}
+	if err := checkPortFree("the broker's executor download", c.BrokerExecutorPort, "K8SM_BROKER_EXECUTOR_PORT"); err != nil {
+		return nil, err
+	}
 	if err := c.applyManifest(ctx, "broker-rbac.yaml"); err != nil {
 		return nil, err
 	}
@@ -371,9 +374,13 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 		"--http-bind-address="+fmt.Sprintf("127.0.0.1:%d", c.BrokerHTTPPort),
 		"--identity=k8sm-broker-local",
 		"--framework-hostname=127.0.0.1",
+		// The agents fetch the executor from the broker, by an http URI
+		// naming its sha256, as on a real cluster.
+		"--executor-binary="+exe,
+		"--executor-bind-address="+fmt.Sprintf("127.0.0.1:%d", c.BrokerExecutorPort),
+		"--executor-url-base="+fmt.Sprintf("http://127.0.0.1:%d", c.BrokerExecutorPort),
 		// Per-agent settings come from each agent's
 		// --executor_environment_variables; the shared ones are here.
-		"--executor-command="+exe,
 		"--executor-arg=--v=1",
 		"--v=2",
 	)

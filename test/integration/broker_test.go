@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -79,7 +80,9 @@ func applyBrokerRBAC(t *testing.T, ctx context.Context, cs kubernetes.Interface)
 	}
 }
 
-func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
+// newBrokerEnv runs the control plane and a Mesos double with one agent,
+// agent-a: hollow unless a configuration changes it (adjust).
+func newBrokerEnv(t *testing.T, ctx context.Context, adjust ...func(*agent.Config)) *brokerEnv {
 	t.Helper()
 	d := os.Getenv("K8SM_BIN_DIR")
 	if d == "" {
@@ -111,12 +114,16 @@ func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ac := agent.Config{Hostname: "agent-a", Resources: res, Attributes: attrs, Hollow: true, StatusUpdateRetryInterval: 300 * time.Millisecond}
+	for _, f := range adjust {
+		f(&ac)
+	}
 	sctx, scancel := context.WithCancel(context.Background())
 	sim, err := mesossim.Start(sctx, mesossim.Config{
 		ZK:      "zk://" + cfg.ZooKeeperAddr() + "/mesos",
 		WorkDir: t.TempDir(),
 		Master:  master.Config{HeartbeatInterval: 500 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: 100 * time.Millisecond},
-		Agents:  []agent.Config{{Hostname: "agent-a", Resources: res, Attributes: attrs, Hollow: true, StatusUpdateRetryInterval: 300 * time.Millisecond}},
+		Agents:  []agent.Config{ac},
 	})
 	if err != nil {
 		scancel()
@@ -127,7 +134,7 @@ func newBrokerEnv(t *testing.T, ctx context.Context) *brokerEnv {
 }
 
 // startBroker runs k8sm-broker as its command would, with its own flags.
-func (e *brokerEnv) startBroker(ctx context.Context, identity string) *runningBroker {
+func (e *brokerEnv) startBroker(ctx context.Context, identity string, adjust ...func(*app.Options)) *runningBroker {
 	t := e.t
 	t.Helper()
 	o := app.NewOptions()
@@ -141,6 +148,9 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string) *runningBr
 	o.BatchWindow = 20 * time.Millisecond
 	o.ExecutorCPUs, o.ExecutorMemMB = 0.1, 64
 	o.ReconcileInterval = 2 * time.Second
+	for _, f := range adjust {
+		f(o)
+	}
 	c, err := o.Config(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -502,4 +512,33 @@ func mapKeys(m map[string]string) []string {
 		out = append(out, k+"="+v)
 	}
 	return out
+}
+
+// TestBrokerContainerLaunchFailure: when an agent cannot fetch the executor,
+// Mesos 1.11 fails the task with TASK_FAILED and
+// REASON_CONTAINER_LAUNCH_FAILED (slave.cpp executorLaunched), and the
+// broker fails the pod saying so, so that its controller replaces it and
+// the user sees why.
+func TestBrokerContainerLaunchFailure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	missing := httptest.NewServer(http.NotFoundHandler())
+	defer missing.Close()
+	e := newBrokerEnv(t, ctx, func(ac *agent.Config) { ac.Hollow = false })
+	b := e.startBroker(ctx, "broker-1", func(o *app.Options) {
+		o.ExecutorURIs = []string{missing.URL + "/k8sm/v1/k8sm-executor"}
+	})
+	p := e.createPod(ctx, "unfetchable", "")
+	e.schedule(ctx, b, p)
+	e.waitTask(ctx, p.UID, "TASK_FAILED")
+	e.waitPodPhase(ctx, p.Name, corev1.PodFailed, "MesosTaskFailed")
+	got, err := e.kube.CoreV1().Pods("default").Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Failed to launch container", "Failed to fetch all URIs", "REASON_CONTAINER_LAUNCH_FAILED"} {
+		if !strings.Contains(got.Status.Message, want) {
+			t.Errorf("the failed pod's message %q does not say %q", got.Status.Message, want)
+		}
+	}
 }

@@ -105,6 +105,53 @@ func TestLocalControlPlane(t *testing.T) {
 	t.Run("containerd runs a pod with a host port", func(t *testing.T) {
 		runPodThroughCRI(ctx, t, cfg)
 	})
+
+	t.Run("kubectl apply -k manifests", func(t *testing.T) {
+		applyKustomization(ctx, t, cl, cfg)
+	})
+}
+
+// applyKustomization: `kubectl apply -k manifests/` — what docs/deploy.md
+// tells a user to run — is accepted by the API server (its admission and
+// validation, server-side dry run first) and makes the scheduler and broker
+// Deployments from the images `make images` tags, their ServiceAccounts,
+// RBAC and configuration. No image runs here (no registry, no nodes): this
+// proves the objects, not the containers.
+func applyKustomization(ctx context.Context, t *testing.T, cl *cluster.Cluster, cfg cluster.Config) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "manifests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := kubectl(t, cfg, "apply", "-k", dir, "--dry-run=server")
+	for _, want := range []string{"deployment.apps/k8sm-scheduler", "deployment.apps/k8sm-broker", "configmap/k8sm-scheduler-config", "service/k8sm-broker-executor"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("server-side dry run does not mention %s:\n%s", want, out)
+		}
+	}
+	kubectl(t, cfg, "apply", "-k", dir)
+	cs, err := cl.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, image := range map[string]string{"k8sm-scheduler": "k8sm/kube-scheduler:latest", "k8sm-broker": "k8sm/k8sm-broker:latest"} {
+		d, err := cs.AppsV1().Deployments("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("Deployment kube-system/%s: %v", name, err)
+			continue
+		}
+		spec := d.Spec.Template.Spec
+		if got := spec.Containers[0].Image; got != image {
+			t.Errorf("Deployment %s runs %s, want %s (make images)", name, got, image)
+		}
+		if _, err := cs.CoreV1().ServiceAccounts("kube-system").Get(ctx, spec.ServiceAccountName, metav1.GetOptions{}); err != nil {
+			t.Errorf("Deployment %s's ServiceAccount: %v", name, err)
+		}
+	}
+	for _, crb := range []string{"k8sm-scheduler:kube-scheduler", "system:k8sm-broker"} {
+		if _, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, crb, metav1.GetOptions{}); err != nil {
+			t.Errorf("ClusterRoleBinding %s: %v", crb, err)
+		}
+	}
 }
 
 // runPodThroughCRI does what a kubelet does for one pod: a sandbox from the
