@@ -75,16 +75,7 @@ func TestKubeAPIRateFlags(t *testing.T) {
 		}
 	}
 
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := testKubeconfig(t)
 	o := parse("--kube-api-qps=200", "--kube-api-burst=300", "--kubeconfig="+kubeconfig,
 		"--grpc-bind-address=127.0.0.1:0", "--http-bind-address=")
 	c, err := o.Config(context.Background())
@@ -121,16 +112,7 @@ current-context: c
 // refused naming the flag.
 func TestExecutorBinary(t *testing.T) {
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := testKubeconfig(t)
 	bin := filepath.Join(dir, "k8sm-executor")
 	parse := func(args ...string) *Options {
 		t.Helper()
@@ -186,4 +168,21 @@ current-context: c
 	if id1 == id2 {
 		t.Errorf("a new binary kept executor id %s: agents would keep the old executor", id1)
 	}
+}
+
+// testKubeconfig writes a kubeconfig Config can build clients from (nothing
+// is dialed).
+func testKubeconfig(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(p, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

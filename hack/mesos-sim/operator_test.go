@@ -20,8 +20,9 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
 )
 
-// operatorCall posts call to the v1 operator API and decodes the response.
-func operatorCall(t *testing.T, ctx context.Context, base, ct string, call *operator.Call) (int, *operator.Response, string) {
+// postAPI posts call to url's /api/v1 in ct and decodes a 200 answer into
+// out; it returns the status and, on failure, the body.
+func postAPI(t *testing.T, ctx context.Context, base, ct string, call, out wire.Message) (int, string) {
 	t.Helper()
 	body, err := wire.Encode(ct, call)
 	if err != nil {
@@ -37,16 +38,26 @@ func operatorCall(t *testing.T, ctx context.Context, base, ct string, call *oper
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || len(b) == 0 {
-		return resp.StatusCode, nil, string(b)
+		return resp.StatusCode, string(b)
 	}
 	if got := resp.Header.Get("Content-Type"); got != ct {
-		t.Fatalf("%s answered in %q, asked for %q", call.Type, got, ct)
+		t.Fatalf("%v answered in %q, asked for %q", call, got, ct)
 	}
+	if err := wire.Decode(ct, b, out); err != nil {
+		t.Fatalf("decoding the answer to %v: %v", call, err)
+	}
+	return resp.StatusCode, ""
+}
+
+// operatorCall posts call to the master's v1 operator API.
+func operatorCall(t *testing.T, ctx context.Context, base, ct string, call *operator.Call) (int, *operator.Response, string) {
+	t.Helper()
 	var out operator.Response
-	if err := wire.Decode(ct, b, &out); err != nil {
-		t.Fatalf("decoding the %s response: %v", call.Type, err)
+	code, msg := postAPI(t, ctx, base, ct, call, &out)
+	if code != http.StatusOK {
+		return code, nil, msg
 	}
-	return resp.StatusCode, &out, ""
+	return code, &out, ""
 }
 
 // runningTask subscribes a framework and runs one task on a hollow agent.
@@ -289,22 +300,9 @@ func TestAgentOperatorAPI(t *testing.T) {
 			base := "http://" + s.Agent(0).Endpoint()
 			call := func(typ agentapi.Call_Type) *agentapi.Response {
 				t.Helper()
-				body, _ := wire.Encode(ct, &agentapi.Call{Type: typ})
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1", bytes.NewReader(body))
-				req.Header.Set("Content-Type", ct)
-				req.Header.Set("Accept", ct)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				if resp.StatusCode != http.StatusOK {
-					t.Fatalf("%s: %s %s", typ, resp.Status, b)
-				}
 				var out agentapi.Response
-				if err := wire.Decode(ct, b, &out); err != nil {
-					t.Fatal(err)
+				if code, msg := postAPI(t, ctx, base, ct, &agentapi.Call{Type: typ}, &out); code != http.StatusOK {
+					t.Fatalf("%s: %d %s", typ, code, msg)
 				}
 				return &out
 			}

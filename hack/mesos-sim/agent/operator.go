@@ -18,13 +18,8 @@ func (a *Agent) serveOperator(w http.ResponseWriter, r *http.Request) {
 	if wire.ReadCall(w, r, MaxRequestSize, &call) == "" {
 		return
 	}
-	accept := ""
-	switch {
-	case wire.Accepts(r.Header.Values("Accept"), wire.JSON):
-		accept = wire.JSON
-	case wire.Accepts(r.Header.Values("Accept"), wire.Protobuf):
-		accept = wire.Protobuf
-	default:
+	accept, ok := wire.NegotiateStream(r.Header.Values("Accept"))
+	if !ok {
 		httpError(w, http.StatusNotAcceptable, wire.NotAcceptableMessage)
 		return
 	}
@@ -65,13 +60,7 @@ func (a *Agent) serveOperator(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotImplemented, "mesos-sim does not implement "+call.Type.String())
 		return
 	}
-	b, err := wire.Encode(accept, resp)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", accept)
-	_, _ = w.Write(b)
+	wire.WriteMessage(w, accept, resp)
 }
 
 // getState is GET_STATE: what runs here, by framework and executor.

@@ -38,13 +38,8 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "Failed to validate master::Call: "+err.Error())
 		return
 	}
-	accept := ""
-	switch {
-	case wire.Accepts(r.Header.Values("Accept"), wire.JSON):
-		accept = wire.JSON
-	case wire.Accepts(r.Header.Values("Accept"), wire.Protobuf):
-		accept = wire.Protobuf
-	default:
+	accept, ok := wire.NegotiateStream(r.Header.Values("Accept"))
+	if !ok {
 		httpError(w, http.StatusNotAcceptable, wire.NotAcceptableMessage)
 		return
 	}
@@ -92,13 +87,7 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotImplemented, "mesos-sim does not implement "+call.Type.String())
 		return
 	}
-	b, err := wire.Encode(accept, resp)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", accept)
-	_, _ = w.Write(b)
+	wire.WriteMessage(w, accept, resp)
 }
 
 // validateOperatorCall is validation::master::call::validate for the calls

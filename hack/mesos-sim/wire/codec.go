@@ -159,8 +159,9 @@ func Accepts(accept []string, mediaType string) bool {
 	return best > 0
 }
 
-// NegotiateStream picks the response type for a streaming call: JSON is
-// preferred when both are acceptable, as in the master's handler.
+// NegotiateStream picks the response type for a streaming call, or any
+// call of the operator API: JSON is preferred when both are acceptable, as
+// in the master's handlers.
 func NegotiateStream(accept []string) (string, bool) {
 	for _, ct := range []string{JSON, Protobuf} {
 		if Accepts(accept, ct) {

@@ -62,3 +62,14 @@ func ReadCall(w http.ResponseWriter, r *http.Request, maxSize int, m Message) (c
 	}
 	return ct
 }
+
+// WriteMessage answers 200 with m encoded as contentType.
+func WriteMessage(w http.ResponseWriter, contentType string, m Message) {
+	b, err := Encode(contentType, m)
+	if err != nil {
+		HTTPError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	_, _ = w.Write(b)
+}
