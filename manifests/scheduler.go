@@ -103,6 +103,32 @@ func (c SchedulerConfig) SetBrokerAddresses(addrs ...string) error {
 	return nil
 }
 
+// SetBrokerTLS makes every MesosOffers plugin verify the broker with caFile
+// and present certFile/keyFile (mutual TLS), replacing any tls the file sets.
+func (c SchedulerConfig) SetBrokerTLS(caFile, certFile, keyFile string) error {
+	all, err := c.MesosOffersArgs()
+	if err != nil {
+		return err
+	}
+	for _, args := range all {
+		args["tls"] = map[string]any{"caFile": caFile, "certFile": certFile, "keyFile": keyFile}
+	}
+	return nil
+}
+
+// SetBrokerPlaintext drops the plugin's tls, for a broker serving plaintext
+// on loopback (a test's or a benchmark's in-process broker).
+func (c SchedulerConfig) SetBrokerPlaintext() error {
+	all, err := c.MesosOffersArgs()
+	if err != nil {
+		return err
+	}
+	for _, args := range all {
+		delete(args, "tls")
+	}
+	return nil
+}
+
 // SetClientConnection replaces clientConnection: the scheduler talks to the
 // API server of kubeconfig (the shipped file has none: in a pod the
 // scheduler uses its ServiceAccount). A zero qps or burst is left out, so

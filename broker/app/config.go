@@ -10,6 +10,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -47,7 +48,9 @@ type Config struct {
 	MasterZKPath    string
 
 	GRPCListener net.Listener
-	HTTPListener net.Listener
+	// GRPCServerOptions secure the Broker API (GRPCSecurityOptions).
+	GRPCServerOptions []grpc.ServerOption
+	HTTPListener      net.Listener
 	// ExecutorBinary, served on ExecutorListener (--executor-binary).
 	ExecutorBinary   *executorserve.Binary
 	ExecutorListener net.Listener
@@ -124,6 +127,9 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	}
 	if o.ZK != "" {
 		c.ZKServers, c.ZKPath, _ = brokerzk.ParseURL(o.ZK)
+	}
+	if c.GRPCServerOptions, err = o.GRPC.serverOptions(); err != nil {
+		return nil, err
 	}
 	if c.GRPCListener, err = net.Listen("tcp", o.GRPCAddress); err != nil {
 		return nil, fmt.Errorf("--grpc-bind-address: %w", err)

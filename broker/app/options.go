@@ -65,6 +65,7 @@ type Options struct {
 	NodeSyncWorkers   int32
 
 	GRPCAddress string
+	GRPC        GRPCSecurityOptions
 	HTTPAddress string
 	EnablePprof bool
 
@@ -107,6 +108,7 @@ func NewOptions() *Options {
 		NodeLeaseDuration: 40 * time.Second,
 		NodeSyncWorkers:   16,
 		GRPCAddress:       "0.0.0.0:10350",
+		GRPC:              newGRPCSecurityOptions(),
 		HTTPAddress:       "0.0.0.0:10351",
 		LeaderElect:       true,
 		Identity:          host,
@@ -164,7 +166,8 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.Int32Var(&o.NodeSyncWorkers, "node-sync-workers", o.NodeSyncWorkers, "How many agents' Nodes and Leases the broker writes at once. These heartbeats (one Lease renewal per agent without a kubelet every quarter of --node-lease-duration, as its kubelet would do) are not limited by --kube-api-qps, which is one client's budget, not that of the kubelets the broker stands in for.")
 
 	fs = fss.FlagSet("serving")
-	fs.StringVar(&o.GRPCAddress, "grpc-bind-address", o.GRPCAddress, "The address of the Broker gRPC service (the scheduler plugin's).")
+	fs.StringVar(&o.GRPCAddress, "grpc-bind-address", o.GRPCAddress, "The address of the Broker gRPC service (the scheduler plugin's). Only a loopback address may serve without mutual TLS.")
+	o.GRPC.addFlags(fs)
 	fs.StringVar(&o.HTTPAddress, "http-bind-address", o.HTTPAddress, "The address of /metrics, /healthz and /readyz.")
 	fs.BoolVar(&o.EnablePprof, "enable-pprof", o.EnablePprof, "Serve /debug/pprof on --http-bind-address.")
 
@@ -270,6 +273,7 @@ func (o *Options) Validate() error {
 	if o.GRPCAddress == "" {
 		errs = append(errs, errors.New("--grpc-bind-address must not be empty"))
 	}
+	errs = append(errs, o.GRPC.validate(o.GRPCAddress)...)
 	if o.SecretFile != "" && o.Principal == "" {
 		errs = append(errs, errors.New("--secret-file needs --principal"))
 	}

@@ -25,6 +25,10 @@ func TestValidateNamesFlags(t *testing.T) {
 		{[]string{"--master=zk://zk:2181", "--mesos-codec=xml", "--failover-timeout=0", "--roles="}, []string{"--master: ", "--mesos-codec", "--failover-timeout", "--roles"}},
 		{[]string{"--master=http://m:5050", "--leader-elect=false", "--secret-file=/s"}, []string{"--secret-file needs --principal"}},
 		{[]string{"--master=zk://zk:2181", "--default-pod-cpus=0"}, []string{"--default-pod-cpus=0 and --default-pod-mem=64 must be positive"}},
+		// The Broker API launches and kills pods: off loopback it needs mutual TLS.
+		{[]string{"--master=zk://zk:2181"}, []string{"--grpc-bind-address=0.0.0.0:10350 is not a loopback address", "--grpc-tls-cert-file"}},
+		{[]string{"--master=zk://zk:2181", "--grpc-tls-cert-file=/c"}, []string{"--grpc-tls-cert-file, --grpc-tls-private-key-file and --grpc-client-ca-file go together"}},
+		{[]string{"--master=zk://zk:2181", "--grpc-bind-address=127.0.0.1:1", "--grpc-max-watches-per-client=0"}, []string{"--grpc-max-watches-per-client=0"}},
 	} {
 		o := NewOptions()
 		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
@@ -45,8 +49,16 @@ func TestValidateNamesFlags(t *testing.T) {
 	}
 	o := NewOptions()
 	o.Master = "zk://zk1:2181,zk2:2181/mesos"
+	o.GRPC.CertFile, o.GRPC.KeyFile, o.GRPC.ClientCAFile = "/tls.crt", "/tls.key", "/ca.crt"
 	if err := o.Validate(); err != nil {
-		t.Errorf("defaults with a zk:// master: %v", err)
+		t.Errorf("defaults with a zk:// master and mutual TLS: %v", err)
+	}
+	o.GRPC = newGRPCSecurityOptions()
+	for _, addr := range []string{"127.0.0.1:10350", "[::1]:10350", "localhost:10350"} {
+		o.GRPCAddress = addr
+		if err := o.Validate(); err != nil {
+			t.Errorf("plaintext on loopback %s: %v", addr, err)
+		}
 	}
 }
 

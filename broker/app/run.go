@@ -155,13 +155,13 @@ func (c *Config) Run(ctx context.Context) error {
 		Tasks: podc, Status: podc, Agents: mirror,
 	})
 	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow}))
-	g := grpc.NewServer()
+	g := grpc.NewServer(c.GRPCServerOptions...)
 	srv.Register(g)
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = g.Serve(c.GRPCListener) }()
 	defer g.Stop()
 	defer srv.Shutdown()
-	logger.Info("Serving the Broker gRPC service (NOT_SERVING until leading and subscribed)", "address", c.GRPCListener.Addr().String())
+	logger.Info("Serving the Broker gRPC service (NOT_SERVING until leading and subscribed)", "address", c.GRPCListener.Addr().String(), "mutualTLS", o.GRPC.tls())
 
 	lctx := ctx
 	if o.LeaderElect {

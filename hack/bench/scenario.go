@@ -361,6 +361,10 @@ func schedulerConfig(brokerAddr, kubeconfig string, qps int) ([]byte, error) {
 	if err := cfg.SetBrokerAddresses(brokerAddr); err != nil {
 		return nil, err
 	}
+	// The bench broker serves plaintext on loopback.
+	if err := cfg.SetBrokerPlaintext(); err != nil {
+		return nil, err
+	}
 	cfg.SetClientConnection(kubeconfig, float32(qps), 2*qps)
 	// One replica: no election to wait for.
 	cfg.SetLeaderElect(false)

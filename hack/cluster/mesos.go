@@ -366,8 +366,13 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err := c.applyManifest(ctx, "broker-rbac.yaml"); err != nil {
 		return nil, err
 	}
+	cert, key := c.PKI().BrokerServing()
 	p, err := startProcess("k8sm-broker", c.StateDir, nil, bin,
 		"--master="+c.MesosZK(),
+		"--grpc-tls-cert-file="+cert,
+		"--grpc-tls-private-key-file="+key,
+		"--grpc-client-ca-file="+c.PKI().CACert(),
+		"--grpc-allowed-clients="+SchedulerGRPCIdentity,
 		"--zk="+fmt.Sprintf("zk://%s/k8sm", c.ZooKeeperAddr()),
 		"--kubeconfig="+c.PKI().Kubeconfig("k8sm-broker"),
 		"--grpc-bind-address="+c.BrokerAddr(),
@@ -473,6 +478,10 @@ func (c Config) writeSchedulerConfig(kubeconfig string) (string, error) {
 		return "", err
 	}
 	if err := cfg.SetBrokerAddresses(c.BrokerAddr()); err != nil {
+		return "", err
+	}
+	cert, key := c.PKI().SchedulerBrokerClient()
+	if err := cfg.SetBrokerTLS(c.PKI().CACert(), cert, key); err != nil {
 		return "", err
 	}
 	cfg.SetClientConnection(kubeconfig, 0, 0)

@@ -86,6 +86,9 @@ func (p PKI) ensure(apiserverURL string) error {
 			return err
 		}
 	}
+	if err := p.ensureBrokerGRPC(caCert, caKey); err != nil {
+		return err
+	}
 	return p.ensureServiceAccountKey()
 }
 

@@ -1,21 +1,19 @@
 package mesosoffers
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
+	"net"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/health" // client-side health checking
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/k8sm/k8sm/pkg/brokerapi"
+	"github.com/k8sm/k8sm/pkg/certfiles"
 )
 
 // serviceConfig spreads calls over the replicas that report SERVING: only the
@@ -29,9 +27,10 @@ var serviceConfig = fmt.Sprintf(`{
 func dial(args *Args) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if args.TLS != nil {
-		c, err := tlsCredentials(args.TLS)
+		t := args.TLS
+		c, err := certfiles.ClientCredentials(certfiles.ClientFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("tls: %w", err)
 		}
 		creds = c
 	}
@@ -51,34 +50,18 @@ func dial(args *Args) (*grpc.ClientConn, error) {
 		r := manual.NewBuilderWithScheme("k8sm-broker")
 		addrs := make([]resolver.Address, len(args.BrokerAddresses))
 		for i, a := range args.BrokerAddresses {
-			addrs[i] = resolver.Address{Addr: a}
+			// Each replica's certificate is checked against the host
+			// the configuration names for it (the target "brokers"
+			// names none); tls.serverName, when set, wins.
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				host = a
+			}
+			addrs[i] = resolver.Address{Addr: a, ServerName: host}
 		}
 		r.InitialState(resolver.State{Addresses: addrs})
 		opts = append(opts, grpc.WithResolvers(r))
 		target = r.Scheme() + ":///brokers"
 	}
 	return grpc.NewClient(target, opts...)
-}
-
-func tlsCredentials(t *TLSArgs) (credentials.TransportCredentials, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading tls.caFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.caFile %s holds no PEM certificate", t.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("loading tls.certFile/keyFile: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return credentials.NewTLS(cfg), nil
 }

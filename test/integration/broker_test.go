@@ -18,7 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +36,7 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/pkg/brokerapi"
+	"github.com/k8sm/k8sm/pkg/certfiles"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -48,9 +48,12 @@ type brokerEnv struct {
 	cfg  cluster.Config
 	kube kubernetes.Interface
 	sim  *mesossim.Sim
+	// maxWatches is the brokers' --grpc-max-watches-per-client.
+	maxWatches int
 }
 
 type runningBroker struct {
+	grpc   string // host:port of the Broker API (mutual TLS)
 	http   string // http://host:port of /metrics, /healthz, /readyz
 	client brokerv1.BrokerClient
 	health healthpb.HealthClient
@@ -130,7 +133,7 @@ func newBrokerEnv(t *testing.T, ctx context.Context, adjust ...func(*agent.Confi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close(); scancel() })
-	return &brokerEnv{t: t, cfg: cfg, kube: cs, sim: sim}
+	return &brokerEnv{t: t, cfg: cfg, kube: cs, sim: sim, maxWatches: 8}
 }
 
 // startBroker runs k8sm-broker as its command would, with its own flags.
@@ -148,6 +151,11 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string, adjust ...
 	o.BatchWindow = 20 * time.Millisecond
 	o.ExecutorCPUs, o.ExecutorMemMB = 0.1, 64
 	o.ReconcileInterval = 2 * time.Second
+	// Mutual TLS as deployed: the local cluster's certificates, the
+	// scheduler's identity allowed.
+	o.GRPC.CertFile, o.GRPC.KeyFile = e.cfg.PKI().BrokerServing()
+	o.GRPC.ClientCAFile = e.cfg.PKI().CACert()
+	o.GRPC.MaxWatchesPerClient = e.maxWatches
 	for _, f := range adjust {
 		f(o)
 	}
@@ -158,10 +166,8 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string, adjust ...
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(rctx) }()
-	conn, err := grpc.NewClient(c.GRPCListener.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := e.cfg.PKI().SchedulerBrokerClient()
+	conn := e.dial(c.GRPCListener.Addr().String(), certfiles.ClientFiles{CAFile: e.cfg.PKI().CACert(), CertFile: cert, KeyFile: key})
 	var once bool
 	stop := func() {
 		if once {
@@ -175,7 +181,21 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string, adjust ...
 		}
 	}
 	t.Cleanup(stop)
-	return &runningBroker{http: "http://" + c.HTTPListener.Addr().String(), client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), stop: stop}
+	return &runningBroker{grpc: c.GRPCListener.Addr().String(), http: "http://" + c.HTTPListener.Addr().String(), client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), stop: stop}
+}
+
+// dial connects to the Broker API with the given TLS files, as the plugin does.
+func (e *brokerEnv) dial(addr string, f certfiles.ClientFiles) *grpc.ClientConn {
+	e.t.Helper()
+	creds, err := certfiles.ClientCredentials(f)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return conn
 }
 
 func (e *brokerEnv) eventually(ctx context.Context, what string, cond func() (bool, string)) {

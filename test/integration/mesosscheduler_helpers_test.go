@@ -178,6 +178,11 @@ func schedulerConfig(t testing.TB, brokerAddr, kubeconfig string, mutate func(ma
 	if err := cfg.SetBrokerAddresses(brokerAddr); err != nil {
 		t.Fatal(err)
 	}
+	// Test brokers serve plaintext on loopback; a test of the real broker
+	// program sets the shipped mutual TLS back with mutate.
+	if err := cfg.SetBrokerPlaintext(); err != nil {
+		t.Fatal(err)
+	}
 	args, err := cfg.MesosOffersArgs()
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	"github.com/k8sm/k8sm/manifests"
 )
 
 // TestSchedulerWithBroker is the MesosOffers plugin's end of issue 5: the
@@ -98,7 +99,12 @@ func TestSchedulerWithBroker(t *testing.T) {
 		waitNode(ctx, t, cs, a.name)
 	}
 	waitNodesSchedulable(ctx, t, cs, len(agents))
-	startScheduler(ctx, t, "--config="+schedulerConfig(t, brokerAddr, cfg.PKI().Kubeconfig("scheduler"), nil), "--v=2")
+	startScheduler(ctx, t, "--config="+schedulerConfig(t, brokerAddr, cfg.PKI().Kubeconfig("scheduler"), func(c map[string]any) {
+		cert, key := cfg.PKI().SchedulerBrokerClient()
+		if err := manifests.SchedulerConfig(c).SetBrokerTLS(cfg.PKI().CACert(), cert, key); err != nil {
+			t.Fatal(err)
+		}
+	}), "--v=2")
 
 	// The pod holding agent-5's port, placed there by the same scheduler.
 	blocker := mesosPod("blocker", "250m")
@@ -220,11 +226,15 @@ func startBrokerBinary(ctx context.Context, t *testing.T, cfg cluster.Config) (g
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Mutual TLS as in a deployment (hack/cluster's certificates).
+	servingCert, servingKey := cfg.PKI().BrokerServing()
 	cmd := exec.Command(filepath.Join(cfg.BinDir, "k8sm-broker"),
 		"--master=zk://"+cfg.ZooKeeperAddr()+"/mesos",
 		"--zk=zk://"+cfg.ZooKeeperAddr()+"/k8sm",
 		"--kubeconfig="+cfg.PKI().Kubeconfig("k8sm-broker"),
 		"--grpc-bind-address="+grpcAddr,
+		"--grpc-tls-cert-file="+servingCert, "--grpc-tls-private-key-file="+servingKey,
+		"--grpc-client-ca-file="+cfg.PKI().CACert(),
 		"--http-bind-address="+fmt.Sprintf("127.0.0.1:%d", hport),
 		"--identity=broker-1",
 		"--framework-hostname=127.0.0.1",

@@ -1,0 +1,134 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/k8sm/k8sm/pkg/brokerapi"
+	"github.com/k8sm/k8sm/pkg/certfiles"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
+)
+
+// TestBrokerAPIAttacks tries, against the broker program, what a pod or a
+// host that reaches the Broker API would do to other tenants' pods — kill
+// their tasks, drop their reservations, hold offers, open watches without
+// end — and checks that each is refused while the scheduler's identity
+// keeps working.
+func TestBrokerAPIAttacks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := newBrokerEnv(t, ctx)
+	e.maxWatches = 2
+	b := e.startBroker(ctx, "broker-1")
+	e.eventually(ctx, "SERVING", func() (bool, string) {
+		r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.GetStatus() == healthpb.HealthCheckResponse_SERVING, r.GetStatus().String()
+	})
+	victim := e.createPod(ctx, "victim", "")
+	e.schedule(ctx, b, victim)
+	e.waitTask(ctx, victim.UID, "TASK_RUNNING")
+	victimRef := &brokerv1.PodRef{Uid: string(victim.UID), Namespace: victim.Namespace, Name: victim.Name}
+	pki := e.cfg.PKI()
+
+	call := func(conn *grpc.ClientConn) map[string]error {
+		c := brokerv1.NewBrokerClient(conn)
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		defer ccancel()
+		out := map[string]error{}
+		_, out["Kill"] = c.Kill(cctx, &brokerv1.KillRequest{Pod: victimRef})
+		_, out["Unreserve"] = c.Unreserve(cctx, &brokerv1.UnreserveRequest{Pod: victimRef})
+		_, out["Reserve"] = c.Reserve(cctx, &brokerv1.ReserveRequest{Pod: &brokerv1.PodRef{Uid: "attacker", Namespace: "evil", Name: "hog"}, NodeName: "agent-a", Demand: &brokerv1.Demand{Cpus: 1, MemMb: 64}})
+		if w, err := c.WatchOffers(cctx, &brokerv1.WatchOffersRequest{}); err != nil {
+			out["WatchOffers"] = err
+		} else {
+			_, out["WatchOffers"] = w.Recv()
+		}
+		return out
+	}
+
+	t.Run("a client without a certificate is refused", func(t *testing.T) {
+		tlsNoCert, err := certfiles.ClientCredentials(certfiles.ClientFiles{CAFile: pki.CACert()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, opt := range map[string]grpc.DialOption{
+			"plaintext":                      grpc.WithTransportCredentials(insecure.NewCredentials()),
+			"TLS without client certificate": grpc.WithTransportCredentials(tlsNoCert),
+		} {
+			conn, err := grpc.NewClient(b.grpc, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for method, err := range call(conn) {
+				if status.Code(err) != codes.Unavailable {
+					t.Errorf("%s: %s: %v, want Unavailable (no connection without a verified client certificate)", name, method, err)
+				}
+			}
+			_ = conn.Close()
+		}
+	})
+
+	t.Run("a certificate of another identity gets PermissionDenied", func(t *testing.T) {
+		// A kubelet's certificate: signed by the CA the broker trusts,
+		// but not the scheduler's.
+		if _, err := pki.NodeCredentials("agent-a", e.cfg.APIServerURL()); err != nil {
+			t.Fatal(err)
+		}
+		conn := e.dial(b.grpc, certfiles.ClientFiles{CAFile: pki.CACert(), CertFile: pki.Cert("node-agent-a"), KeyFile: pki.Key("node-agent-a")})
+		defer conn.Close()
+		for method, err := range call(conn) {
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "system:node:agent-a") || !strings.Contains(err.Error(), "--grpc-allowed-clients") {
+				t.Errorf("%s: %v, want PermissionDenied naming the client and --grpc-allowed-clients", method, err)
+			}
+		}
+		// Which replica serves is no secret: the health service answers
+		// every verified client.
+		if r, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health for another verified identity: %v %v", r, err)
+		}
+	})
+
+	t.Run("one client holds a bounded number of offer watches", func(t *testing.T) {
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		var streams []grpc.ServerStreamingClient[brokerv1.WatchOffersResponse]
+		open := func() error {
+			w, err := b.client.WatchOffers(wctx, &brokerv1.WatchOffersRequest{})
+			if err != nil {
+				return err
+			}
+			if _, err := w.Recv(); err != nil {
+				return err
+			}
+			streams = append(streams, w)
+			return nil
+		}
+		for i := 0; i < e.maxWatches; i++ {
+			if err := open(); err != nil {
+				t.Fatalf("watch %d of %d allowed: %v", i+1, e.maxWatches, err)
+			}
+		}
+		if err := open(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--grpc-max-watches-per-client") {
+			t.Errorf("watch %d: %v, want ResourceExhausted naming --grpc-max-watches-per-client", e.maxWatches+1, err)
+		}
+	})
+
+	// Nothing of the above reached the victim.
+	if ts, _ := e.taskStates(); ts[taskinfo.TaskID(victim.UID)] != "TASK_RUNNING" {
+		t.Errorf("the victim's task is %s after the attacks, want TASK_RUNNING", ts[taskinfo.TaskID(victim.UID)])
+	}
+}
