@@ -48,6 +48,10 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=Node,RBAC",
+		// As kubeadm: a kubelet writes only its own Node and pods, and
+		// cannot set node-restriction.kubernetes.io labels — so it cannot
+		// forge the broker's mark on a Node (docs/security.md).
+		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
