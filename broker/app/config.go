@@ -46,6 +46,9 @@ type Config struct {
 	// MasterZK is the masters' znode when --master is zk://.
 	MasterZKServers []string
 	MasterZKPath    string
+	// ZKAuth and MasterZKAuth are the digest credentials of the two
+	// sessions (nil: none).
+	ZKAuth, MasterZKAuth *brokerzk.Auth
 
 	GRPCListener net.Listener
 	// GRPCServerOptions secure the Broker API (GRPCSecurityOptions).
@@ -127,6 +130,9 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	}
 	if o.ZK != "" {
 		c.ZKServers, c.ZKPath, _ = brokerzk.ParseURL(o.ZK)
+	}
+	if c.ZKAuth, c.MasterZKAuth, err = o.zkAuth(true); err != nil {
+		return nil, err
 	}
 	if c.GRPCServerOptions, err = o.GRPC.serverOptions(); err != nil {
 		return nil, err

@@ -22,19 +22,20 @@ import (
 
 // Options are the flags of k8sm-broker.
 type Options struct {
-	Master           string
-	ZK               string
-	FrameworkName    string
-	FrameworkUser    string
-	Roles            []string
-	Principal        string
-	SecretFile       string
-	FailoverTimeout  time.Duration
-	Checkpoint       bool
-	Codec            string
-	MissedHeartbeats int
-	Hostname         string
-	PartitionAware   bool
+	Master            string
+	ZK                string
+	ZKCredentialsFile string
+	FrameworkName     string
+	FrameworkUser     string
+	Roles             []string
+	Principal         string
+	SecretFile        string
+	FailoverTimeout   time.Duration
+	Checkpoint        bool
+	Codec             string
+	MissedHeartbeats  int
+	Hostname          string
+	PartitionAware    bool
 
 	RefuseSeconds     float64
 	DeclineAfter      time.Duration
@@ -174,6 +175,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs = fss.FlagSet("leader election")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect one leader among broker replicas in ZooKeeper; only the leader subscribes to Mesos and serves.")
 	fs.StringVar(&o.ZK, "zk", o.ZK, "Where the broker keeps its state in ZooKeeper (framework id, leader election): zk://host:2181/k8sm. Defaults to the servers of a zk:// --master with path /k8sm.")
+	fs.StringVar(&o.ZKCredentialsFile, "zk-credentials-file", o.ZKCredentialsFile, "A file holding user:password for ZooKeeper digest authentication (instead of zk://user:password@... in --zk, which shows in the process list). With credentials, the znodes the broker creates are readable and writable by that identity alone.")
 	fs.StringVar(&o.Identity, "identity", o.Identity, "This replica's name in the leader election.")
 
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logging"))
@@ -208,6 +210,9 @@ func (o *Options) Validate() error {
 	}
 	if o.LeaderElect && o.ZK == "" && !strings.HasPrefix(o.Master, "zk://") {
 		errs = append(errs, errors.New("--leader-elect needs ZooKeeper: set --zk=zk://host:2181/k8sm (or use a zk:// --master), or --leader-elect=false for a single replica"))
+	}
+	if _, _, err := o.zkAuth(false); err != nil {
+		errs = append(errs, err)
 	}
 	if o.FrameworkName == "" {
 		errs = append(errs, errors.New("--framework-name must not be empty"))

@@ -10,6 +10,8 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/spf13/pflag"
+
+	brokerzk "github.com/k8sm/k8sm/broker/zk"
 )
 
 // TestValidateNamesFlags: every configuration mistake is reported, naming
@@ -197,4 +199,46 @@ current-context: c
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestZKCredentials: credentials in a zk:// URL or a file reach the
+// sessions; credentials given but unusable are an error, never dropped.
+func TestZKCredentials(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "zk")
+	if err := os.WriteFile(file, []byte("k8sm:from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args                 []string
+		state, master, error string
+	}{
+		{[]string{"--master=zk://m:pw@zk:2181/mesos"}, "m:pw", "m:pw", ""},
+		{[]string{"--master=zk://zk:2181/mesos", "--zk=zk://k8sm:pw@zk:2181/k8sm"}, "k8sm:pw", "k8sm:pw", ""},
+		{[]string{"--master=zk://m:pw@zk:2181/mesos", "--zk-credentials-file=" + file}, "k8sm:from-file", "m:pw", ""},
+		{[]string{"--master=zk://zk:2181/mesos", "--zk=zk://k8sm@zk:2181/k8sm"}, "", "", "--zk: "},
+		{[]string{"--master=zk://zk:2181/mesos", "--zk-credentials-file=/nonexistent"}, "", "", "--zk-credentials-file"},
+	} {
+		o := NewOptions()
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		state, master, err := o.zkAuth(true)
+		if tc.error != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.error) {
+				t.Errorf("%v: error %v, want one naming %s", tc.args, err, tc.error)
+			}
+			continue
+		}
+		str := func(a *brokerzk.Auth) string {
+			if a == nil {
+				return ""
+			}
+			return a.User + ":" + a.Password
+		}
+		if err != nil || str(state) != tc.state || str(master) != tc.master {
+			t.Errorf("%v: state %q master %q (%v), want %q %q", tc.args, str(state), str(master), err, tc.state, tc.master)
+		}
+	}
 }

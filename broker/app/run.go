@@ -101,15 +101,15 @@ func (c *Config) Run(ctx context.Context) error {
 	var sess, masterSess *brokerzk.Session
 	if len(c.ZKServers) > 0 {
 		var err error
-		if sess, err = brokerzk.Connect(ctx, c.ZKServers, 0); err != nil {
+		if sess, err = brokerzk.ConnectAs(ctx, c.ZKServers, 0, c.ZKAuth); err != nil {
 			return fmt.Errorf("--zk: %w", err)
 		}
 		defer sess.Close()
 		masterSess = sess
 	}
-	if len(c.MasterZKServers) > 0 && !slices.Equal(c.MasterZKServers, c.ZKServers) {
+	if len(c.MasterZKServers) > 0 && (!slices.Equal(c.MasterZKServers, c.ZKServers) || c.MasterZKAuth != c.ZKAuth) {
 		var err error
-		if masterSess, err = brokerzk.Connect(ctx, c.MasterZKServers, 0); err != nil {
+		if masterSess, err = brokerzk.ConnectAs(ctx, c.MasterZKServers, 0, c.MasterZKAuth); err != nil {
 			return fmt.Errorf("--master: %w", err)
 		}
 		defer masterSess.Close()

@@ -25,10 +25,10 @@ const candidateLabel = "candidate_"
 // then another candidate has led for a while. identity is stored in the znode so
 // that an operator can see who leads.
 func Elect(ctx context.Context, s *Session, dir, identity string) (context.Context, error) {
-	if err := ensurePath(s.Conn, dir); err != nil {
+	if err := ensurePath(s, dir); err != nil {
 		return nil, fmt.Errorf("joining the broker election: %w", err)
 	}
-	me, err := s.CreateProtectedEphemeralSequential(path.Join(dir, candidateLabel), []byte(identity), gozk.WorldACL(gozk.PermAll))
+	me, err := s.CreateProtectedEphemeralSequential(path.Join(dir, candidateLabel), []byte(identity), s.acl())
 	if err != nil {
 		return nil, fmt.Errorf("joining the broker election under %s: %w", dir, err)
 	}

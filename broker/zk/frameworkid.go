@@ -36,10 +36,10 @@ func (f *FrameworkIDStore) Get(context.Context) (string, error) {
 
 // Set stores id ("" forgets it: the framework was removed from Mesos).
 func (f *FrameworkIDStore) Set(_ context.Context, id string) error {
-	if err := ensurePath(f.s.Conn, path.Dir(f.znode)); err != nil {
+	if err := ensurePath(f.s, path.Dir(f.znode)); err != nil {
 		return fmt.Errorf("storing the framework id: %w", err)
 	}
-	if _, err := f.s.Create(f.znode, []byte(id), 0, gozk.WorldACL(gozk.PermAll)); err == nil {
+	if _, err := f.s.Create(f.znode, []byte(id), 0, f.s.acl()); err == nil {
 		return nil
 	} else if !errors.Is(err, gozk.ErrNodeExists) {
 		return fmt.Errorf("storing the framework id in znode %s: %w", f.znode, err)

@@ -60,6 +60,7 @@ type Session struct {
 	*gozk.Conn
 	expired chan struct{}
 	once    sync.Once
+	auth    *Auth // nil: znodes are created open to all
 
 	mu sync.Mutex
 	// down: the connection is lost (or the session ended) right now.
@@ -153,7 +154,8 @@ func (s *Session) NextSuspension() <-chan struct{} {
 func (s *Session) Expired() <-chan struct{} { return s.expired }
 
 // ensurePath creates p and its parents as persistent znodes.
-func ensurePath(c *gozk.Conn, p string) error {
+func ensurePath(s *Session, p string) error {
+	c := s.Conn
 	if p == "/" || p == "" {
 		return nil
 	}
@@ -162,10 +164,10 @@ func ensurePath(c *gozk.Conn, p string) error {
 	} else if ok {
 		return nil
 	}
-	if err := ensurePath(c, path.Dir(p)); err != nil {
+	if err := ensurePath(s, path.Dir(p)); err != nil {
 		return err
 	}
-	if _, err := c.Create(p, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+	if _, err := c.Create(p, nil, 0, s.acl()); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return fmt.Errorf("creating znode %s: %w", p, err)
 	}
 	return nil

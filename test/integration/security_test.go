@@ -14,6 +14,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/certfiles"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
@@ -125,6 +131,35 @@ func TestBrokerAPIAttacks(t *testing.T) {
 		if err := open(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--grpc-max-watches-per-client") {
 			t.Errorf("watch %d: %v, want ResourceExhausted naming --grpc-max-watches-per-client", e.maxWatches+1, err)
 		}
+	})
+
+	t.Run("the broker's credentials cannot write a Node it did not create", func(t *testing.T) {
+		worker, err := e.kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := clientcmd.BuildConfigFromFlags("", e.cfg.PKI().Kubeconfig("k8sm-broker"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		asBroker := kubernetes.NewForConfigOrDie(rc)
+		// The API server takes a moment to start enforcing a new policy.
+		e.eventually(ctx, "the broker's update of worker-1 denied by the policy", func() (bool, string) {
+			n, err := asBroker.CoreV1().Nodes().Get(ctx, worker.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "evil", Effect: corev1.TaintEffectNoExecute})
+			_, err = asBroker.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			if err == nil {
+				// Undo, so that the next try starts from the worker's Node.
+				n, _ = e.kube.CoreV1().Nodes().Get(ctx, worker.Name, metav1.GetOptions{})
+				n.Spec.Taints = nil
+				_, _ = e.kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+				return false, "update allowed"
+			}
+			return apierrors.IsForbidden(err) || apierrors.IsInvalid(err), err.Error()
+		})
 	})
 
 	// Nothing of the above reached the victim.
