@@ -175,6 +175,19 @@ func (e *brokerEnv) dial(addr string, f certfiles.ClientFiles) *grpc.ClientConn 
 	return conn
 }
 
+// waitServing waits for the broker's health to say SERVING (leading and
+// subscribed).
+func (e *brokerEnv) waitServing(ctx context.Context, b *runningBroker) {
+	e.t.Helper()
+	e.eventually(ctx, "SERVING", func() (bool, string) {
+		r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.GetStatus() == healthpb.HealthCheckResponse_SERVING, r.GetStatus().String()
+	})
+}
+
 func (e *brokerEnv) eventually(ctx context.Context, what string, cond func() (bool, string)) {
 	e.t.Helper()
 	last := ""
@@ -342,15 +355,7 @@ func TestBroker(t *testing.T) {
 		})
 	}
 
-	{ // health serving when subscribed
-		e.eventually(ctx, "SERVING", func() (bool, string) {
-			r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
-			if err != nil {
-				return false, err.Error()
-			}
-			return r.GetStatus() == healthpb.HealthCheckResponse_SERVING, r.GetStatus().String()
-		})
-	}
+	e.waitServing(ctx, b) // health serving when subscribed
 
 	running := e.createPod(ctx, "running", "")
 	e.schedule(ctx, b, running)

@@ -37,13 +37,7 @@ func TestBrokerAPIAttacks(t *testing.T) {
 	e := newBrokerEnv(t, ctx)
 	e.maxWatches = 2
 	b := e.startBroker(ctx, "broker-1")
-	e.eventually(ctx, "SERVING", func() (bool, string) {
-		r, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName})
-		if err != nil {
-			return false, err.Error()
-		}
-		return r.GetStatus() == healthpb.HealthCheckResponse_SERVING, r.GetStatus().String()
-	})
+	e.waitServing(ctx, b)
 	victim := e.createPod(ctx, "victim", "")
 	e.schedule(ctx, b, victim)
 	e.waitTask(ctx, victim.UID, "TASK_RUNNING")
