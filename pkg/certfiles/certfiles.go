@@ -251,6 +251,11 @@ func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, con
 	if err != nil {
 		return nil, nil, err
 	}
+	// grpc's TLS credentials check the authority they are handed, not
+	// tls.Config.ServerName: an explicit server name must go this way.
+	if c.files.ServerName != "" {
+		authority = c.files.ServerName
+	}
 	return cur.ClientHandshake(ctx, authority, conn)
 }
 

@@ -2,13 +2,7 @@ package certfiles
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,64 +13,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/k8sm/k8sm/pkg/certfiles/certfilestest"
 )
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes a certificate for cn signed by ca to dir/name.{crt,key}.
-func (ca testCA) issue(t *testing.T, dir, name, cn string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	n, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: n, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	write(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	write(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-	return certFile, keyFile
-}
-
-// write replaces a file as a Secret update does: a new file renamed over
-// the old one, with a modification time that differs even on a coarse clock.
-func write(t *testing.T, path string, b []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(path); err == nil {
-		later := fi.ModTime().Add(time.Second)
-		_ = os.Chtimes(tmp, later, later)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func serve(t *testing.T, cfg credentials.TransportCredentials) string {
 	t.Helper()
@@ -112,12 +51,12 @@ func check(t *testing.T, addr string, f ClientFiles) error {
 // the client CA get in.
 func TestServerRequiresClientCertificates(t *testing.T) {
 	dir := t.TempDir()
-	ca, other := newCA(t, "ca"), newCA(t, "other")
+	ca, other := certfilestest.NewCA(t, "ca"), certfilestest.NewCA(t, "other")
 	caFile := filepath.Join(dir, "ca.crt")
-	write(t, caFile, ca.pem)
-	sc, sk := ca.issue(t, dir, "server", "broker", x509.ExtKeyUsageServerAuth)
-	cc, ck := ca.issue(t, dir, "client", "scheduler", x509.ExtKeyUsageClientAuth)
-	oc, ok := other.issue(t, dir, "stranger", "scheduler", x509.ExtKeyUsageClientAuth)
+	certfilestest.Write(t, caFile, ca.PEM)
+	sc, sk := ca.Issue(t, dir, "server", "broker", x509.ExtKeyUsageServerAuth)
+	cc, ck := ca.Issue(t, dir, "client", "scheduler", x509.ExtKeyUsageClientAuth)
+	oc, ok := other.Issue(t, dir, "stranger", "scheduler", x509.ExtKeyUsageClientAuth)
 	cfg, err := ServerConfig(sc, sk, caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -139,18 +78,18 @@ func TestServerRequiresClientCertificates(t *testing.T) {
 // and the new one accepted by the same running server.
 func TestRotatedFilesAreUsedWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
-	ca1 := newCA(t, "ca1")
+	ca1 := certfilestest.NewCA(t, "ca1")
 	caFile := filepath.Join(dir, "ca.crt")
-	write(t, caFile, ca1.pem)
-	sc, sk := ca1.issue(t, dir, "server", "broker", x509.ExtKeyUsageServerAuth)
-	cc, ck := ca1.issue(t, dir, "client", "scheduler", x509.ExtKeyUsageClientAuth)
+	certfilestest.Write(t, caFile, ca1.PEM)
+	sc, sk := ca1.Issue(t, dir, "server", "broker", x509.ExtKeyUsageServerAuth)
+	cc, ck := ca1.Issue(t, dir, "client", "scheduler", x509.ExtKeyUsageClientAuth)
 	old := filepath.Join(dir, "old")
 	if err := os.Mkdir(old, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	oldCA := filepath.Join(old, "ca.crt")
-	write(t, oldCA, ca1.pem)
-	occ, ock := ca1.issue(t, old, "client", "scheduler", x509.ExtKeyUsageClientAuth)
+	certfilestest.Write(t, oldCA, ca1.PEM)
+	occ, ock := ca1.Issue(t, old, "client", "scheduler", x509.ExtKeyUsageClientAuth)
 
 	cfg, err := ServerConfig(sc, sk, caFile)
 	if err != nil {
@@ -161,10 +100,10 @@ func TestRotatedFilesAreUsedWithoutRestart(t *testing.T) {
 		t.Fatalf("before the rotation: %v", err)
 	}
 
-	ca2 := newCA(t, "ca2")
-	write(t, caFile, ca2.pem)
-	ca2.issue(t, dir, "server", "broker", x509.ExtKeyUsageServerAuth)
-	ca2.issue(t, dir, "client", "scheduler", x509.ExtKeyUsageClientAuth)
+	ca2 := certfilestest.NewCA(t, "ca2")
+	certfilestest.Write(t, caFile, ca2.PEM)
+	ca2.Issue(t, dir, "server", "broker", x509.ExtKeyUsageServerAuth)
+	ca2.Issue(t, dir, "client", "scheduler", x509.ExtKeyUsageClientAuth)
 	if err := check(t, addr, ClientFiles{CAFile: caFile, CertFile: cc, KeyFile: ck}); err != nil {
 		t.Errorf("a client with the rotated files: %v", err)
 	}
@@ -173,7 +112,7 @@ func TestRotatedFilesAreUsedWithoutRestart(t *testing.T) {
 	}
 
 	// A half-written rotation keeps the last good files in use.
-	write(t, sc, []byte("not a certificate"))
+	certfilestest.Write(t, sc, []byte("not a certificate"))
 	if err := check(t, addr, ClientFiles{CAFile: caFile, CertFile: cc, KeyFile: ck}); err != nil {
 		t.Errorf("after a broken certificate file: %v, want the last good one served", err)
 	}
@@ -182,7 +121,7 @@ func TestRotatedFilesAreUsedWithoutRestart(t *testing.T) {
 func TestBadFilesFailAtStart(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.crt")
-	write(t, empty, []byte("nothing"))
+	certfilestest.Write(t, empty, []byte("nothing"))
 	if _, err := NewCABundle(empty); err == nil {
 		t.Error("a CA file without a certificate was accepted")
 	}
