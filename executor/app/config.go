@@ -1,0 +1,58 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/k8sm/k8sm/executor"
+	"github.com/k8sm/k8sm/executor/config"
+	"github.com/k8sm/k8sm/executor/cri"
+)
+
+// Config is everything Run needs, resolved from Options and the agent's
+// environment: clients built, flags parsed.
+type Config struct {
+	Options *Options
+	// Env is what the Mesos agent told the executor.
+	Env     config.Env
+	Taints  []v1.Taint
+	Client  kubernetes.Interface
+	Runtime *cri.Runtime
+
+	// host is what the executor changes on its host and undoes on its
+	// final exit; exec replaces the process (an in-place restart).
+	host host
+	exec func(argv0 string, argv, env []string) error
+	// runExecutor is executor.Run but in tests.
+	runExecutor func(context.Context, executor.Options) error
+}
+
+// Config validates the options and resolves them; getenv is the process's
+// environment, as the Mesos agent set it.
+func (o *Options) Config(getenv func(string) string) (*Config, error) {
+	env, err := config.Parse(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("not started by a Mesos agent: %w", err)
+	}
+	taints, err := o.taints()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %q: %w", o.Kubeconfig, err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %q: %w", o.Kubeconfig, err)
+	}
+	runtime, err := cri.Dial(o.RuntimeEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("--container-runtime-endpoint: %w", err)
+	}
+	return &Config{Options: o, Env: env, Taints: taints, Client: client, Runtime: runtime, host: realHost{}, exec: execProcess}, nil
+}

@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/executor"
+	"github.com/k8sm/k8sm/executor/agentconn"
+	"github.com/k8sm/k8sm/executor/kubelet"
+	"github.com/k8sm/k8sm/pkg/mounts"
+)
+
+// host is what the executor changes on its host besides its pods, and
+// gives back on its final exit.
+type host interface {
+	SaveTunables() map[string]string
+	RestoreTunables(logger klog.Logger, saved map[string]string)
+	// UnmountUnder removes the kubelet's mounts under dir.
+	UnmountUnder(dir string) error
+	Sleep(d time.Duration)
+}
+
+type realHost struct{}
+
+func (realHost) SaveTunables() map[string]string { return kubelet.SaveTunables() }
+func (realHost) RestoreTunables(logger klog.Logger, saved map[string]string) {
+	kubelet.RestoreTunables(logger, saved)
+}
+func (realHost) UnmountUnder(dir string) error { return mounts.UnmountUnder(dir) }
+func (realHost) Sleep(d time.Duration)         { time.Sleep(d) }
+
+// execProcess replaces this process, keeping its pid.
+func execProcess(argv0 string, argv, env []string) error { return syscall.Exec(argv0, argv, env) }
+
+// Run runs the executor and its embedded kubelet until ctx ends, the agent
+// shuts it down or is gone, or restart receives (an in-place restart, which
+// returns executor.ErrRestart and leaves the pods and the host to the next
+// process). On any other end it leaves the host as it found it.
+func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	o := c.Options
+	tunables := c.host.SaveTunables()
+	kl := kubelet.New(kubelet.Config{
+		Kubeconfig: o.Kubeconfig, ContainerRuntimeEndpoint: o.RuntimeEndpoint, RootDir: o.RootDir,
+		CgroupRoot: o.CgroupRoot, Port: o.KubeletPort, Address: o.KubeletAddress,
+		TLSCertFile: o.TLSCertFile, TLSKeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile, NodeIP: o.NodeIP,
+		NodeLabels: o.NodeLabels, RegisterWithTaints: c.Taints, SystemReserved: o.SystemReserved,
+		Fatal: func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
+	})
+	run := c.runExecutor
+	if run == nil {
+		run = executor.Run
+	}
+	err := run(ctx, executor.Options{
+		Env: c.Env, NodeName: o.NodeName, Client: c.Client, Kubelet: kl, Runtime: c.Runtime,
+		BindTimeout: o.BindTimeout, ImagePullTimeout: o.ImagePullTimeout, Restart: restart,
+	})
+	if errors.Is(err, executor.ErrRestart) {
+		return err
+	}
+	c.leaveHost(klog.FromContext(ctx), kl.RemoveCgroups, tunables)
+	if errors.Is(err, context.Canceled) && context.Cause(ctx) != nil {
+		// Say why: a signal, or the kubelet's failure.
+		err = fmt.Errorf("%w: %w", err, context.Cause(ctx))
+	}
+	return err
+}
+
+// leaveHost undoes what the kubelet did to the host: its mounts, the pods'
+// cgroups and the kernel settings it changed.
+func (c *Config) leaveHost(logger klog.Logger, removeCgroups func() error, tunables map[string]string) {
+	if err := c.host.UnmountUnder(c.Options.RootDir); err != nil {
+		logger.Error(err, "Unmounting the kubelet's mounts")
+	}
+	// The kubelet's housekeeping removes the cgroups of stopped pods a
+	// moment after their sandboxes: retry for a while.
+	for i := 0; ; i++ {
+		err := removeCgroups()
+		if err == nil {
+			break
+		}
+		if i == 20 {
+			logger.Error(err, "Removing the pods' cgroups")
+			break
+		}
+		c.host.Sleep(500 * time.Millisecond)
+	}
+	c.host.RestoreTunables(logger, tunables)
+}
+
+// reexec replaces this process by a new run of the (maybe upgraded) binary,
+// with the same arguments and environment, keeping the pid, so that the
+// agent sees its executor still alive. It returns only if that failed.
+func (c *Config) reexec(logger klog.Logger, args, environ []string) error {
+	bin := binary(args[0], exec.LookPath)
+	logger.Info("Restarting the executor in place", "binary", bin)
+	klog.Flush()
+	if err := c.exec(bin, args, environ); err != nil {
+		return fmt.Errorf("restarting the executor in place (%s): %w", bin, err)
+	}
+	return nil
+}
+
+// binary is the path of the program that argv0 started: as the agent ran
+// it, a name looked up in PATH or a path relative to the sandbox.
+func binary(argv0 string, lookPath func(string) (string, error)) string {
+	bin := argv0
+	if !strings.Contains(bin, "/") {
+		if p, err := lookPath(bin); err == nil {
+			bin = p
+		}
+	}
+	if abs, err := filepath.Abs(bin); err == nil {
+		bin = abs
+	}
+	return bin
+}
+
+// exitCode says how the executor ended: 0 when it was shut down or
+// stopped, 1 when it failed or its agent is gone.
+func exitCode(logger klog.Logger, err error) int {
+	switch {
+	case err == nil:
+		logger.Info("Executor shut down")
+		return 0
+	case errors.Is(err, agentconn.ErrAgentGone):
+		logger.Error(err, "Executor exits: its agent is gone, its pods are stopped")
+		return 1
+	case errors.Is(err, context.Canceled):
+		logger.Info("Executor stopped", "cause", err)
+		return 0
+	default:
+		logger.Error(err, "Executor failed")
+		return 1
+	}
+}
