@@ -1,9 +1,13 @@
 package manifests
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
-	"strings"
+	"io"
 
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -35,12 +39,20 @@ func ShippedSchedulerConfig() (SchedulerConfig, error) {
 // ConfigMap of manifest, the text of manifests/scheduler.yaml.
 func parseSchedulerConfig(manifest []byte) (SchedulerConfig, error) {
 	var text string
-	for _, doc := range strings.Split(string(manifest), "\n---\n") {
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifest)))
+	for {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+		}
 		var obj struct {
 			Kind string            `json:"kind"`
 			Data map[string]string `json:"data"`
 		}
-		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
 			return nil, fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
 		}
 		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {

@@ -142,3 +142,27 @@ func TestSchedulerManifestWithoutConfigMapIsAnError(t *testing.T) {
 		t.Errorf("error %q does not name manifests/scheduler.yaml and the missing ConfigMap key", err)
 	}
 }
+
+// TestSchedulerManifestDocumentSeparators: the ConfigMap is found however
+// the file separates its documents: a leading "---", CRLF line ends, a
+// separator followed by spaces or a comment.
+func TestSchedulerManifestDocumentSeparators(t *testing.T) {
+	const sa = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: k8sm-scheduler\n"
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: k8sm-scheduler\ndata:\n  scheduler-config.yaml: |\n    kind: KubeSchedulerConfiguration\n    profiles:\n    - schedulerName: mesos-scheduler\n"
+	for name, manifest := range map[string]string{
+		"leading separator":  "---\n" + sa + "---\n" + cm,
+		"CRLF":               strings.ReplaceAll(sa+"---\n"+cm, "\n", "\r\n"),
+		"trailing spaces":    sa + "---   \n" + cm,
+		"separator comment":  sa + "--- # the configuration\n" + cm,
+		"trailing separator": sa + "---\n" + cm + "---\n",
+	} {
+		cfg, err := parseSchedulerConfig([]byte(manifest))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if cfg["kind"] != "KubeSchedulerConfiguration" {
+			t.Errorf("%s: read %v, want the ConfigMap's KubeSchedulerConfiguration", name, cfg)
+		}
+	}
+}

@@ -5,9 +5,10 @@ package config
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	mesostime "github.com/mesos/mesos-go/api/v1/lib/time"
 )
 
 // Env is the executor's view of its agent and itself.
@@ -58,9 +59,9 @@ func Parse(getenv func(string) string) (Env, error) {
 		if v == "" {
 			return def
 		}
-		d, err := ParseDuration(v)
+		d, err := mesostime.ParseDuration(strings.TrimSpace(v))
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+			problems = append(problems, fmt.Sprintf("%s: %q is not a Mesos duration (a number and one of ns, us, ms, secs, mins, hrs, days, weeks, as in 5secs): %v", name, v, err))
 			return def
 		}
 		return d
@@ -89,38 +90,4 @@ func Parse(getenv func(string) string) (Env, error) {
 		return e, fmt.Errorf("reading the Mesos executor environment: %s", strings.Join(problems, "; "))
 	}
 	return e, nil
-}
-
-// Units of Mesos' Duration syntax (stout/duration.hpp), longest suffix first
-// so that "ms" is not read as "s".
-var units = []struct {
-	suffix string
-	d      time.Duration
-}{
-	{"weeks", 7 * 24 * time.Hour},
-	{"days", 24 * time.Hour},
-	{"hrs", time.Hour},
-	{"mins", time.Minute},
-	{"secs", time.Second},
-	{"ms", time.Millisecond},
-	{"us", time.Microsecond},
-	{"ns", time.Nanosecond},
-}
-
-// ParseDuration reads a Mesos duration: a non-negative decimal number and
-// a unit among ns, us, ms, secs, mins, hrs, days, weeks ("5secs", "1.5mins").
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	for _, u := range units {
-		num, ok := strings.CutSuffix(s, u.suffix)
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(num, 64)
-		if err != nil || f < 0 || num == "" {
-			return 0, fmt.Errorf("%q is not a Mesos duration: bad number %q", s, num)
-		}
-		return time.Duration(f * float64(u.d)), nil
-	}
-	return 0, fmt.Errorf("%q is not a Mesos duration: want a number and one of ns, us, ms, secs, mins, hrs, days, weeks", s)
 }

@@ -6,31 +6,13 @@ import (
 	"time"
 )
 
-func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{
-		"5secs": 5 * time.Second, "15mins": 15 * time.Minute, "1.5secs": 1500 * time.Millisecond,
-		"200ms": 200 * time.Millisecond, "3us": 3 * time.Microsecond, "7ns": 7, "2hrs": 2 * time.Hour,
-		"1days": 24 * time.Hour, "1weeks": 7 * 24 * time.Hour, "0secs": 0,
-	} {
-		got, err := ParseDuration(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "5", "5s", "secs", "-1secs", "5 minutes", "x5secs"} {
-		if d, err := ParseDuration(bad); err == nil {
-			t.Errorf("ParseDuration(%q) = %v, want an error", bad, d)
-		}
-	}
-}
-
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestParse(t *testing.T) {
 	e, err := Parse(env(map[string]string{
 		"MESOS_FRAMEWORK_ID": "fw", "MESOS_EXECUTOR_ID": "ex", "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051",
 		"MESOS_SLAVE_ID": "a1", "MESOS_DIRECTORY": "/sb", "MESOS_CHECKPOINT": "1",
-		"MESOS_RECOVERY_TIMEOUT": "30secs", "MESOS_SUBSCRIPTION_BACKOFF_MAX": "5secs",
+		"MESOS_RECOVERY_TIMEOUT": "0.5mins", "MESOS_SUBSCRIPTION_BACKOFF_MAX": "5secs",
 		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "1secs",
 	}))
 	if err != nil {
@@ -48,8 +30,8 @@ func TestParse(t *testing.T) {
 		t.Errorf("Parse without checkpoint = %+v, %v", e, err)
 	}
 
-	_, err = Parse(env(map[string]string{"MESOS_EXECUTOR_ID": "ex", "MESOS_RECOVERY_TIMEOUT": "soon", "MESOS_CHECKPOINT": "yes"}))
-	for _, name := range []string{"MESOS_FRAMEWORK_ID", "MESOS_AGENT_ENDPOINT", "MESOS_RECOVERY_TIMEOUT", "MESOS_CHECKPOINT"} {
+	_, err = Parse(env(map[string]string{"MESOS_EXECUTOR_ID": "ex", "MESOS_RECOVERY_TIMEOUT": "soon", "MESOS_SUBSCRIPTION_BACKOFF_MAX": "5s", "MESOS_CHECKPOINT": "yes"}))
+	for _, name := range []string{"MESOS_FRAMEWORK_ID", "MESOS_AGENT_ENDPOINT", "MESOS_RECOVERY_TIMEOUT", "MESOS_SUBSCRIPTION_BACKOFF_MAX", "MESOS_CHECKPOINT", "as in 5secs"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error %v does not name %s", err, name)
 		}

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/model"
+	"k8s.io/component-base/metrics/testutil"
 )
 
 // child is a program the driver started and must stop.
@@ -154,9 +157,9 @@ func httpOK(ctx context.Context, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// metricValue reads one sample from a Prometheus text page; name carries
-// the labels as the page prints them (sorted), e.g. a{b="c"}.
-func metricValue(ctx context.Context, url, name string) (float64, bool) {
+// metricValue reads one sample of a Prometheus /metrics page: the first
+// of metric name that carries every label of labels (it may carry more).
+func metricValue(ctx context.Context, url, name string, labels map[string]string) (float64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -170,14 +173,22 @@ func metricValue(ctx context.Context, url, name string) (float64, bool) {
 		return 0, false
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
+	page, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	samples := testutil.NewMetrics()
+	if err := testutil.ParseMetrics(string(page), &samples); err != nil {
+		return 0, false
+	}
+next:
+	for _, s := range samples[name] {
+		for k, v := range labels {
+			if string(s.Metric[model.LabelName(k)]) != v {
+				continue next
+			}
 		}
+		return float64(s.Value), true
 	}
 	return 0, false
 }

@@ -148,10 +148,10 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 			break
 		}
 	}
-	if v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_received_total"); ok {
+	if v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_received_total", nil); ok {
 		res.OffersReceived = v
 	}
-	if v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_declined_total"); ok {
+	if v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_declined_total", nil); ok {
 		res.OffersDeclined = v
 	}
 	for _, o := range e.others {
@@ -258,7 +258,7 @@ func (r *runner) setup(ctx context.Context, e *scenarioEnv, res *ScenarioResult)
 		return err
 	}
 	_ = poll(ctx, 30*time.Second, func() (bool, error) {
-		v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_suppressed")
+		v, ok := metricValue(ctx, e.brokerWeb+"/metrics", "k8sm_broker_offers_suppressed", nil)
 		return ok && v == 1, nil
 	})
 	return nil
@@ -515,7 +515,7 @@ func scheduleAttempts(ctx context.Context, schedWeb, profile string) map[string]
 	out := map[string]float64{}
 	answered := false
 	for _, result := range []string{"scheduled", "unschedulable", "error"} {
-		v, ok := metricValue(ctx, schedWeb+"/metrics", fmt.Sprintf("scheduler_schedule_attempts_total{profile=%q,result=%q}", profile, result))
+		v, ok := metricValue(ctx, schedWeb+"/metrics", "scheduler_schedule_attempts_total", map[string]string{"profile": profile, "result": result})
 		answered = answered || ok
 		out[result] = v
 	}
