@@ -274,6 +274,13 @@ func Check(st *MasterState, pods []v1.Pod, opts Options) []Violation {
 	return out
 }
 
+// DefaultPodCPUs and DefaultPodMemMB are the broker's defaults for a pod
+// that requests no cpu or no memory.
+const (
+	DefaultPodCPUs  = 0.25
+	DefaultPodMemMB = 64
+)
+
 // Demand is what a pod asks of its agent in Mesos terms: the sum of its
 // containers' requests (limits where a request is missing), at least the
 // largest init container's, plus the pod overhead; memory and disk in MB
@@ -309,6 +316,14 @@ func Demand(p *v1.Pod) (Resources, error) {
 	if p.Spec.Overhead != nil {
 		o := p.Spec.Overhead
 		sum = sum.Add(of(func(n v1.ResourceName) resource.Quantity { return o[n] }))
+	}
+	// What a pod does not request it is charged by default (the broker's
+	// --default-pod-cpus and --default-pod-mem, docs/design-notes.md).
+	if sum.CPUs == 0 {
+		sum.CPUs = DefaultPodCPUs
+	}
+	if sum.Mem == 0 {
+		sum.Mem = DefaultPodMemMB
 	}
 	ports := PortSet{}
 	for _, cs := range [][]v1.Container{p.Spec.InitContainers, p.Spec.Containers} {

@@ -316,6 +316,12 @@ func TestDemand(t *testing.T) {
 	if !got.Equal(want) {
 		t.Fatalf("demand %s, want %s", got, want)
 	}
+	// A pod without requests is charged the broker's defaults.
+	be := pod("ns", "be", "u2", "", v1.PodPending)
+	be.Spec.Containers = []v1.Container{{Name: "c"}}
+	if got, err := Demand(&be); err != nil || !got.Equal(Resources{CPUs: 0.25, Mem: 64, Ports: PortSet{}}) {
+		t.Errorf("demand of a pod without requests %s (%v), want the defaults cpus 0.25 mem 64", got, err)
+	}
 	p.Annotations = map[string]string{"k8sm.io/host-ports": "not json"}
 	if _, err := Demand(&p); err == nil {
 		t.Fatal("a bad k8sm.io/host-ports annotation was accepted")
