@@ -16,6 +16,7 @@ import (
 	cliflag "k8s.io/component-base/cli/flag"
 	logsapi "k8s.io/component-base/logs/api/v1"
 
+	"github.com/k8sm/k8sm/broker/pods"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
@@ -64,6 +65,7 @@ type Options struct {
 	SchedulerName     string
 	NodeLeaseDuration time.Duration
 	NodeSyncWorkers   int32
+	PodSyncWorkers    int32
 
 	GRPCAddress string
 	GRPC        GRPCSecurityOptions
@@ -108,6 +110,7 @@ func NewOptions() *Options {
 		SchedulerName:     "mesos-scheduler",
 		NodeLeaseDuration: 40 * time.Second,
 		NodeSyncWorkers:   16,
+		PodSyncWorkers:    pods.DefaultWorkers,
 		GRPCAddress:       "0.0.0.0:10350",
 		GRPC:              newGRPCSecurityOptions(),
 		HTTPAddress:       "0.0.0.0:10351",
@@ -165,6 +168,8 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "The schedulerName of the pods k8sm runs.")
 	fs.DurationVar(&o.NodeLeaseDuration, "node-lease-duration", o.NodeLeaseDuration, "The lease duration of the Node Leases the broker renews for agents without a kubelet.")
 	fs.Int32Var(&o.NodeSyncWorkers, "node-sync-workers", o.NodeSyncWorkers, "How many agents' Nodes and Leases the broker writes at once. These heartbeats (one Lease renewal per agent without a kubelet every quarter of --node-lease-duration, as its kubelet would do) are not limited by --kube-api-qps, which is one client's budget, not that of the kubelets the broker stands in for.")
+
+	fs.Int32Var(&o.PodSyncWorkers, "pod-sync-workers", o.PodSyncWorkers, "How many pods' tasks the broker kills at once (pods deleted, or being deleted on agents where no kubelet runs). A failed KILL is retried with backoff.")
 
 	fs = fss.FlagSet("serving")
 	fs.StringVar(&o.GRPCAddress, "grpc-bind-address", o.GRPCAddress, "The address of the Broker gRPC service (the scheduler plugin's). Only a loopback address may serve without mutual TLS.")
@@ -268,6 +273,9 @@ func (o *Options) Validate() error {
 	}
 	if o.NodeSyncWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--node-sync-workers=%d must be at least 1", o.NodeSyncWorkers))
+	}
+	if o.PodSyncWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--pod-sync-workers=%d must be at least 1", o.PodSyncWorkers))
 	}
 	if o.NodeLeaseDuration < 4*time.Second {
 		errs = append(errs, fmt.Errorf("--node-lease-duration=%v must be at least 4s (Leases are renewed every quarter of it)", o.NodeLeaseDuration))

@@ -31,6 +31,7 @@ func TestValidateNamesFlags(t *testing.T) {
 		{[]string{"--master=zk://zk:2181"}, []string{"--grpc-bind-address=0.0.0.0:10350 is not a loopback address", "--grpc-tls-cert-file"}},
 		{[]string{"--master=zk://zk:2181", "--grpc-tls-cert-file=/c"}, []string{"--grpc-tls-cert-file, --grpc-tls-private-key-file and --grpc-client-ca-file go together"}},
 		{[]string{"--master=zk://zk:2181", "--grpc-bind-address=127.0.0.1:1", "--grpc-max-watches-per-client=0"}, []string{"--grpc-max-watches-per-client=0"}},
+		{[]string{"--master=zk://zk:2181/mesos", "--pod-sync-workers=0", "--node-sync-workers=0"}, []string{"--pod-sync-workers=0", "--node-sync-workers=0"}},
 	} {
 		o := NewOptions()
 		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)

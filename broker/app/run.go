@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"path"
 	"slices"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"google.golang.org/grpc"
 	"k8s.io/client-go/informers"
-	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/broker/framework"
@@ -58,31 +56,15 @@ func (c *Config) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	o := c.Options
 	metrics.Register()
-	var ready atomic.Bool
+	var health readiness
+	ready := &health.subscribed
 	var wg sync.WaitGroup
 	// Deferred first, so it runs last: after cancel and the servers' stops.
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if c.HTTPListener != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", legacyregistry.Handler())
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready.Load() {
-				http.Error(w, "not subscribed to Mesos (not the leader, or no master)", http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ok"))
-		})
-		if o.EnablePprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: newHTTPHandler(ctx, &health, o.EnablePprof), ReadHeaderTimeout: 10 * time.Second}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = hs.Serve(c.HTTPListener) }()
 		defer func() { _ = hs.Close() }()
@@ -143,7 +125,7 @@ func (c *Config) Run(ctx context.Context) error {
 	driver := framework.NewDriver(client, o.Roles)
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
-		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver,
+		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver, Workers: int(o.PodSyncWorkers),
 		AgentHostname: func(id string) (string, bool) {
 			v, ok := cache.Agent(id)
 			return v.Hostname, ok && v.Hostname != ""
@@ -154,6 +136,8 @@ func (c *Config) Run(ctx context.Context) error {
 		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,
 		Tasks: podc, Status: podc, Agents: mirror,
 	})
+	synced := podc.HasSynced
+	health.informersSynced.Store(&synced)
 	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow}))
 	g := grpc.NewServer(c.GRPCServerOptions...)
 	srv.Register(g)
@@ -194,7 +178,7 @@ func (c *Config) Run(ctx context.Context) error {
 	run(driver.Run)
 	run(mirror.Run)
 	run(func(ctx context.Context) {
-		if err := client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: &ready}); errors.Is(err, brokermesos.ErrFailedOver) {
+		if err := client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: ready}); errors.Is(err, brokermesos.ErrFailedOver) {
 			stepDown(err)
 		}
 	})

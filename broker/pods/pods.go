@@ -4,6 +4,11 @@
 // pods (a task that ended ends its pod, so controllers replace it), kills
 // tasks whose pod is gone or bound elsewhere, and lists the tasks the API
 // server expects for reconciliation.
+//
+// Informer handlers do no I/O: client-go calls them one at a time, so a
+// KILL made there would queue every other pod's behind it. They note what
+// changed and enqueue the pod's UID; Workers drain a rate-limited work queue,
+// and a failed KILL is retried with backoff instead of waiting for a resync.
 package pods
 
 import (
@@ -23,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/broker/framework"
@@ -64,7 +70,19 @@ type Config struct {
 	// Nodes is an informer on Nodes shared with the rest of the broker,
 	// started by its owner; nil: the controller starts its own.
 	Nodes coreinformers.NodeInformer
+	// Workers bounds the KILLs and pod removals in flight (default 5, as
+	// kube-controller-manager's --concurrent-*-syncs).
+	Workers int
 }
+
+// DefaultWorkers is Config.Workers' default.
+const DefaultWorkers = 5
+
+// maxRetries bounds the retries of one pod's work (about 3 minutes of
+// backoff): a deleted pod's task is then left to reconciliation, which kills
+// any task without a pod; a pod still being deleted comes back with the
+// informer's resync.
+const maxRetries = 15
 
 // Controller implements framework.StatusSink and framework.TaskSource.
 type Controller struct {
@@ -77,11 +95,17 @@ type Controller struct {
 	// field selector).
 	startNodes func(stop <-chan struct{})
 
+	// queue holds the UIDs of pods with work: a deleted pod's task to kill,
+	// or a pod being deleted on a node without a kubelet to end.
+	queue workqueue.TypedRateLimitingInterface[types.UID]
+
 	mu         sync.Mutex
 	pending    map[types.UID]bool
 	lastRevive time.Time
-	// terminating: pods being deleted whose task the broker killed, and when.
-	terminating map[types.UID]time.Time
+	// gone: pods deleted from the API server whose task is still to be
+	// killed, with the node they were bound to ("" if none). The informer
+	// no longer holds them.
+	gone map[types.UID]string
 }
 
 const byUID = "uid"
@@ -93,6 +117,9 @@ func New(cfg Config) *Controller {
 	}
 	if cfg.BoundGrace == 0 {
 		cfg.BoundGrace = 10 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -108,8 +135,10 @@ func New(cfg Config) *Controller {
 		nodes, startNodes = nodeFactory.Core().V1().Nodes(), nodeFactory.Start
 	}
 	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
-		terminating: map[types.UID]time.Time{},
-		synced:      []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced}}
+		gone:   map[types.UID]string{},
+		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
+			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: QueueName})}
 	_, _ = pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.observe(obj.(*v1.Pod)) },
 		UpdateFunc: func(_, obj any) { c.observe(obj.(*v1.Pod)) },
@@ -119,16 +148,87 @@ func New(cfg Config) *Controller {
 	return c
 }
 
-// Run starts the informers and blocks until ctx ends.
+// QueueName names the controller's work queue in the workqueue_* metrics.
+const QueueName = "k8sm_pods"
+
+// Run starts the informers and Workers workers and blocks until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
+	defer c.queue.ShutDown()
 	c.factory.Start(ctx.Done())
 	c.startNodes(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return
 	}
-	klog.FromContext(ctx).Info("Pod informer synced", "schedulerName", c.cfg.SchedulerName)
+	klog.FromContext(ctx).Info("Pod informer synced", "schedulerName", c.cfg.SchedulerName, "workers", c.cfg.Workers)
 	c.publishPending(false)
+	var wg sync.WaitGroup
+	for range c.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.next(ctx) {
+			}
+		}()
+	}
 	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+}
+
+// next handles one pod from the queue; false once the queue is shut down.
+func (c *Controller) next(ctx context.Context) bool {
+	uid, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(uid)
+	err := c.sync(ctx, uid)
+	switch {
+	case err == nil:
+		c.queue.Forget(uid)
+	case ctx.Err() != nil:
+		// Shutting down (or no longer leading): the next leader reconciles.
+	case c.queue.NumRequeues(uid) < maxRetries:
+		klog.FromContext(ctx).Error(err, "Retrying with backoff", "podUID", uid, "retries", c.queue.NumRequeues(uid))
+		c.queue.AddRateLimited(uid)
+	default:
+		klog.FromContext(ctx).Error(err, "Giving up; reconciliation kills any task left without a pod", "podUID", uid, "retries", c.queue.NumRequeues(uid))
+		c.queue.Forget(uid)
+		c.mu.Lock()
+		delete(c.gone, uid)
+		c.mu.Unlock()
+	}
+	return true
+}
+
+// sync does a pod's work: kill the task of a deleted pod, or end a pod being
+// deleted on a node where no kubelet runs. An error means: retry.
+func (c *Controller) sync(ctx context.Context, uid types.UID) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c.mu.Lock()
+	node, gone := c.gone[uid]
+	c.mu.Unlock()
+	if gone {
+		if err := c.killDeleted(ctx, uid, node); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		delete(c.gone, uid)
+		c.mu.Unlock()
+		return nil
+	}
+	p := c.podByUID(uid)
+	if p == nil || !c.mayNeedEnding(p) {
+		return nil
+	}
+	return c.terminate(ctx, p)
+}
+
+// mayNeedEnding: a pod being deleted on a node whose kubelet, if any, would
+// end it. Without KubeletRuns, the kubelet is trusted to be there.
+func (c *Controller) mayNeedEnding(p *v1.Pod) bool {
+	return p.DeletionTimestamp != nil && p.Spec.NodeName != "" && c.cfg.KubeletRuns != nil
 }
 
 // HasSynced reports whether the informers are in sync.
@@ -145,20 +245,11 @@ func isPending(p *v1.Pod) bool {
 	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed
 }
 
+// observe notes whether the pod is pending (in memory: SUPPRESS and REVIVE
+// must not wait behind KILLs in the queue) and queues a pod being deleted.
 func (c *Controller) observe(p *v1.Pod) {
-	if p.DeletionTimestamp != nil && p.Spec.NodeName != "" && c.cfg.KubeletRuns != nil {
-		c.mu.Lock()
-		last, seen := c.terminating[p.UID]
-		// Once, and again after a while: the kill or the deletion may
-		// have failed, and the informer's resync brings the pod back.
-		again := !seen || time.Since(last) > 30*time.Second
-		if again {
-			c.terminating[p.UID] = time.Now()
-		}
-		c.mu.Unlock()
-		if again {
-			go c.terminate(p)
-		}
+	if c.mayNeedEnding(p) {
+		c.queue.Add(p.UID)
 	}
 	c.mu.Lock()
 	was := c.pending[p.UID]
@@ -207,27 +298,30 @@ func (c *Controller) deleted(obj any) {
 	c.mu.Lock()
 	was := c.pending[p.UID]
 	delete(c.pending, p.UID)
-	delete(c.terminating, p.UID)
+	// Any pod may have a task: the broker launches before the scheduler
+	// binds, so a pod deleted in between has a running task and no node.
+	// Waiting for reconciliation would leave it running for minutes.
+	c.gone[p.UID] = p.Spec.NodeName
 	c.mu.Unlock()
 	if was {
 		c.publishPending(false)
 	}
-	// Any pod may have a task: the broker launches before the scheduler
-	// binds, so a pod deleted in between has a running task and no node.
-	// Waiting for reconciliation would leave it running for minutes. An
-	// unbound pod's agent is left to the framework, which knows where it
-	// launched; a pod that never had a task costs a KILL that Mesos answers
-	// with TASK_LOST, which ends nothing (the pod is gone).
+	c.queue.Add(p.UID)
+}
+
+// killDeleted kills the task of a deleted pod. An unbound pod's agent is
+// left to the framework, which knows where it launched; a pod that never had
+// a task costs a KILL that Mesos answers with TASK_LOST, which ends nothing
+// (the pod is gone).
+func (c *Controller) killDeleted(ctx context.Context, uid types.UID, node string) error {
 	agentID := ""
-	if p.Spec.NodeName != "" {
-		agentID = c.agentOfNode(p.Spec.NodeName)
+	if node != "" {
+		agentID = c.agentOfNode(node)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(p.UID), agentID, "pod-deleted"); err != nil {
-		// Reconciliation after the next subscription kills it for good.
-		klog.ErrorS(err, "Killing the task of a deleted pod", "pod", klog.KObj(p))
+	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(uid), agentID, "pod-deleted"); err != nil {
+		return fmt.Errorf("killing the task of deleted pod %s: %w", uid, err)
 	}
+	return nil
 }
 
 // terminate ends a pod being deleted on a node where no kubelet runs: none
@@ -235,40 +329,37 @@ func (c *Controller) deleted(obj any) {
 // Terminating for ever and its controller would never replace it. The task
 // is killed; its terminal status (TaskStatus) removes the pod. A pod that
 // already ended is removed at once.
-func (c *Controller) terminate(p *v1.Pod) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+func (c *Controller) terminate(ctx context.Context, p *v1.Pod) error {
 	logger := klog.FromContext(ctx)
 	kubelet, err := c.cfg.KubeletRuns(ctx, p.Spec.NodeName)
 	if err != nil {
-		logger.Error(err, "Deciding who ends a pod being deleted; retried on the next resync", "pod", klog.KObj(p))
-		return
+		return fmt.Errorf("deciding who ends pod %s, being deleted on node %s: %w", klog.KObj(p), p.Spec.NodeName, err)
 	}
 	if kubelet {
-		return // the kubelet stops it within its grace period and removes it
+		return nil // the kubelet stops it within its grace period and removes it
 	}
 	if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
-		c.removePod(ctx, p)
-		return
+		return c.removePod(ctx, p)
 	}
 	logger.Info("Killing the task of a pod being deleted on a node where no kubelet runs", "pod", klog.KObj(p), "node", p.Spec.NodeName)
 	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
-		logger.Error(err, "Killing the task of a pod being deleted", "pod", klog.KObj(p))
+		return fmt.Errorf("killing the task of pod %s, being deleted: %w", klog.KObj(p), err)
 	}
+	return nil
 }
 
 // removePod deletes the pod object at once (grace 0), as a kubelet does once
 // the pod's containers are stopped. The UID precondition spares a new pod of
 // the same name.
-func (c *Controller) removePod(ctx context.Context, p *v1.Pod) {
+func (c *Controller) removePod(ctx context.Context, p *v1.Pod) error {
 	zero := int64(0)
 	err := c.cfg.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &p.UID}})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		klog.FromContext(ctx).Error(err, "Removing a pod whose task ended while it was being deleted", "pod", klog.KObj(p))
-		return
+		return fmt.Errorf("removing pod %s, whose task ended while it was being deleted: %w", klog.KObj(p), err)
 	}
 	klog.FromContext(ctx).Info("Removed a deleted pod whose task ended (no kubelet on its node)", "pod", klog.KObj(p), "node", p.Spec.NodeName)
+	return nil
 }
 
 func (c *Controller) agentOfNode(name string) string {
@@ -335,9 +426,12 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	if err := c.endPod(ctx, pod, st); err != nil {
 		return err
 	}
-	if pod.DeletionTimestamp != nil && pod.Spec.NodeName != "" && c.cfg.KubeletRuns != nil {
+	if c.mayNeedEnding(pod) {
 		if kubelet, err := c.cfg.KubeletRuns(ctx, pod.Spec.NodeName); err == nil && !kubelet {
-			c.removePod(ctx, pod)
+			if err := c.removePod(ctx, pod); err != nil {
+				// The informer event of the phase just set queues it again.
+				logger.Error(err, "Removing a pod whose task ended")
+			}
 		}
 	}
 	return nil

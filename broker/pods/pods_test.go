@@ -2,14 +2,19 @@ package pods
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
@@ -74,6 +79,33 @@ func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason strin
 	return nil
 }
 
+func (k *killRecorder) killed() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.kills)
+}
+
+// run starts the controller's informers and workers until the test ends.
+func run(t *testing.T, c *Controller) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if !cache.WaitForCacheSync(ctx.Done(), c.HasSynced) {
+		t.Fatal("informers did not sync")
+	}
+}
+
+// eventually polls cond for up to a minute (a deadline, not a measurement).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, time.Minute, true,
+		func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // TestDeletedUnboundPodKillsItsTask: the broker launches a pod's task before
 // the scheduler binds it, so a pod deleted in between has a running task but
 // no node. Its deletion must kill that task at once (the framework finds the
@@ -81,6 +113,7 @@ func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason strin
 func TestDeletedUnboundPodKillsItsTask(t *testing.T) {
 	fw := &killRecorder{}
 	c := New(Config{Client: fake.NewSimpleClientset(), SchedulerName: "mesos-scheduler", Framework: fw})
+	run(t, c)
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "u1"},
 		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler"}}
 	c.observe(pod)
@@ -90,10 +123,169 @@ func TestDeletedUnboundPodKillsItsTask(t *testing.T) {
 	late.UID = "u2"
 	c.deleted(cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: late})
 
+	want := []string{"pod.u1@/pod-deleted", "pod.u2@/pod-deleted"}
+	eventually(t, "both tasks killed", func() bool { return len(fw.killed()) >= len(want) })
+	got := fw.killed()
+	slices.Sort(got)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kills %v, want %v", got, want)
+	}
+}
+
+// gatedKiller is a framework whose KILLs report how many run at once. The
+// first `workers` KILLs wait until that many are in flight together, so a
+// controller that kills one at a time never gets past max in-flight 1 (the
+// first KILL gives up waiting after holdFor). The first attempt for each
+// task in failOnce fails, as a KILL does while Mesos is unreachable.
+type gatedKiller struct {
+	workers  int
+	holdFor  time.Duration
+	failOnce map[string]bool
+
+	mu          sync.Mutex
+	inFlight    int
+	maxInFlight int
+	held        int
+	full        chan struct{}
+	attempts    map[string]int
+	killed      map[string]string // task -> "<agent>/<reason>"
+}
+
+func newGatedKiller(workers int, failOnce ...string) *gatedKiller {
+	g := &gatedKiller{workers: workers, holdFor: 30 * time.Second, failOnce: map[string]bool{},
+		full: make(chan struct{}), attempts: map[string]int{}, killed: map[string]string{}}
+	for _, id := range failOnce {
+		g.failOnce[id] = true
+	}
+	return g
+}
+
+func (g *gatedKiller) SetPending(bool) {}
+func (g *gatedKiller) Revive()         {}
+func (g *gatedKiller) KillTask(ctx context.Context, taskID, agentID, reason string) error {
+	g.mu.Lock()
+	g.inFlight++
+	g.maxInFlight = max(g.maxInFlight, g.inFlight)
+	if g.inFlight == g.workers && g.held < g.workers+1 {
+		close(g.full)
+		g.held = g.workers + 1 // closed once
+	}
+	hold := g.held < g.workers
+	if hold {
+		g.held++
+	}
+	g.attempts[taskID]++
+	fail := g.failOnce[taskID] && g.attempts[taskID] == 1
+	g.mu.Unlock()
+	if hold {
+		select {
+		case <-g.full:
+		case <-time.After(g.holdFor):
+		case <-ctx.Done():
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inFlight--
+	if fail {
+		return fmt.Errorf("killing task %s: Mesos master unreachable", taskID)
+	}
+	g.killed[taskID] = agentID + "/" + reason
+	return nil
+}
+
+// TestManyDeletedPodsKilledConcurrently: 200 pods deleted at once all have
+// their tasks killed; the KILLs run side by side, never more than the
+// workers; a failed KILL is retried at once with backoff, not after the
+// informer's 10-minute resync.
+func TestManyDeletedPodsKilledConcurrently(t *testing.T) {
+	const workers, n = 4, 200
+	client := fake.NewSimpleClientset(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1",
+		Annotations: map[string]string{taskinfo.AgentIDAnnotation: "agent-1"}}})
+	failing := []string{taskinfo.TaskID("uid-7"), taskinfo.TaskID("uid-100")}
+	fw := newGatedKiller(workers, failing...)
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw,
+		Workers: workers, Resync: 10 * time.Minute})
+	want := map[string]string{}
+	ctx := context.Background()
+	for i := range n {
+		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("web-%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))},
+			Spec: v1.PodSpec{SchedulerName: "mesos-scheduler"}}
+		want[taskinfo.TaskID(p.UID)] = "/pod-deleted"
+		if i%2 == 0 { // half bound: their KILL names the agent
+			p.Spec.NodeName = "n1"
+			want[taskinfo.TaskID(p.UID)] = "agent-1/pod-deleted"
+		}
+		if _, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, c)
+	eventually(t, "pods in the informer", func() bool { return len(c.informer.GetStore().List()) == n })
+	for i := range n {
+		if err := client.CoreV1().Pods("default").Delete(ctx, fmt.Sprintf("web-%d", i), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The fake API server's watch holds 100 events and panics when
+		// full: let the informer catch up every 50 deletions.
+		if i%50 == 49 {
+			left := n - i - 1
+			eventually(t, "deletions seen", func() bool { return len(c.informer.GetStore().List()) == left })
+		}
+	}
+	eventually(t, "every task killed", func() bool {
+		fw.mu.Lock()
+		defer fw.mu.Unlock()
+		return len(fw.killed) == n
+	})
+
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	want := []string{"pod.u1@/pod-deleted", "pod.u2@/pod-deleted"}
-	if fmt.Sprint(fw.kills) != fmt.Sprint(want) {
-		t.Errorf("kills %v, want %v", fw.kills, want)
+	if fw.maxInFlight < 2 || fw.maxInFlight > workers {
+		t.Errorf("at most %d KILLs in flight at once, want between 2 and %d (the workers)", fw.maxInFlight, workers)
 	}
+	for task, w := range want {
+		if got := fw.killed[task]; got != w {
+			t.Errorf("task %s killed as %q, want %q", task, got, w)
+		}
+	}
+	for _, task := range failing {
+		if fw.attempts[task] != 2 {
+			t.Errorf("task %s: %d KILL attempts, want 2 (one failed, one retried)", task, fw.attempts[task])
+		}
+	}
+}
+
+// TestPodDeletedWithoutKubeletEndedWithRetries: a pod being deleted on a
+// node where no kubelet runs has its task killed by the broker; when it
+// cannot yet tell whether a kubelet runs, it tries again (backoff) instead
+// of waiting for a resync. A pod that already ended is removed.
+func TestPodDeletedWithoutKubeletEndedWithRetries(t *testing.T) {
+	now := metav1.Now()
+	running := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "u1", DeletionTimestamp: &now, Finalizers: []string{"test"}},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler", NodeName: "n1"}, Status: v1.PodStatus{Phase: v1.PodRunning}}
+	ended := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1", UID: "u2", DeletionTimestamp: &now, Finalizers: []string{"test"}},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler", NodeName: "n1"}, Status: v1.PodStatus{Phase: v1.PodFailed}}
+	client := fake.NewSimpleClientset(running, ended, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1",
+		Annotations: map[string]string{taskinfo.AgentIDAnnotation: "agent-1"}}})
+	fw := &killRecorder{}
+	var mu sync.Mutex
+	asked := 0
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw,
+		Resync: 10 * time.Minute,
+		KubeletRuns: func(context.Context, string) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			if asked == 1 {
+				return false, errors.New("reading the Lease: connection refused")
+			}
+			return false, nil
+		}})
+	run(t, c)
+	eventually(t, "the running pod's task killed", func() bool { return slices.Contains(fw.killed(), "pod.u1@agent-1/pod-terminating") })
+	eventually(t, "the ended pod removed", func() bool {
+		_, err := client.CoreV1().Pods("default").Get(context.Background(), "web-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 }

@@ -2,15 +2,11 @@
 package main
 
 import (
-	"context"
-	"os/signal"
-	"syscall"
-
 	"github.com/k8sm/k8sm/broker/app"
+	"github.com/k8sm/k8sm/pkg/signals"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	app.Main(ctx)
+	// The first SIGTERM shuts down gracefully; a second ends a stuck one.
+	app.Main(signals.Context())
 }
