@@ -9,7 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +22,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpsched"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/broker/metrics"
@@ -213,7 +214,7 @@ func (c *Client) Call(ctx context.Context, call *scheduler.Call) error {
 // another scheduler took the framework over.
 func (c *Client) Run(ctx context.Context, h Handler) error {
 	logger := klog.FromContext(ctx)
-	backoff := c.cfg.MinBackoff
+	backoff := c.backoff()
 	for ctx.Err() == nil {
 		master, changed, err := c.cfg.Detector.Master(ctx)
 		if err != nil {
@@ -224,7 +225,7 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		} else {
 			subscribed, err := c.subscribeOnce(ctx, master, changed, h)
 			if subscribed {
-				backoff = c.cfg.MinBackoff
+				backoff = c.backoff()
 			}
 			if ctx.Err() != nil {
 				break
@@ -233,17 +234,21 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 				logger.Info("Another scheduler took over the framework: stepping down", "master", master, "err", err)
 				return err
 			}
-			logger.Info("Mesos subscription ended; subscribing again", "master", master, "err", err, "backoff", backoff)
+			logger.Info("Mesos subscription ended; subscribing again", "master", master, "err", err)
 		}
-		// Jitter keeps a fleet of frameworks from stampeding a new master.
-		wait := backoff/2 + time.Duration(rand.Int63n(int64(backoff/2)+1))
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-time.After(backoff.Step()):
 		}
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
 	}
 	return ctx.Err()
+}
+
+// backoff between subscription attempts: from MinBackoff, doubling up to
+// MaxBackoff, each wait drawn from the upper half of the step (jitter keeps
+// a fleet of frameworks from stampeding a new master).
+func (c *Client) backoff() wait.Backoff {
+	return wait.Backoff{Duration: c.cfg.MinBackoff / 2, Factor: 2, Jitter: 1, Cap: c.cfg.MaxBackoff / 2, Steps: math.MaxInt32}
 }
 
 func (c *Client) newCaller(endpoint string) calls.Caller {
