@@ -40,8 +40,8 @@ func TestReadyzChecks(t *testing.T) {
 	defer srv.Close()
 
 	code, body := get(t, srv.URL+"/readyz?verbose")
-	if code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz of a broker neither synced nor subscribed answered %d, want 503", code)
+	if code != http.StatusInternalServerError { // what every component's healthz answers
+		t.Errorf("/readyz of a broker neither synced nor subscribed answered %d, want 500", code)
 	}
 	for _, want := range []string{"[+]shutdown ok", "[-]informer-sync failed", "[-]mesos-subscription failed"} {
 		if !strings.Contains(body, want) {

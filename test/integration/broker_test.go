@@ -362,12 +362,20 @@ func TestBroker(t *testing.T) {
 	e.waitTask(ctx, running.UID, "TASK_RUNNING")
 
 	{ // what an operator sees: ready, and metrics of what happened
-		if code, _ := httpGet(ctx, b.http+"/readyz"); code != http.StatusOK {
-			t.Errorf("/readyz of the leader answered %d", code)
+		code, body := httpGet(ctx, b.http+"/readyz?verbose")
+		if code != http.StatusOK {
+			t.Errorf("/readyz of the leader answered %d:\n%s", code, body)
+		}
+		for _, check := range []string{"[+]shutdown ok", "[+]informer-sync ok", "[+]mesos-subscription ok"} {
+			if !strings.Contains(body, check) {
+				t.Errorf("/readyz?verbose of the leader does not list %q:\n%s", check, body)
+			}
 		}
 		// The broker acknowledges a status after handling it, which may
 		// be just after the master reports the task RUNNING.
-		for _, m := range []string{"k8sm_broker_offers_received_total", "k8sm_broker_launch_duration_seconds_count", "k8sm_broker_status_acknowledgements_total{result=\"success\"}", "k8sm_broker_reconcile_runs_total", "k8sm_broker_leader 1"} {
+		for _, m := range []string{"k8sm_broker_offers_received_total", "k8sm_broker_launch_duration_seconds_count", "k8sm_broker_status_acknowledgements_total{result=\"success\"}", "k8sm_broker_reconcile_runs_total", "k8sm_broker_leader 1",
+			// client-go's: the work queues and the API client
+			`workqueue_adds_total{name="k8sm_node_mirror"}`, `workqueue_depth{name="k8sm_pods"}`, "rest_client_requests_total{", "rest_client_request_duration_seconds_bucket{"} {
 			e.eventually(ctx, "/metrics to have "+m, func() (bool, string) {
 				code, body := httpGet(ctx, b.http+"/metrics")
 				return code == http.StatusOK && strings.Contains(body, m), fmt.Sprintf("HTTP %d", code)
@@ -431,8 +439,9 @@ func TestBroker(t *testing.T) {
 		if r, err := standby.health.Check(ctx, &healthpb.HealthCheckRequest{Service: brokerapi.ServiceName}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Errorf("the standby replica's health is %v (%v), want NOT_SERVING", r.GetStatus(), err)
 		}
-		if code, _ := httpGet(ctx, standby.http+"/readyz"); code != http.StatusServiceUnavailable {
-			t.Errorf("/readyz of the standby answered %d, want 503", code)
+		if code, body := httpGet(ctx, standby.http+"/readyz?verbose"); code == http.StatusOK ||
+			!strings.Contains(body, "[-]informer-sync failed") || !strings.Contains(body, "[-]mesos-subscription failed") {
+			t.Errorf("/readyz?verbose of the standby answered %d, want it not ready, neither in sync nor subscribed:\n%s", code, body)
 		}
 		// A pod is reserved mid-scheduling when the leader goes away.
 		midLaunch := e.createPod(ctx, "mid-launch", "")
