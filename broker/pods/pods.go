@@ -103,9 +103,14 @@ type Controller struct {
 	pending    map[types.UID]bool
 	lastRevive time.Time
 	// gone: pods deleted from the API server whose task is still to be
-	// killed, with the node they were bound to ("" if none). The informer
-	// no longer holds them.
-	gone map[types.UID]string
+	// killed. The informer no longer holds them.
+	gone map[types.UID]deletedPod
+}
+
+// deletedPod is what the KILL of a deleted pod's task needs.
+type deletedPod struct {
+	ref  klog.ObjectRef
+	node string // "" if it was not bound
 }
 
 const byUID = "uid"
@@ -135,7 +140,7 @@ func New(cfg Config) *Controller {
 		nodes, startNodes = nodeFactory.Core().V1().Nodes(), nodeFactory.Start
 	}
 	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
-		gone:   map[types.UID]string{},
+		gone:   map[types.UID]deletedPod{},
 		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: QueueName})}
@@ -207,10 +212,10 @@ func (c *Controller) sync(ctx context.Context, uid types.UID) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c.mu.Lock()
-	node, gone := c.gone[uid]
+	d, gone := c.gone[uid]
 	c.mu.Unlock()
 	if gone {
-		if err := c.killDeleted(ctx, uid, node); err != nil {
+		if err := c.killDeleted(ctx, uid, d); err != nil {
 			return err
 		}
 		c.mu.Lock()
@@ -301,7 +306,7 @@ func (c *Controller) deleted(obj any) {
 	// Any pod may have a task: the broker launches before the scheduler
 	// binds, so a pod deleted in between has a running task and no node.
 	// Waiting for reconciliation would leave it running for minutes.
-	c.gone[p.UID] = p.Spec.NodeName
+	c.gone[p.UID] = deletedPod{ref: klog.KObj(p), node: p.Spec.NodeName}
 	c.mu.Unlock()
 	if was {
 		c.publishPending(false)
@@ -313,13 +318,13 @@ func (c *Controller) deleted(obj any) {
 // left to the framework, which knows where it launched; a pod that never had
 // a task costs a KILL that Mesos answers with TASK_LOST, which ends nothing
 // (the pod is gone).
-func (c *Controller) killDeleted(ctx context.Context, uid types.UID, node string) error {
+func (c *Controller) killDeleted(ctx context.Context, uid types.UID, d deletedPod) error {
 	agentID := ""
-	if node != "" {
-		agentID = c.agentOfNode(node)
+	if d.node != "" {
+		agentID = c.agentOfNode(d.node)
 	}
 	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(uid), agentID, "pod-deleted"); err != nil {
-		return fmt.Errorf("killing the task of deleted pod %s: %w", uid, err)
+		return fmt.Errorf("killing the task of deleted pod %s (uid %s): %w", d.ref, uid, err)
 	}
 	return nil
 }
