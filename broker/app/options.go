@@ -114,6 +114,7 @@ func NewOptions() *Options {
 		GRPCAddress:       "0.0.0.0:10350",
 		GRPC:              newGRPCSecurityOptions(),
 		HTTPAddress:       "0.0.0.0:10351",
+		PartitionAware:    true,
 		LeaderElect:       true,
 		Identity:          host,
 		Logs:              logsapi.NewLoggingConfiguration(),

@@ -483,11 +483,13 @@ func TestBroker(t *testing.T) {
 		}
 	}
 
-	{ // agent lost: its pods fail, its Node goes NotReady
+	{ // agent lost: its Node goes NotReady; its pods are kept while their
+		// tasks are TASK_UNREACHABLE (partition-aware: they may run on, and
+		// Kubernetes evicts them on its own schedule)
 		if err := e.sim.KillAgent(0); err != nil {
 			t.Fatal(err)
 		}
-		e.waitPodPhase(ctx, running.Name, corev1.PodFailed, "MesosTaskLost")
+		e.waitTask(ctx, running.UID, "TASK_UNREACHABLE")
 		e.eventually(ctx, "Node agent-a NotReady", func() (bool, string) {
 			n, err := e.kube.CoreV1().Nodes().Get(ctx, "agent-a", metav1.GetOptions{})
 			if err != nil {
@@ -500,6 +502,11 @@ func TestBroker(t *testing.T) {
 			}
 			return false, "no Ready condition"
 		})
+		if p, err := e.kube.CoreV1().Pods("default").Get(ctx, running.Name, metav1.GetOptions{}); err != nil {
+			t.Errorf("the pod of the unreachable agent: %v, want it kept", err)
+		} else if p.Status.Phase == corev1.PodFailed {
+			t.Errorf("the pod of the unreachable agent is Failed (%s), want it kept", p.Status.Reason)
+		}
 	}
 }
 
