@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
@@ -28,35 +26,23 @@ type agent struct {
 	version      uint64
 }
 
-// parkedPod is a pod that may be waiting for offers, with what it needs.
-type parkedPod struct {
-	pod    *v1.Pod
-	demand podresources.Demand
-}
-
 // mirror is a local copy of the broker's offer view, fed by WatchOffers, like
 // an informer's store. Filter reads it for every node, so reads must be cheap
 // and never wait on the network.
 type mirror struct {
-	// activate moves pods to the scheduler's active queue (Handle.Activate).
-	activate func(pods map[string]*v1.Pod)
-
 	mu     sync.RWMutex
 	synced bool
 	// lastErr says why the view is not synced, for the pods failed meanwhile.
 	lastErr error
 	agents  map[string]*agent // by hostname (= Node name)
 	byID    map[string]string // agent id -> hostname
-	parked  map[types.UID]parkedPod
 }
 
-func newMirror(activate func(map[string]*v1.Pod)) *mirror {
+func newMirror() *mirror {
 	return &mirror{
-		activate: activate,
-		agents:   map[string]*agent{},
-		byID:     map[string]string{},
-		parked:   map[types.UID]parkedPod{},
-		lastErr:  errors.New("the offer watch has not started yet"),
+		agents:  map[string]*agent{},
+		byID:    map[string]string{},
+		lastErr: errors.New("the offer watch has not started yet"),
 	}
 }
 
@@ -80,28 +66,6 @@ func (m *mirror) each(f func(*agent)) {
 	for _, a := range m.agents {
 		f(a)
 	}
-}
-
-// park remembers a pod that is being scheduled, so that an offer arriving
-// while it is in flight or after it was rejected activates it. Parking before
-// the view is read closes the window in which an offer arrives between
-// "Filter saw nothing" and "the pod is waiting".
-func (m *mirror) park(pod *v1.Pod, d podresources.Demand) {
-	m.mu.Lock()
-	m.parked[pod.UID] = parkedPod{pod: pod, demand: d}
-	m.mu.Unlock()
-}
-
-func (m *mirror) unpark(uid types.UID) {
-	m.mu.Lock()
-	delete(m.parked, uid)
-	m.mu.Unlock()
-}
-
-func (m *mirror) parkedCount() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.parked)
 }
 
 // assume subtracts a claim the broker granted from the local copy until the
@@ -133,9 +97,9 @@ func (m *mirror) assume(hostname string, seenVersion, claimVersion uint64, role 
 	m.agents[hostname] = &cp
 }
 
-// apply folds one watch event into the view and returns the parked pods that
-// now fit one of the changed agents.
-func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) map[string]*v1.Pod {
+// apply folds one watch event into the view and returns the agents it
+// changed.
+func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var changed []*agent
@@ -164,34 +128,12 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) map[string]*v1.Pod {
 		delete(m.agents, host)
 		delete(m.byID, e.Removed.GetAgentId())
 	}
-	return m.fittingParkedLocked(changed)
+	return changed
 }
 
 func (m *mirror) put(a *agent) {
 	m.agents[a.hostname] = a
 	m.byID[a.id] = a.hostname
-}
-
-// fittingParkedLocked picks the parked pods that fit one of the agents and
-// forgets them: a pod that fails again is parked again by PreFilter.
-func (m *mirror) fittingParkedLocked(agents []*agent) map[string]*v1.Pod {
-	if len(agents) == 0 || len(m.parked) == 0 {
-		return nil
-	}
-	var out map[string]*v1.Pod
-	for uid, p := range m.parked {
-		for _, a := range agents {
-			if _, short := a.available.Fit(p.demand); short.Fits() {
-				if out == nil {
-					out = map[string]*v1.Pod{}
-				}
-				out[string(uid)] = p.pod
-				delete(m.parked, uid)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // disconnected drops the view: offers seen from a broker we cannot reach may
@@ -216,12 +158,13 @@ func agentFromProto(a *brokerv1.Agent) *agent {
 }
 
 // run keeps the watch open until ctx ends, re-opening it with back-off after
-// the broker went away. Each (re)connection starts with a snapshot.
-func (m *mirror) run(ctx context.Context, client brokerv1.BrokerClient, maxDelay time.Duration) {
+// the broker went away. Each (re)connection starts with a snapshot. changed
+// hears of the agents each event changed, after the view holds them.
+func (m *mirror) run(ctx context.Context, client brokerv1.BrokerClient, maxDelay time.Duration, changed func(context.Context, []*agent)) {
 	logger := klog.FromContext(ctx)
 	backoff := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: maxDelay, Steps: 1 << 30}
 	for ctx.Err() == nil {
-		synced, err := m.watchOnce(ctx, client)
+		synced, err := m.watchOnce(ctx, client, changed)
 		if ctx.Err() != nil {
 			return
 		}
@@ -238,7 +181,7 @@ func (m *mirror) run(ctx context.Context, client brokerv1.BrokerClient, maxDelay
 	}
 }
 
-func (m *mirror) watchOnce(ctx context.Context, client brokerv1.BrokerClient) (synced bool, err error) {
+func (m *mirror) watchOnce(ctx context.Context, client brokerv1.BrokerClient, changed func(context.Context, []*agent)) (synced bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := client.WatchOffers(ctx, &brokerv1.WatchOffersRequest{})
@@ -257,9 +200,8 @@ func (m *mirror) watchOnce(ctx context.Context, client brokerv1.BrokerClient) (s
 			synced = true
 			klog.FromContext(ctx).V(2).Info("Offer view synced", "agents", len(ev.GetSnapshot().GetAgents()), "resourceVersion", ev.GetResourceVersion())
 		}
-		if pods := m.apply(ev); len(pods) > 0 {
-			klog.FromContext(ctx).V(4).Info("Activating pods after new offers", "pods", len(pods))
-			m.activate(pods)
+		if agents := m.apply(ev); len(agents) > 0 {
+			changed(ctx, agents)
 		}
 	}
 }

@@ -3,8 +3,6 @@ package mesosoffers
 import (
 	"testing"
 
-	v1 "k8s.io/api/core/v1"
-
 	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
@@ -23,7 +21,7 @@ func agentEvent(version uint64, cpus float64) *brokerv1.WatchOffersResponse {
 // even when the agent changed for another reason while Reserve was in
 // flight; a view that already holds the claim is not charged twice.
 func TestAssumeUntilTheWatchCatchesUp(t *testing.T) {
-	m := newMirror(func(map[string]*v1.Pod) {})
+	m := newMirror()
 	m.apply(agentEvent(5, 4))
 	seen := m.get("node-1").version
 	m.apply(agentEvent(6, 5)) // another offer arrived meanwhile

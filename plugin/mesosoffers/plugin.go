@@ -10,22 +10,15 @@ package mesosoffers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	apitypes "k8s.io/apimachinery/pkg/types"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/tools/cache"
-	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/features"
@@ -52,6 +45,7 @@ type MesosOffers struct {
 	conn   *grpc.ClientConn
 	client brokerv1.BrokerClient
 	mirror *mirror
+	parked *parked
 	// comparisonOperators follows the TaintTolerationComparisonOperators
 	// feature gate, as the stock TaintToleration filter does.
 	comparisonOperators bool
@@ -90,7 +84,8 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 		client:              brokerv1.NewBrokerClient(conn),
 		comparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
 	}
-	pl.mirror = newMirror(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
+	pl.mirror = newMirror()
+	pl.parked = newParked(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
 	if f := h.SharedInformerFactory(); f != nil {
 		// A parked pod that is deleted would otherwise stay parked until an
 		// offer that fits it arrives.
@@ -100,12 +95,12 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 					obj = tomb.Obj
 				}
 				if p, ok := obj.(*v1.Pod); ok {
-					pl.mirror.unpark(p.UID)
+					pl.parked.unpark(p.UID)
 				}
 			},
 		})
 	}
-	go pl.mirror.run(ctx, pl.client, args.ReconnectMaxDelay.Duration)
+	go pl.mirror.run(ctx, pl.client, args.ReconnectMaxDelay.Duration, pl.parked.offersChanged)
 	go func() {
 		<-ctx.Done()
 		_ = conn.Close()
@@ -146,55 +141,17 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	requested := d
 	d = d.WithDefaults(podresources.DefaultPodScalars)
 	state.Write(demandKey, &demandState{demand: d, requested: requested})
-	pl.mirror.park(pod, d)
+	pl.parked.park(pod, d)
 
 	if ok, why := pl.mirror.state(); !ok {
 		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("mesos: no offer view from the k8sm broker %s: %v", strings.Join(pl.args.BrokerAddresses, ","), why))
 	}
-	if msg := pl.fitsNoAgent(d); msg != "" {
+	if msg := fitsNoAgent(pl.mirror, d); msg != "" {
 		// Unschedulable rather than unresolvable: a bigger agent may join,
 		// and then the watch activates the pod.
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	return nil, nil
-}
-
-// fitsNoAgent explains why no agent's capacity (the most it ever offered)
-// holds d, or returns "" when one does. It names the largest amount any agent
-// offered, e.g. "at most 0.5 cpus offered, 2 requested".
-func (pl *MesosOffers) fitsNoAgent(d podresources.Demand) string {
-	fits, agents := false, 0
-	var most podresources.Resources
-	var closest podresources.Shortfalls
-	var closestHost string
-	pl.mirror.each(func(a *agent) {
-		if fits {
-			return
-		}
-		agents++
-		_, short := a.capacity.Fit(d)
-		if short.Fits() {
-			fits = true
-			return
-		}
-		for _, r := range a.capacity {
-			most.Scalars = most.Scalars.Max(r.Scalars)
-			most.Ports = most.Ports.Union(r.Ports)
-		}
-		if closest == nil || len(short) < len(closest) || (len(short) == len(closest) && a.hostname < closestHost) {
-			closest, closestHost = short, a.hostname
-		}
-	})
-	switch {
-	case fits:
-		return ""
-	case agents == 0:
-		return "mesos: no agent has offered resources yet"
-	}
-	if short := most.Fit(podresources.Demand{Scalars: d.Scalars, HostPorts: d.HostPorts}); !short.Fits() {
-		return "mesos: the pod fits no agent: at most " + short.Error()
-	}
-	return "mesos: the pod fits no agent; the closest, " + closestHost + ": " + closest.Error()
 }
 
 // PreFilterExtensions returns nil: other pods do not change Mesos offers.
@@ -224,7 +181,7 @@ func demandStateFrom(state fwk.CycleState) (*demandState, error) {
 func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	node := nodeInfo.Node()
 	if *pl.args.TolerateAgentTaint {
-		if st := pl.filterTaints(ctx, pod, node); st != nil {
+		if st := filterTaints(ctx, pod, node, pl.comparisonOperators); st != nil {
 			return st
 		}
 	}
@@ -242,48 +199,6 @@ func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1
 	}
 	klog.FromContext(ctx).V(5).Info("Offers do not hold the pod", "pod", klog.KObj(pod), "node", node.Name, "short", short.Error())
 	return fwk.NewStatus(fwk.Unschedulable, reasons(short, d)...)
-}
-
-// reasons words shortfalls so that they are the same on every agent.
-func reasons(short podresources.Shortfalls, d podresources.Demand) []string {
-	out := make([]string, 0, len(short))
-	for _, s := range short {
-		switch {
-		case s.Resource == "role":
-			out = append(out, "mesos: no resources offered for role "+s.Requested)
-		case s.Resource == podresources.Ports && d.WildcardPorts > 0 && strings.Contains(s.Requested, "wildcard"):
-			out = append(out, fmt.Sprintf("mesos: fewer than %d free ports offered", d.WildcardPorts))
-		case s.Resource == podresources.Ports:
-			out = append(out, "mesos: "+s.Requested)
-		default:
-			out = append(out, fmt.Sprintf("mesos: not enough %s offered (%s requested)", s.Resource, s.Requested))
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// agentToleration is what every pod of the profile implicitly carries.
-var agentToleration = v1.Toleration{Key: taskinfo.AgentTaintKey, Operator: v1.TolerationOpExists}
-
-// filterTaints does what the stock TaintToleration filter does (which this
-// profile disables, as it has no arguments to add a toleration), with the
-// agent taint tolerated.
-func (pl *MesosOffers) filterTaints(ctx context.Context, pod *v1.Pod, node *v1.Node) *fwk.Status {
-	if len(node.Spec.Taints) == 0 {
-		return nil
-	}
-	tolerations := append(slices.Clip(pod.Spec.Tolerations), agentToleration)
-	taint, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.FromContext(ctx), node.Spec.Taints, tolerations,
-		func(t *v1.Taint) bool {
-			return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
-		},
-		pl.comparisonOperators)
-	if !untolerated {
-		return nil
-	}
-	klog.FromContext(ctx).V(4).Info("Node had untolerated taints", "node", klog.KObj(node), "pod", klog.KObj(pod), "untoleratedTaint", taint)
-	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node(s) had untolerated taint(s)")
 }
 
 // EventsToRegister lists the cluster events that can make a rejected pod
@@ -329,23 +244,9 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 	r := resp.GetReservation()
 	state.Write(reservationKey, &reservationState{r: r})
 	pl.mirror.assume(nodeName, seen, resp.GetResourceVersion(), r.GetRole(), brokerapi.ResourcesFromProto(r.GetResources()))
-	pl.mirror.unpark(pod.UID)
+	pl.parked.unpark(pod.UID)
 	klog.FromContext(ctx).V(4).Info("Reserved Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "reservation", r.GetId(), "role", r.GetRole())
 	return nil
-}
-
-// brokerStatus turns a broker error into what the scheduler should do: a
-// claim that lost a race or offers that went away make the pod retry like any
-// unschedulable pod; anything else is an error with back-off.
-func brokerStatus(doing string, err error) *fwk.Status {
-	msg := fmt.Sprintf("mesos: %s: %s", doing, status.Convert(err).Message())
-	switch status.Code(err) {
-	case codes.ResourceExhausted, codes.NotFound, codes.Aborted, codes.FailedPrecondition:
-		return fwk.NewStatus(fwk.Unschedulable, msg)
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return fwk.NewStatus(fwk.Error, fmt.Sprintf("mesos: %s: the k8sm broker is unreachable: %s", doing, status.Convert(err).Message()))
-	}
-	return fwk.AsStatus(fmt.Errorf("%s: %w", doing, err))
 }
 
 // Unreserve releases the claim. It may run without a Reserve before it, and
@@ -405,65 +306,5 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to node %s after launching task %s (killed): %w", p.Namespace, p.Name, nodeName, resp.GetTaskId(), err))
 	}
 	pl.recordDefaults(state, p, r)
-	return nil
-}
-
-func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName string) error {
-	binding := &v1.Binding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID},
-		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
-	}
-	if c := pl.handle.APICacher(); c != nil {
-		// With asynchronous API calls the scheduler's cache must see the
-		// binding through its dispatcher, as DefaultBinder does.
-		onFinish, err := c.BindPod(binding)
-		if err != nil {
-			return err
-		}
-		return c.WaitOnFinish(ctx, onFinish)
-	}
-	return pl.handle.ClientSet().CoreV1().Pods(p.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
-}
-
-// taskPod gives the pod its final shape, the one place it gets it: a copy
-// bound to nodeName, with the host ports the broker chose for its wildcard
-// ports set on them and recorded in its annotation. The copy becomes the
-// task's data; the annotation also goes to the API server (recordHostPorts),
-// where endpoints and the executor read it.
-func taskPod(p *v1.Pod, nodeName string, wildcardHostPorts []uint32) (*v1.Pod, error) {
-	pod := p.DeepCopy()
-	pod.Spec.NodeName = nodeName
-	if len(wildcardHostPorts) == 0 {
-		return pod, nil
-	}
-	hp := make([]uint64, len(wildcardHostPorts))
-	for i, port := range wildcardHostPorts {
-		hp[i] = uint64(port)
-	}
-	as, err := podresources.AssignWildcardPorts(pod, hp)
-	if err != nil {
-		return nil, fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	podresources.ApplyPortAssignments(pod, as)
-	if err := podresources.RecordPortAssignments(pod, as); err != nil {
-		return nil, fmt.Errorf("recording host ports of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	return pod, nil
-}
-
-// recordHostPorts stores the host ports taskPod recorded on the pod in the
-// API server, before the launch: a pod's ports cannot be updated, so
-// endpoints and the executor read them from the annotation.
-func (pl *MesosOffers) recordHostPorts(ctx context.Context, pod *v1.Pod) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"uid":         pod.UID, // the patch fails if the pod was replaced meanwhile
-		"annotations": map[string]string{taskinfo.HostPortsAnnotation: pod.Annotations[taskinfo.HostPortsAnnotation]},
-	}})
-	if err != nil {
-		return err
-	}
-	if _, err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, apitypes.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("recording host ports on pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
 	return nil
 }

@@ -292,7 +292,7 @@ func TestNewOffersActivateWaitingPods(t *testing.T) {
 	if st := e.pl.Reserve(context.Background(), state, pod, "n3"); !st.IsSuccess() {
 		t.Fatal(st)
 	}
-	if n := e.pl.mirror.parkedCount(); n != 0 {
+	if n := e.pl.parked.count(); n != 0 {
 		t.Errorf("%d pods still parked after Reserve", n)
 	}
 }

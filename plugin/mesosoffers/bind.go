@@ -1,0 +1,78 @@
+package mesosoffers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apitypes "k8s.io/apimachinery/pkg/types"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+)
+
+// What Bind does besides calling the broker: the pod's final shape (the one
+// place it gets it), its host ports recorded in the API server, and the
+// Binding.
+
+func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName string) error {
+	binding := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID},
+		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
+	}
+	if c := pl.handle.APICacher(); c != nil {
+		// With asynchronous API calls the scheduler's cache must see the
+		// binding through its dispatcher, as DefaultBinder does.
+		onFinish, err := c.BindPod(binding)
+		if err != nil {
+			return err
+		}
+		return c.WaitOnFinish(ctx, onFinish)
+	}
+	return pl.handle.ClientSet().CoreV1().Pods(p.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
+}
+
+// taskPod gives the pod its final shape, the one place it gets it: a copy
+// bound to nodeName, with the host ports the broker chose for its wildcard
+// ports set on them and recorded in its annotation. The copy becomes the
+// task's data; the annotation also goes to the API server (recordHostPorts),
+// where endpoints and the executor read it.
+func taskPod(p *v1.Pod, nodeName string, wildcardHostPorts []uint32) (*v1.Pod, error) {
+	pod := p.DeepCopy()
+	pod.Spec.NodeName = nodeName
+	if len(wildcardHostPorts) == 0 {
+		return pod, nil
+	}
+	hp := make([]uint64, len(wildcardHostPorts))
+	for i, port := range wildcardHostPorts {
+		hp[i] = uint64(port)
+	}
+	as, err := podresources.AssignWildcardPorts(pod, hp)
+	if err != nil {
+		return nil, fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	podresources.ApplyPortAssignments(pod, as)
+	if err := podresources.RecordPortAssignments(pod, as); err != nil {
+		return nil, fmt.Errorf("recording host ports of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return pod, nil
+}
+
+// recordHostPorts stores the host ports taskPod recorded on the pod in the
+// API server, before the launch: a pod's ports cannot be updated, so
+// endpoints and the executor read them from the annotation.
+func (pl *MesosOffers) recordHostPorts(ctx context.Context, pod *v1.Pod) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"uid":         pod.UID, // the patch fails if the pod was replaced meanwhile
+		"annotations": map[string]string{taskinfo.HostPortsAnnotation: pod.Annotations[taskinfo.HostPortsAnnotation]},
+	}})
+	if err != nil {
+		return err
+	}
+	if _, err := pl.handle.ClientSet().CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, apitypes.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("recording host ports on pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package mesosoffers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	v1 "k8s.io/api/core/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
+)
+
+// The plugin's decisions, apart from its hooks (plugin.go): whether a pod
+// fits any agent at all, how a node's shortfall reads, which taints a pod
+// of this profile tolerates, and what a broker error makes the scheduler do.
+
+// fitsNoAgent explains why no agent's capacity (the most it ever offered)
+// holds d, or returns "" when one does. It names the largest amount any agent
+// offered, e.g. "at most 0.5 cpus offered, 2 requested".
+func fitsNoAgent(m *mirror, d podresources.Demand) string {
+	fits, agents := false, 0
+	var most podresources.Resources
+	var closest podresources.Shortfalls
+	var closestHost string
+	m.each(func(a *agent) {
+		if fits {
+			return
+		}
+		agents++
+		_, short := a.capacity.Fit(d)
+		if short.Fits() {
+			fits = true
+			return
+		}
+		for _, r := range a.capacity {
+			most.Scalars = most.Scalars.Max(r.Scalars)
+			most.Ports = most.Ports.Union(r.Ports)
+		}
+		if closest == nil || len(short) < len(closest) || (len(short) == len(closest) && a.hostname < closestHost) {
+			closest, closestHost = short, a.hostname
+		}
+	})
+	switch {
+	case fits:
+		return ""
+	case agents == 0:
+		return "mesos: no agent has offered resources yet"
+	}
+	if short := most.Fit(podresources.Demand{Scalars: d.Scalars, HostPorts: d.HostPorts}); !short.Fits() {
+		return "mesos: the pod fits no agent: at most " + short.Error()
+	}
+	return "mesos: the pod fits no agent; the closest, " + closestHost + ": " + closest.Error()
+}
+
+// reasons words shortfalls so that they are the same on every agent.
+func reasons(short podresources.Shortfalls, d podresources.Demand) []string {
+	out := make([]string, 0, len(short))
+	for _, s := range short {
+		switch {
+		case s.Resource == "role":
+			out = append(out, "mesos: no resources offered for role "+s.Requested)
+		case s.Resource == podresources.Ports && d.WildcardPorts > 0 && strings.Contains(s.Requested, "wildcard"):
+			out = append(out, fmt.Sprintf("mesos: fewer than %d free ports offered", d.WildcardPorts))
+		case s.Resource == podresources.Ports:
+			out = append(out, "mesos: "+s.Requested)
+		default:
+			out = append(out, fmt.Sprintf("mesos: not enough %s offered (%s requested)", s.Resource, s.Requested))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// agentToleration is what every pod of the profile implicitly carries.
+var agentToleration = v1.Toleration{Key: taskinfo.AgentTaintKey, Operator: v1.TolerationOpExists}
+
+// filterTaints does what the stock TaintToleration filter does (which this
+// profile disables, as it has no arguments to add a toleration), with the
+// agent taint tolerated.
+func filterTaints(ctx context.Context, pod *v1.Pod, node *v1.Node, comparisonOperators bool) *fwk.Status {
+	if len(node.Spec.Taints) == 0 {
+		return nil
+	}
+	tolerations := append(slices.Clip(pod.Spec.Tolerations), agentToleration)
+	taint, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.FromContext(ctx), node.Spec.Taints, tolerations,
+		func(t *v1.Taint) bool {
+			return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
+		},
+		comparisonOperators)
+	if !untolerated {
+		return nil
+	}
+	klog.FromContext(ctx).V(4).Info("Node had untolerated taints", "node", klog.KObj(node), "pod", klog.KObj(pod), "untoleratedTaint", taint)
+	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node(s) had untolerated taint(s)")
+}
+
+// brokerStatus turns a broker error into what the scheduler should do: a
+// claim that lost a race or offers that went away make the pod retry like any
+// unschedulable pod; anything else is an error with back-off.
+func brokerStatus(doing string, err error) *fwk.Status {
+	msg := fmt.Sprintf("mesos: %s: %s", doing, status.Convert(err).Message())
+	switch status.Code(err) {
+	case codes.ResourceExhausted, codes.NotFound, codes.Aborted, codes.FailedPrecondition:
+		return fwk.NewStatus(fwk.Unschedulable, msg)
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fwk.NewStatus(fwk.Error, fmt.Sprintf("mesos: %s: the k8sm broker is unreachable: %s", doing, status.Convert(err).Message()))
+	}
+	return fwk.AsStatus(fmt.Errorf("%s: %w", doing, err))
+}
