@@ -42,6 +42,15 @@ func (o *Options) Config(getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch o.PodNetwork {
+	case "":
+	case "host-gw":
+		if o.NodeIP == "" || o.ClusterCIDR == "" {
+			return nil, fmt.Errorf("--pod-network=host-gw needs --node-ip (the address other nodes route this node's pods through) and --cluster-cidr")
+		}
+	default:
+		return nil, fmt.Errorf("--pod-network=%q: want host-gw, or empty", o.PodNetwork)
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("--kubeconfig %q: %w", o.Kubeconfig, err)

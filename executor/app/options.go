@@ -34,6 +34,10 @@ type Options struct {
 	SystemReserved   map[string]string
 	BindTimeout      time.Duration
 	ImagePullTimeout time.Duration
+	// PodNetwork is how this node's pods reach other nodes' pods:
+	// "host-gw" (executor/podnet) or empty (the host's CNI does it).
+	PodNetwork  string
+	ClusterCIDR string
 }
 
 // NewOptions returns the defaults.
@@ -66,6 +70,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringToStringVar(&o.SystemReserved, "system-reserved", o.SystemReserved, "resources the host keeps outside Mesos (cpu=1,memory=2Gi): the Node's allocatable then matches the agent's resources")
 	fs.DurationVar(&o.BindTimeout, "bind-timeout", o.BindTimeout, "how long a launched pod may be missing from the API server before its task fails")
 	fs.DurationVar(&o.ImagePullTimeout, "image-pull-timeout", o.ImagePullTimeout, "how long a container may wait for its image before its task fails")
+	fs.StringVar(&o.PodNetwork, "pod-network", o.PodNetwork, "how this node's pods reach other nodes' pods: host-gw (routes to every Node's pod CIDR through its InternalIP, pods' traffic leaving --cluster-cidr masqueraded; needs --node-ip and nodes on one link), or empty when a CNI plugin or daemon of the host's does it")
+	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "every pod's address range (kube-controller-manager --cluster-cidr), for --pod-network=host-gw")
 }
 
 // Parse reads the command line (args without the program name) and, for

@@ -15,6 +15,7 @@ import (
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
 	"github.com/k8sm/k8sm/executor/kubelet"
+	"github.com/k8sm/k8sm/executor/podnet"
 	"github.com/k8sm/k8sm/pkg/mounts"
 )
 
@@ -48,6 +49,24 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	o := c.Options
+	if o.PodNetwork == "host-gw" {
+		// Its own context: the routes stay while the executor stops its
+		// pods, go after, and stay through an in-place restart.
+		pctx, pcancel := context.WithCancel(klog.NewContext(context.Background(), klog.FromContext(ctx)))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := podnet.Run(pctx, c.Client, podnet.Config{NodeName: o.NodeName, NodeIP: o.NodeIP, ClusterCIDR: o.ClusterCIDR}); err != nil {
+				cancel(fmt.Errorf("pod network: %w", err))
+			}
+		}()
+		defer func() {
+			if !errors.Is(context.Cause(ctx), executor.ErrRestart) {
+				pcancel()
+				<-done
+			}
+		}()
+	}
 	tunables := c.host.SaveTunables()
 	kl := kubelet.New(kubelet.Config{
 		Kubeconfig: o.Kubeconfig, ContainerRuntimeEndpoint: o.RuntimeEndpoint, RootDir: o.RootDir,
@@ -65,6 +84,7 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 		BindTimeout: o.BindTimeout, ImagePullTimeout: o.ImagePullTimeout, Restart: restart,
 	})
 	if errors.Is(err, executor.ErrRestart) {
+		cancel(err)
 		return err
 	}
 	c.leaveHost(klog.FromContext(ctx), kl.RemoveCgroups, tunables)

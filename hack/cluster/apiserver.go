@@ -25,13 +25,15 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		return nil, err
 	}
 	pki := c.PKI()
-	p, err := startProcess("kube-apiserver", c.StateDir, nil, bin,
+	// Alone it serves the host only. With agents it serves them too, at
+	// the host's address on their link, which it advertises as the
+	// kubernetes Service's endpoint (the reconciler refuses loopback).
+	addr := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
+	if c.Agents > 0 {
+		addr = []string{"--bind-address=0.0.0.0", "--advertise-address=" + c.HostIP(), "--endpoint-reconciler-type=lease"}
+	}
+	p, err := startProcess("kube-apiserver", c.StateDir, nil, append(append([]string{bin}, addr...),
 		"--etcd-servers="+fmt.Sprintf("http://127.0.0.1:%d", c.EtcdPort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		// The endpoint reconciler refuses loopback addresses, and there is
-		// no kube-proxy here to make the kubernetes service reachable anyway.
-		"--endpoint-reconciler-type=none",
 		"--secure-port="+strconv.Itoa(c.APIServerPort),
 		"--cert-dir="+filepath.Join(c.StateDir, "kube-apiserver"),
 		"--tls-cert-file="+pki.Cert("apiserver"),
@@ -46,7 +48,7 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		"--service-account-key-file="+pki.ServiceAccountPub(),
 		"--service-account-signing-key-file="+pki.ServiceAccountKey(),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-cluster-ip-range="+c.ServiceSubnet,
 		"--authorization-mode=Node,RBAC",
 		// As kubeadm: a kubelet writes only its own Node and pods, and
 		// cannot set node-restriction.kubernetes.io labels — so it cannot
@@ -56,7 +58,7 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--v=1",
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +82,15 @@ func startControllerManager(ctx context.Context, c Config) (*Process, error) {
 	}
 	pki := c.PKI()
 	kc := pki.Kubeconfig("controller-manager")
-	p, err := startProcess("kube-controller-manager", c.StateDir, nil, bin,
+	var podCIDRs []string
+	if c.Agents > 0 {
+		// A pod CIDR per Node, from which its containerd hands out pod
+		// addresses and to which the other nodes route (executor/podnet).
+		// Not without agents: the benchmark's thousands of hollow Nodes
+		// would exhaust the range, one event each.
+		podCIDRs = []string{"--allocate-node-cidrs=true", "--cluster-cidr=" + c.PodSubnet, "--node-cidr-mask-size=24"}
+	}
+	p, err := startProcess("kube-controller-manager", c.StateDir, nil, append(append([]string{bin}, podCIDRs...),
 		"--kubeconfig="+kc,
 		"--authentication-kubeconfig="+kc,
 		"--authorization-kubeconfig="+kc,
@@ -92,6 +102,7 @@ func startControllerManager(ctx context.Context, c Config) (*Process, error) {
 		"--cluster-signing-cert-file="+pki.CACert(),
 		"--cluster-signing-key-file="+pki.CAKey(),
 		"--use-service-account-credentials=true",
+		"--service-cluster-ip-range="+c.ServiceSubnet,
 		"--leader-elect=false",
 		"--controllers=*",
 		// The default 20 requests/s per controller take the node lifecycle
@@ -100,7 +111,7 @@ func startControllerManager(ctx context.Context, c Config) (*Process, error) {
 		"--kube-api-qps=100", "--kube-api-burst=200",
 		"--profiling=false",
 		"--v=1",
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}

@@ -97,7 +97,14 @@ func Up(ctx context.Context, c Config) (*Cluster, error) {
 	if err := c.ensureRunDir(); err != nil {
 		return nil, err
 	}
-	if err := c.PKI().ensure(c.APIServerURL()); err != nil {
+	apiserverIPs := []string{c.serviceIP()}
+	if c.Agents > 0 {
+		apiserverIPs = append(apiserverIPs, c.HostIP())
+		if err := ensureAgentNetwork(c); err != nil {
+			return nil, fmt.Errorf("making the agents' network: %w", err)
+		}
+	}
+	if err := c.PKI().ensure(c.APIServerURL(), apiserverIPs...); err != nil {
 		return nil, fmt.Errorf("making the cluster's certificates: %w", err)
 	}
 	cl := &Cluster{Config: c, procs: map[string]*Process{}, AdminKubeconfig: c.AdminKubeconfig(), LogDir: filepath.Join(c.StateDir, "logs")}
@@ -254,6 +261,9 @@ func Down(ctx context.Context, stateDir string) error {
 	}
 	removeContainerLogLinks(stateDir)
 	removeContainerLogLinks(short.runDir())
+	if err := removeAgentNetwork(stateDir); err != nil {
+		errs = append(errs, fmt.Errorf("removing the agents' network: %w", err))
+	}
 	for _, dir := range ctrdDirs {
 		b, err := os.ReadFile(filepath.Join(dir, "bridge"))
 		if err != nil {

@@ -63,7 +63,7 @@ func TestNodeCredentialsNameTheNode(t *testing.T) {
 	if err := p.ensure("https://127.0.0.1:6443"); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := p.NodeCredentials("agent-1", "https://127.0.0.1:6443")
+	kc, err := p.NodeCredentials("agent-1", "https://127.0.0.1:6443", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,6 +35,13 @@ type Config struct {
 	Containerd bool
 	CNIBridge  string
 	PodSubnet  string
+	// HostSubnet is the link between the host and the agents, each of which
+	// has a network namespace of its own (a machine of its own): the host
+	// is its first address, agent i its (10+i)th. CNIBridge is the host's
+	// bridge of that link, and the namespaces are named after it.
+	HostSubnet string
+	// ServiceSubnet is the Services' ClusterIP range.
+	ServiceSubnet string
 	// ImageBinDir holds the static programs the local images are made of
 	// (pause, webapp); empty means BinDir/images.
 	ImageBinDir string
@@ -45,16 +53,16 @@ type Config struct {
 	// runs the control plane, ZooKeeper and containerd only.
 	Agents int
 	// AgentResources are the Mesos resources of every agent, without
-	// ports: each agent gets its own slice of AgentPorts, because all agents
-	// share this host's network and a host port can be taken only once.
+	// ports: AgentPorts.
 	AgentResources string
-	// AgentPorts is the host port range split between the agents.
+	// AgentPorts is the host port range every agent offers: each is a
+	// host of its own, with all of it.
 	AgentPortsBegin, AgentPortsEnd int
 
 	MesosPort        int // the Mesos master
-	MesosAgentPort   int // the first agent; agent i listens on MesosAgentPort+i-1
+	MesosAgentPort   int // every agent's, at its own address
 	MesosControlPort int // mesos-sim's fault-injection API
-	KubeletPort      int // the first agent's kubelet; agent i on KubeletPort+i-1
+	KubeletPort      int // every agent's kubelet's, at its own address
 	BrokerGRPCPort   int
 	BrokerHTTPPort   int // the broker's /metrics, /healthz, /readyz
 	// BrokerExecutorPort serves the executor binary the agents fetch.
@@ -80,6 +88,8 @@ func DefaultConfig(repoRoot string) Config {
 		ZooKeeperPort:         envInt("K8SM_ZK_PORT", 2181),
 		CNIBridge:             envString("K8SM_CNI_BRIDGE", "k8sm0"),
 		PodSubnet:             envString("K8SM_POD_SUBNET", "10.88.0.0/16"),
+		HostSubnet:            envString("K8SM_HOST_SUBNET", "10.87.0.0/24"),
+		ServiceSubnet:         envString("K8SM_SERVICE_SUBNET", "10.96.0.0/24"),
 		Agents:                envCount("K8SM_AGENTS", 2),
 		AgentResources:        envString("K8SM_AGENT_RESOURCES", DefaultAgentResources),
 		MesosPort:             envInt("K8SM_MESOS_PORT", 5050),
@@ -106,7 +116,7 @@ const DefaultAgentResources = "cpus:2;mem:4096;disk:10240"
 
 // TestConfig is the whole cluster `make up` runs (2 agents, broker,
 // scheduler; no sample Deployment) on ports nobody uses, under dir, with a
-// CNI bridge, pod subnet and host port range of its own, so that tests
+// bridge, subnets and host port range of its own, so that tests
 // never collide with a user's `make up` nor with tests running at the same
 // time. Set Agents to 0 for the control plane, ZooKeeper and containerd only.
 func TestConfig(dir, binDir string) (Config, error) {
@@ -118,6 +128,8 @@ func TestConfig(dir, binDir string) (Config, error) {
 		StateDir: dir, BinDir: binDir, Containerd: true,
 		CNIBridge:       fmt.Sprintf("k8smt%d", n),
 		PodSubnet:       fmt.Sprintf("10.%d.0.0/16", 120+n),
+		HostSubnet:      fmt.Sprintf("172.20.%d.0/24", n),
+		ServiceSubnet:   fmt.Sprintf("172.21.%d.0/24", n),
 		Agents:          2,
 		AgentResources:  DefaultAgentResources,
 		AgentPortsBegin: 32000 + k*100,
@@ -132,14 +144,9 @@ func TestConfig(dir, binDir string) (Config, error) {
 		}
 		*p = port
 	}
-	// Agents and kubelets take consecutive ports from their first one.
-	var err error
-	if cfg.MesosAgentPort, err = FreePortRange(8); err != nil {
-		return Config{}, err
-	}
-	if cfg.KubeletPort, err = FreePortRange(8); err != nil {
-		return Config{}, err
-	}
+	// Agents and kubelets listen in namespaces of their own: their ports
+	// are free there.
+	cfg.MesosAgentPort, cfg.KubeletPort = 5051, 10250
 	return cfg, nil
 }
 
@@ -153,6 +160,22 @@ func (c Config) imageBinDir() string {
 // APIServerURL is where kubectl and the components reach the API server.
 func (c Config) APIServerURL() string {
 	return fmt.Sprintf("https://127.0.0.1:%d", c.APIServerPort)
+}
+
+// agentAPIServerURL is where the agents reach the API server: the host's
+// address on their link.
+func (c Config) agentAPIServerURL() string {
+	return fmt.Sprintf("https://%s:%d", c.HostIP(), c.APIServerPort)
+}
+
+// serviceIP is the first address of the service range: the in-cluster
+// "kubernetes" Service, which the API server's certificate must name.
+func (c Config) serviceIP() string {
+	p, err := netip.ParsePrefix(c.ServiceSubnet)
+	if err != nil {
+		return ""
+	}
+	return p.Masked().Addr().Next().String()
 }
 
 // ZooKeeperAddr is the host:port of the ZooKeeper server.

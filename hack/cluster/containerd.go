@@ -29,7 +29,14 @@ const PauseImage = "k8sm.local/pause:latest"
 //
 // Its sockets are in sockDir: the same directory as dir, spelled short
 // enough for a unix socket path (Config.runDir).
-func containerdConfig(dir, sockDir string) string {
+//
+// With confTemplate, the CNI configuration is made by containerd from that
+// template once the kubelet hands it the Node's pod CIDR.
+func containerdConfig(dir, sockDir, confTemplate string) string {
+	tmpl := ""
+	if confTemplate != "" {
+		tmpl = fmt.Sprintf("    conf_template = %q\n", confTemplate)
+	}
 	return fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -65,7 +72,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[7]q
-`,
+%[8]s`,
 		filepath.Join(dir, "root"),
 		filepath.Join(dir, "state"),
 		filepath.Join(sockDir, "containerd.sock"),
@@ -73,40 +80,50 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 		filepath.Join(dir, "opt"),
 		PauseImage,
 		filepath.Join(dir, "cni", "net.d"),
+		tmpl,
 	)
 }
 
-// cniConfig gives pods host-private addresses on a bridge of their own and
-// host ports through portmap, as DESIGN.md's networking section says.
-//
-// Several containerds of one cluster (the shared one and one per Mesos
-// agent) put their pods on the same bridge and subnet; each hands out
-// addresses from a /24 of its own (slot), so that their host-local IPAM
-// never gives one address twice.
-func cniConfig(dir, bridge, subnet string, slot int) ([]byte, error) {
-	pfx, err := netip.ParsePrefix(subnet)
-	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 16 {
-		return nil, fmt.Errorf("pod subnet %q: want an IPv4 CIDR of /16 or larger", subnet)
+// podNetwork is where a containerd runs and how its pods are connected:
+// in network namespace netns (empty: the host's), on bridge, with
+// addresses of subnet (a /24: .1 is the bridge, the gateway).
+type podNetwork struct {
+	netns, bridge, subnet string
+	// fromNode leaves subnet to the Node's pod CIDR: the kubelet hands it
+	// to containerd, which renders the CNI configuration from a template.
+	fromNode bool
+	// masquerade the pods' traffic to anything outside subnet: for the
+	// control plane's containerd, whose pods nothing routes to. Agents'
+	// pods keep their addresses: every agent and the host route to them.
+	masquerade bool
+}
+
+// cniConfig gives pods addresses of the network's subnet on its bridge and
+// host ports through portmap.
+func cniConfig(dir string, n podNetwork) ([]byte, error) {
+	// host-local's defaults: the whole subnet but .0 and the bridge's
+	// gateway, .1.
+	rng := map[string]string{"subnet": "{{.PodCIDR}}"}
+	if !n.fromNode {
+		pfx, err := netip.ParsePrefix(n.subnet)
+		if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 24 {
+			return nil, fmt.Errorf("pods' subnet %q: want an IPv4 CIDR of /24 or larger", n.subnet)
+		}
+		rng = map[string]string{"subnet": pfx.Masked().String()}
 	}
-	base := pfx.Masked().Addr().As4()
-	base[2] += byte(slot)
-	start, end := base, base
-	// .0 of the first /24 is the network, .1 the bridge's gateway address.
-	start[3], end[3] = 2, 254
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
-		"name":       "k8sm-" + bridge,
+		"name":       "k8sm-" + n.bridge,
 		"plugins": []any{
 			map[string]any{
 				"type":        "bridge",
-				"bridge":      bridge,
+				"bridge":      n.bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      n.masquerade,
 				"hairpinMode": true,
 				"ipam": map[string]any{
-					"type": "host-local",
-					"ranges": [][]map[string]string{{{"subnet": pfx.Masked().String(),
-						"rangeStart": netip.AddrFrom4(start).String(), "rangeEnd": netip.AddrFrom4(end).String()}}},
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{rng}},
 					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 					"dataDir": filepath.Join(dir, "cni", "ipam"),
 				},
@@ -118,12 +135,17 @@ func cniConfig(dir, bridge, subnet string, slot int) ([]byte, error) {
 }
 
 func startContainerd(ctx context.Context, c Config) (*Process, error) {
-	return startContainerdIn(ctx, c, "containerd", filepath.Join(c.StateDir, "containerd"), filepath.Dir(c.ContainerdSocket()), 0)
+	pfx, err := netip.ParsePrefix(c.PodSubnet)
+	if err != nil {
+		return nil, fmt.Errorf("pod subnet %q: %w", c.PodSubnet, err)
+	}
+	return startContainerdIn(ctx, c, "containerd", filepath.Join(c.StateDir, "containerd"), filepath.Dir(c.ContainerdSocket()),
+		podNetwork{bridge: c.CNIBridge, subnet: netip.PrefixFrom(pfx.Masked().Addr(), 24).String(), masquerade: true})
 }
 
 // startContainerdIn runs a containerd named name whose every file is under
-// dir, handing pods addresses from CNI slot slot.
-func startContainerdIn(ctx context.Context, c Config, name, dir, sockDir string, slot int) (*Process, error) {
+// dir, its pods on network n.
+func startContainerdIn(ctx context.Context, c Config, name, dir, sockDir string, n podNetwork) (*Process, error) {
 	bin, err := lookPath("containerd", "run hack/install-deps.sh, or apt-get install containerd runc containernetworking-plugins")
 	if err != nil {
 		return nil, err
@@ -137,24 +159,35 @@ func startContainerdIn(ctx context.Context, c Config, name, dir, sockDir string,
 	if err := os.MkdirAll(filepath.Join(dir, "cni", "net.d"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating containerd dirs: %w", err)
 	}
-	if owner := bridgeOwner(c.CNIBridge, c.StateDir); owner != "" {
-		return nil, fmt.Errorf("CNI bridge %s is in use by another cluster (%s): run `make down` there, or choose another bridge with K8SM_CNI_BRIDGE=<name> and K8SM_POD_SUBNET=<cidr>", c.CNIBridge, owner)
+	if n.netns == "" {
+		if owner := bridgeOwner(n.bridge, c.StateDir); owner != "" {
+			return nil, fmt.Errorf("CNI bridge %s is in use by another cluster (%s): run `make down` there, or choose another bridge with K8SM_CNI_BRIDGE=<name> and K8SM_POD_SUBNET=<cidr>", n.bridge, owner)
+		}
 	}
-	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(containerdConfig(dir, sockDir)), 0o644); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", cfgPath, err)
-	}
-	cni, err := cniConfig(dir, c.CNIBridge, c.PodSubnet, slot)
+	cni, err := cniConfig(dir, n)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cni", "net.d", "10-k8sm.conflist"), cni, 0o644); err != nil {
+	cniPath, tmpl := filepath.Join(dir, "cni", "net.d", "10-k8sm.conflist"), ""
+	if n.fromNode {
+		cniPath = filepath.Join(dir, "cni", "template.conflist")
+		tmpl = cniPath
+	}
+	if err := os.WriteFile(cniPath, cni, 0o644); err != nil {
 		return nil, fmt.Errorf("writing CNI config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "bridge"), []byte(c.CNIBridge+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("recording CNI bridge: %w", err)
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(containerdConfig(dir, sockDir, tmpl)), 0o644); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", cfgPath, err)
 	}
-	p, err := startProcess(name, c.StateDir, nil, bin, "--config", cfgPath, "--log-level", "warn")
+	// A bridge on the host is down's to remove; one in an agent's
+	// namespace goes with the namespace.
+	if n.netns == "" {
+		if err := os.WriteFile(filepath.Join(dir, "bridge"), []byte(n.bridge+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("recording CNI bridge: %w", err)
+		}
+	}
+	p, err := startProcess(name, c.StateDir, nil, inNetNS(n.netns, bin, "--config", cfgPath, "--log-level", "warn")...)
 	if err != nil {
 		return nil, err
 	}

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	utilnet "k8s.io/apimachinery/pkg/util/net"
-
 	"github.com/k8sm/k8sm/manifests"
 )
 
@@ -76,12 +74,10 @@ func (c Config) AgentKubeletRootDir(i int) string {
 	return c.shortPath(fmt.Sprintf("a%d", i), "kubelet")
 }
 
-// AgentHostPorts is the host port range agent i offers: its own slice of
-// AgentPortsBegin-AgentPortsEnd, since every agent is on this one host.
+// AgentHostPorts is the host port range agent i offers: all of
+// AgentPortsBegin-AgentPortsEnd, since every agent is a host of its own.
 func (c Config) AgentHostPorts(i int) (begin, end int) {
-	n := (c.AgentPortsEnd - c.AgentPortsBegin + 1) / max(c.Agents, 1)
-	begin = c.AgentPortsBegin + (i-1)*n
-	return begin, begin + n - 1
+	return c.AgentPortsBegin, c.AgentPortsEnd
 }
 
 // cgroupParent is the cgroup below which the agents' kubelets put pods.
@@ -108,7 +104,8 @@ func mesosComponents(c Config) []component {
 	for i := 1; i <= c.Agents; i++ {
 		i := i
 		out = append(out, component{name: agentContainerdName(c.AgentName(i)), start: func(ctx context.Context, c Config) (*Process, error) {
-			return startContainerdIn(ctx, c, agentContainerdName(c.AgentName(i)), filepath.Join(c.agentDir(i), "containerd"), filepath.Dir(c.AgentContainerdSocket(i)), i)
+			return startContainerdIn(ctx, c, agentContainerdName(c.AgentName(i)), filepath.Join(c.agentDir(i), "containerd"), filepath.Dir(c.AgentContainerdSocket(i)),
+				podNetwork{netns: c.AgentNetNS(i), bridge: agentBridge, fromNode: true})
 		}})
 	}
 	return append(out,
@@ -127,45 +124,32 @@ func agentContainerdName(node string) string { return "containerd-" + node }
 func (c Config) executorEnv(i int) (map[string]string, error) {
 	node := c.AgentName(i)
 	pki := c.PKI()
-	kubeconfig, err := pki.NodeCredentials(node, c.APIServerURL())
+	nodeIP := c.AgentIP(i)
+	kubeconfig, err := pki.NodeCredentials(node, c.agentAPIServerURL(), nodeIP)
 	if err != nil {
 		return nil, err
 	}
 	cert, key := pki.NodeServingCert(node)
-	nodeIP, err := NodeIP()
-	if err != nil {
-		return nil, err
-	}
 	env := map[string]string{
 		"K8SM_NODE_NAME":                  node,
 		"K8SM_KUBECONFIG":                 kubeconfig,
 		"K8SM_CONTAINER_RUNTIME_ENDPOINT": "unix://" + c.AgentContainerdSocket(i),
 		"K8SM_ROOT_DIR":                   c.AgentKubeletRootDir(i),
 		"K8SM_CGROUP_ROOT":                c.AgentCgroupRoot(i),
-		"K8SM_KUBELET_PORT":               strconv.Itoa(c.KubeletPort + i - 1),
+		"K8SM_KUBELET_PORT":               strconv.Itoa(c.KubeletPort),
 		"K8SM_KUBELET_ADDRESS":            nodeIP,
 		"K8SM_NODE_IP":                    nodeIP,
 		"K8SM_TLS_CERT_FILE":              cert,
 		"K8SM_TLS_PRIVATE_KEY_FILE":       key,
 		"K8SM_CLIENT_CA_FILE":             pki.CACert(),
+		// Routes to the other agents' pods, as flannel's host-gw.
+		"K8SM_POD_NETWORK":  "host-gw",
+		"K8SM_CLUSTER_CIDR": c.PodSubnet,
 	}
 	if r := systemReserved(c.AgentResources); r != "" {
 		env["K8SM_SYSTEM_RESERVED"] = r
 	}
 	return env, nil
-}
-
-// NodeIP is the address of the agents' Nodes and kubelets: the host's
-// default-route address, the one a kubelet would choose itself. Not
-// loopback: the kubelet refuses a loopback node IP. The API server reaches
-// the kubelets there (logs, exec, port-forward); their serving
-// certificates name it.
-func NodeIP() (string, error) {
-	ip, err := utilnet.ChooseHostInterface()
-	if err != nil {
-		return "", fmt.Errorf("finding the host's address for the agents' kubelets: %w", err)
-	}
-	return ip.String(), nil
 }
 
 // systemReserved is what the kubelet must keep out of the Node's
@@ -230,6 +214,8 @@ type agentsFileEntry struct {
 	Attributes string            `json:"attributes"`
 	WorkDir    string            `json:"work_dir"`
 	ExecEnv    map[string]string `json:"executor_environment_variables"`
+	IP         string            `json:"ip"`
+	NetNS      string            `json:"netns"`
 }
 
 func startMesosSim(ctx context.Context, c Config) (*Process, error) {
@@ -249,20 +235,10 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 			return nil, err
 		}
 	}
-	// Executors left running by a crashed mesos-sim hold their kubelets'
-	// ports (the restarted agents recover them); otherwise the ports must
-	// be free now, or the first pod on the agent would fail.
-	kubeletsRun := len(executorsOf(c.StateDir, c.runDir())) > 0
+	// Agents and their kubelets listen in namespaces of their own, where
+	// nothing else runs: their ports need no check here.
 	var agents []agentsFileEntry
 	for i := 1; i <= c.Agents; i++ {
-		if err := checkPortFree("Mesos agent "+c.AgentName(i), c.MesosAgentPort+i-1, "K8SM_MESOS_AGENT_PORT"); err != nil {
-			return nil, err
-		}
-		if !kubeletsRun {
-			if err := checkPortFree("the kubelet of "+c.AgentName(i), c.KubeletPort+i-1, "K8SM_KUBELET_PORT"); err != nil {
-				return nil, err
-			}
-		}
 		env, err := c.executorEnv(i)
 		if err != nil {
 			return nil, err
@@ -270,12 +246,18 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 		begin, end := c.AgentHostPorts(i)
 		agents = append(agents, agentsFileEntry{
 			Hostname:   c.AgentName(i),
-			Port:       c.MesosAgentPort + i - 1,
+			IP:         c.AgentIP(i),
+			Port:       c.MesosAgentPort,
+			NetNS:      netnsPath(c.AgentNetNS(i)),
 			Resources:  fmt.Sprintf("%s;ports:[%d-%d]", c.AgentResources, begin, end),
 			Attributes: "zone:" + c.AgentZone(i),
 			WorkDir:    filepath.Join(c.agentDir(i), "mesos"),
 			ExecEnv:    env,
 		})
+	}
+	// The executors read every Node (their pod network's routes).
+	if err := c.applyManifest(ctx, "node-rbac.yaml"); err != nil {
+		return nil, err
 	}
 	dir := filepath.Join(c.StateDir, "mesos")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

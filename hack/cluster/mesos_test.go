@@ -3,7 +3,6 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,24 +11,39 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-func TestAgentsGetDisjointHostPortsAndAddresses(t *testing.T) {
-	c := Config{Agents: 2, AgentPortsBegin: 31000, AgentPortsEnd: 31999}
-	b1, e1 := c.AgentHostPorts(1)
-	b2, e2 := c.AgentHostPorts(2)
-	if b1 != 31000 || e1 != 31499 || b2 != 31500 || e2 != 31999 {
-		t.Errorf("host ports: agent 1 %d-%d, agent 2 %d-%d; want 31000-31499 and 31500-31999", b1, e1, b2, e2)
+func TestAgentsAreHostsOfTheirOwn(t *testing.T) {
+	c := Config{Agents: 2, AgentPortsBegin: 31000, AgentPortsEnd: 31999, CNIBridge: "k8smx",
+		HostSubnet: "10.87.0.0/24", PodSubnet: "10.88.0.0/16", ServiceSubnet: "10.96.0.0/24"}
+	if err := c.validateNetwork(); err != nil {
+		t.Fatal(err)
 	}
-	// Each containerd of the cluster hands out addresses from its own /24
-	// of the shared subnet, never the bridge's gateway (.1 of the first).
-	seen := map[string]int{}
-	for slot := 0; slot <= 2; slot++ {
-		b, err := cniConfig(t.TempDir(), "k8smx", "10.88.0.0/16", slot)
+	// Every agent offers the whole range: a host port is per host.
+	for i := 1; i <= 2; i++ {
+		if b, e := c.AgentHostPorts(i); b != 31000 || e != 31999 {
+			t.Errorf("agent %d offers host ports %d-%d, want all of 31000-31999", i, b, e)
+		}
+	}
+	if c.HostIP() != "10.87.0.1" || c.AgentIP(1) != "10.87.0.11" || c.AgentIP(2) != "10.87.0.12" {
+		t.Errorf("addresses: host %s, agents %s %s", c.HostIP(), c.AgentIP(1), c.AgentIP(2))
+	}
+	if c.AgentNetNS(1) == c.AgentNetNS(2) || !strings.HasPrefix(c.AgentNetNS(1), "k8smx") {
+		t.Errorf("namespaces %q %q: want one per agent, named after the cluster's bridge", c.AgentNetNS(1), c.AgentNetNS(2))
+	}
+	if c.serviceIP() != "10.96.0.1" {
+		t.Errorf("kubernetes Service IP %s, want 10.96.0.1", c.serviceIP())
+	}
+	// An agent's containerd renders its pods' network from the Node's pod
+	// CIDR (the kubelet hands it over); it does not masquerade them.
+	// The control plane's own containerd has a fixed subnet.
+	for _, n := range []podNetwork{{bridge: agentBridge, fromNode: true}, {bridge: "k8smx", subnet: "10.88.0.0/24", masquerade: true}} {
+		b, err := cniConfig(t.TempDir(), n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var conf struct {
 			Plugins []struct {
-				IPAM struct {
+				IPMasq bool `json:"ipMasq"`
+				IPAM   struct {
 					Ranges [][]map[string]string `json:"ranges"`
 				} `json:"ipam"`
 			} `json:"plugins"`
@@ -37,18 +51,27 @@ func TestAgentsGetDisjointHostPortsAndAddresses(t *testing.T) {
 		if err := json.Unmarshal(b, &conf); err != nil {
 			t.Fatal(err)
 		}
-		r := conf.Plugins[0].IPAM.Ranges[0][0]
-		start, end := netip.MustParseAddr(r["rangeStart"]), netip.MustParseAddr(r["rangeEnd"])
-		if r["subnet"] != "10.88.0.0/16" || start.As4()[2] != byte(slot) || end.As4()[2] != byte(slot) || start.As4()[3] < 2 {
-			t.Errorf("slot %d: range %v", slot, r)
+		want := n.subnet
+		if n.fromNode {
+			want = "{{.PodCIDR}}"
 		}
-		if prev, ok := seen[r["rangeStart"]]; ok {
-			t.Errorf("slots %d and %d share %s", prev, slot, r["rangeStart"])
+		if r := conf.Plugins[0].IPAM.Ranges[0][0]; r["subnet"] != want {
+			t.Errorf("%+v: range %v, want subnet %s", n, r, want)
 		}
-		seen[r["rangeStart"]] = slot
+		if conf.Plugins[0].IPMasq != n.masquerade {
+			t.Errorf("%+v: ipMasq %v", n, conf.Plugins[0].IPMasq)
+		}
 	}
-	if _, err := cniConfig(t.TempDir(), "k8smx", "10.88.0.0/24", 1); err == nil {
-		t.Error("a /24 pod subnet cannot hold a /24 per containerd, yet was accepted")
+	if _, err := cniConfig(t.TempDir(), podNetwork{bridge: "x", subnet: "10.88.0.0/25"}); err == nil {
+		t.Error("a /25 pod subnet was accepted")
+	}
+	if cfg := containerdConfig("/d", "/s", "/d/cni/template.conflist"); !strings.Contains(cfg, `conf_template = "/d/cni/template.conflist"`) {
+		t.Errorf("containerd config without the CNI template:\n%s", cfg)
+	}
+	bad := c
+	bad.ServiceSubnet = "10.88.200.0/24"
+	if err := bad.validateNetwork(); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("a service subnet inside the pod subnet: %v, want an overlap error", err)
 	}
 }
 

@@ -54,12 +54,11 @@ var clientIdentities = []clientIdentity{
 	{file: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}},
 }
 
-// serviceIP is the first address of the service range: the in-cluster
-// "kubernetes" service, which the serving certificate must name.
-const serviceIP = "10.0.0.1"
-
 // ensure creates whatever is missing and leaves the rest untouched.
-func (p PKI) ensure(apiserverURL string) error {
+// apiserverIPs are the API server's addresses besides loopback (the
+// kubernetes Service's, the one agents reach it at), which its serving
+// certificate names.
+func (p PKI) ensure(apiserverURL string, apiserverIPs ...string) error {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating PKI dir: %w", err)
 	}
@@ -71,7 +70,7 @@ func (p PKI) ensure(apiserverURL string) error {
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(serviceIP)},
+		IPAddresses: parseIPs(append([]string{"127.0.0.1"}, apiserverIPs...)),
 	}); err != nil {
 		return err
 	}
@@ -229,7 +228,9 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 // it, and a serving certificate for the kubelet's own HTTPS server (logs,
 // exec, port-forward), signed by the cluster CA that kube-apiserver trusts
 // via --kubelet-certificate-authority. It returns the kubeconfig path.
-func (p PKI) NodeCredentials(node, apiserverURL string) (kubeconfig string, err error) {
+//
+// nodeIP is the kubelet's address; empty means the host's own.
+func (p PKI) NodeCredentials(node, apiserverURL, nodeIP string) (kubeconfig string, err error) {
 	caCert, caKey, err := loadPair(p.CACert(), p.CAKey())
 	if err != nil {
 		return "", fmt.Errorf("reading the local CA (is the cluster up?): %w", err)
@@ -245,7 +246,9 @@ func (p PKI) NodeCredentials(node, apiserverURL string) (kubeconfig string, err 
 	// both, the loopback address and the host's own address, which the
 	// kubelet takes as its node IP (it refuses a loopback one).
 	ips := []net.IP{net.ParseIP("127.0.0.1")}
-	if ip, err := utilnet.ChooseHostInterface(); err == nil {
+	if nodeIP != "" {
+		ips = append(ips, net.ParseIP(nodeIP))
+	} else if ip, err := utilnet.ChooseHostInterface(); err == nil {
 		ips = append(ips, ip)
 	}
 	if err := p.ensureSigned(caCert, caKey, client+"-serving", &x509.Certificate{
@@ -266,4 +269,14 @@ func (p PKI) NodeCredentials(node, apiserverURL string) (kubeconfig string, err 
 // made by NodeCredentials.
 func (p PKI) NodeServingCert(node string) (cert, key string) {
 	return p.Cert("node-" + node + "-serving"), p.Key("node-" + node + "-serving")
+}
+
+func parseIPs(ss []string) []net.IP {
+	var out []net.IP
+	for _, s := range ss {
+		if ip := net.ParseIP(s); ip != nil {
+			out = append(out, ip)
+		}
+	}
+	return out
 }

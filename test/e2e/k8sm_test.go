@@ -38,6 +38,7 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "scale", e.scaleUpAndDown)
 	e.test(t, "rolling-update", e.rollingUpdate)
 	e.test(t, "host-ports", e.hostPorts)
+	e.test(t, "pod-network", e.podNetwork)
 	e.test(t, "attributes", e.attributeNodeSelector)
 	e.test(t, "failing-container", e.failingContainer)
 	e.test(t, "delete-during-launch", e.deleteDuringLaunch)
@@ -149,13 +150,12 @@ func (e *k8smEnv) rollingUpdate(t *testing.T, ns string) {
 	e.waitTasksEnded(t, uids(old), "TASK_KILLED", time.Minute)
 }
 
-// hostPorts: a fixed host port and a wildcard one (chosen by k8sm from the
-// agent's offered ports, recorded in k8sm.io/host-ports) answer HTTP on the
-// agent's loopback.
+// hostPorts: every agent is a host of its own with the whole offered port
+// range, so two pods with the same fixed host port run at once, one per
+// agent; a wildcard port is chosen by k8sm from its agent's offered ports
+// (recorded in k8sm.io/host-ports). Each answers HTTP at its node's address.
 func (e *k8smEnv) hostPorts(t *testing.T, ns string) {
 	ags := e.agents(t)
-	// The agents' port ranges are disjoint: a port of the first agent's
-	// range can only be had there.
 	var fixed uint64
 	for p := range ags[0].res.Ports {
 		fixed = max(fixed, p)
@@ -163,18 +163,25 @@ func (e *k8smEnv) hostPorts(t *testing.T, ns string) {
 	if fixed == 0 {
 		t.Fatalf("agent %s offers no ports", ags[0].node)
 	}
-	e.createPod(t, ns, "fixed", func(p *corev1.Pod) {
-		p.Labels = map[string]string{"e2e": "fixed"}
-		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: int32(fixed)}}
-	})
+	for _, a := range ags[1:] {
+		if _, ok := a.res.Ports[fixed]; !ok {
+			t.Fatalf("agent %s does not offer port %d, which %s does: agents are hosts of their own, each with the whole range", a.node, fixed, ags[0].node)
+		}
+	}
+	for _, name := range []string{"fixed-1", "fixed-2"} {
+		e.createPod(t, ns, name, func(p *corev1.Pod) {
+			p.Labels = map[string]string{"e2e": "fixed"}
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: int32(fixed)}}
+		})
+	}
 	e.createPod(t, ns, "wild", func(p *corev1.Pod) {
 		p.Labels = map[string]string{"e2e": "wild"}
 		p.Annotations = map[string]string{"k8sm.io/wildcard-ports": "true"}
 		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
 	})
-	fp := e.waitRunning(t, ns, "e2e=fixed", 1, 2*time.Minute)[0]
-	if fp.Spec.NodeName != ags[0].node {
-		t.Errorf("pod with host port %d runs on %s, but only %s offers that port", fixed, fp.Spec.NodeName, ags[0].node)
+	fps := e.waitRunning(t, ns, "e2e=fixed", 2, 2*time.Minute)
+	if fps[0].Spec.NodeName == fps[1].Spec.NodeName {
+		t.Errorf("both pods with host port %d run on %s", fixed, fps[0].Spec.NodeName)
 	}
 	wp := e.waitRunning(t, ns, "e2e=wild", 1, 2*time.Minute)[0]
 	var as []struct {
@@ -198,8 +205,11 @@ func (e *k8smEnv) hostPorts(t *testing.T, ns string) {
 	if _, ok := wildAgent.res.Ports[wild]; !ok || as[0].ContainerPort != 8080 {
 		t.Errorf("wildcard port %+v is not from %s's ports %s", as[0], wildAgent.node, wildAgent.res.Ports)
 	}
-	for name, port := range map[string]uint64{"fixed": fixed, "wild": wild} {
-		url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	urls := map[string]string{wp.Name: fmt.Sprintf("http://%s:%d/", wp.Status.HostIP, wild)}
+	for _, p := range fps {
+		urls[p.Name] = fmt.Sprintf("http://%s:%d/", p.Status.HostIP, fixed)
+	}
+	for name, url := range urls {
 		want := fmt.Sprintf("(pod %s/%s on node ", ns, name)
 		var body string
 		e.eventually(t, 30*time.Second, "pod "+name+" to answer on "+url, func() (bool, string) {
@@ -212,6 +222,38 @@ func (e *k8smEnv) hostPorts(t *testing.T, ns string) {
 		})
 		t.Logf("%s answered: %s", url, strings.TrimSpace(body))
 	}
+}
+
+// podNetwork: a pod on one agent reaches a pod on the other by its pod IP
+// (the pod network spans the agents' hosts), with the client image's own
+// HTTP client.
+func (e *k8smEnv) podNetwork(t *testing.T, ns string) {
+	ags := e.agents(t)
+	onAgent := func(i int) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.Labels = map[string]string{"e2e": p.Name}
+			p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": ags[i].node}
+		}
+	}
+	e.createPod(t, ns, "server", onAgent(1))
+	e.createPod(t, ns, "client", onAgent(0))
+	server := e.waitRunning(t, ns, "e2e=server", 1, 2*time.Minute)[0]
+	client := e.waitRunning(t, ns, "e2e=client", 1, 2*time.Minute)[0]
+	if server.Spec.NodeName == client.Spec.NodeName || server.Status.PodIP == "" {
+		t.Fatalf("server on %s (IP %q), client on %s: want two agents", server.Spec.NodeName, server.Status.PodIP, client.Spec.NodeName)
+	}
+	url := fmt.Sprintf("http://%s:8080/", server.Status.PodIP)
+	want := fmt.Sprintf("(pod %s/server on node %s)", ns, server.Spec.NodeName)
+	e.eventually(t, 30*time.Second, "the client on "+client.Spec.NodeName+" to reach "+url, func() (bool, string) {
+		out, err := e.kubectlErr("exec", "-n", ns, "client", "--", "/webapp", "get", url)
+		return err == nil && strings.Contains(out, want), out
+	})
+	// The server sees the client's own address: nothing between them
+	// rewrites it.
+	e.eventually(t, 10*time.Second, "the server to log the client's pod IP", func() (bool, string) {
+		out, err := e.kubectlErr("logs", "-n", ns, "server")
+		return err == nil && strings.Contains(out, "from "+client.Status.PodIP+":"), out
+	})
 }
 
 // attributeNodeSelector: the agents' attributes are node labels

@@ -38,7 +38,10 @@ func newLocalCluster(t *testing.T, bridge, subnet string) *localCluster {
 	lc := &localCluster{bin: binDir, state: filepath.Join(t.TempDir(), "local")}
 	lc.env = append(os.Environ(),
 		"K8SM_STATE_DIR="+lc.state, "K8SM_BIN_DIR="+binDir,
-		"K8SM_CNI_BRIDGE="+bridge, "K8SM_POD_SUBNET="+subnet)
+		"K8SM_CNI_BRIDGE="+bridge, "K8SM_POD_SUBNET="+subnet,
+		// The agents' link and the services beside the pods, never a user's.
+		"K8SM_HOST_SUBNET="+strings.Replace(strings.Replace(subnet, "10.", "172.22.", 1), ".0.0/16", ".0/24", 1),
+		"K8SM_SERVICE_SUBNET="+strings.Replace(strings.Replace(subnet, "10.", "172.23.", 1), ".0.0/16", ".0/24", 1))
 	for _, v := range []string{"K8SM_ETCD_PORT", "K8SM_ETCD_PEER_PORT", "K8SM_APISERVER_PORT", "K8SM_CONTROLLER_MANAGER_PORT", "K8SM_ZK_PORT",
 		"K8SM_MESOS_PORT", "K8SM_MESOS_CONTROL_PORT", "K8SM_BROKER_GRPC_PORT", "K8SM_BROKER_HTTP_PORT", "K8SM_SCHEDULER_PORT"} {
 		p, err := cluster.FreePort()
@@ -211,6 +214,12 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat("/sys/class/net/k8sme2e0"); err == nil {
 		t.Errorf("bridge k8sme2e0 remains after down")
+	}
+	if nss, _ := filepath.Glob("/run/netns/k8sme2e0-*"); len(nss) > 0 {
+		t.Errorf("the agents' network namespaces remain after down: %v", nss)
+	}
+	if routes, _ := exec.Command("ip", "route", "show", "10.90.0.0/16").Output(); len(routes) > 0 {
+		t.Errorf("routes of the pod subnet remain after down: %s", routes)
 	}
 	if _, err := os.Stat(cgroups); err == nil {
 		t.Errorf("the pods' cgroups %s remain after down", cgroups)

@@ -92,7 +92,7 @@ func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 		t.Fatal(err)
 	}
 	pki := cfg.PKI()
-	kubeconfig, err := pki.NodeCredentials(execNode, cfg.APIServerURL())
+	kubeconfig, err := pki.NodeCredentials(execNode, cfg.APIServerURL(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func TestBrokerAPIAttacks(t *testing.T) {
 	t.Run("a certificate of another identity gets PermissionDenied", func(t *testing.T) {
 		// A kubelet's certificate: signed by the CA the broker trusts,
 		// but not the scheduler's.
-		if _, err := pki.NodeCredentials("agent-a", e.cfg.APIServerURL()); err != nil {
+		if _, err := pki.NodeCredentials("agent-a", e.cfg.APIServerURL(), ""); err != nil {
 			t.Fatal(err)
 		}
 		conn := e.dial(b.grpc, certfiles.ClientFiles{CAFile: pki.CACert(), CertFile: pki.Cert("node-agent-a"), KeyFile: pki.Key("node-agent-a")})

@@ -114,13 +114,17 @@ or, without exporting anything:
 	}
 	if c.Agents > 0 {
 		fmt.Printf(`  Mesos master       %[1]s/master/state   (curl -s %[1]s/master/state | jq '.frameworks[].tasks[] | {name, state, slave_id}')
-  Mesos agents       %[2]s (ports %[3]d-%[4]d), each with its containerd under %[5]s/a<i>/containerd
+  Mesos agents       %[2]s, each a host of its own (network namespace; ip netns list), with its containerd under %[5]s/a<i>/containerd
   mesos-sim faults   %[6]s/cluster   (POST /agents/{i}/kill, /agents/{i}/restart)
   broker metrics     %[7]s
   k8sm scheduler     https://127.0.0.1:%[8]d/healthz   (profile mesos-scheduler)
   executor logs      %[5]s/a<i>/mesos/slaves/*/frameworks/*/executors/*/runs/*/stderr (the Mesos sandboxes)
-`, cl.MesosMasterURL, strings.Join(cl.AgentNodes, ", "), c.MesosAgentPort, c.MesosAgentPort+c.Agents-1, c.StateDir,
+`, cl.MesosMasterURL, strings.Join(cl.AgentNodes, ", "), 0, 0, c.StateDir,
 			cl.SimControlURL, cl.BrokerMetricsURL, c.SchedulerPort)
+		for i := 1; i <= c.Agents; i++ {
+			fmt.Printf("    %-16s %s: Mesos agent http://%[2]s:%d/state, kubelet :%d, host ports %d-%d; ip netns exec %s <command>\n",
+				c.AgentName(i)+":", c.AgentIP(i), c.MesosAgentPort, c.KubeletPort, c.AgentPortsBegin, c.AgentPortsEnd, c.AgentNetNS(i))
+		}
 		for i := 1; i <= c.Agents; i++ {
 			runs, _ := filepath.Glob(filepath.Join(c.StateDir, fmt.Sprintf("a%d", i), "mesos", "slaves", "*", "frameworks", "*", "executors", "*", "runs", "*", "stderr"))
 			if len(runs) > 0 {

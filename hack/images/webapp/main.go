@@ -1,12 +1,20 @@
 // Command webapp is the sample workload of the local cluster: an HTTP server
 // that says which pod and host answered, with a health endpoint, and an
 // optional exit code so that tests can make a container fail on purpose.
+// `webapp get [--service-account] URL...` is its client: it prints what each
+// URL answers (the image's busybox wget crashes here), resolving names
+// through the pod's resolv.conf; --service-account authenticates with the
+// pod's service account token and trusts the cluster's CA, as in-cluster
+// clients do.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -16,6 +24,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "get" {
+		os.Exit(get(os.Args[2:]))
+	}
 	addr := flag.String("listen", ":8080", "address to serve HTTP on")
 	exitAfter := flag.Duration("exit-after", 0, "exit after this long (0: serve until stopped)")
 	exitCode := flag.Int("exit-code", 0, "exit code used with --exit-after")
@@ -50,4 +61,65 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatalf("serving: %v", err)
 	}
+}
+
+// saDir is where the kubelet mounts a pod's service account credentials.
+const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// get prints the body of each URL and fails (exit 1) on the first that does
+// not answer 200 within 5 seconds.
+func get(args []string) int {
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	sa := fs.Bool("service-account", false, "send the pod's service account token and trust the cluster CA ("+saDir+")")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: webapp get [--service-account] URL...")
+		return 2
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	var token string
+	if *sa {
+		b, err := os.ReadFile(saDir + "/token")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "reading the service account token: %v\n", err)
+			return 1
+		}
+		token = string(b)
+		ca, err := os.ReadFile(saDir + "/ca.crt")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "reading the cluster CA: %v\n", err)
+			return 1
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			fmt.Fprintf(os.Stderr, "%s/ca.crt holds no certificate\n", saDir)
+			return 1
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	for _, u := range fs.Args() {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "GET %s: %v\n", u, err)
+			return 2
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "GET %s: %v\n", u, err)
+			return 1
+		}
+		_, err = io.Copy(os.Stdout, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "GET %s: reading the body: %v\n", u, err)
+			return 1
+		}
+		if resp.StatusCode != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "GET %s: %s\n", u, resp.Status)
+			return 1
+		}
+	}
+	return 0
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/fetcher"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
+	"github.com/k8sm/k8sm/hack/netns"
 )
 
 type execState int
@@ -162,7 +163,11 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("starting agent %s: %w", a.cfg.Hostname, err)
 	}
 	a.fetcher = f
-	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.IP, strconv.Itoa(a.cfg.Port)))
+	var ln net.Listener
+	err = netns.Do(a.cfg.NetNS, func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(a.cfg.IP, strconv.Itoa(a.cfg.Port)))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("starting agent %s: listening: %w", a.cfg.Hostname, err)
 	}

@@ -34,6 +34,11 @@ type Config struct {
 	IP       string
 	// Port 0 picks a free port (fixed after the first start so restarts reuse it).
 	Port int
+	// NetNS, when set, is the network namespace (a path such as
+	// /run/netns/<name>) the agent listens in and starts its executors in:
+	// it stands in for the machine a real mesos-agent runs on, so that
+	// agents of one sim process have addresses and port ranges of their own.
+	NetNS string
 
 	Resources  []mesos.Resource
 	Attributes []mesos.Attribute

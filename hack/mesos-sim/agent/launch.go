@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
+	"github.com/k8sm/k8sm/hack/netns"
 )
 
 func newContainerID() string { return uuid.NewString() }
@@ -149,7 +150,7 @@ func (a *Agent) startProcess(e *executorRun, cmdInfo *mesos.CommandInfo) (*exec.
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Its own process group, so that killing the executor kills what it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
+	err = netns.Do(a.cfg.NetNS, cmd.Start)
 	stdout.Close()
 	stderr.Close()
 	if err != nil {

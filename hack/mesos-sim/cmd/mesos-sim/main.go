@@ -136,7 +136,7 @@ POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 	fs.StringVar(&o.fetcherCacheDir, "fetcher_cache_dir", "", "directory of the fetcher cache, cleared at start; with several agents each has <dir>/agent-<i> (default: <work_dir of the agent>/fetch)")
 	fs.StringVar(&o.frameworksHome, "frameworks_home", "", "directory prepended to relative executor URIs")
 	fs.StringVar(&o.execEnv, "executor_environment_variables", "", `JSON object of environment variables for executors, e.g. {"PATH":"/bin"}`)
-	fs.StringVar(&o.agentsFile, "agents_file", "", "JSON file with one object per agent, each holding that agent's own mesos-agent flags (hostname, ip, port, resources, attributes, work_dir, executor_environment_variables); replaces --agents, unset fields take the flags above")
+	fs.StringVar(&o.agentsFile, "agents_file", "", "JSON file with one object per agent, each holding that agent's own mesos-agent flags (hostname, ip, port, resources, attributes, work_dir, executor_environment_variables; netns: the network namespace standing in for its machine); replaces --agents, unset fields take the flags above")
 	fs.IntVar(&o.controlPort, "control_port", 0, "port of the fault-injection HTTP API (0: disabled)")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
@@ -242,6 +242,9 @@ type agentFlags struct {
 	WorkDir         string            `json:"work_dir"`
 	FetcherCacheDir string            `json:"fetcher_cache_dir"`
 	ExecEnv         map[string]string `json:"executor_environment_variables"`
+	// NetNS is not a mesos-agent flag: it is the machine. The agent listens
+	// and runs its executors in this network namespace (/run/netns/<name>).
+	NetNS string `json:"netns"`
 }
 
 func readAgentsFile(path string) ([]agentFlags, error) {
@@ -293,6 +296,7 @@ func (f agentFlags) apply(ac *agent.Config) error {
 	if f.FetcherCacheDir != "" {
 		ac.FetcherCacheDir = f.FetcherCacheDir
 	}
+	ac.NetNS = f.NetNS
 	if f.ExecEnv != nil {
 		// As mesos-agent's flag: the agent's own value replaces the shared one.
 		ac.ExecutorEnvironment = f.ExecEnv
