@@ -71,6 +71,20 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// freePortIn finds a loopback port in [lo, hi] that nobody listens on.
+func freePortIn(t *testing.T, lo, hi int) int {
+	t.Helper()
+	for p := lo; p <= hi; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return 0
+}
+
 func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 	t.Helper()
 	cfg, err := cluster.TestConfig(filepath.Join(t.TempDir(), "state"), binDir(t))
@@ -227,7 +241,20 @@ func (w *executorWorld) launchTask(ti mesos.TaskInfo) {
 		w.t.Fatal(err)
 	}
 	o := ev.Offers.Offers[0]
-	res, _ := mesossim.ParseResources("cpus:0.1;mem:32")
+	// The task holds the host ports its pod binds, as the broker's tasks do:
+	// the executor refuses any port Mesos did not allocate.
+	spec := "cpus:0.1;mem:32"
+	if ports := podHostPorts(ti); len(ports) > 0 {
+		var rs []string
+		for _, p := range ports {
+			rs = append(rs, fmt.Sprintf("%d-%d", p, p))
+		}
+		spec += ";ports:[" + strings.Join(rs, ",") + "]"
+	}
+	res, err := mesossim.ParseResources(spec)
+	if err != nil {
+		w.t.Fatal(err)
+	}
 	ti.AgentID, ti.Resources = o.AgentID, res
 	if err := w.sched.MustAccept(w.ctx, &scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{
 		OfferIDs:   []mesos.OfferID{o.ID},
@@ -235,6 +262,24 @@ func (w *executorWorld) launchTask(ti mesos.TaskInfo) {
 	}}); err != nil {
 		w.t.Fatal(err)
 	}
+}
+
+// podHostPorts are the host ports of the pod a task carries (none when its
+// data is not a pod, as for the junk task).
+func podHostPorts(ti mesos.TaskInfo) []int32 {
+	var p corev1.Pod
+	if err := json.Unmarshal(ti.Data, &p); err != nil {
+		return nil
+	}
+	var out []int32
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.HostPort != 0 {
+				out = append(out, cp.HostPort)
+			}
+		}
+	}
+	return out
 }
 
 func (w *executorWorld) update(taskID string, state mesos.TaskState, within time.Duration) *mesos.TaskStatus {
@@ -365,7 +410,7 @@ func TestExecutorRunsPods(t *testing.T) {
 	defer cancel()
 	w := startExecutorWorld(t, ctx)
 
-	hostPort := int32(freePort(t))
+	hostPort := int32(freePortIn(t, 31000, 32000)) // the agent's offered ports
 	web := w.pod("web", hostPort)
 	webTask := w.launch(web)
 	w.update(webTask, mesos.TASK_STARTING, 3*time.Minute)
