@@ -66,6 +66,14 @@ var schedulerUses = slices.Concat(
 	},
 )
 
+// What the executors read with their nodes' credentials beyond what the
+// Node authorizer allows.
+var nodeUses = slices.Concat(
+	uses("", "", "nodes", "executor/podnet: Node informer for the routes to other nodes' pod CIDRs; kube-proxy's Node informer", "get", "list", "watch"),
+	uses("", "discovery.k8s.io", "endpointslices", "executor/proxy: kube-proxy's EndpointSlice informer", "list", "watch"),
+	uses("", "networking.k8s.io", "servicecidrs", "executor/proxy: kube-proxy's ServiceCIDR informer (MultiCIDRServiceAllocator)", "list", "watch"),
+)
+
 // Upstream roles a manifest may bind, and why.
 var upstreamRoles = map[string]string{
 	"ClusterRole/system:kube-scheduler":              "k8sm's scheduler is a stock kube-scheduler",
@@ -190,8 +198,8 @@ func compare(manifest string, got []grant, want []used) []string {
 	return problems
 }
 
-// TestRBACGrantsOnlyWhatTheCodeUses: every permission the broker's and the
-// scheduler's manifests grant is one the code uses (and the reverse), with
+// TestRBACGrantsOnlyWhatTheCodeUses: every permission the broker's, the
+// scheduler's and the nodes' manifests grant is one the code uses (and the reverse), with
 // no wildcard, and Leases only where they belong: the broker's in
 // kube-node-lease, never the control plane's leader-election Leases.
 func TestRBACGrantsOnlyWhatTheCodeUses(t *testing.T) {
@@ -208,7 +216,12 @@ func TestRBACGrantsOnlyWhatTheCodeUses(t *testing.T) {
 		t.Error(p)
 	}
 
-	for _, m := range []string{"broker-rbac.yaml", "rbac.yaml"} {
+	nodes := func(s rbacv1.Subject) bool { return s.Kind == "Group" && s.Name == "system:nodes" }
+	for _, p := range compare("node-rbac.yaml", granted(t, "node-rbac.yaml", nodes), nodeUses) {
+		t.Error(p)
+	}
+
+	for _, m := range []string{"broker-rbac.yaml", "rbac.yaml", "node-rbac.yaml"} {
 		roles, _ := rbacDocs(t, m)
 		for name, rules := range roles {
 			for _, r := range rules {

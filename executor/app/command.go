@@ -13,12 +13,18 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/executor"
+	"github.com/k8sm/k8sm/executor/proxy"
 )
 
-// Main runs k8sm-executor: args is the whole command line (os.Args), getenv
+// Main runs k8sm-executor (`k8sm-executor kube-proxy ARGS...` is the stock
+// kube-proxy, the executor's child): args is the whole command line (os.Args), getenv
 // and environ the process's environment. It returns the exit code: 2 for
 // bad flags or environment, 1 for a failure, 0 for a shutdown.
 func Main(args []string, getenv func(string) string, environ []string, stderr io.Writer) int {
+	if len(args) > 1 && args[1] == proxy.Command {
+		// The executor's kube-proxy child (executor/proxy).
+		return proxy.Main(args[2:])
+	}
 	o, used, err := Parse(args[1:], getenv)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -11,6 +13,7 @@ import (
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/config"
 	"github.com/k8sm/k8sm/executor/cri"
+	"github.com/k8sm/k8sm/executor/proxy"
 )
 
 // Config is everything Run needs, resolved from Options and the agent's
@@ -51,6 +54,11 @@ func (o *Options) Config(getenv func(string) string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("--pod-network=%q: want host-gw, or empty", o.PodNetwork)
 	}
+	if o.ProxyMode != "" {
+		if err := o.proxyConfig().Validate(exec.LookPath); err != nil {
+			return nil, err
+		}
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("--kubeconfig %q: %w", o.Kubeconfig, err)
@@ -64,4 +72,10 @@ func (o *Options) Config(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("--container-runtime-endpoint: %w", err)
 	}
 	return &Config{Options: o, Env: env, Taints: taints, Client: client, Runtime: runtime, host: realHost{}, exec: execProcess}, nil
+}
+
+// proxyConfig is the kube-proxy this node runs with --proxy-mode.
+func (o *Options) proxyConfig() proxy.Config {
+	return proxy.Config{Mode: o.ProxyMode, Kubeconfig: o.Kubeconfig, NodeName: o.NodeName, NodeIP: o.NodeIP,
+		ClusterCIDR: o.ClusterCIDR, Dir: filepath.Join(o.RootDir, "kube-proxy")}
 }

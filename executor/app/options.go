@@ -38,6 +38,9 @@ type Options struct {
 	// "host-gw" (executor/podnet) or empty (the host's CNI does it).
 	PodNetwork  string
 	ClusterCIDR string
+	// ProxyMode runs the stock kube-proxy beside the kubelet in this mode
+	// (executor/proxy); empty: none.
+	ProxyMode string
 }
 
 // NewOptions returns the defaults.
@@ -71,7 +74,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.BindTimeout, "bind-timeout", o.BindTimeout, "how long a launched pod may be missing from the API server before its task fails")
 	fs.DurationVar(&o.ImagePullTimeout, "image-pull-timeout", o.ImagePullTimeout, "how long a container may wait for its image before its task fails")
 	fs.StringVar(&o.PodNetwork, "pod-network", o.PodNetwork, "how this node's pods reach other nodes' pods: host-gw (routes to every Node's pod CIDR through its InternalIP, pods' traffic leaving --cluster-cidr masqueraded; needs --node-ip and nodes on one link), or empty when a CNI plugin or daemon of the host's does it")
-	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "every pod's address range (kube-controller-manager --cluster-cidr), for --pod-network=host-gw")
+	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "every pod's address range (kube-controller-manager --cluster-cidr), for --pod-network=host-gw and kube-proxy")
+	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "run the stock kube-proxy beside the kubelet in this mode (iptables or nftables) with the node's credentials, stopped with the executor and its rules removed; empty: no kube-proxy")
 }
 
 // Parse reads the command line (args without the program name) and, for

@@ -7,15 +7,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
 	"github.com/k8sm/k8sm/executor/kubelet"
 	"github.com/k8sm/k8sm/executor/podnet"
+	"github.com/k8sm/k8sm/executor/proxy"
 	"github.com/k8sm/k8sm/pkg/mounts"
 )
 
@@ -75,12 +78,22 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 		NodeLabels: o.NodeLabels, RegisterWithTaints: c.Taints, SystemReserved: o.SystemReserved,
 		Fatal: func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
 	})
+	var k executor.Kubelet = kl
+	if o.ProxyMode != "" {
+		pk := &proxiedKubelet{Kubelet: kl, cfg: o.proxyConfig(), binary: selfBinary}
+		k = pk
+		// After the executor stopped its pods: their Services' rules go
+		// last, and stay through an in-place restart.
+		defer pk.stop(klog.NewContext(context.WithoutCancel(ctx), klog.FromContext(ctx)), func() bool {
+			return errors.Is(context.Cause(ctx), executor.ErrRestart)
+		})
+	}
 	run := c.runExecutor
 	if run == nil {
 		run = executor.Run
 	}
 	err := run(ctx, executor.Options{
-		Env: c.Env, NodeName: o.NodeName, Client: c.Client, Kubelet: kl, Runtime: c.Runtime,
+		Env: c.Env, NodeName: o.NodeName, Client: c.Client, Kubelet: k, Runtime: c.Runtime,
 		BindTimeout: o.BindTimeout, ImagePullTimeout: o.ImagePullTimeout, Restart: restart,
 	})
 	if errors.Is(err, executor.ErrRestart) {
@@ -93,6 +106,53 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 		err = fmt.Errorf("%w: %w", err, context.Cause(ctx))
 	}
 	return err
+}
+
+// selfBinary is this process's program, even after an upgrade replaced
+// the file: kube-proxy runs the same code as its executor.
+const selfBinary = "/proc/self/exe"
+
+// proxiedKubelet starts kube-proxy as the kubelet starts, once the node's
+// name is known (by default the agent's hostname, from SUBSCRIBED).
+type proxiedKubelet struct {
+	executor.Kubelet
+	cfg    proxy.Config
+	binary string
+
+	mu sync.Mutex
+	p  *proxy.Proxy
+}
+
+func (k *proxiedKubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod) error {
+	cfg := k.cfg
+	cfg.NodeName = node
+	// Its own lifetime: stop ends it, after the pods.
+	p, err := proxy.Start(context.WithoutCancel(ctx), cfg, k.binary)
+	if err != nil {
+		return fmt.Errorf("starting kube-proxy: %w", err)
+	}
+	k.mu.Lock()
+	k.p = p
+	k.mu.Unlock()
+	return k.Kubelet.Start(ctx, node, pods)
+}
+
+// stop ends kube-proxy, and removes its rules unless keep says the
+// executor restarts in place.
+func (k *proxiedKubelet) stop(ctx context.Context, keep func() bool) {
+	k.mu.Lock()
+	p := k.p
+	k.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if keep() {
+		p.Stop()
+		return
+	}
+	if err := p.StopAndCleanup(ctx); err != nil {
+		klog.FromContext(ctx).Error(err, "Removing kube-proxy's rules")
+	}
 }
 
 // leaveHost undoes what the kubelet did to the host: its mounts, the pods'

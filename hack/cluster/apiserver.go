@@ -49,6 +49,7 @@ func startAPIServer(ctx context.Context, c Config) (*Process, error) {
 		"--service-account-signing-key-file="+pki.ServiceAccountKey(),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range="+c.ServiceSubnet,
+		fmt.Sprintf("--service-node-port-range=%d-%d", c.NodePortsBegin, c.NodePortsEnd),
 		"--authorization-mode=Node,RBAC",
 		// As kubeadm: a kubelet writes only its own Node and pods, and
 		// cannot set node-restriction.kubernetes.io labels — so it cannot

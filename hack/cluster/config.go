@@ -42,6 +42,9 @@ type Config struct {
 	HostSubnet string
 	// ServiceSubnet is the Services' ClusterIP range.
 	ServiceSubnet string
+	// NodePorts is the NodePort range: kube-proxy takes these on every
+	// agent, so they must be outside the host ports Mesos offers.
+	NodePortsBegin, NodePortsEnd int
 	// ImageBinDir holds the static programs the local images are made of
 	// (pause, webapp); empty means BinDir/images.
 	ImageBinDir string
@@ -103,6 +106,7 @@ func DefaultConfig(repoRoot string) Config {
 		SampleDeployment:      true,
 	}
 	c.AgentPortsBegin, c.AgentPortsEnd = envRange("K8SM_AGENT_HOST_PORTS", 31000, 31999)
+	c.NodePortsBegin, c.NodePortsEnd = envRange("K8SM_NODE_PORTS", 30000, 30999)
 	// The agents have containerds of their own; the shared one is for
 	// running the control plane alone.
 	c.Containerd = c.Agents == 0
@@ -134,6 +138,9 @@ func TestConfig(dir, binDir string) (Config, error) {
 		AgentResources:  DefaultAgentResources,
 		AgentPortsBegin: 32000 + k*100,
 		AgentPortsEnd:   32000 + k*100 + 99,
+		// NodePorts are per agent namespace: every test cluster may use
+		// the same ones, away from every cluster's Mesos ports.
+		NodePortsBegin: 30000, NodePortsEnd: 30999,
 	}
 	ports := []*int{&cfg.EtcdPort, &cfg.EtcdPeerPort, &cfg.APIServerPort, &cfg.ControllerManagerPort, &cfg.ZooKeeperPort,
 		&cfg.MesosPort, &cfg.MesosControlPort, &cfg.BrokerGRPCPort, &cfg.BrokerHTTPPort, &cfg.BrokerExecutorPort, &cfg.SchedulerPort}

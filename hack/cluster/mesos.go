@@ -145,6 +145,8 @@ func (c Config) executorEnv(i int) (map[string]string, error) {
 		// Routes to the other agents' pods, as flannel's host-gw.
 		"K8SM_POD_NETWORK":  "host-gw",
 		"K8SM_CLUSTER_CIDR": c.PodSubnet,
+		// Services for its pods: the stock kube-proxy beside the kubelet.
+		"K8SM_PROXY_MODE": "iptables",
 	}
 	if r := systemReserved(c.AgentResources); r != "" {
 		env["K8SM_SYSTEM_RESERVED"] = r
@@ -255,7 +257,8 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 			ExecEnv:    env,
 		})
 	}
-	// The executors read every Node (their pod network's routes).
+	// The executors read every Node (their pod network's routes) and, for
+	// their kube-proxies, the Services' EndpointSlices and ServiceCIDRs.
 	if err := c.applyManifest(ctx, "node-rbac.yaml"); err != nil {
 		return nil, err
 	}

@@ -73,6 +73,13 @@ func TestAgentsAreHostsOfTheirOwn(t *testing.T) {
 	if err := bad.validateNetwork(); err == nil || !strings.Contains(err.Error(), "overlap") {
 		t.Errorf("a service subnet inside the pod subnet: %v, want an overlap error", err)
 	}
+	// kube-proxy takes every NodePort on every agent: a pod given one as
+	// its host port by Mesos could not bind it.
+	bad = c
+	bad.NodePortsBegin, bad.NodePortsEnd = 31500, 32500
+	if err := bad.validateNetwork(); err == nil || !strings.Contains(err.Error(), "K8SM_NODE_PORTS") {
+		t.Errorf("NodePorts 31500-32500 beside agent ports %d-%d: %v, want an error naming K8SM_NODE_PORTS", c.AgentPortsBegin, c.AgentPortsEnd, err)
+	}
 }
 
 func TestSystemReservedLeavesTheAgentsResources(t *testing.T) {

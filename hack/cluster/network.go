@@ -73,6 +73,10 @@ func (c Config) validateNetwork() error {
 	if err != nil || !sp.Addr().Is4() {
 		return fmt.Errorf("service subnet %q: want an IPv4 CIDR (K8SM_SERVICE_SUBNET)", c.ServiceSubnet)
 	}
+	if c.NodePortsBegin <= c.AgentPortsEnd && c.AgentPortsBegin <= c.NodePortsEnd {
+		return fmt.Errorf("the NodePort range %d-%d overlaps the host ports the agents offer to Mesos (%d-%d): kube-proxy takes every NodePort on every agent, so a pod given one of them as host port could not bind it; choose ranges apart with K8SM_NODE_PORTS and K8SM_AGENT_HOST_PORTS",
+			c.NodePortsBegin, c.NodePortsEnd, c.AgentPortsBegin, c.AgentPortsEnd)
+	}
 	for _, pair := range [][2]netip.Prefix{{lp, pp}, {lp, sp}, {pp, sp}} {
 		if pair[0].Overlaps(pair[1]) {
 			return fmt.Errorf("subnets %s and %s overlap: the agents' link (K8SM_HOST_SUBNET), pods (K8SM_POD_SUBNET) and services (K8SM_SERVICE_SUBNET) need ranges of their own", pair[0], pair[1])

@@ -39,6 +39,7 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "rolling-update", e.rollingUpdate)
 	e.test(t, "host-ports", e.hostPorts)
 	e.test(t, "pod-network", e.podNetwork)
+	e.test(t, "services", e.services)
 	e.test(t, "attributes", e.attributeNodeSelector)
 	e.test(t, "failing-container", e.failingContainer)
 	e.test(t, "delete-during-launch", e.deleteDuringLaunch)
