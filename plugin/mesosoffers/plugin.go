@@ -141,6 +141,9 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	requested := d
 	d = d.WithDefaults(podresources.DefaultPodScalars)
 	state.Write(demandKey, &demandState{demand: d, requested: requested})
+	// The agents' room starts as their offers; preemption's dry run changes
+	// it (preemption.go).
+	state.Write(roomKey, &roomState{})
 	pl.parked.park(pod, d)
 
 	if ok, why := pl.mirror.state(); !ok {
@@ -153,9 +156,6 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	}
 	return nil, nil
 }
-
-// PreFilterExtensions returns nil: other pods do not change Mesos offers.
-func (pl *MesosOffers) PreFilterExtensions() fwk.PreFilterExtensions { return nil }
 
 func demandFrom(state fwk.CycleState) (podresources.Demand, error) {
 	s, err := demandStateFrom(state)
@@ -193,7 +193,7 @@ func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1
 	if a == nil {
 		return fwk.NewStatus(fwk.Unschedulable, "mesos: no outstanding offers from the node")
 	}
-	_, short := a.available.Fit(d)
+	_, short := room(state, a).Fit(d)
 	if short.Fits() {
 		return nil
 	}

@@ -41,6 +41,8 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "pod-network", e.podNetwork)
 	e.test(t, "services", e.services)
 	e.test(t, "attributes", e.attributeNodeSelector)
+	e.test(t, "preemption", e.preemption)
+	e.test(t, "pdb-steers-preemption", e.pdbSteersPreemption)
 	e.test(t, "failing-container", e.failingContainer)
 	e.test(t, "delete-during-launch", e.deleteDuringLaunch)
 	e.test(t, "logs-exec", e.logsAndExec)

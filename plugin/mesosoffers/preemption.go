@@ -1,0 +1,221 @@
+package mesosoffers
+
+import (
+	"context"
+	"slices"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// Preemption through Mesos offers. The stock DefaultPreemption finds victims
+// by a dry run: it removes lower-priority pods from a copy of the node
+// (PreFilterExtensions.RemovePod), adds some back (AddPod) and runs the
+// filters again. A pod bound to an agent runs as a Mesos task whose
+// resources Mesos offers again once the task ends, so removing it in the dry
+// run gives its task's resources back to that agent's room. The scheduler
+// also adds the pods nominated to a node (higher or equal priority) before
+// filtering a pod there; such a pod is not bound yet and will take offers,
+// so adding it takes its demand out of the room. That is what keeps the
+// resources a preemption freed for the preemptor: a lower-priority pod does
+// not fit in what the nominated pod will take.
+//
+// Every agent stays a candidate for preemption: Filter answers Unschedulable
+// (never UnschedulableAndUnresolvable) for want of offers, and a
+// PreFilterResult must not leave out agents where removing pods could make
+// room, as the stock preemption skips nodes outside it.
+
+const roomKey fwk.StateKey = Name + "/room"
+
+// roomState holds what this cycle's dry runs changed about agents' room,
+// by node name; a node without an entry has exactly its offers. It is empty
+// for an ordinary Filter, so the common path costs one map lookup.
+type roomState struct {
+	nodes map[string]*roomChange
+}
+
+// roomChange is one node's change of room.
+type roomChange struct {
+	// freed are the task resources of pods removed from the node, by role
+	// (a pod added back takes them again).
+	freed podresources.ByRole
+	// nominated are pods added to the node that are not bound yet: they
+	// take offers before the pod being filtered.
+	nominated []nominatedDemand
+}
+
+type nominatedDemand struct {
+	uid    types.UID
+	demand podresources.Demand
+}
+
+// Clone copies the changes: the dry run clones the state for every node it
+// tries, and each copy must change alone.
+func (s *roomState) Clone() fwk.StateData {
+	out := &roomState{}
+	if len(s.nodes) > 0 {
+		out.nodes = make(map[string]*roomChange, len(s.nodes))
+		for n, c := range s.nodes {
+			out.nodes[n] = &roomChange{freed: c.freed.Clone(), nominated: slices.Clone(c.nominated)}
+		}
+	}
+	return out
+}
+
+func (s *roomState) change(node string) *roomChange {
+	if s.nodes == nil {
+		s.nodes = map[string]*roomChange{}
+	}
+	c := s.nodes[node]
+	if c == nil {
+		c = &roomChange{freed: podresources.ByRole{}}
+		s.nodes[node] = c
+	}
+	return c
+}
+
+// roomStateFrom reads the cycle's room state, starting one when PreFilter
+// wrote none (the extensions may be called on a state another profile
+// prepared).
+func roomStateFrom(state fwk.CycleState) *roomState {
+	if s, err := state.Read(roomKey); err == nil {
+		return s.(*roomState)
+	}
+	s := &roomState{}
+	state.Write(roomKey, s)
+	return s
+}
+
+// room is what agent a can hold for the pod being filtered: its offers,
+// plus the resources of the tasks the dry run removed, minus what the
+// pods nominated to it will take.
+func room(state fwk.CycleState, a *agent) podresources.ByRole {
+	s, err := state.Read(roomKey)
+	if err != nil {
+		return a.available
+	}
+	c := s.(*roomState).nodes[a.hostname]
+	if c == nil {
+		return a.available
+	}
+	out := a.available.Clone()
+	for role, r := range c.freed {
+		out[role] = out[role].Add(r)
+	}
+	for _, n := range c.nominated {
+		// A nominated pod that does not fit yet (its victims' resources not
+		// offered again) still has the room it will need kept from pods of
+		// lower priority, as the stock NodeResourcesFit counts it.
+		if role, short := out.Fit(n.demand); short.Fits() {
+			claim, _, _ := out[role].Claim(n.demand)
+			out[role] = out[role].Subtract(claim)
+			continue
+		}
+		if role := roleOf(n.demand, a); role != "" {
+			out[role] = out[role].Subtract(n.demand.ToResources())
+		}
+	}
+	return out
+}
+
+// roleOf is the role of a's resources a pod with demand d draws from when
+// nothing says which: the first role (sorted) d may use that the agent has
+// ever offered. Agents with resources of one role, the common case, have no
+// choice to make.
+func roleOf(d podresources.Demand, a *agent) string {
+	for _, role := range a.capacity.Roles() {
+		if d.AllowsRole(role) {
+			return role
+		}
+	}
+	return ""
+}
+
+// taskResources are the resources the Mesos task of p, bound to agent a,
+// holds there: its demand with the default charge and the host ports it
+// binds, fixed and chosen by k8sm (recorded on the pod).
+func taskResources(p *v1.Pod, a *agent) (string, podresources.Resources, error) {
+	d, err := podresources.FromPod(p)
+	if err != nil {
+		return "", podresources.Resources{}, err
+	}
+	d = d.WithDefaults(podresources.DefaultPodScalars)
+	ports := podresources.PortsOf(d.HostPorts...)
+	as, err := podresources.PortAssignmentsOf(p)
+	if err != nil {
+		return "", podresources.Resources{}, err
+	}
+	for _, pa := range as {
+		ports = ports.Union(podresources.PortsOf(uint64(uint32(pa.HostPort))))
+	}
+	return roleOf(d, a), podresources.Resources{Scalars: d.Scalars, Ports: ports}, nil
+}
+
+// PreFilterExtensions are AddPod and RemovePod: other pods do not change
+// Mesos offers, but in the scheduler's what-ifs (preemption, nominated
+// pods) they change what an agent's offers will hold.
+func (pl *MesosOffers) PreFilterExtensions() fwk.PreFilterExtensions { return pl }
+
+// AddPod takes p's resources from the node's room: a nominated pod's demand,
+// or the task resources of a bound pod the dry run removed before.
+func (pl *MesosOffers) AddPod(ctx context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
+	pl.changeRoom(ctx, state, info.GetPod(), nodeInfo, true)
+	return nil
+}
+
+// RemovePod gives p's resources back to the node's room: the task
+// resources of a bound pod (a preemption victim), or the demand of a
+// nominated pod added before.
+func (pl *MesosOffers) RemovePod(ctx context.Context, state fwk.CycleState, _ *v1.Pod, info fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
+	pl.changeRoom(ctx, state, info.GetPod(), nodeInfo, false)
+	return nil
+}
+
+func (pl *MesosOffers) changeRoom(ctx context.Context, state fwk.CycleState, p *v1.Pod, nodeInfo fwk.NodeInfo, add bool) {
+	node := nodeInfo.Node()
+	if node == nil {
+		return
+	}
+	a := pl.mirror.get(node.Name)
+	if a == nil {
+		// Not an agent with offers: Filter turns the node away whatever
+		// pods it holds.
+		return
+	}
+	logger := klog.FromContext(ctx)
+	s := roomStateFrom(state)
+	if p.Spec.NodeName == "" {
+		d, err := podresources.FromPod(p)
+		if err != nil {
+			// Such a pod is never placed, so it takes nothing.
+			return
+		}
+		d = d.WithDefaults(podresources.DefaultPodScalars)
+		c := s.change(a.hostname)
+		c.nominated = slices.DeleteFunc(c.nominated, func(n nominatedDemand) bool { return n.uid == p.UID })
+		if add {
+			c.nominated = append(c.nominated, nominatedDemand{uid: p.UID, demand: d})
+		}
+		return
+	}
+	if p.Spec.NodeName != a.hostname || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+		// No task of the pod holds resources of this agent.
+		return
+	}
+	role, res, err := taskResources(p, a)
+	if err != nil || role == "" {
+		logger.V(4).Info("Cannot tell what the pod's task holds; the dry run leaves it", "pod", klog.KObj(p), "node", a.hostname, "err", err)
+		return
+	}
+	c := s.change(a.hostname)
+	if add {
+		c.freed[role] = c.freed[role].Subtract(res)
+	} else {
+		c.freed[role] = c.freed[role].Add(res)
+	}
+	logger.V(5).Info("Dry run changed the agent's room", "pod", klog.KObj(p), "node", a.hostname, "role", role, "resources", res.String(), "removed", !add)
+}
