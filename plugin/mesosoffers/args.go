@@ -26,6 +26,7 @@ const (
 	DefaultLaunchTimeout     = 30 * time.Second
 	DefaultReservationTTL    = 30 * time.Second
 	DefaultReconnectMaxDelay = 5 * time.Second
+	DefaultPreemptionDelay   = 10 * time.Second
 )
 
 // Args configure the MesosOffers plugin; they appear under pluginConfig in a
@@ -73,6 +74,14 @@ type Args struct {
 	// filter and MesosOffers applies every other NoSchedule/NoExecute taint
 	// exactly as TaintToleration would (default true).
 	TolerateAgentTaint *bool `json:"tolerateAgentTaint,omitempty"`
+	// PreemptionDelay is how long a pod waits for Mesos offers before it
+	// may preempt pods of lower priority (MesosOffers' PostFilter must run
+	// before DefaultPreemption). The broker declines offers no pod needs and
+	// suppresses offers while none is pending, so free resources show up only
+	// after it revived offers for the new pod; preempting before that would
+	// kill pods for nothing. It should exceed the time Mesos takes to answer a
+	// REVIVE (its allocation interval, 1s by default).
+	PreemptionDelay *metav1.Duration `json:"preemptionDelay,omitempty"`
 }
 
 // TLSArgs name PEM files.
@@ -108,6 +117,7 @@ func (a *Args) DeepCopyObject() runtime.Object {
 	}
 	out.DialTimeout, out.RPCTimeout, out.LaunchTimeout = cp(a.DialTimeout), cp(a.RPCTimeout), cp(a.LaunchTimeout)
 	out.ReservationTTL, out.ReconnectMaxDelay = cp(a.ReservationTTL), cp(a.ReconnectMaxDelay)
+	out.PreemptionDelay = cp(a.PreemptionDelay)
 	if a.TolerateAgentTaint != nil {
 		b := *a.TolerateAgentTaint
 		out.TolerateAgentTaint = &b
@@ -130,6 +140,7 @@ func (a *Args) SetDefaults() {
 	def(&a.LaunchTimeout, DefaultLaunchTimeout)
 	def(&a.ReservationTTL, DefaultReservationTTL)
 	def(&a.ReconnectMaxDelay, DefaultReconnectMaxDelay)
+	def(&a.PreemptionDelay, DefaultPreemptionDelay)
 	if a.TolerateAgentTaint == nil {
 		t := true
 		a.TolerateAgentTaint = &t
@@ -165,6 +176,13 @@ func (a *Args) Validate(path *field.Path) error {
 			}
 			errs = append(errs, field.Invalid(path.Child(d.name), got, "must be a positive duration"))
 		}
+	}
+	if a.PreemptionDelay == nil || a.PreemptionDelay.Duration < 0 {
+		var got any
+		if a.PreemptionDelay != nil {
+			got = a.PreemptionDelay.Duration.String()
+		}
+		errs = append(errs, field.Invalid(path.Child("preemptionDelay"), got, "must be 0 (preempt at once) or a positive duration"))
 	}
 	if a.ReservationTTL != nil && a.LaunchTimeout != nil && a.ReservationTTL.Duration > 0 && a.ReservationTTL.Duration < time.Second {
 		errs = append(errs, field.Invalid(path.Child("reservationTTL"), a.ReservationTTL.Duration.String(), "must be at least 1s: the claim has to outlive the binding cycle"))

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -46,6 +47,8 @@ type MesosOffers struct {
 	client brokerv1.BrokerClient
 	mirror *mirror
 	parked *parked
+	// waiters holds pods back from preempting until they waited for offers.
+	waiters *waiters
 	// comparisonOperators follows the TaintTolerationComparisonOperators
 	// feature gate, as the stock TaintToleration filter does.
 	comparisonOperators bool
@@ -53,6 +56,7 @@ type MesosOffers struct {
 
 var (
 	_ fwk.PreFilterPlugin   = &MesosOffers{}
+	_ fwk.PostFilterPlugin  = &MesosOffers{}
 	_ fwk.FilterPlugin      = &MesosOffers{}
 	_ fwk.ReservePlugin     = &MesosOffers{}
 	_ fwk.BindPlugin        = &MesosOffers{}
@@ -86,6 +90,7 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 	}
 	pl.mirror = newMirror()
 	pl.parked = newParked(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
+	pl.waiters = newWaiters()
 	if f := h.SharedInformerFactory(); f != nil {
 		// A parked pod that is deleted would otherwise stay parked until an
 		// offer that fits it arrives.
@@ -96,6 +101,7 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 				}
 				if p, ok := obj.(*v1.Pod); ok {
 					pl.parked.unpark(p.UID)
+					pl.waiters.done(p.UID)
 				}
 			},
 		})
@@ -143,8 +149,10 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	state.Write(demandKey, &demandState{demand: d, requested: requested})
 	// The agents' room starts as their offers; preemption's dry run changes
 	// it (preemption.go).
-	state.Write(roomKey, &roomState{})
+	room := &roomState{}
+	state.Write(roomKey, room)
 	pl.parked.park(pod, d)
+	pl.waiters.start(pod.UID, time.Now())
 
 	if ok, why := pl.mirror.state(); !ok {
 		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("mesos: no offer view from the k8sm broker %s: %v", strings.Join(pl.args.BrokerAddresses, ","), why))
@@ -152,6 +160,7 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	if msg := fitsNoAgent(pl.mirror, d); msg != "" {
 		// Unschedulable rather than unresolvable: a bigger agent may join,
 		// and then the watch activates the pod.
+		room.fitsNoAgent = true
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	return nil, nil
@@ -245,6 +254,7 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 	state.Write(reservationKey, &reservationState{r: r})
 	pl.mirror.assume(nodeName, seen, resp.GetResourceVersion(), r.GetRole(), brokerapi.ResourcesFromProto(r.GetResources()))
 	pl.parked.unpark(pod.UID)
+	pl.waiters.done(pod.UID)
 	klog.FromContext(ctx).V(4).Info("Reserved Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "reservation", r.GetId(), "role", r.GetRole())
 	return nil
 }

@@ -2,7 +2,10 @@ package mesosoffers
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -36,6 +39,9 @@ const roomKey fwk.StateKey = Name + "/room"
 // for an ordinary Filter, so the common path costs one map lookup.
 type roomState struct {
 	nodes map[string]*roomChange
+	// fitsNoAgent says PreFilter found no agent that could ever hold the
+	// pod: evicting pods cannot help, so PostFilter does not make it wait.
+	fitsNoAgent bool
 }
 
 // roomChange is one node's change of room.
@@ -56,7 +62,7 @@ type nominatedDemand struct {
 // Clone copies the changes: the dry run clones the state for every node it
 // tries, and each copy must change alone.
 func (s *roomState) Clone() fwk.StateData {
-	out := &roomState{}
+	out := &roomState{fitsNoAgent: s.fitsNoAgent}
 	if len(s.nodes) > 0 {
 		out.nodes = make(map[string]*roomChange, len(s.nodes))
 		for n, c := range s.nodes {
@@ -218,4 +224,91 @@ func (pl *MesosOffers) changeRoom(ctx context.Context, state fwk.CycleState, p *
 		c.freed[role] = c.freed[role].Add(res)
 	}
 	logger.V(5).Info("Dry run changed the agent's room", "pod", klog.KObj(p), "node", a.hostname, "role", role, "resources", res.String(), "removed", !add)
+}
+
+// Waiting for offers before preempting. The broker declines offers no pod
+// needs and suppresses offers while no pod is pending, so an agent's free
+// resources are missing from the view until the broker revives offers for
+// a new pod and Mesos answers. The scheduler runs preemption as soon as
+// Filter fails, which would happen before that answer: a pod would preempt
+// lower-priority pods although free resources were about to be offered. So
+// a pod may preempt only once it has waited PreemptionDelay for offers;
+// meanwhile MesosOffers' PostFilter, which runs before DefaultPreemption
+// in the profile, answers UnschedulableAndUnresolvable (which ends the
+// PostFilter phase) and the pod is activated again when the delay ends.
+
+// waiters remembers since when each pod has waited for offers.
+type waiters struct {
+	mu     sync.Mutex
+	since  map[types.UID]time.Time
+	timers map[types.UID]*time.Timer
+}
+
+func newWaiters() *waiters {
+	return &waiters{since: map[types.UID]time.Time{}, timers: map[types.UID]*time.Timer{}}
+}
+
+// start notes that the pod waits from now unless it waited already.
+func (w *waiters) start(uid types.UID, now time.Time) {
+	w.mu.Lock()
+	if _, ok := w.since[uid]; !ok {
+		w.since[uid] = now
+	}
+	w.mu.Unlock()
+}
+
+// done forgets a pod that was placed or deleted.
+func (w *waiters) done(uid types.UID) {
+	w.mu.Lock()
+	delete(w.since, uid)
+	if t := w.timers[uid]; t != nil {
+		t.Stop()
+		delete(w.timers, uid)
+	}
+	w.mu.Unlock()
+}
+
+// left returns how much longer the pod waits before it may preempt; when
+// that is more than zero, wake is called once it has passed (once per pod).
+func (w *waiters) left(uid types.UID, delay time.Duration, now time.Time, wake func()) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	since, ok := w.since[uid]
+	if !ok {
+		since = now
+		w.since[uid] = now
+	}
+	d := since.Add(delay).Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	if w.timers[uid] == nil {
+		w.timers[uid] = time.AfterFunc(d, func() {
+			w.mu.Lock()
+			delete(w.timers, uid)
+			w.mu.Unlock()
+			wake()
+		})
+	}
+	return d
+}
+
+// PostFilter lets the preemption plugins after it run only for a pod that
+// has waited PreemptionDelay for offers (see waiters).
+func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	if s, err := state.Read(roomKey); err == nil && s.(*roomState).fitsNoAgent {
+		return nil, fwk.NewStatus(fwk.Unschedulable)
+	}
+	logger := klog.FromContext(ctx)
+	left := pl.waiters.left(pod.UID, pl.args.PreemptionDelay.Duration, time.Now(), func() {
+		pl.handle.Activate(logger, map[string]*v1.Pod{string(pod.UID): pod})
+	})
+	if left > 0 {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+			fmt.Sprintf("mesos: waiting %s more for offers before preempting (preemptionDelay %s)", left.Round(time.Second), pl.args.PreemptionDelay.Duration))
+	}
+	return nil, fwk.NewStatus(fwk.Unschedulable)
 }

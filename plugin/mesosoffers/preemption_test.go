@@ -3,6 +3,7 @@ package mesosoffers
 import (
 	"context"
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -176,4 +177,51 @@ func TestNominatedPodKeepsItsRoom(t *testing.T) {
 	state = e.preFilter(t, small)
 	e.addPod(t, state, small, nominated, "n2")
 	wantReasons(t, e.filter(state, small, "n2"), fwk.Unschedulable, "mesos: not enough cpus offered (0.5 requested)")
+}
+
+// A pod preempts only after it waited preemptionDelay for offers: until
+// then PostFilter ends the PostFilter phase (UnschedulableAndUnresolvable),
+// and the pod is activated when the delay is over, so that its next cycle
+// may preempt.
+func TestPreemptionWaitsForOffers(t *testing.T) {
+	b := startBroker(t, "127.0.0.1:0")
+	pl, h := newPlugin(t, b.addr, `,"preemptionDelay":"300ms"`)
+	e := &env{broker: b, handle: h, pl: pl}
+	e.waitFor(t, "the offer view to sync", func() bool { ok, _ := pl.mirror.state(); return ok })
+	e.fullAgent(t, "a1", "n1", res(4, 1024), res(1, 1024))
+	pod := mkPod("2", "64Mi")
+	ctx := context.Background()
+
+	state := e.preFilter(t, pod)
+	_, st := pl.PostFilter(ctx, state, pod, nil)
+	if st.Code() != fwk.UnschedulableAndUnresolvable {
+		t.Fatalf("PostFilter at once: %v %q, want UnschedulableAndUnresolvable", st.Code(), st.Message())
+	}
+	select {
+	case got := <-h.activated:
+		if got[string(pod.UID)] == nil {
+			t.Fatalf("activated %v, want %s", got, pod.Name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pod was not activated after the delay")
+	}
+	if _, st := pl.PostFilter(ctx, e.preFilter(t, pod), pod, nil); st.Code() != fwk.Unschedulable {
+		t.Errorf("PostFilter after the delay: %v %q, want Unschedulable (preemption may run)", st.Code(), st.Message())
+	}
+
+	never := mkPod("2", "64Mi")
+	policy := v1.PreemptNever
+	never.Spec.PreemptionPolicy = &policy
+	if _, st := pl.PostFilter(ctx, e.preFilter(t, never), never, nil); st.Code() != fwk.Unschedulable {
+		t.Errorf("PostFilter of a pod that never preempts: %v %q, want Unschedulable without waiting", st.Code(), st.Message())
+	}
+	// Nor does a pod no agent could ever hold: evicting pods cannot help.
+	huge := mkPod("16", "64Mi")
+	state = framework.NewCycleState()
+	if _, st := pl.PreFilter(ctx, state, huge, nil); st.Code() != fwk.Unschedulable {
+		t.Fatalf("PreFilter of a pod bigger than every agent: %v", st)
+	}
+	if _, st := pl.PostFilter(ctx, state, huge, nil); st.Code() != fwk.Unschedulable {
+		t.Errorf("PostFilter of a pod bigger than every agent: %v %q, want Unschedulable without waiting", st.Code(), st.Message())
+	}
 }
