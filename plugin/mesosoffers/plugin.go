@@ -93,7 +93,8 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 	pl.waiters = newWaiters()
 	if f := h.SharedInformerFactory(); f != nil {
 		// A parked pod that is deleted would otherwise stay parked until an
-		// offer that fits it arrives.
+		// offer that fits it arrives. A deleted bound pod's task resources
+		// are on their way back to the offers (see waiters).
 		_, _ = f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			DeleteFunc: func(obj any) {
 				if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -102,6 +103,9 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 				if p, ok := obj.(*v1.Pod); ok {
 					pl.parked.unpark(p.UID)
 					pl.waiters.done(p.UID)
+					if p.Spec.NodeName != "" {
+						pl.waiters.deleted(p.Spec.NodeName, time.Now())
+					}
 				}
 			},
 		})

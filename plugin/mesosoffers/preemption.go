@@ -236,16 +236,32 @@ func (pl *MesosOffers) changeRoom(ctx context.Context, state fwk.CycleState, p *
 // meanwhile MesosOffers' PostFilter, which runs before DefaultPreemption
 // in the profile, answers UnschedulableAndUnresolvable (which ends the
 // PostFilter phase) and the pod is activated again when the delay ends.
+//
+// The same wait follows the deletion of a pod on the node a pod is
+// nominated to: the victims' pod objects go before Mesos offers their
+// resources again, and the scheduler retries the nominated pod as soon as
+// a pod on its node is deleted (DefaultPreemption's queueing hint). Without
+// the wait, that retry found the node still full and preempted again.
 
-// waiters remembers since when each pod has waited for offers.
+// waiters remembers since when each pod has waited for offers, and when a
+// bound pod was last deleted on each node.
 type waiters struct {
 	mu     sync.Mutex
 	since  map[types.UID]time.Time
 	timers map[types.UID]*time.Timer
+	freed  map[string]time.Time
 }
 
 func newWaiters() *waiters {
-	return &waiters{since: map[types.UID]time.Time{}, timers: map[types.UID]*time.Timer{}}
+	return &waiters{since: map[types.UID]time.Time{}, timers: map[types.UID]*time.Timer{}, freed: map[string]time.Time{}}
+}
+
+// deleted notes that a pod bound to node was deleted now: its task's
+// resources are on their way back to the offers.
+func (w *waiters) deleted(node string, now time.Time) {
+	w.mu.Lock()
+	w.freed[node] = now
+	w.mu.Unlock()
 }
 
 // start notes that the pod waits from now unless it waited already.
@@ -270,13 +286,24 @@ func (w *waiters) done(uid types.UID) {
 
 // left returns how much longer the pod waits before it may preempt; when
 // that is more than zero, wake is called once it has passed (once per pod).
-func (w *waiters) left(uid types.UID, delay time.Duration, now time.Time, wake func()) time.Duration {
+func (w *waiters) left(pod *v1.Pod, delay time.Duration, now time.Time, wake func()) time.Duration {
+	uid := pod.UID
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	since, ok := w.since[uid]
 	if !ok {
 		since = now
 		w.since[uid] = now
+	}
+	if n := pod.Status.NominatedNodeName; n != "" {
+		if at, ok := w.freed[n]; ok && at.After(since) {
+			since = at
+		}
+	}
+	for n, at := range w.freed {
+		if now.Sub(at) > delay {
+			delete(w.freed, n)
+		}
 	}
 	d := since.Add(delay).Sub(now)
 	if d <= 0 {
@@ -303,7 +330,7 @@ func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
 	logger := klog.FromContext(ctx)
-	left := pl.waiters.left(pod.UID, pl.args.PreemptionDelay.Duration, time.Now(), func() {
+	left := pl.waiters.left(pod, pl.args.PreemptionDelay.Duration, time.Now(), func() {
 		pl.handle.Activate(logger, map[string]*v1.Pod{string(pod.UID): pod})
 	})
 	if left > 0 {

@@ -209,6 +209,23 @@ func TestPreemptionWaitsForOffers(t *testing.T) {
 		t.Errorf("PostFilter after the delay: %v %q, want Unschedulable (preemption may run)", st.Code(), st.Message())
 	}
 
+	// A pod on the node it is nominated to was deleted (its victim): its
+	// resources are on their way back, so the pod waits again rather than
+	// preempting a second victim.
+	pod.Status.NominatedNodeName = "n1"
+	pl.waiters.deleted("n1", time.Now())
+	if _, st := pl.PostFilter(ctx, e.preFilter(t, pod), pod, nil); st.Code() != fwk.UnschedulableAndUnresolvable {
+		t.Errorf("PostFilter right after a pod on the nominated node was deleted: %v %q, want UnschedulableAndUnresolvable", st.Code(), st.Message())
+	}
+	select {
+	case <-h.activated:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pod was not activated after the second wait")
+	}
+	if _, st := pl.PostFilter(ctx, e.preFilter(t, pod), pod, nil); st.Code() != fwk.Unschedulable {
+		t.Errorf("PostFilter after the second wait: %v %q, want Unschedulable", st.Code(), st.Message())
+	}
+
 	never := mkPod("2", "64Mi")
 	policy := v1.PreemptNever
 	never.Spec.PreemptionPolicy = &policy
