@@ -241,7 +241,11 @@ func (pl *MesosOffers) changeRoom(ctx context.Context, state fwk.CycleState, p *
 // nominated to: the victims' pod objects go before Mesos offers their
 // resources again, and the scheduler retries the nominated pod as soon as
 // a pod on its node is deleted (DefaultPreemption's queueing hint). Without
-// the wait, that retry found the node still full and preempted again.
+// the wait, that retry found the node still full and preempted again. Two
+// signs say the resources are on their way: the plugin saw a pod bound to
+// that node deleted, or every filter but MesosOffers passes the node (the
+// scheduler counts the victims gone, Mesos has not offered their resources
+// yet). The second needs no ordering between informer handlers.
 
 // waiters remembers since when each pod has waited for offers, and when a
 // bound pod was last deleted on each node.
@@ -250,10 +254,23 @@ type waiters struct {
 	since  map[types.UID]time.Time
 	timers map[types.UID]*time.Timer
 	freed  map[string]time.Time
+	// offersLag is when a pod was first found held back on its nominated
+	// node by MesosOffers alone, and which node that was.
+	offersLag map[types.UID]nodeSince
+}
+
+type nodeSince struct {
+	node string
+	at   time.Time
 }
 
 func newWaiters() *waiters {
-	return &waiters{since: map[types.UID]time.Time{}, timers: map[types.UID]*time.Timer{}, freed: map[string]time.Time{}}
+	return &waiters{
+		since:     map[types.UID]time.Time{},
+		timers:    map[types.UID]*time.Timer{},
+		freed:     map[string]time.Time{},
+		offersLag: map[types.UID]nodeSince{},
+	}
 }
 
 // deleted notes that a pod bound to node was deleted now: its task's
@@ -277,6 +294,7 @@ func (w *waiters) start(uid types.UID, now time.Time) {
 func (w *waiters) done(uid types.UID) {
 	w.mu.Lock()
 	delete(w.since, uid)
+	delete(w.offersLag, uid)
 	if t := w.timers[uid]; t != nil {
 		t.Stop()
 		delete(w.timers, uid)
@@ -286,7 +304,8 @@ func (w *waiters) done(uid types.UID) {
 
 // left returns how much longer the pod waits before it may preempt; when
 // that is more than zero, wake is called once it has passed (once per pod).
-func (w *waiters) left(pod *v1.Pod, delay time.Duration, now time.Time, wake func()) time.Duration {
+// offersLag says only MesosOffers held the pod back on its nominated node.
+func (w *waiters) left(pod *v1.Pod, offersLag bool, delay time.Duration, now time.Time, wake func()) time.Duration {
 	uid := pod.UID
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -298,6 +317,16 @@ func (w *waiters) left(pod *v1.Pod, delay time.Duration, now time.Time, wake fun
 	if n := pod.Status.NominatedNodeName; n != "" {
 		if at, ok := w.freed[n]; ok && at.After(since) {
 			since = at
+		}
+		if offersLag {
+			lag, ok := w.offersLag[uid]
+			if !ok || lag.node != n {
+				lag = nodeSince{node: n, at: now}
+				w.offersLag[uid] = lag
+			}
+			if lag.at.After(since) {
+				since = lag.at
+			}
 		}
 	}
 	for n, at := range w.freed {
@@ -322,7 +351,7 @@ func (w *waiters) left(pod *v1.Pod, delay time.Duration, now time.Time, wake fun
 
 // PostFilter lets the preemption plugins after it run only for a pod that
 // has waited PreemptionDelay for offers (see waiters).
-func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, m fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
@@ -330,7 +359,12 @@ func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod
 		return nil, fwk.NewStatus(fwk.Unschedulable)
 	}
 	logger := klog.FromContext(ctx)
-	left := pl.waiters.left(pod, pl.args.PreemptionDelay.Duration, time.Now(), func() {
+	offersLag := false
+	if n := pod.Status.NominatedNodeName; n != "" && m != nil {
+		st := m.Get(n)
+		offersLag = st != nil && st.Plugin() == Name && st.Code() == fwk.Unschedulable
+	}
+	left := pl.waiters.left(pod, offersLag, pl.args.PreemptionDelay.Duration, time.Now(), func() {
 		pl.handle.Activate(logger, map[string]*v1.Pod{string(pod.UID): pod})
 	})
 	if left > 0 {

@@ -226,6 +226,28 @@ func TestPreemptionWaitsForOffers(t *testing.T) {
 		t.Errorf("PostFilter after the second wait: %v %q, want Unschedulable", st.Code(), st.Message())
 	}
 
+	// Only MesosOffers holds a pod back on the node it is nominated to: the
+	// scheduler counts its victims gone, Mesos has not offered their
+	// resources yet. It waits, however its informer heard of the deletion.
+	nominated := mkPod("2", "64Mi")
+	nominated.Status.NominatedNodeName = "n1"
+	onlyOffers := framework.NewDefaultNodeToStatus()
+	onlyOffers.Set("n1", fwk.NewStatus(fwk.Unschedulable, "mesos: not enough cpus offered (2 requested)").WithPlugin(Name))
+	state = e.preFilter(t, nominated)
+	pl.waiters.since[nominated.UID] = time.Now().Add(-time.Hour)
+	if _, st := pl.PostFilter(ctx, state, nominated, onlyOffers); st.Code() != fwk.UnschedulableAndUnresolvable {
+		t.Errorf("PostFilter when only MesosOffers holds the pod back on its nominated node: %v %q, want UnschedulableAndUnresolvable", st.Code(), st.Message())
+	}
+	stockToo := framework.NewDefaultNodeToStatus()
+	stockToo.Set("n2", fwk.NewStatus(fwk.Unschedulable, "Insufficient cpu").WithPlugin("NodeResourcesFit"))
+	other := mkPod("2", "64Mi")
+	other.Status.NominatedNodeName = "n2"
+	state = e.preFilter(t, other)
+	pl.waiters.since[other.UID] = time.Now().Add(-time.Hour)
+	if _, st := pl.PostFilter(ctx, state, other, stockToo); st.Code() != fwk.Unschedulable {
+		t.Errorf("PostFilter when stock filters hold the pod back too: %v %q, want Unschedulable", st.Code(), st.Message())
+	}
+
 	never := mkPod("2", "64Mi")
 	policy := v1.PreemptNever
 	never.Spec.PreemptionPolicy = &policy
