@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -36,9 +38,11 @@ type Config struct {
 	Heartbeats kubernetes.Interface
 	Framework  mesos.FrameworkInfo
 	Secret     string
-	MediaType  string
-	Executor   podresources.Resources
-	Builder    executorBuilder
+	// MasterTLS verifies the masters' certificates (--master-ca-file).
+	MasterTLS *tls.Config
+	MediaType string
+	Executor  podresources.Resources
+	Builder   executorBuilder
 
 	// ZKServers and ZKPath hold the broker's state (empty: none).
 	ZKServers []string
@@ -94,6 +98,17 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 			return nil, fmt.Errorf("--secret-file: %w", err)
 		}
 		c.Secret = strings.TrimSpace(string(b))
+	}
+	if o.MasterCAFile != "" {
+		b, err := os.ReadFile(o.MasterCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--master-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--master-ca-file=%s holds no PEM certificate", o.MasterCAFile)
+		}
+		c.MasterTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	c.MediaType = string(codecs.MediaTypeProtobuf)
 	if o.Codec == "json" {
@@ -164,6 +179,9 @@ func (c *Config) detector(sess *brokerzk.Session) (brokermesos.Detector, func(co
 		return brokermesos.StaticMaster(c.Options.Master), func(context.Context) {}
 	}
 	d := brokerzk.NewMasterDetector(sess, c.MasterZKPath)
+	if c.MasterTLS != nil {
+		return brokermesos.HTTPS{Detector: d}, d.Run
+	}
 	return d, d.Run
 }
 

@@ -31,6 +31,7 @@ type Options struct {
 	Roles             []string
 	Principal         string
 	SecretFile        string
+	MasterCAFile      string
 	FailoverTimeout   time.Duration
 	Checkpoint        bool
 	Codec             string
@@ -130,7 +131,8 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.FrameworkUser, "framework-user", o.FrameworkUser, "The user the executors run as.")
 	fs.StringSliceVar(&o.Roles, "roles", o.Roles, "The roles the framework subscribes with (MULTI_ROLE).")
 	fs.StringVar(&o.Principal, "principal", o.Principal, "The framework principal for authentication and reservations.")
-	fs.StringVar(&o.SecretFile, "secret-file", o.SecretFile, "A file holding the principal's secret (HTTP basic authentication).")
+	fs.StringVar(&o.SecretFile, "secret-file", o.SecretFile, "A file holding the principal's secret, sent with every scheduler API call (HTTP basic authentication, for masters with --authenticate_http_frameworks). Use it only with an https master: over http the secret travels in clear.")
+	fs.StringVar(&o.MasterCAFile, "master-ca-file", o.MasterCAFile, "PEM certificates of the CAs that sign the Mesos masters' certificates (masters with LIBPROCESS_SSL_ENABLED). With it, the masters found through a zk:// --master are reached over https; an https:// --master is verified against it (the system's CAs otherwise).")
 	fs.DurationVar(&o.FailoverTimeout, "failover-timeout", o.FailoverTimeout, "How long Mesos keeps the framework's tasks while no broker is subscribed.")
 	fs.BoolVar(&o.Checkpoint, "checkpoint", o.Checkpoint, "Ask agents to checkpoint the framework's tasks (they survive agent restarts).")
 	fs.StringVar(&o.Codec, "mesos-codec", o.Codec, "The encoding of the scheduler API: protobuf or json.")
@@ -290,6 +292,9 @@ func (o *Options) Validate() error {
 	errs = append(errs, o.GRPC.validate(o.GRPCAddress)...)
 	if o.SecretFile != "" && o.Principal == "" {
 		errs = append(errs, errors.New("--secret-file needs --principal"))
+	}
+	if o.MasterCAFile != "" && strings.HasPrefix(o.Master, "http://") {
+		errs = append(errs, fmt.Errorf("--master-ca-file is for masters serving https: use --master=https://%s", strings.TrimPrefix(o.Master, "http://")))
 	}
 	if o.LeaderElect && o.Identity == "" {
 		errs = append(errs, errors.New("--identity must not be empty with --leader-elect"))

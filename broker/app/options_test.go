@@ -26,6 +26,7 @@ func TestValidateNamesFlags(t *testing.T) {
 		{[]string{"--master=http://m:5050"}, []string{"--leader-elect needs ZooKeeper"}},
 		{[]string{"--master=zk://zk:2181", "--mesos-codec=xml", "--failover-timeout=0", "--roles="}, []string{"--master: ", "--mesos-codec", "--failover-timeout", "--roles"}},
 		{[]string{"--master=http://m:5050", "--leader-elect=false", "--secret-file=/s"}, []string{"--secret-file needs --principal"}},
+		{[]string{"--master=http://m:5050", "--leader-elect=false", "--master-ca-file=/ca.crt"}, []string{"--master-ca-file is for masters serving https: use --master=https://m:5050"}},
 		{[]string{"--master=zk://zk:2181", "--default-pod-cpus=0"}, []string{"--default-pod-cpus=0 and --default-pod-mem=64 must be positive"}},
 		// The Broker API launches and kills pods: off loopback it needs mutual TLS.
 		{[]string{"--master=zk://zk:2181"}, []string{"--grpc-bind-address=0.0.0.0:10350 is not a loopback address", "--grpc-tls-cert-file"}},

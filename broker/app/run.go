@@ -107,7 +107,7 @@ func (c *Config) Run(ctx context.Context) error {
 	}
 	detector, runDetector := c.detector(masterSess)
 	client, err := brokermesos.New(brokermesos.Config{
-		Detector: detector, Framework: c.Framework, Store: store, Secret: c.Secret,
+		Detector: detector, Framework: c.Framework, Store: store, Secret: c.Secret, TLS: c.MasterTLS,
 		MediaType: c.MediaType, MissedHeartbeats: o.MissedHeartbeats,
 	})
 	if err != nil {

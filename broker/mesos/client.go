@@ -7,6 +7,7 @@ package mesos
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -19,6 +20,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli"
+	"github.com/mesos/mesos-go/api/v1/lib/httpcli/apierrors"
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpsched"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
@@ -43,6 +45,20 @@ type StaticMaster string
 // Master implements Detector.
 func (s StaticMaster) Master(context.Context) (string, <-chan struct{}, error) {
 	return strings.TrimRight(string(s), "/"), nil, nil
+}
+
+// HTTPS reaches the masters its Detector finds over https: a MasterInfo in
+// ZooKeeper names no scheme, and masters built with libprocess SSL serve
+// https only.
+type HTTPS struct{ Detector }
+
+// Master implements Detector.
+func (h HTTPS) Master(ctx context.Context) (string, <-chan struct{}, error) {
+	u, changed, err := h.Detector.Master(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return "https://" + strings.TrimPrefix(u, "http://"), changed, nil
 }
 
 // IDStore keeps the FrameworkID across broker restarts.
@@ -109,6 +125,8 @@ type Config struct {
 	Store     IDStore
 	// Secret authenticates Framework.Principal with HTTP basic auth.
 	Secret string
+	// TLS verifies https masters (nil: the system's roots).
+	TLS *tls.Config
 	// MediaType of the event stream and calls: application/x-protobuf
 	// (default) or application/json.
 	MediaType string
@@ -138,6 +156,7 @@ type Client struct {
 	fwID     string
 	master   string
 	subCount int
+	lastErr  error
 }
 
 // New validates cfg.
@@ -190,6 +209,20 @@ func (c *Client) Subscriptions() int {
 	return c.subCount
 }
 
+// LastError is why the last subscription attempt failed or ended (nil
+// while subscribed, or before the first attempt).
+func (c *Client) LastError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+func (c *Client) setLastError(err error) {
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
+}
+
 // Call implements Caller.
 func (c *Client) Call(ctx context.Context, call *scheduler.Call) error {
 	c.mu.Lock()
@@ -224,6 +257,7 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 			logger.Error(err, "Detecting the leading Mesos master")
 		} else {
 			subscribed, err := c.subscribeOnce(ctx, master, changed, h)
+			c.setLastError(err)
 			if subscribed {
 				backoff = c.backoff()
 			}
@@ -256,12 +290,22 @@ func (c *Client) newCaller(endpoint string) calls.Caller {
 	if p := c.cfg.Framework.GetPrincipal(); p != "" && c.cfg.Secret != "" {
 		do = append(do, httpcli.BasicAuth(p, c.cfg.Secret))
 	}
+	if c.cfg.TLS != nil {
+		do = append(do, httpcli.TLSConfig(c.cfg.TLS.Clone()))
+	}
 	cli := httpcli.New(
 		httpcli.Endpoint(endpoint+"/api/v1/scheduler"),
 		httpcli.Codec(c.codec),
 		httpcli.Do(httpcli.With(do...)),
 	)
-	return httpsched.NewCaller(cli, httpsched.AllowReconnection(true))
+	// Without a candidate, httpsched returns every error but a redirect
+	// as it is. Its default retries the same endpoint for any error (up to
+	// 9 times over a minute) and reports a failed non-SUBSCRIBE call as a
+	// success: a refused secret, an untrusted certificate or a 400 would
+	// show only as "no answer to SUBSCRIBE" and calls would fail silently.
+	// Run's own backoff retries subscriptions.
+	noCandidate := httpsched.EndpointCandidates(func() string { return "" })
+	return httpsched.NewCaller(cli, httpsched.AllowReconnection(true), noCandidate)
 }
 
 // subscribeOnce runs one subscription; subscribed reports whether SUBSCRIBED arrived.
@@ -283,6 +327,9 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 	resp, err := c.handshake(sctx, cancel, caller, &info, changed)
 	if err != nil {
 		metrics.Subscriptions.WithLabelValues("error").Inc()
+		if apiErr := (*apierrors.Error)(nil); errors.As(err, &apiErr) && apierrors.CodeNotAuthenticated.Matches(apiErr) {
+			err = fmt.Errorf("Mesos refused the framework's credentials (principal %q): check --principal and --secret-file against the masters' --credentials: %w", info.GetPrincipal(), err)
+		}
 		if id != "" && strings.Contains(err.Error(), "Framework has been removed") {
 			// Mesos tore the framework down (failover timeout passed); its
 			// id can never be used again.
@@ -375,6 +422,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 				c.subCount++
 				c.mu.Unlock()
 				subscribed = true
+				c.setLastError(nil)
 				metrics.Subscriptions.WithLabelValues("success").Inc()
 				metrics.Connected.Set(1)
 				logger.Info("Subscribed to Mesos", "frameworkID", newID, "heartbeat", interval)

@@ -20,7 +20,8 @@ import (
 
 func startSim(t *testing.T, cfg mesossim.Config) *mesossim.Sim {
 	t.Helper()
-	cfg.Master = master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: 100 * time.Millisecond}
+	cfg.Master = master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: 100 * time.Millisecond,
+		Credentials: cfg.Master.Credentials, TLS: cfg.Master.TLS}
 	cfg.WorkDir = t.TempDir()
 	if len(cfg.Agents) == 0 {
 		res, err := mesossim.ParseResources("cpus:4;mem:4096;disk:10000;ports:[31000-32000]")

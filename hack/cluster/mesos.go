@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -278,7 +279,20 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 	if err := os.WriteFile(filepath.Join(c.StateDir, "cgroup-parent"), []byte(c.cgroupParent()+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("recording the cgroup parent: %w", err)
 	}
-	p, err := startProcess("mesos-sim", c.StateDir, nil, bin,
+	credentials, err := c.ensureMesosCredentials()
+	if err != nil {
+		return nil, err
+	}
+	cert, key := c.PKI().MesosMasterServing()
+	// TLS as libprocess sets it up; the downgrade keeps plain http open on
+	// the same port for the read-only endpoints that tests and people curl
+	// (the broker uses https).
+	tlsEnv := []string{"LIBPROCESS_SSL_ENABLED=true", "LIBPROCESS_SSL_SUPPORT_DOWNGRADE=true",
+		"LIBPROCESS_SSL_CERT_FILE=" + cert, "LIBPROCESS_SSL_KEY_FILE=" + key}
+	p, err := startProcess("mesos-sim", c.StateDir, tlsEnv, bin,
+		"--authenticate_http_frameworks",
+		"--http_framework_authenticators=basic",
+		"--credentials="+credentials,
 		"--ip=127.0.0.1",
 		"--hostname=127.0.0.1",
 		"--port="+strconv.Itoa(c.MesosPort),
@@ -304,6 +318,43 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// MesosPrincipal is the broker's Mesos principal in the local cluster.
+const MesosPrincipal = "k8sm"
+
+func (c Config) mesosSecretFile() string {
+	return filepath.Join(c.StateDir, "mesos", "k8sm.secret")
+}
+
+// ensureMesosCredentials writes the masters' --credentials file and the
+// broker's --secret-file (a random secret, kept across restarts) and
+// returns the credentials file.
+func (c Config) ensureMesosCredentials() (string, error) {
+	secretFile := c.mesosSecretFile()
+	if err := os.MkdirAll(filepath.Dir(secretFile), 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", filepath.Dir(secretFile), err)
+	}
+	secret, err := os.ReadFile(secretFile)
+	if err != nil || len(secret) == 0 {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("making the broker's Mesos secret: %w", err)
+		}
+		secret = []byte(hex.EncodeToString(b))
+		if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+			return "", fmt.Errorf("writing %s: %w", secretFile, err)
+		}
+	}
+	doc, err := json.Marshal(map[string]any{"credentials": []map[string]string{{"principal": MesosPrincipal, "secret": string(secret)}}})
+	if err != nil {
+		return "", err
+	}
+	credentials := filepath.Join(filepath.Dir(secretFile), "credentials.json")
+	if err := os.WriteFile(credentials, doc, 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", credentials, err)
+	}
+	return credentials, nil
 }
 
 // mesosAgentsRegistered succeeds once the master is elected and n agents
@@ -354,6 +405,11 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	cert, key := c.PKI().BrokerServing()
 	p, err := startProcess("k8sm-broker", c.StateDir, nil, bin,
 		"--master="+c.MesosZK(),
+		// Framework authentication over TLS, as against masters with
+		// --authenticate_http_frameworks and LIBPROCESS_SSL_ENABLED.
+		"--principal="+MesosPrincipal,
+		"--secret-file="+c.mesosSecretFile(),
+		"--master-ca-file="+c.PKI().CACert(),
 		"--grpc-tls-cert-file="+cert,
 		"--grpc-tls-private-key-file="+key,
 		"--grpc-client-ca-file="+c.PKI().CACert(),

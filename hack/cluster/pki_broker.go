@@ -13,8 +13,9 @@ import (
 // then valid there too, and only the broker's --grpc-allowed-clients keeps
 // them from its methods — which the local cluster thereby exercises.
 const (
-	brokerGRPCServing = "k8sm-broker-grpc"
-	schedulerGRPC     = "k8sm-scheduler-grpc"
+	brokerGRPCServing  = "k8sm-broker-grpc"
+	schedulerGRPC      = "k8sm-scheduler-grpc"
+	mesosMasterServing = "mesos-master"
 	// SchedulerGRPCIdentity is the CN of the scheduler's client
 	// certificate, the broker's default --grpc-allowed-clients.
 	SchedulerGRPCIdentity = "k8sm-scheduler"
@@ -31,7 +32,21 @@ func (p PKI) SchedulerBrokerClient() (cert, key string) {
 	return p.Cert(schedulerGRPC), p.Key(schedulerGRPC)
 }
 
+// MesosMasterServing returns mesos-sim's master certificate and key
+// (LIBPROCESS_SSL_CERT_FILE, LIBPROCESS_SSL_KEY_FILE).
+func (p PKI) MesosMasterServing() (cert, key string) {
+	return p.Cert(mesosMasterServing), p.Key(mesosMasterServing)
+}
+
 func (p PKI) ensureBrokerGRPC(ca *x509.Certificate, caKey crypto.Signer) error {
+	if err := p.ensureSigned(ca, caKey, mesosMasterServing, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "mesos-master"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}); err != nil {
+		return err
+	}
 	if err := p.ensureSigned(ca, caKey, brokerGRPCServing, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "k8sm-broker"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -264,16 +264,16 @@ func (s *Sim) Leader() *master.Master {
 	return nil
 }
 
-// MasterURL is http://host:port of the leading master (of the first master when there is no leader).
+// MasterURL is http(s)://host:port of the leading master (of the first master when there is no leader).
 func (s *Sim) MasterURL() string {
 	if m := s.Leader(); m != nil {
-		return "http://" + m.Addr()
+		return m.URL()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.masters {
 		if n.m != nil {
-			return "http://" + n.m.Addr()
+			return n.m.URL()
 		}
 	}
 	return ""

@@ -141,6 +141,20 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 			t.Errorf("the task of sample pod %s is %q at the master, want TASK_RUNNING", f[0], st)
 		}
 	}
+	// The broker authenticated as its principal; a framework without
+	// credentials is refused.
+	if p := masterFrameworkPrincipals(t, masterURL); len(p) != 1 || p[0] != "k8sm" {
+		t.Errorf("principals of the master's frameworks: %q, want the broker's k8sm alone", p)
+	}
+	anon, err := http.Post(masterURL+"/api/v1/scheduler", "application/json",
+		strings.NewReader(`{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"intruder"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon.Body.Close()
+	if anon.StatusCode != http.StatusUnauthorized {
+		t.Errorf("SUBSCRIBE without credentials: %s, want 401 Unauthorized", anon.Status)
+	}
 	nodes := lc.kubectl(t, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.k8sm\.io/attribute-zone} {end}`)
 	if strings.TrimSpace(nodes) != "k8sm-agent-1=a k8sm-agent-2=b" {
 		t.Errorf("nodes and their zones: %q, want k8sm-agent-1=a k8sm-agent-2=b", nodes)
@@ -276,6 +290,27 @@ func masterTasks(t *testing.T, masterURL string) map[string]string {
 		for _, task := range f.Tasks {
 			out[task.ID] = task.State
 		}
+	}
+	return out
+}
+
+// masterFrameworkPrincipals are the principals of the master's frameworks.
+func masterFrameworkPrincipals(t *testing.T, masterURL string) []string {
+	t.Helper()
+	resp, err := http.Get(masterURL + "/master/frameworks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Frameworks []struct{ Principal string } `json:"frameworks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range st.Frameworks {
+		out = append(out, f.Principal)
 	}
 	return out
 }

@@ -22,7 +22,7 @@ import (
 // to the longest handler name that matches, as ProcessBase::consume does.
 func (m *Master) Handler() http.Handler {
 	master := map[string]http.HandlerFunc{
-		"api/v1/scheduler": m.serveScheduler,
+		"api/v1/scheduler": m.authenticated(m.serveScheduler),
 		"api/v1":           m.serveOperator,
 		"state":            m.serveState,
 		"state.json":       m.serveState,
@@ -123,7 +123,8 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	if wire.ReadCall(w, r, m.cfg.MaxRequestSize, &call) == "" {
 		return
 	}
-	if err := validateCall(&call); err != nil {
+	principal := principalOf(r)
+	if err := validateCall(&call, principal); err != nil {
 		httpError(w, http.StatusBadRequest, "Failed to validate scheduler::Call: "+err.Error())
 		return
 	}
@@ -137,6 +138,11 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		if _, present := r.Header["Mesos-Stream-Id"]; present {
 			httpError(w, http.StatusBadRequest, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
 			return
+		}
+		if info := call.Subscribe.FrameworkInfo; principal != "" && info.Principal == nil {
+			// An authenticated framework may leave its principal out:
+			// the master fills it in and authorizes with it.
+			info.Principal = &principal
 		}
 		m.serveSubscribe(w, r, &call, accept)
 		return
@@ -153,6 +159,10 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	m.mu.Unlock()
 	if fw == nil {
 		httpError(w, http.StatusBadRequest, "Framework cannot be found")
+		return
+	}
+	if principal != "" && principal != fw.info.GetPrincipal() {
+		httpError(w, http.StatusBadRequest, "Authenticated principal '"+principal+"' does not match principal '"+fw.info.GetPrincipal()+"' set in `FrameworkInfo`")
 		return
 	}
 	if conn == nil {
@@ -192,7 +202,9 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func validateCall(c *scheduler.Call) error {
+// validateCall is validation::scheduler::call::validate: principal is the
+// request's authenticated principal ("" without authentication).
+func validateCall(c *scheduler.Call, principal string) error {
 	if c.Type == scheduler.Call_SUBSCRIBE {
 		if c.Subscribe == nil {
 			return errors.New("Expecting 'subscribe' to be present")
@@ -202,6 +214,9 @@ func validateCall(c *scheduler.Call) error {
 		}
 		if c.Subscribe.FrameworkInfo.GetID().GetValue() != c.GetFrameworkID().GetValue() {
 			return errors.New("'framework_id' differs from 'subscribe.framework_info.id'")
+		}
+		if info := c.Subscribe.FrameworkInfo; principal != "" && info.Principal != nil && principal != info.GetPrincipal() {
+			return errors.New("Authenticated principal '" + principal + "' does not match principal '" + info.GetPrincipal() + "' set in `FrameworkInfo`")
 		}
 		return nil
 	}

@@ -123,8 +123,14 @@ func (m *Master) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting master %s: listening: %w", m.cfg.ID, err)
 	}
+	if m.cfg.TLS != nil {
+		ln = tlsListener(ln, m.cfg.TLS, m.cfg.TLSDowngrade)
+	}
 	m.listener = ln
 	m.cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	if m.cfg.Credentials != nil {
+		klog.InfoS("Master only allowing authenticated HTTP frameworks to register", "master", m.cfg.ID, "realm", FrameworkRealm)
+	}
 	port := uint32(m.cfg.Port)
 	host := m.cfg.Hostname
 	ip := m.cfg.IP
@@ -180,6 +186,14 @@ func (m *Master) Info() mesos.MasterInfo { return m.info }
 
 // ID is the master id.
 func (m *Master) ID() string { return m.cfg.ID }
+
+// URL is http://host:port, or https:// when the master serves TLS.
+func (m *Master) URL() string {
+	if m.cfg.TLS != nil {
+		return "https://" + m.Addr()
+	}
+	return "http://" + m.Addr()
+}
 
 // Addr is host:port of the HTTP endpoint.
 func (m *Master) Addr() string { return net.JoinHostPort(m.cfg.IP, strconv.Itoa(m.cfg.Port)) }

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"crypto/tls"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -35,6 +36,18 @@ type Config struct {
 	MaxAgentPingTimeouts int
 	// MaxRequestSize bounds a call body; larger bodies are refused like unparsable ones.
 	MaxRequestSize int
+	// Credentials (principal → secret) turn on HTTP framework
+	// authentication, as --authenticate_http_frameworks with
+	// --http_framework_authenticators=basic and --credentials do: the
+	// scheduler API then answers 401 to a request without a valid
+	// principal and secret. nil: frameworks subscribe unauthenticated.
+	Credentials map[string]string
+	// TLS serves every endpoint over https only, as libprocess does with
+	// LIBPROCESS_SSL_ENABLED=true (nil: plain http).
+	TLS *tls.Config
+	// TLSDowngrade also accepts plain http on the TLS port
+	// (LIBPROCESS_SSL_SUPPORT_DOWNGRADE=true).
+	TLSDowngrade bool
 }
 
 func (c *Config) setDefaults() {

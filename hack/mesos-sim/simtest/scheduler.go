@@ -30,6 +30,8 @@ type Scheduler struct {
 	// Subscribed is the SUBSCRIBED event that opened the stream.
 	Subscribed *scheduler.Event_Subscribed
 
+	conn Conn
+
 	mu     sync.Mutex
 	events []*scheduler.Event
 	next   int
@@ -38,17 +40,49 @@ type Scheduler struct {
 	body   io.Closer
 }
 
+// Conn is how requests reach the master: the HTTP client (one that trusts
+// the master's CA for https) and the basic-auth principal and secret.
+// The zero Conn is plain, unauthenticated http.
+type Conn struct {
+	Client            *http.Client
+	Principal, Secret string
+}
+
+func (c Conn) do(req *http.Request) (*http.Response, error) {
+	if c.Principal != "" {
+		req.SetBasicAuth(c.Principal, c.Secret)
+	}
+	cli := noRedirect
+	if c.Client != nil {
+		// Redirects stay visible to the test whatever client it gave.
+		cp := *c.Client
+		cp.CheckRedirect = noRedirect.CheckRedirect
+		cli = &cp
+	}
+	return cli.Do(req)
+}
+
 // Post sends a call and returns the status code and body text.
 func Post(ctx context.Context, url, contentType, streamID string, call *scheduler.Call) (int, string, error) {
+	return Conn{}.Post(ctx, url, contentType, streamID, call)
+}
+
+// Post sends a call over c.
+func (c Conn) Post(ctx context.Context, url, contentType, streamID string, call *scheduler.Call) (int, string, error) {
 	b, err := wire.Encode(contentType, call)
 	if err != nil {
 		return 0, "", err
 	}
-	return PostRaw(ctx, url, contentType, streamID, b)
+	return c.PostRaw(ctx, url, contentType, streamID, b)
 }
 
 // PostRaw sends a raw body to /api/v1/scheduler.
 func PostRaw(ctx context.Context, url, contentType, streamID string, body []byte) (int, string, error) {
+	return Conn{}.PostRaw(ctx, url, contentType, streamID, body)
+}
+
+// PostRaw sends a raw body to /api/v1/scheduler over c.
+func (c Conn) PostRaw(ctx context.Context, url, contentType, streamID string, body []byte) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/api/v1/scheduler", bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
@@ -59,7 +93,7 @@ func PostRaw(ctx context.Context, url, contentType, streamID string, body []byte
 	if streamID != "" {
 		req.Header.Set("Mesos-Stream-Id", streamID)
 	}
-	resp, err := noRedirect.Do(req)
+	resp, err := c.do(req)
 	if err != nil {
 		return 0, "", fmt.Errorf("posting call: %w", err)
 	}
@@ -72,6 +106,11 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 
 // Subscribe opens a subscription and waits for SUBSCRIBED.
 func Subscribe(ctx context.Context, url, contentType string, info mesos.FrameworkInfo) (*Scheduler, error) {
+	return Conn{}.Subscribe(ctx, url, contentType, info)
+}
+
+// Subscribe subscribes over c; the subscription's calls use c too.
+func (c Conn) Subscribe(ctx context.Context, url, contentType string, info mesos.FrameworkInfo) (*Scheduler, error) {
 	call := &scheduler.Call{Type: scheduler.Call_SUBSCRIBE, FrameworkID: info.ID, Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: &info}}
 	b, err := wire.Encode(contentType, call)
 	if err != nil {
@@ -83,7 +122,7 @@ func Subscribe(ctx context.Context, url, contentType string, info mesos.Framewor
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Accept", contentType)
-	resp, err := noRedirect.Do(req)
+	resp, err := c.do(req)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing: %w", err)
 	}
@@ -93,7 +132,7 @@ func Subscribe(ctx context.Context, url, contentType string, info mesos.Framewor
 		return nil, fmt.Errorf("subscribing: status %d: %s", resp.StatusCode, msg)
 	}
 	s := &Scheduler{URL: url, ContentType: contentType, StreamID: resp.Header.Get("Mesos-Stream-Id"), Header: resp.Header,
-		wake: make(chan struct{}, 1), body: resp.Body}
+		conn: c, wake: make(chan struct{}, 1), body: resp.Body}
 	go s.read(resp.Body, resp.Header.Get("Content-Type"))
 	ev, err := s.Next(ctx, scheduler.Event_SUBSCRIBED, scheduler.Event_ERROR)
 	if err != nil {
@@ -220,7 +259,7 @@ func (s *Scheduler) Call(ctx context.Context, call *scheduler.Call) (int, string
 	if call.FrameworkID == nil {
 		call.FrameworkID = &mesos.FrameworkID{Value: s.FrameworkID}
 	}
-	return Post(ctx, s.URL, s.ContentType, s.StreamID, call)
+	return s.conn.Post(ctx, s.URL, s.ContentType, s.StreamID, call)
 }
 
 // MustAccept sends a call and fails unless it gets 202.

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -54,6 +55,8 @@ type options struct {
 	fetcherCacheDir, frameworksHome                                                   string
 	ip, hostname, zk, workDir, resources, attributes, agentIP, agentHostname, execEnv string
 	agentsFile                                                                        string
+	credentials, httpFrameworkAuthenticators                                          string
+	authenticateHTTPFrameworks                                                        bool
 	port, masters, agents, agentPort, controlPort, maxPingTimeouts                    int
 	hollow                                                                            bool
 	offerTimeout, allocInterval, heartbeat, pingTimeout                               time.Duration
@@ -69,6 +72,10 @@ child processes. Flags follow mesos-master and mesos-agent; each flag can also
 be given as an environment variable MESOS_<FLAG> (e.g. MESOS_PORT=5050).
 
 Durations take the Mesos form (5secs, 100ms, 15mins) or Go's (5s).
+
+TLS as libprocess configures it, from the environment: LIBPROCESS_SSL_ENABLED=true
+with LIBPROCESS_SSL_CERT_FILE and LIBPROCESS_SSL_KEY_FILE makes the masters serve
+https only.
 
 Options:
 `
@@ -114,6 +121,9 @@ POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 	o.pingTimeout = master.DefaultAgentPingTimeout
 	fs.Var(duration{&o.pingTimeout}, "agent_ping_timeout", "time an agent has to answer a health check ping")
 	fs.IntVar(&o.maxPingTimeouts, "max_agent_ping_timeouts", master.DefaultMaxAgentPingTimeouts, "missed pings before an agent is declared unreachable")
+	fs.BoolVar(&o.authenticateHTTPFrameworks, "authenticate_http_frameworks", false, "refuse scheduler API requests without a valid principal and secret (HTTP 401); needs --http_framework_authenticators=basic and --credentials")
+	fs.StringVar(&o.httpFrameworkAuthenticators, "http_framework_authenticators", "", "HTTP framework authenticator: basic (the only one)")
+	fs.StringVar(&o.credentials, "credentials", "", `JSON file of principals and secrets, {"credentials":[{"principal":"k8sm","secret":"..."}]}`)
 	// Agent flags.
 	fs.IntVar(&o.agents, "agents", 1, "number of agents to run")
 	fs.StringVar(&o.agentIP, "agent_ip", "127.0.0.1", "IP address agents listen on (MESOS_AGENT_ENDPOINT of executors)")
@@ -192,6 +202,12 @@ func config(o *options) (mesossim.Config, error) {
 			HeartbeatInterval: o.heartbeat, AllocationInterval: o.allocInterval, OfferTimeout: o.offerTimeout,
 			AgentPingTimeout: o.pingTimeout, MaxAgentPingTimeouts: o.maxPingTimeouts,
 		},
+	}
+	if cfg.Master.Credentials, err = frameworkCredentials(o); err != nil {
+		return mesossim.Config{}, err
+	}
+	if cfg.Master.TLS, cfg.Master.TLSDowngrade, err = libprocessTLS(); err != nil {
+		return mesossim.Config{}, err
 	}
 	var files []agentFlags
 	n := o.agents
@@ -302,6 +318,60 @@ func (f agentFlags) apply(ac *agent.Config) error {
 		ac.ExecutorEnvironment = f.ExecEnv
 	}
 	return nil
+}
+
+// frameworkCredentials checks the authentication flags as mesos-master
+// does at start (a missing authenticator or credentials file ends it).
+func frameworkCredentials(o *options) (map[string]string, error) {
+	if !o.authenticateHTTPFrameworks {
+		return nil, nil
+	}
+	switch o.httpFrameworkAuthenticators {
+	case "":
+		return nil, errors.New("missing `--http_framework_authenticators` flag. This must be used in conjunction with `--authenticate_http_frameworks`")
+	case "basic":
+	default:
+		return nil, fmt.Errorf("--http_framework_authenticators=%q: mesos-sim has only the basic authenticator", o.httpFrameworkAuthenticators)
+	}
+	if o.credentials == "" {
+		return nil, fmt.Errorf("no credentials provided for the default 'basic' HTTP authenticator for realm '%s' (see --credentials flag)", master.FrameworkRealm)
+	}
+	return master.ReadCredentials(o.credentials)
+}
+
+// libprocessTLS reads libprocess' SSL environment: with
+// LIBPROCESS_SSL_ENABLED=true the masters serve TLS with the given
+// certificate and key, and with LIBPROCESS_SSL_SUPPORT_DOWNGRADE=true plain
+// http on the same port as well.
+func libprocessTLS() (*tls.Config, bool, error) {
+	enabled, err := envBool("LIBPROCESS_SSL_ENABLED")
+	if err != nil || !enabled {
+		return nil, false, err
+	}
+	downgrade, err := envBool("LIBPROCESS_SSL_SUPPORT_DOWNGRADE")
+	if err != nil {
+		return nil, false, err
+	}
+	certFile, keyFile := os.Getenv("LIBPROCESS_SSL_CERT_FILE"), os.Getenv("LIBPROCESS_SSL_KEY_FILE")
+	if certFile == "" || keyFile == "" {
+		return nil, false, errors.New("LIBPROCESS_SSL_ENABLED=true needs LIBPROCESS_SSL_CERT_FILE and LIBPROCESS_SSL_KEY_FILE")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, false, fmt.Errorf("LIBPROCESS_SSL_CERT_FILE/LIBPROCESS_SSL_KEY_FILE: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, downgrade, nil
+}
+
+func envBool(name string) (bool, error) {
+	switch v := os.Getenv(name); strings.ToLower(v) {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s=%q must be true or false", name, v)
+	}
 }
 
 func run(ctx context.Context, args []string) error {
