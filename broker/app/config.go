@@ -133,6 +133,10 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 			return nil, fmt.Errorf("--executor-binary: %w", err)
 		}
 		c.Builder.exec.URIs = append(c.Builder.exec.URIs, c.ExecutorBinary.URI(o.ExecutorURLBase))
+		c.Builder.exec.SHA256 = c.ExecutorBinary.SHA256()
+	}
+	if o.ExecutorSHA256 != "" {
+		c.Builder.exec.SHA256 = strings.ToLower(o.ExecutorSHA256)
 	}
 	for _, u := range o.ExecutorURIs {
 		exec, extract := true, false

@@ -3,6 +3,8 @@
 package app
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -53,6 +55,7 @@ type Options struct {
 	ExecutorURLBase     string
 	ExecutorBindAddress string
 	ExecutorURIs        []string
+	ExecutorSHA256      string
 	ExecutorKubeconfig  string
 	ExecutorCRI         string
 	ExecutorRootDir     string
@@ -157,6 +160,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.ExecutorURLBase, "executor-url-base", o.ExecutorURLBase, "How Mesos agents reach --executor-bind-address, e.g. http://k8sm-broker.example.com:10352 (a name every broker replica answers, not one replica's address: the URI is part of the executor's identity).")
 	fs.StringVar(&o.ExecutorBindAddress, "executor-bind-address", o.ExecutorBindAddress, "Where the broker serves --executor-binary (plain HTTP: the binary is no secret, and Mesos fetchers present no client certificate).")
 	fs.StringSliceVar(&o.ExecutorURIs, "executor-uri", o.ExecutorURIs, "More URIs the agent fetches into the executor's sandbox (an executor binary hosted elsewhere, a kubeconfig): executable, not extracted, not cached.")
+	fs.StringVar(&o.ExecutorSHA256, "executor-sha256", o.ExecutorSHA256, "The sha256 (hex) of the executor that --executor-uri fetches as --executor-command: the agent checks it before running it (sha256sum in the executor's shell command; Mesos' URIs carry no checksum). With --executor-binary the broker sets it itself.")
 	fs.StringVar(&o.ExecutorKubeconfig, "executor-kubeconfig", o.ExecutorKubeconfig, "The kubeconfig of the executor's kubelet on the agent.")
 	fs.StringVar(&o.ExecutorCRI, "executor-container-runtime-endpoint", o.ExecutorCRI, "The CRI endpoint of the kubelet on the agent, e.g. unix:///run/containerd/containerd.sock.")
 	fs.StringVar(&o.ExecutorRootDir, "executor-root-dir", o.ExecutorRootDir, "The kubelet's root directory on the agent.")
@@ -261,6 +265,17 @@ func (o *Options) Validate() error {
 		}
 		if o.ExecutorBindAddress == "" {
 			errs = append(errs, errors.New("--executor-bind-address must not be empty with --executor-binary"))
+		}
+	}
+	if o.ExecutorSHA256 != "" {
+		if b, err := hex.DecodeString(o.ExecutorSHA256); err != nil || len(b) != sha256.Size {
+			errs = append(errs, fmt.Errorf("--executor-sha256=%q must be 64 hex digits (sha256sum's output)", o.ExecutorSHA256))
+		}
+		if o.ExecutorBinary != "" {
+			errs = append(errs, errors.New("--executor-sha256 is for an executor fetched by --executor-uri: with --executor-binary the broker hashes the binary itself"))
+		}
+		if len(o.ExecutorURIs) == 0 {
+			errs = append(errs, errors.New("--executor-sha256 needs the --executor-uri that fetches --executor-command"))
 		}
 	}
 	if o.ExecutorCPUs < 0 || o.ExecutorMemMB < 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // TestValidateNamesFlags: every configuration mistake is reported, naming
@@ -26,6 +27,7 @@ func TestValidateNamesFlags(t *testing.T) {
 		{[]string{"--master=http://m:5050"}, []string{"--leader-elect needs ZooKeeper"}},
 		{[]string{"--master=zk://zk:2181", "--mesos-codec=xml", "--failover-timeout=0", "--roles="}, []string{"--master: ", "--mesos-codec", "--failover-timeout", "--roles"}},
 		{[]string{"--master=http://m:5050", "--leader-elect=false", "--secret-file=/s"}, []string{"--secret-file needs --principal"}},
+		{[]string{"--master=zk://zk:2181", "--executor-sha256=abc"}, []string{"--executor-sha256=\"abc\" must be 64 hex digits", "--executor-sha256 needs the --executor-uri"}},
 		{[]string{"--master=http://m:5050", "--leader-elect=false", "--master-ca-file=/ca.crt"}, []string{"--master-ca-file is for masters serving https: use --master=https://m:5050"}},
 		{[]string{"--master=zk://zk:2181", "--default-pod-cpus=0"}, []string{"--default-pod-cpus=0 and --default-pod-mem=64 must be positive"}},
 		// The Broker API launches and kills pods: off loopback it needs mutual TLS.
@@ -170,8 +172,8 @@ func TestExecutorBinary(t *testing.T) {
 			!uris[0].GetExecutable() || !uris[0].GetCache() || uris[0].Extract == nil || *uris[0].Extract {
 			t.Fatalf("URIs %+v: want the served binary, executable, cached, not extracted", uris)
 		}
-		if ei.GetCommand().GetValue() != "./k8sm-executor" {
-			t.Fatalf("command %q, want the fetched ./k8sm-executor", ei.GetCommand().GetValue())
+		if want := taskinfo.VerifiedCommand(c.ExecutorBinary.SHA256(), []string{"./k8sm-executor"}); ei.GetCommand().GetValue() != want || !ei.GetCommand().GetShell() {
+			t.Fatalf("command %q (shell %v), want the fetched ./k8sm-executor checked against its sha256: %q", ei.GetCommand().GetValue(), ei.GetCommand().GetShell(), want)
 		}
 		return ei.ExecutorID.Value, uris[0].Value
 	}

@@ -1,6 +1,8 @@
 package mesossim_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +14,8 @@ import (
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // serveExecutor serves the test executor binary at /bin/testexecutor and
@@ -131,4 +135,59 @@ func sandboxOf(state map[string]any, id string) string {
 		}
 	}
 	return ""
+}
+
+// TestCorruptExecutorDownloadIsNotRun: the broker's ExecutorInfo
+// (pkg/taskinfo with the binary's sha256) runs a fetched executor only when
+// it is the one the URI names. A download corrupted on the way (one byte
+// flipped, which the file would not show by failing to exec) fails the
+// launch as an executor that ends before registering does in Mesos 1.11:
+// TASK_FAILED, REASON_EXECUTOR_TERMINATED, and the sandbox's stderr says
+// what was wrong.
+func TestCorruptExecutorDownloadIsNotRun(t *testing.T) {
+	good, err := os.ReadFile(testExecutorBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(good)
+	bad := append([]byte(nil), good...)
+	bad[len(bad)-1] ^= 0xff
+	serve := func(b []byte) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(b) }))
+		t.Cleanup(srv.Close)
+		return srv.URL + "/executor/sha256/" + hex.EncodeToString(sum[:]) + "/testexecutor"
+	}
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{realAgent(t, "cpus:4;mem:2048")}})
+	ctx := testCtx(t)
+	sched := subscribe(t, ctx, s.MasterURL(), wire.Protobuf, fwInfo("checksum"))
+	executor := func(uri string) mesos.ExecutorInfo {
+		yes, no := true, false
+		return *taskinfo.NewExecutorInfo(mesos.FrameworkID{Value: sched.FrameworkID}, taskinfo.ExecutorConfig{Command: "./testexecutor", SHA256: hex.EncodeToString(sum[:]),
+			URIs: []mesos.CommandInfo_URI{{Value: uri, Executable: &yes, Extract: &no, Cache: &yes}}})
+	}
+	o := nextOffer(t, ctx, sched)
+	res := resources(t, "cpus:1;mem:128")
+	corrupt, intact := executor(serve(bad)), executor(serve(good))
+	intact.ExecutorID.Value += "-intact" // the two differ only in their URI's host
+	if err := sched.MustAccept(ctx, launchCall(o, executorTask("corrupt", corrupt, res), executorTask("intact", intact, res))); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sched.Update(ctx, "intact", mesos.TASK_RUNNING)
+	if err != nil {
+		t.Fatalf("the executor whose download is intact: %v", err)
+	}
+	ack(t, ctx, sched, st)
+	st, err = sched.Update(ctx, "corrupt", mesos.TASK_FAILED)
+	if err != nil {
+		t.Fatalf("the executor whose download is corrupt: %v", err)
+	}
+	if st.GetReason() != mesos.REASON_EXECUTOR_TERMINATED || st.GetSource() != mesos.SOURCE_AGENT {
+		t.Errorf("corrupt executor: reason %v source %v, want REASON_EXECUTOR_TERMINATED from SOURCE_AGENT", st.GetReason(), st.GetSource())
+	}
+	dir := sandboxOf(getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state"), corrupt.ExecutorID.Value)
+	b, err := os.ReadFile(dir + "/stderr")
+	if want := "k8sm: the fetched executor ./testexecutor does not have the sha256 " + hex.EncodeToString(sum[:]); err != nil || !strings.Contains(string(b), want) {
+		t.Errorf("sandbox stderr %q (%v) does not say %q", b, err, want)
+	}
+	ack(t, ctx, sched, st)
 }

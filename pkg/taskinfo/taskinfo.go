@@ -185,6 +185,12 @@ type ExecutorConfig struct {
 	Command string
 	// URIs are fetched into the sandbox first (the executor binary, a kubeconfig).
 	URIs []mesos.CommandInfo_URI
+	// SHA256 is the hex sha256 Command must have (Command fetched by
+	// URIs). Mesos 1.11's CommandInfo.URI has no checksum field, so the
+	// agent runs the executor through /bin/sh, which checks the fetched
+	// file with sha256sum first and fails the launch, saying why on the
+	// sandbox's stderr, when it differs (a corrupt or foreign download).
+	SHA256 string
 	// Kubeconfig for the node's kubelet (system:node:<agent hostname>); a
 	// path on the agent, or relative to the sandbox.
 	Kubeconfig string
@@ -221,6 +227,10 @@ func (c ExecutorConfig) Args() []string {
 func NewExecutorInfo(fw mesos.FrameworkID, c ExecutorConfig) *mesos.ExecutorInfo {
 	shell := false
 	cmd := c.Command
+	args := append([]string{cmd}, c.Args()...)
+	if c.SHA256 != "" {
+		shell, cmd, args = true, VerifiedCommand(c.SHA256, args), nil
+	}
 	name := "k8sm executor (kubelet)"
 	source := "k8sm"
 	ei := &mesos.ExecutorInfo{
@@ -231,13 +241,33 @@ func NewExecutorInfo(fw mesos.FrameworkID, c ExecutorConfig) *mesos.ExecutorInfo
 		Command: &mesos.CommandInfo{
 			Value:     &cmd,
 			Shell:     &shell,
-			Arguments: append([]string{cmd}, c.Args()...),
+			Arguments: args,
 			URIs:      c.URIs,
 		},
 		Resources: c.Resources,
 	}
 	ei.ExecutorID = mesos.ExecutorID{Value: ExecutorID() + "-" + configHash(ei)}
 	return ei
+}
+
+// VerifiedCommand is a /bin/sh command line that runs argv (argv[0] a
+// fetched file) only when argv[0]'s sha256 is sum, and otherwise exits 1
+// saying so on stderr. sha256sum is coreutils' (or busybox's): on every
+// agent, and apart from the file it checks, so a corrupt binary cannot vouch
+// for itself.
+func VerifiedCommand(sum string, argv []string) string {
+	file := argv[0]
+	msg := "k8sm: the fetched executor " + file + " does not have the sha256 " + sum + " its URI names: the download is corrupt or of another build, and it was not run. If the fetcher cache of this agent (--fetcher_cache_dir) holds the bad copy, remove it there."
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = shellQuote(a)
+	}
+	return "echo " + shellQuote(sum+"  "+file) + " | sha256sum -c >/dev/null 2>&1 || { echo " + shellQuote(msg) + " >&2; exit 1; }; exec " + strings.Join(quoted, " ")
+}
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // configHash hashes what the agent runs. The framework id is left out: it
