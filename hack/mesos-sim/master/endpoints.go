@@ -141,10 +141,13 @@ func (m *Master) serveStateSummary(w http.ResponseWriter, r *http.Request) {
 	var agents, fws []state.Object
 	for _, id := range sortedKeys(m.agents) {
 		ag := m.agents[id]
+		if ag.unreachable {
+			continue // counted in /master/state, listed nowhere
+		}
 		o := state.Object{
 			"id": id, "pid": ag.pid, "hostname": ag.info.Hostname, "registered_time": float64(ag.registered.UnixNano()) / 1e9,
 			"resources": state.Resources(ag.info.Resources), "attributes": state.Attributes(ag.info.Attributes),
-			"active": !ag.unreachable, "version": Version,
+			"active": true, "version": Version,
 		}
 		for k, v := range counts(func(t *mesos.Task) bool { return t.AgentID.Value == id }) {
 			o[k] = v

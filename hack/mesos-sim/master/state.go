@@ -67,10 +67,13 @@ func (m *Master) State() state.Object {
 			}
 		}
 		if ag.unreachable {
+			// The real master moves an unreachable agent out of its
+			// registered agents (Master::markUnreachable): it is counted,
+			// not listed.
 			unreachable++
-		} else {
-			active++
+			continue
 		}
+		active++
 		reserved := state.Object{}
 		for role, rs := range reservations(ag.info.Resources) {
 			reserved[role] = state.Resources(rs)
@@ -84,7 +87,7 @@ func (m *Master) State() state.Object {
 			"resources":            state.Resources(ag.info.Resources),
 			"used_resources":       state.Resources(used),
 			"offered_resources":    state.Resources(offered),
-			"active":               !ag.unreachable,
+			"active":               true,
 			"registered_time":      float64(ag.registered.UnixNano()) / 1e9,
 			"version":              Version,
 			"reserved_resources":   reserved,
@@ -96,8 +99,6 @@ func (m *Master) State() state.Object {
 	sort.Slice(agents, func(i, j int) bool { return agents[i]["id"].(string) < agents[j]["id"].(string) })
 	out["slaves"] = nonNil(agents)
 	out["activated_slaves"] = active
-	// The double keeps an unreachable agent in "slaves" (inactive); Mesos
-	// lists it only in this count.
 	out["deactivated_slaves"] = 0
 	out["unreachable_slaves"] = unreachable
 	var fws, done []state.Object
