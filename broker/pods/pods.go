@@ -14,6 +14,7 @@ package pods
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -506,8 +507,7 @@ func (c *Controller) endPod(ctx context.Context, pod *v1.Pod, st *mesos.TaskStat
 	p.Status.Phase = phase
 	p.Status.Reason = reason
 	p.Status.Message = msg
-	now := metav1.Now()
-	setCondition(p, v1.PodCondition{Type: v1.PodReady, Status: v1.ConditionFalse, Reason: reason, Message: msg, LastTransitionTime: now})
+	setCondition(p, v1.PodCondition{Type: v1.PodReady, Status: v1.ConditionFalse, Reason: reason, Message: msg, LastTransitionTime: statusTime(st)})
 	_, err := c.cfg.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
@@ -528,6 +528,24 @@ func (c *Controller) endPod(ctx context.Context, pod *v1.Pod, st *mesos.TaskStat
 	}
 	klog.FromContext(ctx).Info("Pod ended with its Mesos task", "pod", klog.KObj(p), "phase", phase, "reason", reason, "state", st.GetState())
 	return nil
+}
+
+// statusTime is when the task reached its state: the status's timestamp
+// (the agent's or executor's clock), not when the broker handled it, which
+// after a broker failover or a resend can be long after. A status without
+// one, or one from the future, is taken as now.
+func statusTime(st *mesos.TaskStatus) metav1.Time {
+	now := metav1.Now()
+	ts := st.GetTimestamp()
+	if ts <= 0 {
+		return now
+	}
+	sec, frac := math.Modf(ts)
+	t := time.Unix(int64(sec), int64(frac*1e9))
+	if t.After(now.Time) {
+		return now
+	}
+	return metav1.NewTime(t)
 }
 
 func setCondition(p *v1.Pod, cond v1.PodCondition) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,3 +290,68 @@ func TestPodDeletedWithoutKubeletEndedWithRetries(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	})
 }
+
+// TestLaunchFailureEndsPodWithMesosReasonAndTime: what Mesos 1.11 (and
+// mesos-sim, TestFetchFailureFailsTasks) sends when an executor cannot be
+// fetched — TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, SOURCE_AGENT, the
+// containerizer's message and the agent's timestamp — fails the pod saying
+// so, with its Ready condition dated when the task failed, not when the
+// broker got the update (a failed-over broker gets old updates resent). A
+// resend of the same update changes nothing.
+func TestLaunchFailureEndsPodWithMesosReasonAndTime(t *testing.T) {
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "u1"},
+		Spec:   v1.PodSpec{SchedulerName: "mesos-scheduler", NodeName: "agent-1"},
+		Status: v1.PodStatus{Phase: v1.PodPending}}
+	client := fake.NewSimpleClientset(pod)
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: &killRecorder{},
+		KubeletRuns: func(context.Context, string) (bool, error) { return true, nil }})
+	run(t, c)
+	eventually(t, "the pod in the informer", func() bool { return c.podByUID("u1") != nil })
+
+	failedAt := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+	msg := "Failed to launch container: Failed to fetch all URIs for container 'c1': exited with status 1"
+	st := &mesos.TaskStatus{TaskID: mesos.TaskID{Value: taskinfo.TaskID("u1")}, AgentID: &mesos.AgentID{Value: "S0"},
+		State: mesos.TASK_FAILED.Enum(), Source: mesos.SOURCE_AGENT.Enum(), Reason: mesos.REASON_CONTAINER_LAUNCH_FAILED.Enum(),
+		Message: &msg, Timestamp: ptrFloat(float64(failedAt.UnixNano()) / 1e9)}
+	if err := c.TaskStatus(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := client.CoreV1().Pods("default").Get(context.Background(), "web-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != v1.PodFailed || got.Status.Reason != ReasonTaskFailed {
+		t.Errorf("pod %s/%s, want Failed/%s", got.Status.Phase, got.Status.Reason, ReasonTaskFailed)
+	}
+	for _, want := range []string{msg, "REASON_CONTAINER_LAUNCH_FAILED"} {
+		if !strings.Contains(got.Status.Message, want) {
+			t.Errorf("pod message %q does not say %q", got.Status.Message, want)
+		}
+	}
+	var ready *v1.PodCondition
+	for i := range got.Status.Conditions {
+		if got.Status.Conditions[i].Type == v1.PodReady {
+			ready = &got.Status.Conditions[i]
+		}
+	}
+	if ready == nil || !ready.LastTransitionTime.Time.Equal(failedAt) {
+		t.Fatalf("Ready condition %+v, want False since the task failed at %v", ready, failedAt)
+	}
+
+	// Resent after a broker restart (not acknowledged yet): nothing moves.
+	eventually(t, "the failed pod in the informer", func() bool {
+		p := c.podByUID("u1")
+		return p != nil && p.Status.Phase == v1.PodFailed
+	})
+	resent := *st
+	resent.Timestamp = ptrFloat(float64(time.Now().UnixNano()) / 1e9)
+	if err := c.TaskStatus(context.Background(), &resent); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := client.CoreV1().Pods("default").Get(context.Background(), "web-0", metav1.GetOptions{})
+	if again.ResourceVersion != got.ResourceVersion {
+		t.Errorf("a resent update rewrote the ended pod: %+v", again.Status)
+	}
+}
+
+func ptrFloat(f float64) *float64 { return &f }
