@@ -3,7 +3,6 @@ package mesos_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -64,16 +63,8 @@ func TestFrameworkAuthentication(t *testing.T) {
 // Config.TLS, and a ZooKeeper-style http:// address is turned into https
 // by brokermesos.HTTPS.
 func TestTLSMaster(t *testing.T) {
-	dir := t.TempDir()
-	ca := certfilestest.NewCA(t, "mesos-ca")
-	certFile, keyFile := ca.Issue(t, dir, "master", "master", x509.ExtKeyUsageServerAuth)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := startSim(t, mesossim.Config{Master: master.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}})
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.PEM)
+	serverTLS, pool := certfilestest.NewCA(t, "mesos-ca").ServerTLS(t)
+	s := startSim(t, mesossim.Config{Master: master.Config{TLS: serverTLS}})
 	plain := brokermesos.StaticMaster("http://" + strings.TrimPrefix(s.MasterURL(), "https://"))
 
 	ctx := testCtx(t)

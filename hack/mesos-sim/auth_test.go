@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net/http"
 	"strings"
@@ -135,23 +134,15 @@ func TestFrameworkAuthentication(t *testing.T) {
 
 // TestTLSMaster: with LIBPROCESS_SSL_ENABLED the master serves https only.
 func TestTLSMaster(t *testing.T) {
-	dir := t.TempDir()
-	ca := certfilestest.NewCA(t, "mesos-ca")
-	certFile, keyFile := ca.Issue(t, dir, "master", "master", x509.ExtKeyUsageServerAuth)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	serverTLS, pool := certfilestest.NewCA(t, "mesos-ca").ServerTLS(t)
 	mc := fastMaster()
-	mc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	mc.TLS = serverTLS
 	sim := startSim(t, mesossim.Config{Master: mc})
 	url := sim.MasterURL()
 	if !strings.HasPrefix(url, "https://") {
 		t.Fatalf("MasterURL %q of a TLS master", url)
 	}
 	ctx := testCtx(t)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.PEM)
 	cli := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	s, err := simtest.Conn{Client: cli}.Subscribe(ctx, url, wire.JSON, fwInfo("tls"))
 	if err != nil {

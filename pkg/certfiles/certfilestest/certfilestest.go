@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -90,4 +91,18 @@ func Write(t testing.TB, path string, b []byte) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ServerTLS returns a server configuration with a certificate for
+// 127.0.0.1 and localhost signed by ca, and a pool holding ca for clients.
+func (ca CA) ServerTLS(t testing.TB) (server *tls.Config, roots *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile := ca.Issue(t, t.TempDir(), "server", "server", x509.ExtKeyUsageServerAuth)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.PEM)
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, roots
 }
