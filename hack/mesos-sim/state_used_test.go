@@ -32,13 +32,14 @@ func TestStateUsedCountsExecutors(t *testing.T) {
 			t.Errorf("%s used_resources = %v, want cpus 1.25 (task 1 + executor 0.25) and mem 192 (64 + 128)", what, used)
 		}
 	}
-	// An unreachable agent's tasks are lost and its executors forgotten.
+	// An unreachable agent's tasks are lost and its executors forgotten:
+	// the framework uses nothing (the agent itself is no longer listed).
 	if err := s.MarkAgentUnreachable(0); err != nil {
 		t.Fatal(err)
 	}
 	st = getState(t, ctx, s.MasterURL()+"/master/state")
-	slave = st["slaves"].([]any)[0].(map[string]any)["used_resources"].(map[string]any)
-	if slave["cpus"] != 0.0 || slave["mem"] != 0.0 {
-		t.Errorf("unreachable agent's used_resources = %v, want nothing", slave)
+	fw = st["frameworks"].([]any)[0].(map[string]any)["used_resources"].(map[string]any)
+	if fw["cpus"] != 0.0 || fw["mem"] != 0.0 || len(st["slaves"].([]any)) != 0 {
+		t.Errorf("after the agent became unreachable: framework used_resources = %v, agents listed %v; want nothing and none", fw, st["slaves"])
 	}
 }
