@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"sync/atomic"
@@ -23,6 +24,9 @@ type readiness struct {
 	// informersSynced reports whether the pod and Node informers are in
 	// sync; nil until they exist (they start when this replica leads).
 	informersSynced atomic.Pointer[func() bool]
+	// subscribeError says why the last subscription attempt failed (a
+	// refused secret, an untrusted certificate); nil until the client exists.
+	subscribeError atomic.Pointer[func() error]
 }
 
 func (r *readiness) checks(ctx context.Context) []healthz.HealthChecker {
@@ -36,6 +40,11 @@ func (r *readiness) checks(ctx context.Context) []healthz.HealthChecker {
 		}),
 		healthz.NamedCheck("mesos-subscription", func(*http.Request) error {
 			if !r.subscribed.Load() {
+				if f := r.subscribeError.Load(); f != nil {
+					if err := (*f)(); err != nil {
+						return fmt.Errorf("not subscribed to Mesos: %w", err)
+					}
+				}
 				return errors.New("not subscribed to Mesos (not the leader, or no master)")
 			}
 			return nil

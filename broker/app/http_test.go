@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,11 @@ func TestReadyzChecks(t *testing.T) {
 	}
 	if code, body := get(t, srv.URL+"/readyz/mesos-subscription"); code == http.StatusOK || !strings.Contains(body, "not subscribed to Mesos") {
 		t.Errorf("/readyz/mesos-subscription of an unsubscribed broker answered %d %q", code, body)
+	}
+	refused := func() error { return errors.New("Mesos refused the framework's credentials") }
+	r.subscribeError.Store(&refused)
+	if code, body := get(t, srv.URL+"/readyz/mesos-subscription"); code == http.StatusOK || !strings.Contains(body, "refused the framework's credentials") {
+		t.Errorf("/readyz/mesos-subscription of a broker whose subscription was refused answered %d %q, want the reason", code, body)
 	}
 	r.subscribed.Store(true)
 	code, body = get(t, srv.URL+"/readyz?verbose")

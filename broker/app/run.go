@@ -113,6 +113,8 @@ func (c *Config) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	lastErr := client.LastError
+	health.subscribeError.Store(&lastErr)
 	// One Node informer for the mirror and the pod controller.
 	nodeInformers := informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithTransform(nodes.StripNode))
 	nodeInformer := nodeInformers.Core().V1().Nodes()
