@@ -11,6 +11,8 @@ import (
 
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 )
 
 func (s *Sim) node(i int) (*agentNode, error) {
@@ -151,11 +153,17 @@ func (s *Sim) RescindOffer(offerID string) error {
 	return m.RescindOffer(offerID)
 }
 
-// CallFault drops or delays scheduler calls of one type.
+// CallFault drops or delays scheduler calls of one type, or rescinds the
+// offers they name.
 type CallFault struct {
 	Type  scheduler.Call_Type
 	Count int           // how many calls to affect; <= 0 means all
-	Delay time.Duration // zero means drop
+	Delay time.Duration // zero means drop (unless RescindOffers)
+	// RescindOffers rescinds the offers an ACCEPT or DECLINE names just
+	// before the master acts on it, as when the master's RESCIND crossed
+	// the call on the wire: the call is answered 202 and its tasks end
+	// TASK_DROPPED (TASK_LOST to frameworks that are not partition-aware).
+	RescindOffers bool
 }
 
 type faults struct {
@@ -163,7 +171,26 @@ type faults struct {
 	list []*CallFault
 }
 
-func (f *faults) hook(call *scheduler.Call) (bool, time.Duration) {
+// hook is m's call hook: it runs before m acts on a call, without m's lock.
+func (f *faults) hook(m *master.Master, call *scheduler.Call) (bool, time.Duration) {
+	cf := f.match(call)
+	if cf == nil {
+		return false, 0
+	}
+	if cf.RescindOffers {
+		ids := append(call.GetAccept().GetOfferIDs(), call.GetDecline().GetOfferIDs()...)
+		for _, id := range ids {
+			if err := m.RescindOffer(id.Value); err != nil {
+				klog.InfoS("Call fault: offer not rescinded", "offer", id.Value, "err", err)
+			}
+		}
+		return false, cf.Delay
+	}
+	return cf.Delay == 0, cf.Delay
+}
+
+// match returns the fault that affects call (counting it), or nil.
+func (f *faults) match(call *scheduler.Call) *CallFault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, cf := range f.list {
@@ -176,13 +203,15 @@ func (f *faults) hook(call *scheduler.Call) (bool, time.Duration) {
 				f.list = append(f.list[:i], f.list[i+1:]...)
 			}
 		}
-		return cf.Delay == 0, cf.Delay
+		c := *cf
+		return &c
 	}
-	return false, 0
+	return nil
 }
 
-// InjectCallFault makes the leading master drop (Delay 0) or delay the next
-// Count calls of a type. Dropped calls are still answered 202.
+// InjectCallFault makes the leading master drop (Delay 0), delay, or rescind
+// the offers of the next Count calls of a type. Every such call is still
+// answered 202.
 func (s *Sim) InjectCallFault(cf CallFault) error {
 	f := &s.faults
 	f.mu.Lock()
@@ -205,7 +234,7 @@ func (s *Sim) ClearCallFaults() {
 //	POST /agents/{i}/kill | /agents/{i}/restart | /agents/{i}/partition | /agents/{i}/heal | /agents/{i}/unreachable
 //	POST /master/failover
 //	POST /offers/{id}/rescind
-//	POST /calls/{TYPE}/drop?count=N | /calls/{TYPE}/delay?duration=2s&count=N | /calls/clear
+//	POST /calls/{TYPE}/drop?count=N | /calls/{TYPE}/delay?duration=2s&count=N | /calls/{TYPE}/rescind?count=N | /calls/clear
 //	GET  /cluster  (masters, leader and agents)
 func (s *Sim) ControlHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -275,6 +304,8 @@ func (s *Sim) control(parts []string, r *http.Request) error {
 				return fmt.Errorf("bad duration %q", r.URL.Query().Get("duration"))
 			}
 			cf.Delay = d
+		case "rescind":
+			cf.RescindOffers = true
 		default:
 			return fmt.Errorf("unknown call fault %q", parts[2])
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
@@ -129,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 func (s *Sim) startMaster(mc master.Config) error {
 	m := master.New(mc)
 	// Injected call faults survive master failovers.
-	m.SetCallHook(s.faults.hook)
+	m.SetCallHook(func(c *scheduler.Call) (bool, time.Duration) { return s.faults.hook(m, c) })
 	if s.cfg.ZK != "" {
 		// Until ZooKeeper says otherwise nobody leads.
 		m.SetLeader(nil)

@@ -15,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/k8sm/k8sm/hack/cluster"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
@@ -198,6 +201,58 @@ func TestSchedulerWithBroker(t *testing.T) {
 		})
 		if err != nil {
 			t.Errorf("kubectl describe pod huge does not say %q:\n%s", want, describe)
+		}
+	})
+
+	t.Run("an ACCEPT that fails after Launch answered fails its pod as the status says", func(t *testing.T) {
+		// The master answers an ACCEPT 202 before it acts on it (as
+		// Master::Http::scheduler does), so Launch answers and the pod is
+		// bound before Mesos can say the launch failed. Here the offers
+		// the ACCEPT names are rescinded as it reaches the master: 202,
+		// then TASK_DROPPED. The pod ends Failed with that status, its
+		// ReplicaSet replaces it, and no pod is left bound without a task.
+		if err := sim.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_ACCEPT, Count: 1, RescindOffers: true}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sim.ClearCallFaults)
+		labels := map[string]string{"app": "retry"}
+		tmpl := mesosPod("", "250m")
+		tmpl.Spec.NodeSelector = map[string]string{corev1.LabelHostname: "agent-3"}
+		tmpl.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 31005}}
+		rs := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "retry", Namespace: "default"},
+			Spec: appsv1.ReplicaSetSpec{
+				Replicas: ptr.To[int32](1),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: tmpl.Spec},
+			},
+		}
+		if _, err := cs.AppsV1().ReplicaSets("default").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var failed, live []corev1.Pod
+		waitPods(ctx, t, cs, "app=retry", func(pods []corev1.Pod) bool {
+			failed, live = nil, nil
+			for _, p := range pods {
+				if p.Status.Phase == corev1.PodFailed {
+					failed = append(failed, p)
+				} else {
+					live = append(live, p)
+				}
+			}
+			return len(failed) == 1 && len(live) == 1 && live[0].Spec.NodeName != ""
+		})
+		f := failed[0]
+		if f.Spec.NodeName != "agent-3" {
+			t.Errorf("the failed pod is bound to %q, want agent-3: Launch answered before the launch failed, and the scheduler bound it", f.Spec.NodeName)
+		}
+		if f.Status.Reason != "MesosTaskLost" || !strings.Contains(f.Status.Message, "TASK_DROPPED") || !strings.Contains(f.Status.Message, "invalid offers") {
+			t.Errorf("the failed pod says %s: %q, want MesosTaskLost with the TASK_DROPPED status's message", f.Status.Reason, f.Status.Message)
+		}
+		// The replacement runs: its task is RUNNING with its port.
+		waitTaskRunning(ctx, t, sim, live[0].Name, "agent-3", 31005)
+		if err := cs.AppsV1().ReplicaSets("default").Delete(ctx, "retry", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	})
 

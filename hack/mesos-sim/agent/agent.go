@@ -109,11 +109,16 @@ type Agent struct {
 	fetcher *fetcher.Fetcher
 
 	partitioned atomic.Bool
-	ln          net.Listener
-	server      *http.Server
-	ctx         context.Context
-	cancel      context.CancelFunc
-	done        chan struct{}
+	// mailbox holds the master's messages not yet delivered (conn.post).
+	mailMu     sync.Mutex
+	mailbox    []func(*Agent)
+	delivering bool
+
+	ln     net.Listener
+	server *http.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // New creates an agent; Start runs it.

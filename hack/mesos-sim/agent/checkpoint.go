@@ -53,7 +53,7 @@ func (a *Agent) writeMeta(path string, b []byte) error {
 // checkpointing are recorded too, only so that a restarted agent can find and
 // kill them, as the real agent destroys such orphaned containers.
 func (a *Agent) checkpoint(e *executorRun) {
-	if a.id == "" {
+	if a.id == "" || (a.cfg.Hollow && a.cfg.HollowNoCheckpoint) {
 		return
 	}
 	c := checkpointed{Framework: e.fw.info, Executor: e.info, ContainerID: e.containerID, Directory: e.dir,

@@ -48,6 +48,12 @@ type Config struct {
 	// Hollow agents run no executor process: launches are answered with
 	// TASK_RUNNING and kills with TASK_KILLED.
 	Hollow bool
+	// HollowNoCheckpoint makes a hollow agent keep its executors' state in
+	// memory only: no write to disk per task. A benchmark's hollow agents
+	// share the machine with what is measured, while a real agent's
+	// checkpoint costs its own machine; a restarted agent then recovers
+	// nothing. Ignored unless Hollow.
+	HollowNoCheckpoint bool
 
 	ExecutorShutdownGracePeriod   time.Duration
 	RecoveryTimeout               time.Duration

@@ -25,39 +25,71 @@ func (c *conn) reachable() bool {
 
 func (c *conn) Ping() bool { return c.reachable() }
 
-func (c *conn) RunTask(fw mesos.FrameworkInfo, exec *mesos.ExecutorInfo, task *mesos.TaskInfo, group *mesos.TaskGroupInfo) {
-	if !c.reachable() {
-		return
-	}
-	c.agent().runTask(fw, exec, task, group)
-}
-
-func (c *conn) KillTask(fwID, taskID string, policy *mesos.KillPolicy) {
-	if !c.reachable() {
-		return
-	}
-	c.agent().killTask(fwID, taskID, policy)
-}
-
-func (c *conn) ShutdownExecutor(fwID, execID string) {
+// post delivers f to the agent after the caller returns, in the order
+// posted: the real master sends RunTaskMessage and the others as libprocess
+// messages and never waits for the agent, so an ACCEPT is answered before
+// the agent starts (or checkpoints) anything. A message sent to a
+// partitioned agent is lost; one sent before a partition still arrives, as
+// it did when delivery was synchronous.
+func (c *conn) post(f func(a *Agent)) {
 	if !c.reachable() {
 		return
 	}
 	a := c.agent()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if fw := a.frameworks[fwID]; fw != nil {
-		if e := fw.executors[execID]; e != nil {
-			a.shutdownExecutorLocked(e)
+	a.mailMu.Lock()
+	a.mailbox = append(a.mailbox, f)
+	start := !a.delivering
+	a.delivering = true
+	a.mailMu.Unlock()
+	if start {
+		go a.deliver()
+	}
+}
+
+// deliver runs the agent's mailbox until it is empty.
+func (a *Agent) deliver() {
+	for {
+		a.mailMu.Lock()
+		if len(a.mailbox) == 0 {
+			a.delivering = false
+			a.mailMu.Unlock()
+			return
+		}
+		f := a.mailbox[0]
+		a.mailbox[0] = nil
+		a.mailbox = a.mailbox[1:]
+		a.mailMu.Unlock()
+		if a.ctx.Err() == nil {
+			f(a)
 		}
 	}
 }
 
+func (c *conn) RunTask(fw mesos.FrameworkInfo, exec *mesos.ExecutorInfo, task *mesos.TaskInfo, group *mesos.TaskGroupInfo) {
+	c.post(func(a *Agent) { a.runTask(fw, exec, task, group) })
+}
+
+func (c *conn) KillTask(fwID, taskID string, policy *mesos.KillPolicy) {
+	c.post(func(a *Agent) { a.killTask(fwID, taskID, policy) })
+}
+
+func (c *conn) ShutdownExecutor(fwID, execID string) {
+	c.post(func(a *Agent) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if fw := a.frameworks[fwID]; fw != nil {
+			if e := fw.executors[execID]; e != nil {
+				a.shutdownExecutorLocked(e)
+			}
+		}
+	})
+}
+
 func (c *conn) ShutdownFramework(fwID string) {
-	if !c.reachable() {
-		return
-	}
-	a := c.agent()
+	c.post(func(a *Agent) { a.shutdownFramework(fwID) })
+}
+
+func (a *Agent) shutdownFramework(fwID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	fw := a.frameworks[fwID]
@@ -83,24 +115,19 @@ func (c *conn) ShutdownFramework(fwID string) {
 }
 
 func (c *conn) AcknowledgeUpdate(fwID, taskID string, uuid []byte) {
-	if !c.reachable() {
-		return
-	}
-	c.agent().acknowledge(fwID, taskID, uuid)
+	c.post(func(a *Agent) { a.acknowledge(fwID, taskID, uuid) })
 }
 
 func (c *conn) FrameworkMessage(fwID, execID string, data []byte) {
-	if !c.reachable() {
-		return
-	}
-	a := c.agent()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if fw := a.frameworks[fwID]; fw != nil {
-		if e := fw.executors[execID]; e != nil && e.stream != nil {
-			e.stream.Send(&executor.Event{Type: executor.Event_MESSAGE, Message: &executor.Event_Message{Data: data}})
+	c.post(func(a *Agent) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if fw := a.frameworks[fwID]; fw != nil {
+			if e := fw.executors[execID]; e != nil && e.stream != nil {
+				e.stream.Send(&executor.Event{Type: executor.Event_MESSAGE, Message: &executor.Event_Message{Data: data}})
+			}
 		}
-	}
+	})
 }
 
 func (a *Agent) runTask(fwInfo mesos.FrameworkInfo, exec *mesos.ExecutorInfo, task *mesos.TaskInfo, group *mesos.TaskGroupInfo) {

@@ -59,6 +59,7 @@ type options struct {
 	authenticateHTTPFrameworks                                                        bool
 	port, masters, agents, agentPort, controlPort, maxPingTimeouts                    int
 	hollow                                                                            bool
+	hollowNoCheckpoint                                                                bool
 	offerTimeout, allocInterval, heartbeat, pingTimeout                               time.Duration
 	graceShutdown, recoveryTimeout, reregTimeout, regTimeout, updateRetry             time.Duration
 }
@@ -133,6 +134,7 @@ POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 	fs.StringVar(&o.attributes, "attributes", "", "attributes of each agent, e.g. rack:r1;zone:a")
 	fs.StringVar(&o.workDir, "work_dir", "", "directory for sandboxes and checkpoints (default: a temporary directory)")
 	fs.BoolVar(&o.hollow, "hollow", false, "run hollow agents: launches answer TASK_RUNNING without starting executors (scale tests only)")
+	fs.BoolVar(&o.hollowNoCheckpoint, "hollow_no_checkpoint", false, "with --hollow: keep the agents' executor state in memory only, writing no checkpoint per task (benchmarks; a restarted agent recovers nothing)")
 	o.graceShutdown = agent.DefaultExecutorShutdownGracePeriod
 	fs.Var(duration{&o.graceShutdown}, "executor_shutdown_grace_period", "time an executor gets after SHUTDOWN before SIGKILL")
 	o.recoveryTimeout = agent.DefaultRecoveryTimeout
@@ -219,7 +221,7 @@ func config(o *options) (mesossim.Config, error) {
 	}
 	for i := 0; i < n; i++ {
 		ac := agent.Config{
-			IP: o.agentIP, Resources: res, Attributes: attrs, Hollow: o.hollow,
+			IP: o.agentIP, Resources: res, Attributes: attrs, Hollow: o.hollow, HollowNoCheckpoint: o.hollowNoCheckpoint,
 			ExecutorShutdownGracePeriod: o.graceShutdown, RecoveryTimeout: o.recoveryTimeout,
 			ExecutorReregistrationTimeout: o.reregTimeout, ExecutorRegistrationTimeout: o.regTimeout,
 			StatusUpdateRetryInterval: o.updateRetry, ExecutorEnvironment: env,
