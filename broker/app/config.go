@@ -54,6 +54,11 @@ type Config struct {
 	// sessions (nil: none).
 	ZKAuth, MasterZKAuth *brokerzk.Auth
 
+	// MemoryLimit is the Go runtime's soft memory limit in bytes (0:
+	// none), from MemoryLimitSource (empty: the runtime's own default).
+	MemoryLimit       int64
+	MemoryLimitSource string
+
 	GRPCListener net.Listener
 	// GRPCServerOptions secure the Broker API (GRPCSecurityOptions).
 	GRPCServerOptions []grpc.ServerOption
@@ -74,6 +79,9 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	}}}
 	var rc *rest.Config
 	var err error
+	if c.MemoryLimit, c.MemoryLimitSource, err = memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
+		return nil, err
+	}
 	if o.Kubeconfig != "" {
 		rc, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	} else {

@@ -55,6 +55,7 @@ func (h servingHandler) Disconnected(ctx context.Context) {
 func (c *Config) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	o := c.Options
+	applyMemoryLimit(logger, c.MemoryLimit, c.MemoryLimitSource)
 	metrics.Register()
 	var health readiness
 	ready := &health.subscribed
