@@ -9,6 +9,7 @@ package nodes
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -143,15 +145,30 @@ func New(cfg Config) *Mirror {
 	return m
 }
 
-// StripNode drops what the broker never reads from a cached Node (managed
-// fields, the image list a kubelet reports): at thousands of agents it is
-// most of the informer's memory. Use it as the informer's transform.
+// StripNode keeps of a cached Node only what the broker reads: its name,
+// uid, resourceVersion, labels, annotations, deletion, taints, Ready
+// condition, capacity and allocatable. At thousands of agents the rest (the
+// kubelet's images, addresses, node info, other conditions, managed fields)
+// is most of the informer's memory. The broker writes Nodes only by patches
+// of what it owns, so nothing the cache lacks is written back. Use it as the
+// informer's transform.
 func StripNode(obj any) (any, error) {
-	if n, ok := obj.(*v1.Node); ok {
-		n.ManagedFields = nil
-		n.Status.Images = nil
+	n, ok := obj.(*v1.Node)
+	if !ok {
+		return obj, nil
 	}
-	return obj, nil
+	lean := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Generation: n.Generation,
+			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp, Labels: n.Labels, Annotations: n.Annotations},
+		Spec:   v1.NodeSpec{Taints: n.Spec.Taints, Unschedulable: n.Spec.Unschedulable},
+		Status: v1.NodeStatus{Capacity: n.Status.Capacity, Allocatable: n.Status.Allocatable},
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == v1.NodeReady {
+			lean.Status.Conditions = []v1.NodeCondition{c}
+		}
+	}
+	return lean, nil
 }
 
 // nodeChanged queues the agent of a Node someone else changed, when the
@@ -337,9 +354,9 @@ func (m *Mirror) sync(ctx context.Context, a *agentState) error {
 	}
 	m.owned(a, st)
 	if want := m.withDesired(node, a); !equalMeta(node, want) {
-		if node, err = m.cfg.Client.CoreV1().Nodes().Update(ctx, want, metav1.UpdateOptions{}); apierrors.IsConflict(err) {
+		if node, err = m.patchMeta(ctx, node, a); apierrors.IsConflict(err) {
 			if node, err = m.cfg.Client.CoreV1().Nodes().Get(ctx, a.hostname, metav1.GetOptions{}); err == nil {
-				node, err = m.cfg.Client.CoreV1().Nodes().Update(ctx, m.withDesired(node, a), metav1.UpdateOptions{})
+				node, err = m.patchMeta(ctx, node, a)
 			}
 		}
 		if err != nil {
@@ -442,18 +459,44 @@ func (m *Mirror) withDesired(node *v1.Node, a *agentState) *v1.Node {
 	return n
 }
 
+// brokerLabels are the labels the broker keeps on the agent's Node.
+func brokerLabels(a *agentState) map[string]string {
+	l := maps.Clone(a.attributes)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[v1.LabelHostname] = a.hostname
+	l[v1.LabelOSStable] = "linux"
+	l[OwnerLabel] = Owner
+	return l
+}
+
+// patchMeta writes the broker's labels, annotation and taint on node with a
+// merge patch of those alone, so that what the informer's copy lacks is
+// kept. The taints are one list in a patch: node's resourceVersion makes it
+// fail with a conflict rather than drop a taint written meanwhile.
+func (m *Mirror) patchMeta(ctx context.Context, node *v1.Node, a *agentState) (*v1.Node, error) {
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{
+			"resourceVersion": node.ResourceVersion,
+			"labels":          brokerLabels(a),
+			"annotations":     map[string]string{taskinfo.AgentIDAnnotation: a.id},
+		},
+		"spec": map[string]any{"taints": m.withDesired(node, a).Spec.Taints},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the patch of Node %s: %w", node.Name, err)
+	}
+	return m.cfg.Client.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+}
+
 // desired puts the broker's labels, annotation and taint on node, keeping
 // whatever else is there (the kubelet's labels).
 func (m *Mirror) desired(node *v1.Node, a *agentState) {
 	if node.Labels == nil {
 		node.Labels = map[string]string{}
 	}
-	for k, v := range a.attributes {
-		node.Labels[k] = v
-	}
-	node.Labels[v1.LabelHostname] = a.hostname
-	node.Labels[v1.LabelOSStable] = "linux"
-	node.Labels[OwnerLabel] = Owner
+	maps.Copy(node.Labels, brokerLabels(a))
 	if node.Annotations == nil {
 		node.Annotations = map[string]string{}
 	}
@@ -534,21 +577,39 @@ func readyCondition(a *agentState) v1.NodeCondition {
 	return cond
 }
 
+// writeStatus writes the broker's Ready condition and the agent's capacity
+// with a strategic merge patch of the status: conditions merge by type, so
+// the other conditions, addresses, node info and images (which the
+// informer's copy lacks) stay as they are, and no resourceVersion is needed.
 func (m *Mirror) writeStatus(ctx context.Context, node *v1.Node, a *agentState) error {
-	cond := readyCondition(a)
-	_, err := m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(node, cond, a), metav1.UpdateOptions{})
-	if apierrors.IsConflict(err) {
-		// A new Node is written at once by the control plane (the node
-		// lifecycle controller taints it not-ready, IPAM sets its podCIDR),
-		// so the object Create returned is already stale: without a retry
-		// the Node would stay NotReady until the next sync.
-		fresh, gerr := m.cfg.Client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
-		if gerr != nil {
-			return fmt.Errorf("re-reading Node %s after a conflict: %w", node.Name, gerr)
+	n := withStatus(node, readyCondition(a), a)
+	var ready v1.NodeCondition
+	for _, c := range n.Status.Conditions {
+		if c.Type == v1.NodeReady {
+			ready = c
 		}
-		_, err = m.cfg.Client.CoreV1().Nodes().UpdateStatus(ctx, withStatus(fresh, cond, a), metav1.UpdateOptions{})
 	}
+	status := map[string]any{"conditions": []v1.NodeCondition{ready}}
+	if !a.capacity.IsZero() {
+		for _, field := range []struct {
+			name string
+			have v1.ResourceList
+		}{{"capacity", node.Status.Capacity}, {"allocatable", node.Status.Allocatable}} {
+			want := map[string]any{}
+			for k := range field.have {
+				want[string(k)] = nil // a resource the agent no longer offers
+			}
+			for k, q := range resourceList(a.capacity) {
+				want[string(k)] = q.String()
+			}
+			status[field.name] = want
+		}
+	}
+	patch, err := json.Marshal(map[string]any{"status": status})
 	if err != nil {
+		return fmt.Errorf("encoding the status patch of Node %s: %w", node.Name, err)
+	}
+	if _, err := m.cfg.Client.CoreV1().Nodes().Patch(ctx, node.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
 		return fmt.Errorf("updating the status of Node %s: %w", node.Name, err)
 	}
 	return nil

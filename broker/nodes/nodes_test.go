@@ -12,6 +12,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -390,4 +391,63 @@ func TestRunMirrorsManyAgents(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestWritesKeepWhatTheCacheDrops: the informer keeps only what the broker
+// reads, and the broker's writes are patches of what it owns, so what a
+// kubelet or a controller wrote on the Node (images, addresses, node info,
+// other conditions, the pod CIDR, taints) survives a metadata and a status
+// write made from the lean cached copy.
+func TestWritesKeepWhatTheCacheDrops(t *testing.T) {
+	client := apiServerLike(t, false)
+	full := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "h1", Labels: map[string]string{OwnerLabel: Owner, "kubelet-label": "x"}},
+		Spec: v1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24"},
+			Taints: []v1.Taint{{Key: "other", Value: "v", Effect: v1.TaintEffectNoSchedule}}},
+		Status: v1.NodeStatus{
+			Conditions: []v1.NodeCondition{
+				{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory"},
+				{Type: v1.NodeReady, Status: v1.ConditionFalse, Reason: "Whatever"},
+			},
+			Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: "10.0.0.1"}},
+			NodeInfo:  v1.NodeSystemInfo{KubeletVersion: "v1.37.2"},
+			Images:    []v1.ContainerImage{{Names: []string{"webapp:latest"}, SizeBytes: 1 << 20}},
+			Capacity:  v1.ResourceList{v1.ResourcePods: resource.MustParse("110"), "example.com/gone": resource.MustParse("1")},
+		},
+	}
+	if _, err := client.CoreV1().Nodes().Create(context.Background(), full, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, ctx := startedMirror(t, client)
+	cached, err := m.cfg.Nodes.Lister().Get("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cached.Status.Images) != 0 || len(cached.Status.Addresses) != 0 || cached.Spec.PodCIDR != "" || len(cached.Status.Conditions) != 1 {
+		t.Errorf("the informer keeps more than the broker reads: %+v", cached)
+	}
+	a := &agentState{id: "S1", hostname: "h1", attributes: map[string]string{"k8sm.io/attribute-rack": "r1"},
+		capacity: podresources.Resources{Scalars: podresources.Scalars{CPUs: 2000, MemMB: 1024}}}
+	if err := m.sync(ctx, a); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	got, err := client.CoreV1().Nodes().Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Annotations[taskinfo.AgentIDAnnotation] != "S1" || got.Labels["k8sm.io/attribute-rack"] != "r1" || got.Labels["kubelet-label"] != "x" {
+		t.Errorf("labels %v annotations %v: want the broker's added, the kubelet's kept", got.Labels, got.Annotations)
+	}
+	if len(got.Spec.Taints) != 2 || got.Spec.PodCIDR != "10.244.1.0/24" || len(got.Spec.PodCIDRs) != 1 {
+		t.Errorf("spec %+v: want the other taint, the agent taint and the pod CIDR", got.Spec)
+	}
+	if len(got.Status.Images) != 1 || len(got.Status.Addresses) != 1 || got.Status.NodeInfo.KubeletVersion != "v1.37.2" {
+		t.Errorf("status lost what the cache drops: images %v addresses %v nodeInfo %+v", got.Status.Images, got.Status.Addresses, got.Status.NodeInfo)
+	}
+	if !readyIs(v1.ConditionTrue, ReasonAgentActive)(got) || len(got.Status.Conditions) != 2 {
+		t.Errorf("conditions %+v: want Ready from the broker and MemoryPressure kept", got.Status.Conditions)
+	}
+	if _, ok := got.Status.Capacity["example.com/gone"]; ok || got.Status.Capacity.Cpu().MilliValue() != 2000 {
+		t.Errorf("capacity %v: want the agent's, without what it no longer offers", got.Status.Capacity)
+	}
 }
