@@ -29,7 +29,7 @@ RACE_PKGS := $(addsuffix /...,$(RACE_DIRS))
 UNIT_PKGS := $(shell go list ./... 2>/dev/null | grep -v -e /test/ $(foreach d,$(RACE_DIRS),-e $(patsubst ./%,github.com/k8sm/k8sm/%,$(d))))
 TEST_FLAGS ?= -count=1 -timeout=30m
 
-.PHONY: build deps verify-deps test test-unit test-integration e2e bench up down generate verify-generate lint clean images
+.PHONY: build deps verify-deps test test-unit test-integration e2e bench bench-big up down generate verify-generate lint clean images
 
 # Stamp the release the binaries are built from, as upstream's build does:
 # without it they report v0.0.0-master+$Format:%H$, which `kubectl version`
@@ -72,13 +72,16 @@ e2e: deps build
 # scheduler side by side on a real control plane with mesos-sim's hollow
 # agents, prints a table and writes $(OUT)/bench/results.json (under 20 min on
 # 2 cores). BENCH_GO=1 adds the broker's Go micro-benchmarks (about 2 min more).
-# The big sizes:
-#   make bench BENCH_FLAGS="--agents=5000,10000 --pods=10000 --variations=false"
+# The big sizes (scheduler_perf's reference is 5,000 nodes and 10,000 pods)
+# are `make bench-big`: an hour or more on 2 cores, never part of make test.
 bench: deps
 	go build -o $(BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 	    ./hack/cmd/etcd ./plugin/cmd/kube-scheduler ./hack/cmd/k8sm-bench
 	$(BIN)/k8sm-bench --bin-dir=$(abspath $(BIN)) --out=$(abspath $(OUT))/bench $(BENCH_FLAGS)
 	$(if $(BENCH_GO),go test -run '^$$' -bench . -benchmem ./broker/offers ./broker/framework)
+
+bench-big:
+	$(MAKE) bench BENCH_FLAGS="--agents=5000,10000 --pods=10000 --paced-pods=1000 --variations=false --nodes-timeout=10m --phase-timeout=15m $(BENCH_FLAGS)"
 
 # Images of the control parts for a real cluster (docs/deploy.md): the
 # k8sm kube-scheduler, and the broker carrying the executor it serves to the

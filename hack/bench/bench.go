@@ -27,6 +27,16 @@ import (
 // HollowNote goes wherever a figure is shown.
 const HollowNote = "mesos-sim hollow agents: launches answer TASK_RUNNING and run nothing (no executor, no kubelet, no container)"
 
+// CheckpointNote says whether the hollow agents wrote each task's checkpoint
+// to disk: on this machine that work competes with what is measured, while a
+// real agent does it on its own machine.
+func CheckpointNote(checkpoint bool) string {
+	if checkpoint {
+		return "hollow agents checkpoint every task to disk, as a real agent does (on the measured machine's cores)"
+	}
+	return "hollow agents do NOT checkpoint tasks to disk (--hollow-checkpoint=false): a real agent's checkpoint costs its own machine, not the scheduler's"
+}
+
 // Config is what `k8sm-bench` is told.
 type Config struct {
 	BinDir string `json:"-"`
@@ -35,6 +45,7 @@ type Config struct {
 	Self string `json:"-"`
 
 	Agents           []int         `json:"agents"`
+	HollowCheckpoint bool          `json:"hollow_checkpoint"`
 	Pods             int           `json:"pods"`
 	PacedRate        float64       `json:"paced_rate_pods_per_s"`
 	PacedPods        int           `json:"paced_pods"`
@@ -121,7 +132,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	res := &Results{Note: HollowNote, Machine: machine(), Config: cfg, Started: time.Now()}
+	res := &Results{Note: HollowNote + "; " + CheckpointNote(cfg.HollowCheckpoint), Machine: machine(), Config: cfg, Started: time.Now()}
 	state, err := os.MkdirTemp("", "k8sm-bench-")
 	if err != nil {
 		return nil, err

@@ -160,27 +160,64 @@ func httpOK(ctx context.Context, url string) bool {
 // metricValue reads one sample of a Prometheus /metrics page: the first
 // of metric name that carries every label of labels (it may carry more).
 func metricValue(ctx context.Context, url, name string, labels map[string]string) (float64, bool) {
+	samples, ok := metricSamples(ctx, url, name, labels)
+	if !ok || len(samples) == 0 {
+		return 0, false
+	}
+	return samples[0], true
+}
+
+// metricSum is the sum of every sample of name that carries every label of
+// labels (e.g. a histogram's _sum over its status label).
+func metricSum(ctx context.Context, url, name string, labels map[string]string) (float64, bool) {
+	samples, ok := metricSamples(ctx, url, name, labels)
+	if !ok || len(samples) == 0 {
+		return 0, false
+	}
+	total := 0.0
+	for _, v := range samples {
+		total += v
+	}
+	return total, true
+}
+
+func metricSamples(ctx context.Context, url, name string, labels map[string]string) ([]float64, bool) {
+	samples, ok := scrape(ctx, url)
+	if !ok {
+		return nil, false
+	}
+	return matching(samples, name, labels), true
+}
+
+// scrape reads a /metrics page.
+func scrape(ctx context.Context, url string) (testutil.Metrics, bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	// The scheduler serves a self-signed certificate on loopback.
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	defer resp.Body.Close()
 	page, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, false
+		return nil, false
 	}
 	samples := testutil.NewMetrics()
 	if err := testutil.ParseMetrics(string(page), &samples); err != nil {
-		return 0, false
+		return nil, false
 	}
+	return samples, true
+}
+
+// matching are the values of name's samples that carry every label of labels.
+func matching(samples testutil.Metrics, name string, labels map[string]string) []float64 {
+	var out []float64
 next:
 	for _, s := range samples[name] {
 		for k, v := range labels {
@@ -188,7 +225,7 @@ next:
 				continue next
 			}
 		}
-		return float64(s.Value), true
+		out = append(out, float64(s.Value))
 	}
-	return 0, false
+	return out
 }

@@ -130,7 +130,9 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 			stopProfiles = r.profile(ctx, e)
 		}
 		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
+		epBefore := extensionPointTotals(ctx, e.schedWeb, p.scheduler)
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
+		pr.ExtensionPointMeanMs = extensionPointMeans(epBefore, extensionPointTotals(ctx, e.schedWeb, p.scheduler))
 		if after := scheduleAttempts(ctx, e.schedWeb, p.scheduler); after != nil {
 			// before is nil when the profile had no attempt yet: the
 			// scheduler creates a series on its first use.
@@ -187,7 +189,7 @@ func (r *runner) setup(ctx context.Context, e *scenarioEnv, res *ScenarioResult)
 	}
 	agents := make([]agent.Config, sc.Agents)
 	for i := range agents {
-		agents[i] = agent.Config{Hostname: agentName(sc, i), Resources: resources, Attributes: attrs, Hollow: true}
+		agents[i] = agent.Config{Hostname: agentName(sc, i), Resources: resources, Attributes: attrs, Hollow: true, HollowNoCheckpoint: !r.cfg.HollowCheckpoint}
 	}
 	work, err := os.MkdirTemp("", "k8sm-bench-sim-")
 	if err != nil {
@@ -521,6 +523,49 @@ func scheduleAttempts(ctx context.Context, schedWeb, profile string) map[string]
 	}
 	if !answered {
 		return nil
+	}
+	return out
+}
+
+// ExtensionPoints are the scheduler's extension points a phase's report
+// breaks its time into (Bind runs in the parallel binding cycle).
+var ExtensionPoints = []string{"PreFilter", "Filter", "PostFilter", "PreScore", "Score", "Reserve", "Permit", "PreBind", "Bind"}
+
+// extensionPointTotals reads, per extension point of profile, the sum of
+// its durations (s) and how many there were, from
+// scheduler_framework_extension_point_duration_seconds.
+func extensionPointTotals(ctx context.Context, schedWeb, profile string) map[string][2]float64 {
+	samples, ok := scrape(ctx, schedWeb+"/metrics")
+	if !ok {
+		return nil
+	}
+	out := map[string][2]float64{}
+	for _, ep := range ExtensionPoints {
+		labels := map[string]string{"profile": profile, "extension_point": ep}
+		var sum, n float64
+		for _, v := range matching(samples, "scheduler_framework_extension_point_duration_seconds_sum", labels) {
+			sum += v
+		}
+		for _, v := range matching(samples, "scheduler_framework_extension_point_duration_seconds_count", labels) {
+			n += v
+		}
+		out[ep] = [2]float64{sum, n}
+	}
+	return out
+}
+
+// extensionPointMeans is the mean duration (ms) of each extension point
+// between two readings; points that did not run are left out.
+func extensionPointMeans(before, after map[string][2]float64) map[string]float64 {
+	if after == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for ep, a := range after {
+		b := before[ep]
+		if n := a[1] - b[1]; n > 0 {
+			out[ep] = (a[0] - b[0]) / n * 1000
+		}
 	}
 	return out
 }

@@ -50,7 +50,10 @@ type PhaseResult struct {
 	// scheduler_schedule_attempts_total: how often a pod was tried before
 	// it was bound.
 	Attempts map[string]float64 `json:"schedule_attempts,omitempty"`
-	Error    string             `json:"error,omitempty"`
+	// ExtensionPointMeanMs is the mean duration of each extension point
+	// of this phase's profile while it ran (ms).
+	ExtensionPointMeanMs map[string]float64 `json:"extension_point_mean_ms,omitempty"`
+	Error                string             `json:"error,omitempty"`
 }
 
 func benchPod(scheduler, name, run string) *corev1.Pod {
