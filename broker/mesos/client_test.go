@@ -84,6 +84,12 @@ type fakeMaster struct {
 	// beat: heartbeats after the script (else silence).
 	beat     bool
 	callSeen chan string
+	// refuse answers calls of a type with this status code.
+	refuse map[string]int
+	// beats counts heartbeats sent; ended is closed when the first
+	// stream ends (nil: not watched).
+	beats atomic.Int64
+	ended chan struct{}
 }
 
 func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +104,10 @@ func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "missing Mesos-Stream-Id", http.StatusBadRequest)
 			return
 		}
+		if code := f.refuse[call["type"].(string)]; code != 0 {
+			http.Error(w, "refused by the test", code)
+			return
+		}
 		f.mu.Lock()
 		f.calls = append(f.calls, call)
 		f.mu.Unlock()
@@ -108,6 +118,9 @@ func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.subscribes = append(f.subscribes, call)
 	script := f.script
+	if f.ended != nil && len(f.subscribes) == 1 {
+		defer close(f.ended)
+	}
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Mesos-Stream-Id", "stream-1")
@@ -126,6 +139,7 @@ func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-time.After(time.Duration(f.heartbeat * float64(time.Second))):
 			send(`{"type":"HEARTBEAT"}`)
+			f.beats.Add(1)
 		}
 	}
 	// Then silence: no heartbeats, as from a master behind a dead link.
@@ -406,5 +420,45 @@ func TestSlowStatusHandlingKeepsTheSubscription(t *testing.T) {
 		if tid, _ := json.Marshal(call["acknowledge"].(map[string]any)["task_id"]); strings.Contains(string(tid), "slow") {
 			t.Errorf("the update whose handling timed out was acknowledged")
 		}
+	}
+}
+
+// TestFailedCallKeepsTheSubscription: a call the master refuses (or one
+// that times out under load) fails alone; the event stream stays open.
+// mesos-go's httpsched caller, with its default endpoint candidate,
+// cancelled its stream on any failed call: how the broker dropped its own
+// subscription at 10,000 agents.
+func TestFailedCallKeepsTheSubscription(t *testing.T) {
+	ctx := testCtx(t)
+	fm := &fakeMaster{heartbeat: 0.05, beat: true, callSeen: make(chan string, 100),
+		refuse: map[string]int{"REVIVE": http.StatusBadRequest, "DECLINE": http.StatusServiceUnavailable}, ended: make(chan struct{})}
+	srv := httptest.NewServer(fm)
+	t.Cleanup(srv.Close)
+	rec := newRecorder()
+	c := startClient(t, ctx, brokermesos.Config{Detector: brokermesos.StaticMaster(srv.URL), MediaType: string(codecs.MediaTypeJSON),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, rec)
+	rec.next(t, ctx, scheduler.Event_SUBSCRIBED)
+	if err := c.Call(ctx, &scheduler.Call{Type: scheduler.Call_REVIVE}); err == nil {
+		t.Fatal("a REVIVE the master refused returned no error")
+	}
+	if err := c.Call(ctx, &scheduler.Call{Type: scheduler.Call_DECLINE, Decline: &scheduler.Call_Decline{}}); err == nil {
+		t.Fatal("a DECLINE the master refused returned no error")
+	}
+	// The stream must carry on: ten more heartbeats on it.
+	from := fm.beats.Load()
+	for fm.beats.Load() < from+10 {
+		select {
+		case <-fm.ended:
+			t.Fatalf("the subscription stream ended after a refused call (subscribed %d times)", fm.subscribeCount())
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := c.Call(ctx, &scheduler.Call{Type: scheduler.Call_SUPPRESS}); err != nil {
+		t.Errorf("a call after the refused ones: %v", err)
+	}
+	if n := fm.subscribeCount(); n != 1 || c.Subscriptions() != 1 {
+		t.Errorf("subscribed %d times (client: %d), want once", n, c.Subscriptions())
 	}
 }
