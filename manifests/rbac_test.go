@@ -50,8 +50,8 @@ func uses(ns, group, resource, why string, verbs ...string) []used {
 var brokerUses = slices.Concat(
 	uses("", "", "pods", "broker/pods: informer of mesos-scheduler pods, Get before a status write, Delete of a pod on a kubelet-less node", "get", "list", "watch", "delete"),
 	uses("", "", "pods/status", "broker/pods: UpdateStatus of a pod whose task ended", "update"),
-	uses("", "", "nodes", "broker/nodes: Node informer, Get, Create of an agent's Node, Update of its labels/taint", "get", "list", "watch", "create", "update"),
-	uses("", "", "nodes/status", "broker/nodes: UpdateStatus (Ready, capacity) while no kubelet runs", "update"),
+	uses("", "", "nodes", "broker/nodes: Node informer, Get, Create of an agent's Node, merge patch of its labels/annotation/taint", "get", "list", "watch", "create", "patch"),
+	uses("", "", "nodes/status", "broker/nodes: strategic merge patch of the status (Ready, capacity) while no kubelet runs", "patch"),
 	uses("", "", "events", "broker/nodes: client-go's event recorder (create, then patch to aggregate)", "create", "patch"),
 	uses("kube-node-lease", "coordination.k8s.io", "leases", "broker/nodes: Node Leases renewed for kubelet-less agents", "get", "create", "update"),
 )
