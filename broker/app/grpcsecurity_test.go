@@ -37,7 +37,7 @@ func (k *killRecorder) Kill(_ context.Context, uid types.UID, _ string) (string,
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.kills = append(k.kills, string(uid))
-	return taskinfo.TaskID(uid), nil
+	return taskinfo.TaskID(uid, ""), nil
 }
 
 // TestBrokerAPIServesOnlyTheScheduler: the Broker API as Run serves it with

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // Driver makes the Mesos calls the pod controller asks for: SUPPRESS while
@@ -157,6 +159,19 @@ func (d *Driver) taskEnded(taskID string) {
 	d.mu.Lock()
 	delete(d.taskAgents, taskID)
 	d.mu.Unlock()
+}
+
+// PodTasks are the live tasks of pod uid this broker launched or heard of.
+func (d *Driver) PodTasks(uid types.UID) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for id := range d.taskAgents {
+		if taskinfo.PodUID(id) == uid {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // KillTask kills a task for a reason (metrics and logs say which); agentID

@@ -8,15 +8,19 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/httpcli/apierrors"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/k8sm/k8sm/broker/launch"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/offers"
@@ -108,6 +112,8 @@ type Framework struct {
 	agentExecs map[string]map[string]map[string]bool
 	// partitioned are the tasks reported TASK_UNREACHABLE (partition.go).
 	partitioned unreachable
+	// settling are the tasks Settle waits to hear about.
+	settling map[string]chan *mesos.TaskStatus
 }
 
 // New returns a Framework.
@@ -129,6 +135,7 @@ func New(cfg Config) *Framework {
 		offerIDs:   map[string]struct{}{},
 		execs:      map[string]*mesos.ExecutorInfo{},
 		agentExecs: map[string]map[string]map[string]bool{},
+		settling:   map[string]chan *mesos.TaskStatus{},
 	}
 }
 
@@ -274,6 +281,14 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 		f.cfg.Driver.taskAt(taskID, agentID)
 	}
 	f.partitioned.observe(agentID, taskID, state)
+	f.mu.Lock()
+	if ch := f.settling[taskID]; ch != nil {
+		select {
+		case ch <- st:
+		default: // Settle heard of the task already
+		}
+	}
+	f.mu.Unlock()
 	if agentID != "" && st.ExecutorID != nil && taskinfo.IsExecutorID(st.ExecutorID.Value) {
 		f.trackExecutor(ctx, agentID, st.ExecutorID.Value, taskID, state)
 	}
@@ -382,6 +397,9 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	metrics.LaunchLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		metrics.Launches.WithLabelValues("error").Add(float64(len(tasks)))
+		if !answered(err) {
+			return fmt.Errorf("ACCEPT of %d offers with %d tasks: %w: %w", len(offerIDs), len(tasks), launch.ErrUnknownOutcome, err)
+		}
 		return fmt.Errorf("ACCEPT of %d offers with %d tasks: %w", len(offerIDs), len(tasks), err)
 	}
 	metrics.Launches.WithLabelValues("success").Add(float64(len(tasks)))
@@ -389,6 +407,71 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 		f.cfg.Driver.taskAt(t.TaskID.Value, l.AgentID)
 	}
 	return nil
+}
+
+// answered reports whether a failed call is known not to have been taken:
+// the master answered with an error status, or the call was never sent. Any
+// other failure (a timeout, a broken connection) may come after the master
+// took it.
+func answered(err error) bool {
+	var apiErr *apierrors.Error
+	return errors.As(err, &apiErr) || errors.Is(err, brokermesos.ErrNotSubscribed)
+}
+
+// Settle implements launch.Mesos: it reconciles taskIDs explicitly (once
+// subscribed) and waits, until ctx ends, for the master's answer about each. A task the
+// master does not have comes back TASK_UNKNOWN (TASK_LOST without
+// PARTITION_AWARE); one it dropped at once, TASK_DROPPED or TASK_GONE: none
+// of these runs.
+func (f *Framework) Settle(ctx context.Context, agentID string, taskIDs []string) (map[string]bool, error) {
+	ch := make(chan *mesos.TaskStatus, len(taskIDs))
+	f.mu.Lock()
+	for _, id := range taskIDs {
+		f.settling[id] = ch
+	}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		for _, id := range taskIDs {
+			if f.settling[id] == ch {
+				delete(f.settling, id)
+			}
+		}
+		f.mu.Unlock()
+	}()
+	m := make(map[string]string, len(taskIDs))
+	for _, id := range taskIDs {
+		m[id] = agentID
+	}
+	// mesos-go's caller takes a call that got no answer for a lost master
+	// and subscribes again: the reconciliation waits for the subscription
+	// (whose own reconciliation answers too).
+	for {
+		err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(m)))
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reconciling tasks %v: %w", taskIDs, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	known := make(map[string]bool, len(taskIDs))
+	for len(known) < len(taskIDs) {
+		select {
+		case st := <-ch:
+			switch st.GetState() {
+			case mesos.TASK_UNKNOWN, mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
+				known[st.TaskID.Value] = false
+			default:
+				known[st.TaskID.Value] = true
+			}
+		case <-ctx.Done():
+			return known, nil
+		}
+	}
+	return known, nil
 }
 
 // executorFor returns the ExecutorInfo of role's tasks. It is the same
@@ -496,6 +579,9 @@ func (f *Framework) executorEnded(agentID, execID string) (stale bool) {
 	}
 	return stale
 }
+
+// PodTasks implements launch.Mesos.
+func (f *Framework) PodTasks(uid types.UID) []string { return f.cfg.Driver.PodTasks(uid) }
 
 // Kill implements launch.Mesos.
 func (f *Framework) Kill(ctx context.Context, taskID, agentID string) error {

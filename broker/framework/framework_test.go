@@ -56,6 +56,27 @@ func (s *statuses) TaskStatus(_ context.Context, st *mesos.TaskStatus) error {
 	return nil
 }
 
+// task waits for a status of a task of pod uid and returns the task's id
+// (the pod's launch attempt).
+func (s *statuses) task(t *testing.T, ctx context.Context, uid types.UID) string {
+	t.Helper()
+	for {
+		s.mu.Lock()
+		for id := range s.m {
+			if taskinfo.PodUID(id) == uid {
+				s.mu.Unlock()
+				return id
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no status of a task of pod %s", uid)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func (s *statuses) wait(t *testing.T, ctx context.Context, task string, want mesos.TaskState) {
 	t.Helper()
 	s.waitAfter(t, ctx, task, -1, want)
@@ -280,8 +301,9 @@ func TestReserveLaunchRunsTask(t *testing.T) {
 	if resps[0].GetBatchSize() != 2 {
 		t.Errorf("batch size %d, want both pods in one ACCEPT", resps[0].GetBatchSize())
 	}
-	e.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_RUNNING)
-	e.status.wait(t, ctx, taskinfo.TaskID("uid-2"), mesos.TASK_RUNNING)
+	task1, task2 := e.status.task(t, ctx, "uid-1"), e.status.task(t, ctx, "uid-2")
+	e.status.wait(t, ctx, task1, mesos.TASK_RUNNING)
+	e.status.wait(t, ctx, task2, mesos.TASK_RUNNING)
 
 	// The master runs both tasks; the wildcard pod got its host port.
 	tasks := masterTasks(t, e)
@@ -296,16 +318,16 @@ func TestReserveLaunchRunsTask(t *testing.T) {
 	for _, task := range tasks {
 		found[task["id"]] = task["state"]
 	}
-	for _, uid := range []types.UID{"uid-1", "uid-2"} {
-		if st := found[taskinfo.TaskID(uid)]; st != "TASK_RUNNING" {
-			t.Errorf("master says task %s is %v, want TASK_RUNNING (tasks %v)", taskinfo.TaskID(uid), st, found)
+	for _, task := range []string{task1, task2} {
+		if st := found[task]; st != "TASK_RUNNING" {
+			t.Errorf("master says task %s is %v, want TASK_RUNNING (tasks %v)", task, st, found)
 		}
 	}
 
 	if _, err := e.broker.Kill(ctx, &brokerv1.KillRequest{Pod: &brokerv1.PodRef{Uid: "uid-1", Namespace: "default", Name: "web-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	e.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_KILLED)
+	e.status.wait(t, ctx, task1, mesos.TASK_KILLED)
 }
 
 func masterTasks(t *testing.T, e *env) []map[string]any {
@@ -370,7 +392,7 @@ func launchOne(t *testing.T, ctx context.Context, b *env, name string, uid types
 	if _, err := b.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, name, uid, false), PodContentType: "application/json"}); err != nil {
 		t.Fatalf("launching %s: %v", name, err)
 	}
-	task := taskinfo.TaskID(uid)
+	task := b.status.task(t, ctx, uid)
 	for {
 		b.status.mu.Lock()
 		for _, st := range b.status.m[task] {
@@ -448,7 +470,7 @@ func TestExecutorConfigChange(t *testing.T) {
 	if _, err := b2.broker.Kill(ctx, &brokerv1.KillRequest{Pod: &brokerv1.PodRef{Uid: "uid-1", Namespace: "default", Name: "web-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	b2.status.wait(t, ctx, taskinfo.TaskID("uid-1"), mesos.TASK_KILLED)
+	b2.status.wait(t, ctx, b2.status.task(t, ctx, "uid-1"), mesos.TASK_KILLED)
 	if st := launchOne(t, ctx, b2, "web-2", "uid-2"); st != mesos.TASK_RUNNING {
 		t.Fatalf("pod after the old executor ended: task %s, want TASK_RUNNING", st)
 	}
@@ -496,5 +518,24 @@ func TestAcceptRefuseWhilePending(t *testing.T) {
 	}
 	if got := refuses(); len(got) != 2 || got[1] != 0 {
 		t.Errorf("ACCEPT filters while pods are pending %v, want 0s for the second", got)
+	}
+}
+
+// TestAcceptWithoutAnswerSettled: the master takes an ACCEPT but its answer
+// is lost (the connection breaks, as a reply that timed out). The launch is
+// settled by reconciliation: the pod's task runs, the launch succeeds, and
+// it is the only task of the pod (not failed, not launched twice).
+func TestAcceptWithoutAnswerSettled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newEnv(t, ctx)
+	if err := e.sim.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_ACCEPT, Count: 1, LoseAnswer: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := launchOne(t, ctx, e, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("task of the ACCEPT whose answer was lost: %s, want TASK_RUNNING", st)
+	}
+	if tasks := masterTasks(t, e); len(tasks) != 1 {
+		t.Errorf("master runs %d tasks, want the pod's one", len(tasks))
 	}
 }

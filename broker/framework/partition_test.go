@@ -12,7 +12,6 @@ import (
 	"k8s.io/component-base/metrics/testutil"
 
 	"github.com/k8sm/k8sm/broker/metrics"
-	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -37,7 +36,7 @@ func TestPartitionedTaskComesBack(t *testing.T) {
 	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-1", types.UID("uid-1"), false), PodContentType: "application/json"}); err != nil {
 		t.Fatal(err)
 	}
-	id := taskinfo.TaskID("uid-1")
+	id := e.status.task(t, ctx, "uid-1")
 	e.status.wait(t, ctx, id, mesos.TASK_RUNNING)
 	// Every update acknowledged: the agent has nothing to send again when
 	// it comes back, so only reconciliation can tell the broker the task

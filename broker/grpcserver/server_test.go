@@ -50,6 +50,13 @@ func (f *fakeLauncher) Launch(_ context.Context, l *offers.Launch, pods map[stri
 	return nil
 }
 
+func (f *fakeLauncher) PodTasks(types.UID) []string { return nil }
+
+// Settle: no ACCEPT here ends without an answer.
+func (f *fakeLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {
+	return nil, nil
+}
+
 func (f *fakeLauncher) Kill(_ context.Context, taskID, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -277,8 +284,8 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 			t.Errorf("launch %d: %v, want a batch of 2 on a1", i, resps[i])
 		}
 	}
-	if resps[0].GetTaskId() != "pod.uid-a" {
-		t.Errorf("task id %q, want pod.<pod uid> (pkg/taskinfo)", resps[0].GetTaskId())
+	if want := "pod.uid-a." + ids[0]; resps[0].GetTaskId() != want {
+		t.Errorf("task id %q, want %s: pod.<pod uid>.<attempt> (pkg/taskinfo)", resps[0].GetTaskId(), want)
 	}
 	if len(e.launcher.launches) != 1 {
 		t.Fatalf("%d ACCEPTs, want 1", len(e.launcher.launches))
@@ -290,8 +297,11 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 	if p := e.launcher.pods[0][ids[1]]; p.Ref.Name != "b" || string(p.JSON) != string(podJSON(t, "b")) {
 		t.Errorf("launcher got pod %+v for b, want its JSON as it was sent", p)
 	}
-	_, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[0], Pod: podJSON(t, "a")})
-	wantCode(t, err, codes.AlreadyExists, "was launched")
+	// A retry of a's launch gets a's task, not a second one.
+	again, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: ids[0], Pod: podJSON(t, "a")})
+	if err != nil || again.GetTaskId() != resps[0].GetTaskId() || len(e.launcher.launches) != 1 {
+		t.Errorf("retried launch of a: %v, %v after %d ACCEPTs; want task %s and one ACCEPT", again, err, len(e.launcher.launches), resps[0].GetTaskId())
+	}
 }
 
 func TestLaunchFailureIsUnavailable(t *testing.T) {

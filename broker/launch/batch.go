@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -132,8 +133,12 @@ func (b *batcher) flush(bt *batch) {
 	var launchErr error
 	if len(l.Tasks) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), b.l.opts.LaunchTimeout)
-		defer cancel()
-		if err := b.l.mesos.Launch(ctx, l, pods); err != nil {
+		err := b.l.mesos.Launch(ctx, l, pods)
+		if errors.Is(err, ErrUnknownOutcome) {
+			err = b.settle(l, pods, err)
+		}
+		cancel()
+		if err != nil {
 			// The offers are spent either way; an executor we meant to
 			// start did not start.
 			for role := range l.Executor {
@@ -154,4 +159,32 @@ func (b *batcher) flush(bt *batch) {
 			answer(e, result{batchSize: len(l.Tasks)})
 		}
 	}
+}
+
+// settle decides an ACCEPT whose call got no answer (it timed out, the
+// connection broke) by asking Mesos about its tasks, instead of failing pods
+// whose tasks may run: Mesos takes an ACCEPT whole, so one task the master
+// has means it was taken (nil). Otherwise the launch fails with err and the
+// pod is retried as another attempt (another task id), so a task of this
+// one that turns up later is killed, never confused with the retry's.
+func (b *batcher) settle(l *offers.Launch, pods map[string]taskinfo.PodData, err error) error {
+	ids := make([]string, 0, len(l.Tasks))
+	for _, t := range l.Tasks {
+		if p, ok := pods[t.ID]; ok {
+			ids = append(ids, taskinfo.NewTaskID(p))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.l.opts.SettleTimeout)
+	defer cancel()
+	known, serr := b.l.mesos.Settle(ctx, l.AgentID, ids)
+	for _, id := range ids {
+		if known[id] {
+			klog.InfoS("ACCEPT without an answer was taken: reconciliation found its tasks", "agent", l.AgentID, "tasks", ids, "err", err)
+			return nil
+		}
+	}
+	if serr != nil {
+		return fmt.Errorf("%w; settling it by reconciliation: %v", err, serr)
+	}
+	return err
 }

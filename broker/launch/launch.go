@@ -8,7 +8,12 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -25,10 +30,23 @@ type Mesos interface {
 	// the executor where l.Executor says so). pods holds each task's pod, by
 	// reservation id, as it becomes the task's data. It returns once Mesos
 	// accepted the call (202).
+	// An error wrapping ErrUnknownOutcome says the call may have reached
+	// the master (it timed out, the connection broke): Settle tells.
 	Launch(ctx context.Context, l *offers.Launch, pods map[string]taskinfo.PodData) error
+	// Settle asks Mesos about tasks of an ACCEPT whose outcome is unknown
+	// (explicit reconciliation) and reports, for each task answered, whether
+	// the master has it. A task not in the map was not answered.
+	Settle(ctx context.Context, agentID string, taskIDs []string) (map[string]bool, error)
 	// Kill kills a task; agentID may be empty when unknown.
 	Kill(ctx context.Context, taskID, agentID string) error
+	// PodTasks are the live tasks of a pod Mesos told of (any broker's
+	// attempts, learnt from their statuses).
+	PodTasks(uid types.UID) []string
 }
+
+// ErrUnknownOutcome: a call to Mesos got no answer, it may or may not have
+// been taken.
+var ErrUnknownOutcome = errors.New("Mesos did not answer; the call may have been taken")
 
 // MesosError is a call Mesos did not take (it could not be reached, or it
 // refused): the pod is retried once Mesos answers again.
@@ -54,7 +72,13 @@ type Options struct {
 	MaxBatchWait time.Duration
 	// LaunchTimeout bounds one ACCEPT (default 30s).
 	LaunchTimeout time.Duration
-	Clock         clock.WithDelayedExecution
+	// SettleTimeout bounds the reconciliation that settles an ACCEPT whose
+	// outcome is unknown (default 10s).
+	SettleTimeout time.Duration
+	// Remember is how long a launch's outcome answers retries of it
+	// (default 10m).
+	Remember time.Duration
+	Clock    clock.WithDelayedExecution
 }
 
 // Launcher launches reserved pods and kills their tasks.
@@ -63,6 +87,21 @@ type Launcher struct {
 	mesos   Mesos
 	opts    Options
 	batches *batcher
+
+	mu sync.Mutex
+	// attempts are the launches asked for, by reservation id (the attempt):
+	// a retried Launch waits for, and gets, the first one's outcome.
+	attempts map[string]*attempt
+	pruned   time.Time
+}
+
+// attempt is one launch of a pod: done is closed once res and err are set.
+type attempt struct {
+	uid  types.UID
+	done chan struct{}
+	res  Launched
+	err  error
+	at   time.Time
 }
 
 // New returns a Launcher over cache that calls Mesos through m.
@@ -76,10 +115,16 @@ func New(cache *offers.Cache, m Mesos, opts Options) *Launcher {
 	if opts.LaunchTimeout <= 0 {
 		opts.LaunchTimeout = 30 * time.Second
 	}
+	if opts.SettleTimeout <= 0 {
+		opts.SettleTimeout = 10 * time.Second
+	}
+	if opts.Remember <= 0 {
+		opts.Remember = 10 * time.Minute
+	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	l := &Launcher{cache: cache, mesos: m, opts: opts}
+	l := &Launcher{cache: cache, mesos: m, opts: opts, attempts: map[string]*attempt{}}
 	l.batches = newBatcher(l)
 	return l
 }
@@ -96,34 +141,107 @@ type Launched struct {
 // agent's other launches, and returns once Mesos accepted it. pod is the
 // pod in its final shape (bound to the reservation's node, its wildcard host
 // ports recorded), data its encoding, which becomes the task's data as it
-// is. A caller that gives up (ctx done) does not stop the batch: the ACCEPT
-// may already be on its way, and the reservation is spent either way.
+// is. The reservation is the launch's attempt: its id is part of the task
+// id, and a Launch retried for it gets the first one's outcome (the same
+// task), not a second task. A caller that gives up (ctx done) does not stop
+// the batch: the ACCEPT may already be on its way, and the reservation is
+// spent either way.
 func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []byte) (Launched, error) {
-	r, err := l.cache.Get(id)
-	if err != nil {
-		return Launched{}, fmt.Errorf("launching reservation %s: %w", id, err)
-	}
-	if pod.UID != r.Pod.UID {
-		return Launched{}, fmt.Errorf("reservation %s belongs to pod uid %s, the pod sent has uid %q: %w", id, r.Pod.UID, pod.UID, offers.ErrInvalid)
-	}
-	if pod.Spec.NodeName != r.Hostname {
-		return Launched{}, fmt.Errorf("reservation %s is on node %q, the pod sent is bound to %q (spec.nodeName must name the reservation's node): %w", id, r.Hostname, pod.Spec.NodeName, offers.ErrInvalid)
-	}
-	p := taskinfo.PodData{Ref: taskinfo.RefOf(pod), JSON: data}
-	size, err := l.batches.submit(ctx, r, p)
+	a, first, err := l.attempt(id, pod)
 	if err != nil {
 		return Launched{}, err
 	}
-	return Launched{TaskID: taskinfo.TaskID(r.Pod.UID), AgentID: r.AgentID, BatchSize: size}, nil
+	if first != nil {
+		p := taskinfo.PodData{Ref: taskinfo.RefOf(pod), JSON: data, Attempt: id}
+		go func() {
+			// Not the caller's context: a retry waits for this outcome.
+			size, err := l.batches.submit(context.Background(), *first, p)
+			l.mu.Lock()
+			if err == nil {
+				a.res = Launched{TaskID: taskinfo.NewTaskID(p), AgentID: first.AgentID, BatchSize: size}
+			}
+			a.err, a.at = err, l.opts.Clock.Now()
+			l.mu.Unlock()
+			close(a.done)
+		}()
+	}
+	select {
+	case <-a.done:
+		return a.res, a.err
+	case <-ctx.Done():
+		return Launched{}, ctx.Err()
+	}
 }
 
-// Kill drops any claim the pod still holds and kills its task, and returns
-// the task's id.
+// attempt returns the launch of reservation id for pod: the one already
+// asked for, or a new one with the reservation to launch (first).
+func (l *Launcher) attempt(id string, pod *v1.Pod) (a *attempt, first *offers.Reservation, err error) {
+	l.mu.Lock()
+	a = l.attempts[id]
+	l.mu.Unlock()
+	if a != nil {
+		if a.uid != pod.UID {
+			return nil, nil, fmt.Errorf("reservation %s was launched for pod uid %s, the pod sent has uid %q: %w", id, a.uid, pod.UID, offers.ErrInvalid)
+		}
+		return a, nil, nil
+	}
+	r, err := l.cache.Get(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("launching reservation %s: %w", id, err)
+	}
+	if pod.UID != r.Pod.UID {
+		return nil, nil, fmt.Errorf("reservation %s belongs to pod uid %s, the pod sent has uid %q: %w", id, r.Pod.UID, pod.UID, offers.ErrInvalid)
+	}
+	if pod.Spec.NodeName != r.Hostname {
+		return nil, nil, fmt.Errorf("reservation %s is on node %q, the pod sent is bound to %q (spec.nodeName must name the reservation's node): %w", id, r.Hostname, pod.Spec.NodeName, offers.ErrInvalid)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a = l.attempts[id]; a != nil {
+		return a, nil, nil // a concurrent retry got here first
+	}
+	l.pruneLocked()
+	a = &attempt{uid: pod.UID, done: make(chan struct{})}
+	l.attempts[id] = a
+	return a, &r, nil
+}
+
+// pruneLocked forgets, once a minute, the attempts ended longer than
+// Remember ago.
+func (l *Launcher) pruneLocked() {
+	now := l.opts.Clock.Now()
+	if now.Sub(l.pruned) < time.Minute {
+		return
+	}
+	l.pruned = now
+	for id, a := range l.attempts {
+		if !a.at.IsZero() && now.Sub(a.at) > l.opts.Remember {
+			delete(l.attempts, id)
+		}
+	}
+}
+
+// Kill drops any claim the pod still holds and kills its tasks: those of its
+// attempts launched here or known to Mesos, or, if none, its task without
+// an attempt. It returns the ids killed, comma-separated.
 func (l *Launcher) Kill(ctx context.Context, uid types.UID, agentID string) (string, error) {
 	l.cache.Unreserve("", uid)
-	task := taskinfo.TaskID(uid)
-	if err := l.mesos.Kill(ctx, task, agentID); err != nil {
-		return task, &MesosError{Doing: "killing task " + task, Err: err}
+	tasks := l.mesos.PodTasks(uid)
+	l.mu.Lock()
+	for id, a := range l.attempts {
+		if task := taskinfo.TaskID(uid, id); a.uid == uid && !slices.Contains(tasks, task) {
+			tasks = append(tasks, task)
+		}
 	}
-	return task, nil
+	l.mu.Unlock()
+	if len(tasks) == 0 {
+		tasks = append(tasks, taskinfo.TaskID(uid, ""))
+	}
+	sort.Strings(tasks)
+	for _, task := range tasks {
+		if err := l.mesos.Kill(ctx, task, agentID); err != nil {
+			return task, &MesosError{Doing: "killing task " + task, Err: err}
+		}
+	}
+	return strings.Join(tasks, ","), nil
 }

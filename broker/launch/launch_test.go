@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -25,17 +26,46 @@ type fakeMesos struct {
 	pods     []map[string]taskinfo.PodData
 	kills    []string
 	fail     error
+	// took: the ACCEPT reached the master although its call failed (fail).
+	took bool
+	// master holds the tasks the master took; settled the tasks asked about.
+	master  map[string]bool
+	settled []string
+	// sent are the task ids of every ACCEPT, taken or not.
+	sent []string
 }
 
 func (f *fakeMesos) Launch(_ context.Context, l *offers.Launch, pods map[string]taskinfo.PodData) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fail != nil {
+	for _, p := range pods {
+		f.sent = append(f.sent, taskinfo.NewTaskID(p))
+	}
+	if f.fail != nil && !f.took {
 		return f.fail
 	}
 	f.launches = append(f.launches, l)
 	f.pods = append(f.pods, pods)
-	return nil
+	if f.master == nil {
+		f.master = map[string]bool{}
+	}
+	for _, p := range pods {
+		f.master[taskinfo.NewTaskID(p)] = true
+	}
+	return f.fail
+}
+
+func (f *fakeMesos) PodTasks(types.UID) []string { return nil }
+
+func (f *fakeMesos) Settle(_ context.Context, _ string, tasks []string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.settled = append(f.settled, tasks...)
+	known := map[string]bool{}
+	for _, t := range tasks {
+		known[t] = f.master[t]
+	}
+	return known, nil
 }
 
 func (f *fakeMesos) Kill(_ context.Context, taskID, _ string) error {
@@ -125,8 +155,8 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 			t.Errorf("launch %d: %+v, want a batch of 2 on a1", i, got[i])
 		}
 	}
-	if got[0].TaskID != "pod.uid-a" {
-		t.Errorf("task id %q, want pod.<pod uid> (pkg/taskinfo)", got[0].TaskID)
+	if want := "pod.uid-a." + ra.ID; got[0].TaskID != want {
+		t.Errorf("task id %q, want %s: pod.<pod uid>.<attempt> (pkg/taskinfo)", got[0].TaskID, want)
 	}
 	if len(e.mesos.launches) != 1 {
 		t.Fatalf("%d ACCEPTs, want 1", len(e.mesos.launches))
@@ -135,8 +165,79 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 	if p := e.mesos.pods[0][rb.ID]; p.Ref.Name != "b" || string(p.JSON) != string(want) {
 		t.Errorf("Mesos got pod %+v for b, want its JSON as it was given", p)
 	}
-	if _, err := e.launch(t, ra.ID, "a"); !errors.Is(err, offers.ErrLaunched) {
-		t.Errorf("launching a again: %v, want ErrLaunched", err)
+}
+
+// TestRetriedLaunchGetsTheSameTask: a Launch retried for the same pod and
+// attempt (the plugin's call timed out, or its answer was lost) gets the
+// task the first one launched: no error, no second ACCEPT.
+func TestRetriedLaunchGetsTheSameTask(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve(t, "a")
+	first, err := e.launch(t, r.ID, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.launch(t, r.ID, "a")
+	if err != nil {
+		t.Fatalf("launching a again: %v, want the same task", err)
+	}
+	if again != first || len(e.mesos.launches) != 1 {
+		t.Errorf("retried launch %+v (first %+v) after %d ACCEPTs, want the same task and one ACCEPT", again, first, len(e.mesos.launches))
+	}
+	p, data := pod(t, "b")
+	p.Spec.NodeName = "node-1"
+	if _, err := e.launcher.Launch(context.Background(), r.ID, p, data); !errors.Is(err, offers.ErrInvalid) {
+		t.Errorf("another pod with a's attempt: %v, want ErrInvalid", err)
+	}
+}
+
+// TestAttemptsAreDistinctTasks: a pod launched again after a failed launch
+// (another reservation) is another task, so that Mesos does not refuse it as
+// a duplicate of a task the first ACCEPT may have started, and the first
+// attempt's statuses do not touch it.
+func TestAttemptsAreDistinctTasks(t *testing.T) {
+	e := newEnv(t)
+	e.mesos.fail = errors.New("connection refused")
+	r1 := e.reserve(t, "a")
+	if _, err := e.launch(t, r1.ID, "a"); err == nil {
+		t.Fatal("launch with Mesos down succeeded")
+	}
+	e.mesos.fail = nil
+	res := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
+	e.cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o2"}, AgentID: mesos.AgentID{Value: "a1"}, Hostname: "node-1", Resources: podresources.ToMesos(res, "*")})
+	r2 := e.reserve(t, "a")
+	l, err := e.launch(t, r2.ID, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.mesos.sent) != 2 || e.mesos.sent[0] == e.mesos.sent[1] || e.mesos.sent[1] != l.TaskID || taskinfo.PodUID(l.TaskID) != "uid-a" {
+		t.Errorf("the two attempts sent tasks %v, launched %s: want two tasks of the same pod", e.mesos.sent, l.TaskID)
+	}
+}
+
+// TestAmbiguousAcceptSettledByReconciliation: an ACCEPT whose call failed
+// without an answer (a timeout after the master took it) is settled by
+// asking Mesos about its tasks: a task the master has is launched, not
+// failed; a task it does not have fails the launch, and the pod is retried.
+func TestAmbiguousAcceptSettledByReconciliation(t *testing.T) {
+	e := newEnv(t)
+	e.mesos.fail = fmt.Errorf("ACCEPT call: %w: %w", ErrUnknownOutcome, context.DeadlineExceeded)
+	e.mesos.took = true
+	r := e.reserve(t, "a")
+	l, err := e.launch(t, r.ID, "a")
+	if err != nil {
+		t.Fatalf("launch the master took, answered by a timeout: %v, want launched", err)
+	}
+	if want := taskinfo.TaskID("uid-a", r.ID); l.TaskID != want || len(e.mesos.settled) != 1 || e.mesos.settled[0] != want {
+		t.Errorf("launched %+v after asking Mesos about %v, want task %s asked about", l, e.mesos.settled, want)
+	}
+
+	e.mesos.took = false
+	res := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
+	e.cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o2"}, AgentID: mesos.AgentID{Value: "a1"}, Hostname: "node-1", Resources: podresources.ToMesos(res, "*")})
+	r = e.reserve(t, "b")
+	if _, err := e.launch(t, r.ID, "b"); !errors.Is(err, ErrUnknownOutcome) {
+		t.Errorf("launch the master never got, answered by a timeout: %v, want it failed", err)
 	}
 }
 
@@ -256,7 +357,8 @@ func TestFailedAcceptRollsBack(t *testing.T) {
 	}
 }
 
-// TestKill drops the pod's claim and kills its task by the pod's task id.
+// TestKill drops the pod's claim and kills its task: the attempt it
+// launched, or the id without an attempt when it launched none here.
 func TestKill(t *testing.T) {
 	e := newEnv(t)
 	r := e.reserve(t, "a")
@@ -266,5 +368,15 @@ func TestKill(t *testing.T) {
 	}
 	if _, err := e.cache.Get(r.ID); !errors.Is(err, offers.ErrReleased) {
 		t.Errorf("the killed pod's reservation: %v, want released", err)
+	}
+
+	r = e.reserve(t, "b")
+	l, err := e.launch(t, r.ID, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err = e.launcher.Kill(context.Background(), "uid-b", "a1")
+	if err != nil || task != l.TaskID || e.mesos.kills[len(e.mesos.kills)-1] != l.TaskID {
+		t.Errorf("Kill of a launched pod = %q %v, kills %v, want its task %s", task, err, e.mesos.kills, l.TaskID)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,6 +50,9 @@ type Framework interface {
 	SetPending(pending bool)
 	Revive()
 	KillTask(ctx context.Context, taskID, agentID, reason string) error
+	// PodTasks are the live tasks of a pod the framework knows of (the
+	// attempts it launched or heard of), whether or not the pod was bound.
+	PodTasks(uid types.UID) []string
 }
 
 // Config of the controller.
@@ -106,12 +110,30 @@ type Controller struct {
 	// gone: pods deleted from the API server whose task is still to be
 	// killed. The informer no longer holds them.
 	gone map[types.UID]deletedPod
+	// ended: the last statuses of attempts that ended while their pod was
+	// not bound, by task id. A pod is bound as the attempt it launched
+	// just after the launch, and a launch failure may come first; the pod
+	// ends if it is bound as such an attempt (endedTTL).
+	ended map[string]endedTask
 }
+
+// endedTask is an attempt that ended before its pod was bound.
+type endedTask struct {
+	st *mesos.TaskStatus
+	at time.Time
+}
+
+// endedTTL is how long the end of an attempt whose pod was not bound is
+// kept: the scheduler binds within seconds of the launch; after that the
+// pod is either bound as another attempt or reconciliation finds it.
+const endedTTL = 10 * time.Minute
 
 // deletedPod is what the KILL of a deleted pod's task needs.
 type deletedPod struct {
 	ref  klog.ObjectRef
 	node string // "" if it was not bound
+	// task is the attempt it was bound as, "" if it was not bound.
+	task string
 }
 
 const byUID = "uid"
@@ -142,6 +164,7 @@ func New(cfg Config) *Controller {
 	}
 	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
 		gone:   map[types.UID]deletedPod{},
+		ended:  map[string]endedTask{},
 		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: QueueName})}
@@ -225,10 +248,33 @@ func (c *Controller) sync(ctx context.Context, uid types.UID) error {
 		return nil
 	}
 	p := c.podByUID(uid)
-	if p == nil || !c.mayNeedEnding(p) {
+	if p == nil {
+		return nil
+	}
+	if st, ok := c.endedAttempt(p); ok {
+		if err := c.endPod(ctx, p, st); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		delete(c.ended, st.TaskID.Value)
+		c.mu.Unlock()
+	}
+	if !c.mayNeedEnding(p) {
 		return nil
 	}
 	return c.terminate(ctx, p)
+}
+
+// endedAttempt is the status of the attempt a bound pod runs as, if that
+// attempt ended before the pod was bound.
+func (c *Controller) endedAttempt(p *v1.Pod) (*mesos.TaskStatus, bool) {
+	if p.Spec.NodeName == "" || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.ended[taskinfo.PodTaskID(p)]
+	return e.st, ok
 }
 
 // mayNeedEnding: a pod being deleted on a node whose kubelet, if any, would
@@ -254,7 +300,7 @@ func isPending(p *v1.Pod) bool {
 // observe notes whether the pod is pending (in memory: SUPPRESS and REVIVE
 // must not wait behind KILLs in the queue) and queues a pod being deleted.
 func (c *Controller) observe(p *v1.Pod) {
-	if c.mayNeedEnding(p) {
+	if _, ended := c.endedAttempt(p); ended || c.mayNeedEnding(p) {
 		c.queue.Add(p.UID)
 	}
 	c.mu.Lock()
@@ -307,7 +353,11 @@ func (c *Controller) deleted(obj any) {
 	// Any pod may have a task: the broker launches before the scheduler
 	// binds, so a pod deleted in between has a running task and no node.
 	// Waiting for reconciliation would leave it running for minutes.
-	c.gone[p.UID] = deletedPod{ref: klog.KObj(p), node: p.Spec.NodeName}
+	d := deletedPod{ref: klog.KObj(p), node: p.Spec.NodeName}
+	if p.Spec.NodeName != "" {
+		d.task = taskinfo.PodTaskID(p)
+	}
+	c.gone[p.UID] = d
 	c.mu.Unlock()
 	if was {
 		c.publishPending(false)
@@ -315,17 +365,27 @@ func (c *Controller) deleted(obj any) {
 	c.queue.Add(p.UID)
 }
 
-// killDeleted kills the task of a deleted pod. An unbound pod's agent is
-// left to the framework, which knows where it launched; a pod that never had
-// a task costs a KILL that Mesos answers with TASK_LOST, which ends nothing
-// (the pod is gone).
+// killDeleted kills the tasks of a deleted pod: the attempt it was bound
+// as, and every other attempt the framework knows of (an unbound pod's
+// agent is left to the framework, which knows where it launched). A pod
+// that never had a task costs a KILL that Mesos answers with TASK_LOST,
+// which ends nothing (the pod is gone).
 func (c *Controller) killDeleted(ctx context.Context, uid types.UID, d deletedPod) error {
 	agentID := ""
 	if d.node != "" {
 		agentID = c.agentOfNode(d.node)
 	}
-	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(uid), agentID, "pod-deleted"); err != nil {
-		return fmt.Errorf("killing the task of deleted pod %s (uid %s): %w", d.ref, uid, err)
+	tasks := c.cfg.Framework.PodTasks(uid)
+	if d.task != "" && !slices.Contains(tasks, d.task) {
+		tasks = append(tasks, d.task)
+	}
+	if len(tasks) == 0 {
+		tasks = []string{taskinfo.TaskID(uid, "")}
+	}
+	for _, task := range tasks {
+		if err := c.cfg.Framework.KillTask(ctx, task, agentID, "pod-deleted"); err != nil {
+			return fmt.Errorf("killing task %s of deleted pod %s: %w", task, d.ref, err)
+		}
 	}
 	return nil
 }
@@ -348,7 +408,7 @@ func (c *Controller) terminate(ctx context.Context, p *v1.Pod) error {
 		return c.removePod(ctx, p)
 	}
 	logger.Info("Killing the task of a pod being deleted on a node where no kubelet runs", "pod", klog.KObj(p), "node", p.Spec.NodeName)
-	if err := c.cfg.Framework.KillTask(ctx, taskinfo.TaskID(p.UID), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
+	if err := c.cfg.Framework.KillTask(ctx, taskinfo.PodTaskID(p), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
 		return fmt.Errorf("killing the task of pod %s, being deleted: %w", klog.KObj(p), err)
 	}
 	return nil
@@ -398,7 +458,7 @@ func (c *Controller) KnownTasks(ctx context.Context) ([]framework.Task, error) {
 		if time.Since(boundAt(p)) < c.cfg.BoundGrace {
 			continue
 		}
-		out = append(out, framework.Task{ID: taskinfo.TaskID(p.UID), AgentID: c.agentOfNode(p.Spec.NodeName)})
+		out = append(out, framework.Task{ID: taskinfo.PodTaskID(p), AgentID: c.agentOfNode(p.Spec.NodeName)})
 	}
 	return out, nil
 }
@@ -422,11 +482,29 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 		}
 		return nil
 	}
+	bound := pod.Spec.NodeName != ""
+	current := bound && taskinfo.PodTaskID(pod) == taskID
 	if live {
-		if host, ok := c.hostOf(agentID); ok && pod.Spec.NodeName != "" && pod.Spec.NodeName != host {
+		if host, ok := c.hostOf(agentID); ok && bound && pod.Spec.NodeName != host {
 			logger.Info("Killing a task whose pod is bound elsewhere", "task", taskID, "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "agentHost", host)
 			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "bound-elsewhere")
 		}
+		if bound && !current {
+			logger.Info("Killing an earlier attempt of a pod bound as another", "task", taskID, "pod", klog.KObj(pod), "runsAs", taskinfo.PodTaskID(pod))
+			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "superseded")
+		}
+		return nil
+	}
+	if !bound {
+		// The pod may yet be bound as this attempt (its launch failed
+		// before the Binding) or as another (the scheduler tries again):
+		// keep the end for the first case, fail nothing now.
+		c.rememberEnded(st)
+		logger.V(2).Info("Attempt of an unbound pod ended; the pod ends if it is bound as it", "task", taskID, "pod", klog.KObj(pod), "state", state)
+		return nil
+	}
+	if !current {
+		logger.V(2).Info("End of an earlier attempt ignored: the pod runs as another", "task", taskID, "pod", klog.KObj(pod), "runsAs", taskinfo.PodTaskID(pod), "state", state)
 		return nil
 	}
 	if err := c.endPod(ctx, pod, st); err != nil {
@@ -441,6 +519,21 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 		}
 	}
 	return nil
+}
+
+// rememberEnded keeps the end of an attempt whose pod is not bound, and
+// forgets those older than endedTTL. The informer event of the Binding
+// queues the pod (observe), and sync ends it if it was bound as this one.
+func (c *Controller) rememberEnded(st *mesos.TaskStatus) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.ended {
+		if now.Sub(e.at) > endedTTL {
+			delete(c.ended, id)
+		}
+	}
+	c.ended[st.TaskID.Value] = endedTask{st: st, at: now}
 }
 
 // boundAt is when the pod was bound: the PodScheduled condition the binding

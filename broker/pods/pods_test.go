@@ -71,8 +71,9 @@ type killRecorder struct {
 	kills []string // "<task>@<agent>/<reason>"
 }
 
-func (k *killRecorder) SetPending(bool) {}
-func (k *killRecorder) Revive()         {}
+func (k *killRecorder) PodTasks(types.UID) []string { return nil }
+func (k *killRecorder) SetPending(bool)             {}
+func (k *killRecorder) Revive()                     {}
 func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -161,8 +162,9 @@ func newGatedKiller(workers int, failOnce ...string) *gatedKiller {
 	return g
 }
 
-func (g *gatedKiller) SetPending(bool) {}
-func (g *gatedKiller) Revive()         {}
+func (g *gatedKiller) PodTasks(types.UID) []string { return nil }
+func (g *gatedKiller) SetPending(bool)             {}
+func (g *gatedKiller) Revive()                     {}
 func (g *gatedKiller) KillTask(ctx context.Context, taskID, agentID, reason string) error {
 	g.mu.Lock()
 	g.inFlight++
@@ -203,7 +205,7 @@ func TestManyDeletedPodsKilledConcurrently(t *testing.T) {
 	const workers, n = 4, 200
 	client := fake.NewSimpleClientset(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1",
 		Annotations: map[string]string{taskinfo.AgentIDAnnotation: "agent-1"}}})
-	failing := []string{taskinfo.TaskID("uid-7"), taskinfo.TaskID("uid-100")}
+	failing := []string{taskinfo.TaskID("uid-7", ""), taskinfo.TaskID("uid-100", "")}
 	fw := newGatedKiller(workers, failing...)
 	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw,
 		Workers: workers, Resync: 10 * time.Minute})
@@ -212,10 +214,10 @@ func TestManyDeletedPodsKilledConcurrently(t *testing.T) {
 	for i := range n {
 		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("web-%d", i), UID: types.UID(fmt.Sprintf("uid-%d", i))},
 			Spec: v1.PodSpec{SchedulerName: "mesos-scheduler"}}
-		want[taskinfo.TaskID(p.UID)] = "/pod-deleted"
+		want[taskinfo.TaskID(p.UID, "")] = "/pod-deleted"
 		if i%2 == 0 { // half bound: their KILL names the agent
 			p.Spec.NodeName = "n1"
-			want[taskinfo.TaskID(p.UID)] = "agent-1/pod-deleted"
+			want[taskinfo.TaskID(p.UID, "")] = "agent-1/pod-deleted"
 		}
 		if _, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -310,7 +312,7 @@ func TestLaunchFailureEndsPodWithMesosReasonAndTime(t *testing.T) {
 
 	failedAt := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
 	msg := "Failed to launch container: Failed to fetch all URIs for container 'c1': exited with status 1"
-	st := &mesos.TaskStatus{TaskID: mesos.TaskID{Value: taskinfo.TaskID("u1")}, AgentID: &mesos.AgentID{Value: "S0"},
+	st := &mesos.TaskStatus{TaskID: mesos.TaskID{Value: taskinfo.TaskID("u1", "")}, AgentID: &mesos.AgentID{Value: "S0"},
 		State: mesos.TASK_FAILED.Enum(), Source: mesos.SOURCE_AGENT.Enum(), Reason: mesos.REASON_CONTAINER_LAUNCH_FAILED.Enum(),
 		Message: &msg, Timestamp: ptrFloat(float64(failedAt.UnixNano()) / 1e9)}
 	if err := c.TaskStatus(context.Background(), st); err != nil {
@@ -355,3 +357,85 @@ func TestLaunchFailureEndsPodWithMesosReasonAndTime(t *testing.T) {
 }
 
 func ptrFloat(f float64) *float64 { return &f }
+
+// attemptsEnv is a pod u1 on node n1 (agent-1) and a controller over it.
+func attemptsEnv(t *testing.T, annotations map[string]string, node string) (*Controller, *killRecorder, *fake.Clientset) {
+	t.Helper()
+	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-0", UID: "u1", Annotations: annotations},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler", NodeName: node}, Status: v1.PodStatus{Phase: v1.PodPending}}
+	client := fake.NewSimpleClientset(p, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1",
+		Annotations: map[string]string{taskinfo.AgentIDAnnotation: "agent-1"}}})
+	fw := &killRecorder{}
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw, BoundGrace: -1,
+		AgentHostname: func(string) (string, bool) { return "n1", true }})
+	run(t, c)
+	return c, fw, client
+}
+
+func phase(t *testing.T, client *fake.Clientset) v1.PodPhase {
+	t.Helper()
+	p, err := client.CoreV1().Pods("default").Get(context.Background(), "web-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Status.Phase
+}
+
+func status(task string, state mesos.TaskState) *mesos.TaskStatus {
+	return &mesos.TaskStatus{TaskID: mesos.TaskID{Value: task}, AgentID: &mesos.AgentID{Value: "agent-1"}, State: state.Enum()}
+}
+
+// TestEarlierAttemptLeavesThePod: the pod runs as its second attempt (the
+// Binding recorded it); the first attempt's end does not fail it, and the
+// first attempt, still running, is killed. Reconciliation asks about the
+// attempt that runs.
+func TestEarlierAttemptLeavesThePod(t *testing.T) {
+	first, second := taskinfo.TaskID("u1", "r-1"), taskinfo.TaskID("u1", "r-2")
+	c, fw, client := attemptsEnv(t, map[string]string{taskinfo.TaskIDAnnotation: second}, "n1")
+	ctx := context.Background()
+	if err := c.TaskStatus(ctx, status(first, mesos.TASK_RUNNING)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fw.killed(); !slices.Equal(got, []string{first + "@agent-1/superseded"}) {
+		t.Errorf("kills %v, want the earlier attempt %s killed", got, first)
+	}
+	if err := c.TaskStatus(ctx, status(first, mesos.TASK_KILLED)); err != nil {
+		t.Fatal(err)
+	}
+	if got := phase(t, client); got != v1.PodPending {
+		t.Errorf("pod %s after its earlier attempt was killed, want Pending (it runs as %s)", got, second)
+	}
+	tasks, err := c.KnownTasks(ctx)
+	if err != nil || len(tasks) != 1 || tasks[0].ID != second {
+		t.Errorf("KnownTasks = %v, %v; want the attempt that runs, %s", tasks, err, second)
+	}
+	if err := c.TaskStatus(ctx, status(second, mesos.TASK_FAILED)); err != nil {
+		t.Fatal(err)
+	}
+	if got := phase(t, client); got != v1.PodFailed {
+		t.Errorf("pod %s after the attempt it runs as failed, want Failed", got)
+	}
+}
+
+// TestUnboundAttemptEndsThePodOnlyOnceBound: a status of an attempt whose
+// pod is not bound (the ACCEPT's outcome was being settled, or the launch
+// failed and the pod is scheduled again) does not fail the pod: a bare pod
+// would be lost. If the pod is then bound as that attempt, it ends.
+func TestUnboundAttemptEndsThePodOnlyOnceBound(t *testing.T) {
+	task := taskinfo.TaskID("u1", "r-1")
+	c, _, client := attemptsEnv(t, nil, "")
+	ctx := context.Background()
+	if err := c.TaskStatus(ctx, status(task, mesos.TASK_UNKNOWN)); err != nil {
+		t.Fatal(err)
+	}
+	if got := phase(t, client); got != v1.PodPending {
+		t.Fatalf("unbound pod %s after its attempt's TASK_UNKNOWN, want Pending (the scheduler tries again)", got)
+	}
+	p, _ := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+	p.Spec.NodeName = "n1"
+	p.Annotations = map[string]string{taskinfo.TaskIDAnnotation: task}
+	if _, err := client.CoreV1().Pods("default").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the pod bound as the ended attempt fails", func() bool { return phase(t, client) == v1.PodFailed })
+}

@@ -204,20 +204,20 @@ func (r *runner) runPhase(ctx context.Context, e *scenarioEnv, scheduler, mode s
 	}
 	// TASK_RUNNING at the master: its status timestamps (the hollow agent
 	// stamps the update as it sends it to the in-process master).
-	byTask := map[string]string{}
+	byPod := map[types.UID]string{}
 	for name, uid := range uids {
-		byTask[taskinfo.TaskID(uid)] = name
+		byPod[uid] = name
 	}
 	var running map[string]float64
 	_ = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(context.Context) (bool, error) {
-		running = runningSince(e.sim, brokerFramework, byTask)
+		running = runningSince(e.sim, brokerFramework, byPod)
 		return len(running) >= pr.Bound, nil
 	})
 	var toRunning []time.Duration
 	var lastRunning time.Time
-	for task, ts := range running {
+	for name, ts := range running {
 		at := time.Unix(0, int64(ts*1e9))
-		toRunning = append(toRunning, at.Sub(created[byTask[task]]))
+		toRunning = append(toRunning, at.Sub(created[name]))
 		if at.After(lastRunning) {
 			lastRunning = at
 		}
@@ -267,16 +267,17 @@ func readState(sim *mesossim.Sim) simState {
 	return st
 }
 
-// runningSince maps each task of want that reached TASK_RUNNING to the
-// timestamp of its first TASK_RUNNING status.
-func runningSince(sim *mesossim.Sim, framework string, want map[string]string) map[string]float64 {
+// runningSince maps the name of each pod of want (by uid) whose task
+// reached TASK_RUNNING to the timestamp of its first TASK_RUNNING status.
+func runningSince(sim *mesossim.Sim, framework string, want map[types.UID]string) map[string]float64 {
 	out := map[string]float64{}
 	for _, fw := range readState(sim).Frameworks {
 		if fw.Name != framework {
 			continue
 		}
 		for _, t := range fw.Tasks {
-			if _, ok := want[t.ID]; !ok {
+			name, ok := want[taskinfo.PodUID(t.ID)]
+			if !ok {
 				continue
 			}
 			ts := make([]float64, 0, 1)
@@ -287,7 +288,7 @@ func runningSince(sim *mesossim.Sim, framework string, want map[string]string) m
 			}
 			if len(ts) > 0 {
 				sort.Float64s(ts)
-				out[t.ID] = ts[0]
+				out[name] = ts[0]
 			}
 		}
 	}

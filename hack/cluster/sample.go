@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // SampleManifest is the Deployment `make up` runs (manifests/examples).
@@ -20,7 +22,8 @@ const SampleManifest = "examples/hello.yaml"
 // SampleSelector selects the sample Deployment's pods.
 const SampleSelector = "app=hello"
 
-// masterTasks are the tasks of /master/state, by task id.
+// masterTasks are the live tasks of /master/state, by pod uid (the task
+// of its launch attempt).
 func masterTasks(ctx context.Context, masterURL string) (map[string]string, error) {
 	var st struct {
 		Frameworks []struct {
@@ -36,7 +39,7 @@ func masterTasks(ctx context.Context, masterURL string) (map[string]string, erro
 	out := map[string]string{}
 	for _, f := range st.Frameworks {
 		for _, t := range f.Tasks {
-			out[t.ID] = t.State
+			out[string(taskinfo.PodUID(t.ID))] = t.State
 		}
 	}
 	return out, nil
@@ -101,7 +104,7 @@ func (cl *Cluster) runSample(ctx context.Context) error {
 			if p.DeletionTimestamp != nil {
 				continue
 			}
-			task := tasks["pod."+string(p.UID)]
+			task := tasks[string(p.UID)]
 			states = append(states, fmt.Sprintf("%s: %s on %q, task %s", p.Name, p.Status.Phase, p.Spec.NodeName, orNone(task)))
 			if p.Status.Phase == corev1.PodRunning && task == "TASK_RUNNING" {
 				running++

@@ -70,6 +70,7 @@ func TestControlAPI(t *testing.T) {
 		"/calls/DECLINE/drop":        200,
 		"/calls/clear":               200,
 		"/calls/REVIVE/drop?count=1": 200,
+		"/calls/ACCEPT/lose-answer":  200,
 	} {
 		if code := post(path); code != want {
 			t.Errorf("POST %s: %d, want %d", path, code, want)

@@ -153,17 +153,20 @@ func (s *Sim) RescindOffer(offerID string) error {
 	return m.RescindOffer(offerID)
 }
 
-// CallFault drops or delays scheduler calls of one type, or rescinds the
-// offers they name.
+// CallFault drops or delays scheduler calls of one type, rescinds the
+// offers they name, or loses the answers to them.
 type CallFault struct {
 	Type  scheduler.Call_Type
 	Count int           // how many calls to affect; <= 0 means all
-	Delay time.Duration // zero means drop (unless RescindOffers)
+	Delay time.Duration // zero means drop (unless RescindOffers or LoseAnswer)
 	// RescindOffers rescinds the offers an ACCEPT or DECLINE names just
 	// before the master acts on it, as when the master's RESCIND crossed
 	// the call on the wire: the call is answered 202 and its tasks end
 	// TASK_DROPPED (TASK_LOST to frameworks that are not partition-aware).
 	RescindOffers bool
+	// LoseAnswer: the master acts on the call and breaks the connection
+	// without answering (an ACCEPT whose outcome the caller cannot know).
+	LoseAnswer bool
 }
 
 type faults struct {
@@ -172,10 +175,13 @@ type faults struct {
 }
 
 // hook is m's call hook: it runs before m acts on a call, without m's lock.
-func (f *faults) hook(m *master.Master, call *scheduler.Call) (bool, time.Duration) {
+func (f *faults) hook(m *master.Master, call *scheduler.Call) master.CallFate {
 	cf := f.match(call)
 	if cf == nil {
-		return false, 0
+		return master.CallFate{}
+	}
+	if cf.LoseAnswer {
+		return master.CallFate{LoseAnswer: true}
 	}
 	if cf.RescindOffers {
 		ids := append(call.GetAccept().GetOfferIDs(), call.GetDecline().GetOfferIDs()...)
@@ -184,9 +190,9 @@ func (f *faults) hook(m *master.Master, call *scheduler.Call) (bool, time.Durati
 				klog.InfoS("Call fault: offer not rescinded", "offer", id.Value, "err", err)
 			}
 		}
-		return false, cf.Delay
+		return master.CallFate{Delay: cf.Delay}
 	}
-	return cf.Delay == 0, cf.Delay
+	return master.CallFate{Drop: cf.Delay == 0, Delay: cf.Delay}
 }
 
 // match returns the fault that affects call (counting it), or nil.
@@ -234,7 +240,8 @@ func (s *Sim) ClearCallFaults() {
 //	POST /agents/{i}/kill | /agents/{i}/restart | /agents/{i}/partition | /agents/{i}/heal | /agents/{i}/unreachable
 //	POST /master/failover
 //	POST /offers/{id}/rescind
-//	POST /calls/{TYPE}/drop?count=N | /calls/{TYPE}/delay?duration=2s&count=N | /calls/{TYPE}/rescind?count=N | /calls/clear
+//	POST /calls/{TYPE}/drop?count=N | /calls/{TYPE}/delay?duration=2s&count=N | /calls/{TYPE}/rescind?count=N |
+//	     /calls/{TYPE}/lose-answer?count=N | /calls/clear
 //	GET  /cluster  (masters, leader and agents)
 func (s *Sim) ControlHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -298,6 +305,8 @@ func (s *Sim) control(parts []string, r *http.Request) error {
 		}
 		switch parts[2] {
 		case "drop":
+		case "lose-answer":
+			cf.LoseAnswer = true
 		case "delay":
 			d, err := time.ParseDuration(r.URL.Query().Get("duration"))
 			if err != nil || d <= 0 {

@@ -130,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 func (s *Sim) startMaster(mc master.Config) error {
 	m := master.New(mc)
 	// Injected call faults survive master failovers.
-	m.SetCallHook(func(c *scheduler.Call) (bool, time.Duration) { return s.faults.hook(m, c) })
+	m.SetCallHook(func(c *scheduler.Call) master.CallFate { return s.faults.hook(m, c) })
 	if s.cfg.ZK != "" {
 		// Until ZooKeeper says otherwise nobody leads.
 		m.SetLeader(nil)

@@ -29,4 +29,9 @@ const (
 	// Mesos roles (comma-separated); without it any of the framework's roles
 	// will do.
 	RolesAnnotation = "k8sm.io/roles"
+	// TaskIDAnnotation names the Mesos task a bound pod runs as (its launch
+	// attempt, TaskID). The scheduler plugin sets it with the Binding, in the
+	// same write, so a bound pod always names its attempt; the broker applies
+	// only that task's statuses to the pod and kills any other task of it.
+	TaskIDAnnotation = "k8sm.io/task-id"
 )

@@ -7,9 +7,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// PodUID is the pod uid of a task id, TaskID's inverse.
+// PodUID is the pod uid of a task id, with or without an attempt (TaskID's
+// inverse); "" for an id that is not a pod's. A UID has no dots.
 func PodUID(taskID string) types.UID {
-	return types.UID(strings.TrimPrefix(taskID, TaskIDPrefix))
+	rest, ok := strings.CutPrefix(taskID, TaskIDPrefix)
+	if !ok {
+		return ""
+	}
+	uid, _, _ := strings.Cut(rest, ".")
+	return types.UID(uid)
 }
 
 // Terminal reports whether a task in state s has ended for good: its pod

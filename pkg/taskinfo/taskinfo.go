@@ -7,7 +7,12 @@
 // none of them.
 //
 // A pod's task:
-//   - TaskID: "pod.<pod uid>" (one task per pod UID; a pod runs at most once).
+//   - TaskID: "pod.<pod uid>.<attempt>", the attempt being the broker's
+//     reservation id: a pod is launched again (another reservation) only
+//     when an earlier launch failed, and the id tells the attempts apart, so
+//     that a status of an old attempt never touches the one that runs. The
+//     Binding records the attempt that runs (TaskIDAnnotation). Tasks named
+//     "pod.<pod uid>" (launched before attempts existed) are still read.
 //   - Name: "<namespace>/<name>".
 //   - Data: the JSON of the v1.Pod in its final shape (spec.nodeName = the
 //     agent hostname, wildcard host ports recorded and set), encoded once by
@@ -54,10 +59,27 @@ const TaskIDPrefix = "pod."
 // changes in a way that must not mix with executors already running.
 const ExecutorVersion = "v1"
 
-// TaskID is the Mesos task id of a pod: "pod.<uid>". Deriving it from the
-// pod uid makes a second task for one pod impossible: Mesos refuses a
-// duplicate task id.
-func TaskID(uid types.UID) string { return TaskIDPrefix + string(uid) }
+// TaskID is the Mesos task id of a pod's launch attempt:
+// "pod.<uid>.<attempt>", or "pod.<uid>" without an attempt (the id of tasks
+// launched before attempts existed). Attempts are reservation ids, unique per
+// broker process; a retried launch of one attempt names the same task, and
+// Mesos refuses a duplicate task id.
+func TaskID(uid types.UID, attempt string) string {
+	if attempt == "" {
+		return TaskIDPrefix + string(uid)
+	}
+	return TaskIDPrefix + string(uid) + "." + attempt
+}
+
+// PodTaskID is the id of the task the pod runs as: the attempt its Binding
+// recorded (TaskIDAnnotation), or, for a pod bound without one, the id
+// without an attempt.
+func PodTaskID(pod *v1.Pod) string {
+	if id := pod.Annotations[TaskIDAnnotation]; id != "" && PodUID(id) == pod.UID {
+		return id
+	}
+	return TaskID(pod.UID, "")
+}
 
 // ExecutorIDPrefix starts the id of every k8sm executor, of any version and
 // configuration.
@@ -84,6 +106,9 @@ func (r PodRef) String() string { return r.Namespace + "/" + r.Name + " (" + str
 type PodData struct {
 	Ref  PodRef
 	JSON []byte
+	// Attempt names the launch attempt (the broker sets it to the
+	// reservation id); it is part of the task id.
+	Attempt string
 }
 
 // EncodePod returns the task data of pod, which must be in its final shape:
@@ -103,8 +128,11 @@ func RefOf(pod *v1.Pod) PodRef {
 	return PodRef{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 }
 
-// NewTask returns a TaskInfo for pod on agent, with the given resources and
-// executor. The pod must have a UID.
+// NewTaskID is the id of the task NewTask makes of pod.
+func NewTaskID(pod PodData) string { return TaskID(pod.Ref.UID, pod.Attempt) }
+
+// NewTask returns a TaskInfo for pod's launch attempt on agent, with the
+// given resources and executor. The pod must have a UID.
 func NewTask(pod PodData, agent mesos.AgentID, resources []mesos.Resource, exec *mesos.ExecutorInfo) (mesos.TaskInfo, error) {
 	ref := pod.Ref
 	if ref.UID == "" {
@@ -115,7 +143,7 @@ func NewTask(pod PodData, agent mesos.AgentID, resources []mesos.Resource, exec 
 	}
 	return mesos.TaskInfo{
 		Name:      ref.Namespace + "/" + ref.Name,
-		TaskID:    mesos.TaskID{Value: TaskID(ref.UID)},
+		TaskID:    mesos.TaskID{Value: NewTaskID(pod)},
 		AgentID:   agent,
 		Resources: resources,
 		Executor:  exec,
@@ -169,8 +197,8 @@ func Decode(t *mesos.TaskInfo) (*v1.Pod, error) {
 	if pod.Namespace == "" {
 		pod.Namespace = "default"
 	}
-	if want := TaskID(pod.UID); t.TaskID.Value != want {
-		return nil, fmt.Errorf("task %s carries pod %s/%s whose task id would be %s", t.TaskID.Value, pod.Namespace, pod.Name, want)
+	if PodUID(t.TaskID.Value) != pod.UID {
+		return nil, fmt.Errorf("task %s carries pod %s/%s whose task id would start with %s", t.TaskID.Value, pod.Namespace, pod.Name, TaskID(pod.UID, ""))
 	}
 	if ref, err := Ref(t); err == nil && (ref.Namespace != pod.Namespace || ref.Name != pod.Name || ref.UID != pod.UID) {
 		return nil, fmt.Errorf("task %s is labelled for pod %s but carries pod %s/%s (%s)", t.TaskID.Value, ref, pod.Namespace, pod.Name, pod.UID)

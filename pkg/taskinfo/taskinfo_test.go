@@ -42,6 +42,21 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestAttemptInTaskID(t *testing.T) {
+	d := encoded(t, pod())
+	d.Attempt = "ab12-3"
+	ti, err := NewTask(d, mesos.AgentID{Value: "a"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.TaskID.Value != "pod.u1.ab12-3" {
+		t.Errorf("task id %q, want pod.u1.ab12-3", ti.TaskID.Value)
+	}
+	if _, err := Decode(&ti); err != nil {
+		t.Errorf("Decode of an attempt's task: %v", err)
+	}
+}
+
 func TestDecodeSaysWhatIsWrong(t *testing.T) {
 	good, _ := NewTask(encoded(t, pod()), mesos.AgentID{}, nil, nil)
 	other := "other"
@@ -53,7 +68,7 @@ func TestDecodeSaysWhatIsWrong(t *testing.T) {
 		"not json":    {func(t *mesos.TaskInfo) { t.Data = []byte("x") }, "not the JSON of a v1.Pod"},
 		"not a pod":   {func(t *mesos.TaskInfo) { t.Data = []byte(`{"kind":"Service","metadata":{"name":"s","uid":"u1"}}`) }, "not a Pod"},
 		"no uid":      {func(t *mesos.TaskInfo) { t.Data = []byte(`{"metadata":{"name":"s"}}`) }, "no pod name, UID or containers"},
-		"wrong id":    {func(t *mesos.TaskInfo) { t.TaskID.Value = "pod.u2" }, "task id would be pod.u1"},
+		"wrong id":    {func(t *mesos.TaskInfo) { t.TaskID.Value = "pod.u2" }, "task id would start with pod.u1"},
 		"wrong label": {func(t *mesos.TaskInfo) { t.Labels.Labels[1].Value = &other }, "labelled for pod"},
 	} {
 		ti := good

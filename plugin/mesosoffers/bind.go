@@ -17,10 +17,15 @@ import (
 // place it gets it), its host ports recorded in the API server, and the
 // Binding.
 
-func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName string) error {
+// bind binds the pod to nodeName as task taskID: the Binding's annotations
+// go onto the pod in the same write (the API server's binding storage), so a
+// bound pod always names the launch attempt it runs as, and the broker
+// tells that task's statuses from an earlier attempt's.
+func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName, taskID string) error {
 	binding := &v1.Binding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID},
-		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID,
+			Annotations: map[string]string{taskinfo.TaskIDAnnotation: taskID}},
+		Target: v1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
 	if c := pl.handle.APICacher(); c != nil {
 		// With asynchronous API calls the scheduler's cache must see the

@@ -56,6 +56,13 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 	return nil
 }
 
+func (l *recordingLauncher) PodTasks(types.UID) []string { return nil }
+
+// Settle: no ACCEPT here ends without an answer.
+func (l *recordingLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {
+	return nil, nil
+}
+
 func (l *recordingLauncher) Kill(_ context.Context, taskID, _ string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -222,7 +229,8 @@ func (e *env) schedule(t *testing.T, pod *v1.Pod, nodes ...string) (fwk.CycleSta
 	return state, nil, out
 }
 
-// bindingsOf records the Bindings the plugin creates; fail makes them fail.
+// bindingsOf records the Bindings the plugin creates (pod name: node, and
+// "<pod name>/task": the task it records); fail makes them fail.
 func bindingsOf(h *fakeHandle, fail error) func() map[string]string {
 	var mu sync.Mutex
 	got := map[string]string{}
@@ -236,6 +244,9 @@ func bindingsOf(h *fakeHandle, fail error) func() map[string]string {
 		b := a.(clienttesting.CreateAction).GetObject().(*v1.Binding)
 		mu.Lock()
 		got[b.Name] = b.Target.Name
+		if task, ok := b.Annotations[taskinfo.TaskIDAnnotation]; ok {
+			got[b.Name+"/task"] = task
+		}
 		mu.Unlock()
 		return true, b, nil
 	})

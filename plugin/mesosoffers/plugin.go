@@ -311,7 +311,7 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 	}
 	logger.V(3).Info("Launched Mesos task", "pod", klog.KObj(p), "node", nodeName, "task", resp.GetTaskId(), "agent", resp.GetAgentId(), "batch", resp.GetBatchSize())
 
-	if err := pl.bind(ctx, p, nodeName); err != nil {
+	if err := pl.bind(ctx, p, nodeName, resp.GetTaskId()); err != nil {
 		kctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
 		defer cancel()
 		if _, kerr := pl.client.Kill(kctx, &brokerv1.KillRequest{Pod: podRef(p), AgentId: resp.GetAgentId()}); kerr != nil {

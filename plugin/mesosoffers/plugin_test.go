@@ -195,12 +195,13 @@ func TestReserveLaunchBind(t *testing.T) {
 	if st := e.pl.Bind(ctx, state, pod, "n1"); !st.IsSuccess() {
 		t.Fatalf("Bind: %v", st)
 	}
-	if got := bindings(); got[pod.Name] != "n1" {
-		t.Errorf("bindings %v, want %s on n1", got, pod.Name)
-	}
 	launched, _ := e.broker.launcher.snapshot()
 	if len(launched) != 1 {
 		t.Fatalf("launched %d pods, want 1", len(launched))
+	}
+	// The Binding records the task the pod runs as (its launch attempt).
+	if got, task := bindings(), taskinfo.TaskID(pod.UID, e.broker.launcher.tasks[0].ID); got[pod.Name] != "n1" || got[pod.Name+"/task"] != task {
+		t.Errorf("bindings %v, want %s on n1 as task %s", got, pod.Name, task)
 	}
 	task := launched[0]
 	if task.UID != pod.UID || task.Spec.NodeName != "n1" {
@@ -234,7 +235,7 @@ func TestFailedBindingKillsTheTask(t *testing.T) {
 		t.Fatalf("Bind = %v, want a failure saying the task was killed", st)
 	}
 	launched, killed := e.broker.launcher.snapshot()
-	if task := taskinfo.TaskID(pod.UID); len(launched) != 1 || !slices.Equal(killed, []string{task}) {
+	if task := taskinfo.TaskID(pod.UID, e.broker.launcher.tasks[0].ID); len(launched) != 1 || !slices.Equal(killed, []string{task}) {
 		t.Errorf("launched %d, killed %v; want the launched task %s killed", len(launched), killed, task)
 	}
 }

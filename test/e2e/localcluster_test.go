@@ -20,6 +20,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/k8sm/k8sm/hack/cluster"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 // localCluster is one `make up` state directory with its own ports.
@@ -137,7 +138,7 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 		if f[1] != "Running" || !strings.HasPrefix(f[2], "k8sm-agent-") {
 			t.Errorf("sample pod %s is %s on node %q, want Running on an agent", f[0], f[1], f[2])
 		}
-		if st := tasks["pod."+f[0]]; st != "TASK_RUNNING" {
+		if st := tasks[f[0]]; st != "TASK_RUNNING" {
 			t.Errorf("the task of sample pod %s is %q at the master, want TASK_RUNNING", f[0], st)
 		}
 	}
@@ -269,7 +270,7 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 	}
 }
 
-// masterTasks are the Mesos master's tasks, id to state.
+// masterTasks are the Mesos master's live tasks, pod uid to state.
 func masterTasks(t *testing.T, masterURL string) map[string]string {
 	t.Helper()
 	resp, err := http.Get(masterURL + "/master/state")
@@ -288,7 +289,7 @@ func masterTasks(t *testing.T, masterURL string) map[string]string {
 	out := map[string]string{}
 	for _, f := range st.Frameworks {
 		for _, task := range f.Tasks {
-			out[task.ID] = task.State
+			out[string(taskinfo.PodUID(task.ID))] = task.State
 		}
 	}
 	return out

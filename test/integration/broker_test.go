@@ -205,7 +205,9 @@ func (e *brokerEnv) eventually(ctx context.Context, what string, cond func() (bo
 	}
 }
 
-// taskStates is what the master says about every task of every framework.
+// taskStates is what the master says about every task of every framework,
+// by pod uid for pods' tasks (a live attempt over one that ended), by task
+// id for others.
 func (e *brokerEnv) taskStates() (map[string]string, int) {
 	out := map[string]string{}
 	m := e.sim.Leader()
@@ -220,7 +222,11 @@ func (e *brokerEnv) taskStates() (map[string]string, int) {
 			var ts []map[string]any
 			_ = json.Unmarshal(b, &ts)
 			for _, task := range ts {
-				out[task["id"].(string)] = task["state"].(string)
+				id := task["id"].(string)
+				if uid := taskinfo.PodUID(id); uid != "" {
+					id = string(uid)
+				}
+				out[id] = task["state"].(string)
 			}
 		}
 	}
@@ -280,12 +286,14 @@ func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Po
 	if err != nil {
 		t.Fatalf("launching %s: %v", p.Name, err)
 	}
-	if resp.GetTaskId() != taskinfo.TaskID(p.UID) {
-		t.Errorf("task id %s, want %s", resp.GetTaskId(), taskinfo.TaskID(p.UID))
+	if taskinfo.PodUID(resp.GetTaskId()) != p.UID {
+		t.Errorf("task id %s, want a task of pod %s", resp.GetTaskId(), p.UID)
 	}
+	// Bound as the plugin binds: the Binding names the task (the attempt).
 	err = e.kube.CoreV1().Pods(p.Namespace).Bind(ctx, &corev1.Binding{
-		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
-		Target:     corev1.ObjectReference{Kind: "Node", Name: "agent-a"},
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID,
+			Annotations: map[string]string{taskinfo.TaskIDAnnotation: resp.GetTaskId()}},
+		Target: corev1.ObjectReference{Kind: "Node", Name: "agent-a"},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("binding %s: %v", p.Name, err)
@@ -294,8 +302,8 @@ func (e *brokerEnv) schedule(ctx context.Context, b *runningBroker, p *corev1.Po
 
 func (e *brokerEnv) waitTask(ctx context.Context, uid types.UID, state string) {
 	e.t.Helper()
-	id := taskinfo.TaskID(uid)
-	e.eventually(ctx, "task "+id+" "+state, func() (bool, string) {
+	id := string(uid)
+	e.eventually(ctx, "task of pod "+id+" "+state, func() (bool, string) {
 		ts, _ := e.taskStates()
 		return ts[id] == state, ts[id]
 	})
@@ -474,8 +482,8 @@ func TestBroker(t *testing.T) {
 		if fws != fwsBefore || fws != 1 {
 			t.Errorf("Mesos knows %d frameworks after the restart (%d before), want the same one", fws, fwsBefore)
 		}
-		if ts[taskinfo.TaskID(running.UID)] != "TASK_RUNNING" {
-			t.Errorf("the running pod's task is %s after the restart, want TASK_RUNNING", ts[taskinfo.TaskID(running.UID)])
+		if ts[string(running.UID)] != "TASK_RUNNING" {
+			t.Errorf("the running pod's task is %s after the restart, want TASK_RUNNING", ts[string(running.UID)])
 		}
 		p, err := e.kube.CoreV1().Pods("default").Get(ctx, running.Name, metav1.GetOptions{})
 		if err != nil || p.Status.Phase == corev1.PodFailed {

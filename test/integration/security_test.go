@@ -163,7 +163,7 @@ func TestBrokerAPIAttacks(t *testing.T) {
 	})
 
 	// Nothing of the above reached the victim.
-	if ts, _ := e.taskStates(); ts[taskinfo.TaskID(victim.UID)] != "TASK_RUNNING" {
-		t.Errorf("the victim's task is %s after the attacks, want TASK_RUNNING", ts[taskinfo.TaskID(victim.UID)])
+	if ts, _ := e.taskStates(); ts[string(victim.UID)] != "TASK_RUNNING" {
+		t.Errorf("the victim's task is %s after the attacks, want TASK_RUNNING", ts[string(victim.UID)])
 	}
 }

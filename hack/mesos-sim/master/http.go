@@ -179,7 +179,13 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if hook != nil {
-		drop, delay := hook(&call)
+		fate := hook(&call)
+		drop, delay := fate.Drop, fate.Delay
+		if fate.LoseAnswer {
+			klog.V(2).InfoS("Losing the answer to a scheduler call by fault injection", "type", call.Type, "framework", fwID)
+			m.dispatch(fwID, &call)
+			panic(http.ErrAbortHandler) // the connection breaks, no answer
+		}
 		if drop {
 			klog.V(2).InfoS("Dropping scheduler call by fault injection", "type", call.Type, "framework", fwID)
 			w.WriteHeader(http.StatusAccepted)

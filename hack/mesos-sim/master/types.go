@@ -111,5 +111,16 @@ type StatusUpdate struct {
 }
 
 // CallHook lets tests drop or delay scheduler calls before the master acts on
-// them. Dropped calls still get 202, as a message lost after acceptance would.
-type CallHook func(call *scheduler.Call) (drop bool, delay time.Duration)
+// them, or lose the answer to one it acted on.
+type CallHook func(call *scheduler.Call) CallFate
+
+// CallFate is what a CallHook makes of a call. Dropped calls still get 202,
+// as a message lost after acceptance would. A call whose answer is lost is
+// acted on and its connection then broken without an answer, as when a
+// master's reply times out or its connection resets after it took the call:
+// the caller cannot tell whether it was taken.
+type CallFate struct {
+	Drop       bool
+	Delay      time.Duration
+	LoseAnswer bool
+}

@@ -70,14 +70,16 @@ func (l located) String() string {
 }
 
 // PodUID is the pod UID a task is for: its k8sm.io/uid label, else what
-// follows "pod." in its id; "" for tasks that are not k8sm's.
+// follows "pod." in its id up to the launch attempt ("pod.<uid>.<attempt>");
+// "" for tasks that are not k8sm's.
 func PodUID(t Task) string {
 	for _, l := range t.Labels {
 		if l.Key == "k8sm.io/uid" && l.Value != "" {
 			return l.Value
 		}
 	}
-	if uid, ok := strings.CutPrefix(t.ID, "pod."); ok {
+	if rest, ok := strings.CutPrefix(t.ID, "pod."); ok {
+		uid, _, _ := strings.Cut(rest, ".")
 		return uid
 	}
 	return ""

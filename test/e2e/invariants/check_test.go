@@ -388,3 +388,13 @@ func TestConverge(t *testing.T) {
 		t.Fatalf("an unreadable master was not reported: %v", err)
 	}
 }
+
+// TestPodUIDOfAnAttempt: a task id names its pod with or without the
+// launch attempt.
+func TestPodUIDOfAnAttempt(t *testing.T) {
+	for id, want := range map[string]string{"pod.u1": "u1", "pod.u1.3fa2-7": "u1", "other": ""} {
+		if got := PodUID(Task{ID: id}); got != want {
+			t.Errorf("PodUID(%s) = %q, want %q", id, got, want)
+		}
+	}
+}
