@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
@@ -78,6 +79,10 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 }
 
 func (l *recordingLauncher) Kill(context.Context, string, string) error { return nil }
+func (l *recordingLauncher) PodTasks(types.UID) []string                { return nil }
+func (l *recordingLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {
+	return nil, nil
+}
 
 func startTestBroker(t testing.TB, addr string) *testBroker {
 	t.Helper()
