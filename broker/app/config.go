@@ -19,6 +19,7 @@ import (
 
 	"github.com/k8sm/k8sm/broker/executorserve"
 	"github.com/k8sm/k8sm/broker/framework"
+	"github.com/k8sm/k8sm/broker/leadergate"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -36,8 +37,11 @@ type Config struct {
 	// grow with the agents. No client-side rate limit; the mirror's
 	// workers (--node-sync-workers) bound it.
 	Heartbeats kubernetes.Interface
-	Framework  mesos.FrameworkInfo
-	Secret     string
+	// Gate fences Kube's and Heartbeats' writes: they pass only while this
+	// broker leads (Run opens a term once elected).
+	Gate      *leadergate.Gate
+	Framework mesos.FrameworkInfo
+	Secret    string
 	// MasterTLS verifies the masters' certificates (--master-ca-file).
 	MasterTLS *tls.Config
 	MediaType string
@@ -91,6 +95,8 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	rc.UserAgent = "k8sm-broker"
+	c.Gate = &leadergate.Gate{}
+	rc.Wrap(c.Gate.Wrap)
 	rc.QPS, rc.Burst = o.KubeAPIQPS, int(o.KubeAPIBurst)
 	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)

@@ -170,6 +170,8 @@ func (c *Config) Run(ctx context.Context) error {
 	// leadership as ZooKeeper's loss does: another broker leads.
 	lctx, stepDown := context.WithCancelCause(lctx)
 	defer stepDown(nil)
+	// Kubernetes writes pass only while this term lasts (leadergate).
+	lctx = c.Gate.Lead(lctx)
 	run := func(f func(context.Context)) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(lctx) }()
