@@ -29,7 +29,7 @@ RACE_PKGS := $(addsuffix /...,$(RACE_DIRS))
 UNIT_PKGS := $(shell go list ./... 2>/dev/null | grep -v -e /test/ $(foreach d,$(RACE_DIRS),-e $(patsubst ./%,github.com/k8sm/k8sm/%,$(d))))
 TEST_FLAGS ?= -count=1 -timeout=30m
 
-.PHONY: build deps verify-deps test test-unit test-integration e2e bench bench-big up down generate verify-generate lint clean images
+.PHONY: build deps verify-deps test test-unit test-integration e2e chaos bench bench-big up down generate verify-generate lint clean images
 
 # Stamp the release the binaries are built from, as upstream's build does:
 # without it they report v0.0.0-master+$Format:%H$, which `kubectl version`
@@ -67,6 +67,16 @@ test-integration: deps build
 # End-to-end tests drive the local cluster as a user does (make up/down).
 e2e: deps build
 	K8SM_BIN_DIR=$(abspath $(BIN)) go test -tags e2e -p 1 $(TEST_FLAGS) -v ./test/e2e/...
+
+# The long chaos suite (docs/reliability.md): every fault CHAOS_ROUNDS times
+# (default 20; about 1 min per injection on 2 cores) on a cluster of its own,
+# printing the table; make e2e runs its short form. CHAOS_FAULTS=a,b picks
+# faults, CHAOS_SEED replays an order.
+CHAOS_ROUNDS ?= 20
+chaos: deps build
+	K8SM_CHAOS=1 K8SM_CHAOS_ROUNDS=$(CHAOS_ROUNDS) K8SM_CHAOS_FAULTS=$(CHAOS_FAULTS) K8SM_CHAOS_SEED=$(CHAOS_SEED) \
+	    K8SM_CHAOS_TABLE=$(abspath $(OUT))/chaos-table.md K8SM_BIN_DIR=$(abspath $(BIN)) \
+	    go test -tags e2e -p 1 -count=1 -timeout=0 -v -run '^TestChaos$$' ./test/e2e/
 
 # Benchmarks (docs/benchmarks.md): hack/cmd/k8sm-bench runs k8sm and the stock
 # scheduler side by side on a real control plane with mesos-sim's hollow
