@@ -41,36 +41,38 @@ const chaosConverge = 3 * time.Minute
 // fault is one kind of fault; inject returns once it is over (the partition
 // healed, the process restarted).
 type fault struct {
-	name   string
+	name string
+	// first: injected before the scale (it waits for the scale's calls).
+	first  bool
 	inject func(t *testing.T, e *k8smEnv, r *rand.Rand)
 }
 
 // chaosFaults are the faults the suite knows, by name.
 func chaosFaults() map[string]fault {
 	fs := []fault{
-		{"broker-sigkill", func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "k8sm-broker") }},
-		{"scheduler-sigkill", func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "kube-scheduler") }},
-		{"apiserver-restart", func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "kube-apiserver") }},
-		{"master-failover", func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.control(t, "master/failover") }},
-		{"agent-partition-heal", func(t *testing.T, e *k8smEnv, r *rand.Rand) {
+		{"broker-sigkill", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "k8sm-broker") }},
+		{"scheduler-sigkill", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "kube-scheduler") }},
+		{"apiserver-restart", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "kube-apiserver") }},
+		{"master-failover", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.control(t, "master/failover") }},
+		{"agent-partition-heal", false, func(t *testing.T, e *k8smEnv, r *rand.Rand) {
 			a := e.agents(t)[r.IntN(e.cfg.Agents)]
 			e.control(t, fmt.Sprintf("agents/%d/partition", a.index))
 			// Past the master's 15 s: the agent's tasks are unreachable.
 			time.Sleep(20 * time.Second)
 			e.control(t, fmt.Sprintf("agents/%d/heal", a.index))
 		}},
-		{"agent-loss", func(t *testing.T, e *k8smEnv, r *rand.Rand) {
+		{"agent-loss", false, func(t *testing.T, e *k8smEnv, r *rand.Rand) {
 			a := e.agents(t)[r.IntN(e.cfg.Agents)]
 			e.stopAgent(t, a, false)
 			e.startAgent(t, a)
 		}},
-		{"executor-sigkill", func(t *testing.T, e *k8smEnv, r *rand.Rand) { e.killExecutor(t, r) }},
-		{"offer-rescinded", func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
+		{"executor-sigkill", false, func(t *testing.T, e *k8smEnv, r *rand.Rand) { e.killExecutor(t, r) }},
+		{"offer-rescinded", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
 			if id := e.outstandingOffer(t); id != "" {
 				e.control(t, "offers/"+id+"/rescind")
 			}
 		}},
-		{"accept-answer-lost", func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
+		{"accept-answer-lost", true, func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
 			// The next ACCEPT (the scale-up's) is taken, its answer lost.
 			e.control(t, "calls/ACCEPT/lose-answer?count=1")
 		}},
@@ -133,36 +135,35 @@ func (e *k8smEnv) chaos(t *testing.T, ns string, names []string, rounds int, see
 
 	run := &chaosRun{stats: map[string]*faultStats{}, seen: map[string]bool{}}
 	for i, f := range plan {
-		before := e.runningTasks(t, ns)
+		stop := e.monitor(t, ns, run, f.name)
+		start := time.Now()
+		if f.first {
+			f.inject(t, e, r)
+		}
 		// Scale while the fault happens: pods are being launched and
 		// stopped when it strikes.
 		deploy, sts = 2+r.Int32N(3), 1+r.Int32N(2)
 		e.scale(t, ns, "web", deploy)
 		e.scaleStatefulSet(t, ns, "db", sts)
-		start := time.Now()
-		stop := e.monitor(t, ns, run, f.name)
-		f.inject(t, e, r)
+		if !f.first {
+			f.inject(t, e, r)
+		}
 		converged := e.waitWorkloadsFor(ns, deploy, sts, chaosConverge)
 		took := time.Since(start)
-		violations := stop()
-		after := e.runningTasks(t, ns)
+		violations, affected := stop()
 
 		run.mu.Lock()
 		row := run.row(f.name)
 		row.Injections++
 		row.MaxConverge = max(row.MaxConverge, took)
 		row.Violations += violations
-		for uid, task := range before {
-			if after[uid] != task {
-				row.PodsAffected++ // replaced, or running as another task
-			}
-		}
+		row.PodsAffected += affected
 		if converged != "" {
 			row.Lost++
 			t.Errorf("chaos %d/%d (%s): the workloads did not converge within %s: %s", i+1, len(plan), f.name, chaosConverge, converged)
 		}
 		run.mu.Unlock()
-		t.Logf("chaos %d/%d: %s, converged in %s", i+1, len(plan), f.name, took.Round(time.Second))
+		t.Logf("chaos %d/%d: %s, converged in %s, %d pods affected", i+1, len(plan), f.name, took.Round(time.Second), affected)
 		if converged != "" {
 			break // the cluster is broken; what follows would only repeat it
 		}
@@ -191,11 +192,14 @@ func (e *k8smEnv) chaos(t *testing.T, ns string, names []string, rounds int, see
 // monitor checks, every half second until stopped, that no pod and no
 // StatefulSet identity has two live tasks (counted at once) and which
 // invariants are broken; stop returns how many stayed broken longer than
-// the invariants' convergence bound.
-func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) (stop func() int) {
+// the invariants' convergence bound, and how many pods of ns the fault
+// touched: pods not being deleted whose task was seen interrupted
+// (unreachable, lost, killed, failed...) or that ended Failed.
+func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) (stop func() (violations, affected int)) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var persisting int
+	touched := map[types.UID]bool{}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -214,6 +218,20 @@ func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) 
 			pods, err := e.Pods(e.ctx)
 			if err != nil {
 				continue // the API server is restarting
+			}
+			tasks := tasksByUID(st)
+			for _, p := range pods {
+				if p.Namespace != ns || p.DeletionTimestamp != nil {
+					continue
+				}
+				if p.Status.Phase == corev1.PodFailed {
+					touched[p.UID] = true
+				}
+				for _, task := range tasks[string(p.UID)] {
+					if task.State != "TASK_RUNNING" && task.State != "TASK_STAGING" && task.State != "TASK_STARTING" {
+						touched[p.UID] = true
+					}
+				}
 			}
 			run.mu.Lock()
 			for _, d := range doubleLaunches(st, pods, ns) {
@@ -245,10 +263,10 @@ func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) 
 			}
 		}
 	}()
-	return func() int {
+	return func() (int, int) {
 		close(done)
 		wg.Wait()
-		return persisting
+		return persisting, len(touched)
 	}
 }
 
@@ -304,29 +322,6 @@ func taskIdentity(t invariants.Task) string {
 		}
 	}
 	return ""
-}
-
-// runningTasks maps each Running pod of ns to its RUNNING task.
-func (e *k8smEnv) runningTasks(t *testing.T, ns string) map[types.UID]string {
-	t.Helper()
-	out := map[types.UID]string{}
-	st, err := e.masterState()
-	if err != nil {
-		return out
-	}
-	tasks := tasksByUID(st)
-	l, err := e.cs.CoreV1().Pods(ns).List(e.ctx, metav1.ListOptions{})
-	if err != nil {
-		return out
-	}
-	for _, p := range l.Items {
-		for _, task := range tasks[string(p.UID)] {
-			if task.State == "TASK_RUNNING" {
-				out[p.UID] = task.ID
-			}
-		}
-	}
-	return out
 }
 
 // leakedTasks counts the framework's live tasks whose pod does not exist,
