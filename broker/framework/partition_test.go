@@ -12,6 +12,7 @@ import (
 	"k8s.io/component-base/metrics/testutil"
 
 	"github.com/k8sm/k8sm/broker/metrics"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -80,4 +81,28 @@ func TestPartitionedTaskComesBack(t *testing.T) {
 	if len(tasks) != 1 || tasks[0]["id"] != id || tasks[0]["state"] != "TASK_RUNNING" {
 		t.Errorf("master holds %v, want the one task %s RUNNING", tasks, id)
 	}
+}
+
+// TestAgentMarkedGone: an operator marks the agent of a running task gone
+// (MARK_AGENT_GONE): the task ends TASK_GONE_BY_OPERATOR, which ends its
+// pod (unlike TASK_UNREACHABLE), and the agent's offers are gone.
+func TestAgentMarkedGone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newEnv(t, ctx)
+	if st := launchOne(t, ctx, e, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("task %s, want TASK_RUNNING", st)
+	}
+	id := e.status.task(t, ctx, "uid-1")
+	if err := e.sim.MarkAgentGone(0); err != nil {
+		t.Fatal(err)
+	}
+	e.status.wait(t, ctx, id, mesos.TASK_GONE_BY_OPERATOR)
+	if !taskinfo.Terminal(mesos.TASK_GONE_BY_OPERATOR) {
+		t.Error("TASK_GONE_BY_OPERATOR does not end the pod")
+	}
+	waitFor(t, ctx, "the agent's offers to be gone from the cache", func() bool {
+		v, ok := e.cache.Agent(e.sim.Agent(0).ID())
+		return !ok || v.Available.Total().IsZero()
+	})
 }

@@ -1,16 +1,19 @@
 package mesossim_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	operator "github.com/mesos/mesos-go/api/v1/lib/master"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/simtest"
+	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
 )
 
 // TestFrameworkFailover: a second SUBSCRIBE with the framework id fails the
@@ -297,5 +300,82 @@ func TestMasterFailoverSingle(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestMarkAgentGone: the operator marks an agent gone (MARK_AGENT_GONE, as
+// master's markAgentGone): its tasks end TASK_GONE_BY_OPERATOR
+// (TASK_LOST to frameworks that are not partition-aware) — also those
+// already unreachable —, a FAILURE names the agent, and the agent may not
+// register again. An unknown agent is refused with 400.
+func TestMarkAgentGone(t *testing.T) {
+	for _, pa := range []bool{false, true} {
+		for _, partitioned := range []bool{false, true} {
+			s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+			ctx := testCtx(t)
+			info := fwInfo("gone")
+			want := mesos.TASK_LOST
+			if pa {
+				info = fwInfo("gone", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+				want = mesos.TASK_GONE_BY_OPERATOR
+			}
+			sched := subscribe(t, ctx, s.MasterURL(), wire.JSON, info)
+			o := nextOffer(t, ctx, sched)
+			if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "sleep 100", resources(t, "cpus:1;mem:64")))); err != nil {
+				t.Fatal(err)
+			}
+			st, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sched.Ack(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			if partitioned && pa {
+				if err := s.PartitionAgent(0, true); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := sched.Update(ctx, "t", mesos.TASK_UNREACHABLE); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, _, msg := operatorCall(t, ctx, s.MasterURL(), wire.JSON, &operator.Call{Type: operator.Call_MARK_AGENT_GONE,
+				MarkAgentGone: &operator.Call_MarkAgentGone{AgentID: o.AgentID}})
+			if code != http.StatusOK {
+				t.Fatalf("MARK_AGENT_GONE: %d %s", code, msg)
+			}
+			gone, err := sched.Update(ctx, "t", want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gone.GetReason() != mesos.REASON_AGENT_REMOVED_BY_OPERATOR || gone.GetSource() != mesos.SOURCE_MASTER {
+				t.Errorf("update of a task on an agent marked gone: %v", gone)
+			}
+			if !partitioned {
+				ev, err := sched.Next(ctx, scheduler.Event_FAILURE)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.Failure.AgentID.GetValue() != o.AgentID.Value {
+					t.Errorf("FAILURE %v", ev.Failure)
+				}
+			}
+			// Healed or not, it may not come back.
+			if partitioned && pa {
+				if err := s.PartitionAgent(0, false); err == nil || !strings.Contains(err.Error(), "marked gone") {
+					t.Errorf("an agent marked gone registering again: %v, want refused", err)
+				}
+			}
+			for _, a := range s.Leader().State()["slaves"].([]map[string]any) {
+				if a["id"] == o.AgentID.Value && a["active"] == true {
+					t.Errorf("agent marked gone is active again: %v", a)
+				}
+			}
+			code, _, _ = operatorCall(t, ctx, s.MasterURL(), wire.JSON, &operator.Call{Type: operator.Call_MARK_AGENT_GONE,
+				MarkAgentGone: &operator.Call_MarkAgentGone{AgentID: mesos.AgentID{Value: "no-such-agent"}}})
+			if code != http.StatusBadRequest {
+				t.Errorf("MARK_AGENT_GONE of an unknown agent: %d, want 400", code)
+			}
+		}
 	}
 }

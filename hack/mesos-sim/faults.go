@@ -99,6 +99,18 @@ func (s *Sim) MarkAgentUnreachable(i int) error {
 	return nil
 }
 
+// MarkAgentGone has the leading master mark agent i gone, as an operator's
+// MARK_AGENT_GONE does: its tasks end TASK_GONE_BY_OPERATOR and it may never
+// register again.
+func (s *Sim) MarkAgentGone(i int) error {
+	a := s.Agent(i)
+	m := s.Leader()
+	if a == nil || m == nil {
+		return fmt.Errorf("marking agent %d gone: agent or leader missing", i)
+	}
+	return m.MarkAgentGone(a.ID())
+}
+
 // FailoverMaster kills the leading master. With ZooKeeper another master
 // takes over (a replacement is started so the count stays the same); with a
 // single master a fresh one starts on the same address, knowing nothing until
@@ -240,6 +252,7 @@ func (s *Sim) ClearCallFaults() {
 //	POST /agents/{i}/kill | /agents/{i}/restart | /agents/{i}/partition | /agents/{i}/heal | /agents/{i}/unreachable
 //	POST /master/failover
 //	POST /offers/{id}/rescind
+//	POST /agents/{i}/gone (MARK_AGENT_GONE)
 //	POST /calls/{TYPE}/drop?count=N | /calls/{TYPE}/delay?duration=2s&count=N | /calls/{TYPE}/rescind?count=N |
 //	     /calls/{TYPE}/lose-answer?count=N | /calls/clear
 //	GET  /cluster  (masters, leader and agents)
@@ -282,6 +295,8 @@ func (s *Sim) control(parts []string, r *http.Request) error {
 			return s.PartitionAgent(i, false)
 		case "unreachable":
 			return s.MarkAgentUnreachable(i)
+		case "gone":
+			return s.MarkAgentGone(i)
 		}
 	case len(parts) == 2 && parts[0] == "master" && parts[1] == "failover":
 		return s.FailoverMaster()

@@ -29,6 +29,10 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 		info.ID = &id
 	}
 	aid := info.ID.Value
+	if m.gone[aid] {
+		// The real master tells such an agent to shut down.
+		return "", fmt.Errorf("agent %s (%s) was marked gone by an operator: it may not register again", aid, info.Hostname)
+	}
 	wasUnreachable := false
 	if old := m.agents[aid]; old != nil {
 		wasUnreachable = old.unreachable
@@ -189,6 +193,61 @@ func (m *Master) loseAgent(ag *agentEntry, unreachable bool) {
 		}
 	}
 	klog.InfoS("Agent lost", "agent", aid, "unreachable", unreachable)
+}
+
+// MarkAgentGone is the operator's MARK_AGENT_GONE (Master::markAgentGone):
+// the agent, registered or unreachable, is gone for good. Its tasks end
+// TASK_GONE_BY_OPERATOR (TASK_LOST for frameworks that are not
+// partition-aware, REASON_AGENT_REMOVED_BY_OPERATOR), frameworks get a
+// FAILURE for it, its executors are shut down, and it may never register
+// again. A second mark of the same agent is fine.
+func (m *Master) MarkAgentGone(agentID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gone[agentID] {
+		return nil
+	}
+	ag := m.agents[agentID]
+	if ag == nil {
+		return fmt.Errorf("agent %s is not known", agentID)
+	}
+	for _, o := range m.offers {
+		if o.agent == agentID {
+			m.rescind(o)
+		}
+	}
+	for _, fw := range m.frameworks {
+		for _, t := range fw.tasks {
+			if t.AgentID.Value != agentID || isTerminal(t.GetState()) {
+				continue
+			}
+			state := mesos.TASK_LOST
+			if fw.partAware {
+				state = mesos.TASK_GONE_BY_OPERATOR
+			}
+			st := masterUpdate(t.TaskID, &t.AgentID, t.ExecutorID, state, "Agent "+ag.info.Hostname+" marked gone by an operator", mesos.REASON_AGENT_REMOVED_BY_OPERATOR)
+			t.State = &state
+			t.StatusUpdateState = &state
+			t.StatusUpdateUUID = nil
+			t.Statuses = append(t.Statuses, st)
+			m.sendUpdate(fw, st)
+			m.removeTask(fw, t)
+		}
+		delete(fw.executors, agentID)
+		if !ag.unreachable && fw.conn != nil {
+			a := *ag.info.ID
+			fw.conn.Send(&scheduler.Event{Type: scheduler.Event_FAILURE, Failure: &scheduler.Event_Failure{AgentID: &a}})
+		}
+		if ag.conn != nil {
+			ag.conn.ShutdownFramework(fw.id)
+		}
+	}
+	m.gone[agentID] = true
+	delete(m.agents, agentID)
+	m.alloc.RemoveAgent(agentID)
+	m.publishLocked(&operator.Event{Type: operator.Event_AGENT_REMOVED, AgentRemoved: &operator.Event_AgentRemoved{AgentID: mesos.AgentID{Value: agentID}}})
+	klog.InfoS("Agent marked gone by an operator", "agent", agentID, "hostname", ag.info.Hostname)
+	return nil
 }
 
 // MarkAgentUnreachable makes the master treat an agent as failed its health checks now.

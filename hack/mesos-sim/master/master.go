@@ -84,6 +84,9 @@ type Master struct {
 	nextAgent           int
 	callHook            CallHook
 	orphanTasks         map[string][]*mesos.Task
+	// gone are the agents an operator marked gone (MARK_AGENT_GONE): they
+	// may never register again.
+	gone map[string]bool
 	// subscribers are the operator API's SUBSCRIBE streams.
 	subscribers map[*wire.Stream]struct{}
 	stop        context.CancelFunc
@@ -108,6 +111,7 @@ func New(cfg Config) *Master {
 		agents:              map[string]*agentEntry{},
 		offers:              map[string]*offer{},
 		orphanTasks:         map[string][]*mesos.Task{},
+		gone:                map[string]bool{},
 		alloc:               allocator.New(),
 		kick:                make(chan struct{}, 1),
 		done:                make(chan struct{}),

@@ -78,6 +78,13 @@ func (m *Master) serveOperator(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusOK)
 		return
+	case operator.Call_MARK_AGENT_GONE:
+		if err := m.MarkAgentGone(call.MarkAgentGone.AgentID.Value); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
 	case operator.Call_SUBSCRIBE:
 		m.serveOperatorSubscribe(w, r, accept)
 		return
@@ -97,6 +104,10 @@ func validateOperatorCall(c *operator.Call) error {
 	case operator.Call_TEARDOWN:
 		if c.Teardown == nil {
 			return errors.New("Expecting 'teardown' to be present")
+		}
+	case operator.Call_MARK_AGENT_GONE:
+		if c.MarkAgentGone == nil {
+			return errors.New("Expecting 'mark_agent_gone' to be present")
 		}
 	case operator.Call_GET_METRICS:
 		if c.GetMetrics == nil {
