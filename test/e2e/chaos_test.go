@@ -53,7 +53,11 @@ func chaosFaults() map[string]fault {
 		{"broker-sigkill", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "k8sm-broker") }},
 		{"scheduler-sigkill", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "kube-scheduler") }},
 		{"apiserver-restart", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.restartComponent(t, "kube-apiserver") }},
-		{"master-failover", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) { e.control(t, "master/failover") }},
+		{"master-failover", false, func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
+			before := e.master()
+			e.control(t, "master/failover")
+			e.followMaster(t, before)
+		}},
 		{"agent-partition-heal", false, func(t *testing.T, e *k8smEnv, r *rand.Rand) {
 			a := e.agents(t)[r.IntN(e.cfg.Agents)]
 			e.control(t, fmt.Sprintf("agents/%d/partition", a.index))
@@ -482,7 +486,7 @@ func (e *k8smEnv) killExecutor(t *testing.T, r *rand.Rand) {
 // outstandingOffer is an offer the broker holds now, "" if none.
 func (e *k8smEnv) outstandingOffer(t *testing.T) string {
 	t.Helper()
-	b, err := e.get(e.masterURL + "/master/state")
+	b, err := e.get(e.master() + "/master/state")
 	if err != nil {
 		return ""
 	}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +42,8 @@ type k8smEnv struct {
 	cs         kubernetes.Interface
 	kubeconfig string
 	binDir     string
-	masterURL  string // the Mesos master, for /master/state
+	masterMu   sync.Mutex
+	masterURL  string // the leading Mesos master, for /master/state (master())
 	controlURL string // mesos-sim's fault-injection API
 	metricsURL string // the broker's /metrics
 	opts       invariants.Options
@@ -212,11 +214,45 @@ func (e *k8smEnv) Pods(ctx context.Context) ([]corev1.Pod, error) {
 }
 
 func (e *k8smEnv) masterState() (*invariants.MasterState, error) {
-	b, err := e.get(e.masterURL + "/master/state")
+	b, err := e.get(e.master() + "/master/state")
 	if err != nil {
 		return nil, err
 	}
 	return invariants.ParseMasterState(b)
+}
+
+// master is the leading Mesos master's URL; followMaster updates it after a
+// failover (the elected master listens elsewhere).
+func (e *k8smEnv) master() string {
+	e.masterMu.Lock()
+	defer e.masterMu.Unlock()
+	return e.masterURL
+}
+
+// followMaster waits until mesos-sim names a leading master other than the
+// one before and makes it the suite's master.
+func (e *k8smEnv) followMaster(t *testing.T, before string) {
+	t.Helper()
+	e.eventually(t, 2*time.Minute, "a new leading Mesos master", func() (bool, string) {
+		b, err := e.get(e.controlURL + "/cluster")
+		if err != nil {
+			return false, err.Error()
+		}
+		var c struct {
+			Leader string `json:"leader"`
+		}
+		if err := json.Unmarshal(b, &c); err != nil || c.Leader == "" {
+			return false, fmt.Sprintf("no leader (%v)", err)
+		}
+		url := "http://" + c.Leader
+		if url == before {
+			return false, "the old master still leads"
+		}
+		e.masterMu.Lock()
+		e.masterURL = url
+		e.masterMu.Unlock()
+		return true, ""
+	})
 }
 
 func (e *k8smEnv) get(url string) ([]byte, error) {
@@ -542,7 +578,7 @@ func (e *k8smEnv) deleteNamespace(t *testing.T, ns string) {
 func (e *k8smEnv) describe(t *testing.T, ns string) {
 	out, _ := e.kubectlErr("get", "pods,events", "-n", ns, "-o", "wide")
 	t.Logf("kubectl get pods,events -n %s:\n%s", ns, out)
-	if b, err := e.get(e.masterURL + "/master/state"); err == nil {
+	if b, err := e.get(e.master() + "/master/state"); err == nil {
 		t.Logf("/master/state: %s", b)
 	}
 }
