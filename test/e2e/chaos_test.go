@@ -139,6 +139,10 @@ func (e *k8smEnv) chaos(t *testing.T, ns string, names []string, rounds int, see
 
 	run := &chaosRun{stats: map[string]*faultStats{}, seen: map[string]bool{}}
 	for i, f := range plan {
+		if dl, ok := e.ctx.Deadline(); ok && time.Until(dl) < chaosConverge+2*time.Minute {
+			t.Logf("chaos: stopping after %d of %d injections: the run's time is up", i, len(plan))
+			break
+		}
 		stop := e.monitor(t, ns, run, f.name)
 		start := time.Now()
 		if f.first {
@@ -562,6 +566,11 @@ func TestChaos(t *testing.T) {
 		seed = s
 	}
 	timeout := time.Duration(rounds*len(names))*4*time.Minute + 10*time.Minute
+	if d, ok := t.Deadline(); ok {
+		// End in time to tear the cluster down (go test's timeout panics
+		// without running cleanups).
+		timeout = min(timeout, time.Until(d)-3*time.Minute)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	e := bringUp(t, ctx)
