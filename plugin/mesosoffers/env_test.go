@@ -103,7 +103,7 @@ type broker struct {
 	addr     string
 }
 
-func startBroker(t *testing.T, addr string) *broker {
+func startBroker(t *testing.T, addr string, opts ...grpc.ServerOption) *broker {
 	t.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -112,7 +112,7 @@ func startBroker(t *testing.T, addr string) *broker {
 	b := &broker{cache: offers.New(offers.Config{}), launcher: &recordingLauncher{}, addr: lis.Addr().String()}
 	b.server = grpcserver.New(b.cache, launch.New(b.cache, b.launcher, launch.Options{BatchWindow: 5 * time.Millisecond}))
 	b.server.SetServing(true)
-	b.g = grpc.NewServer()
+	b.g = grpc.NewServer(opts...)
 	b.server.Register(b.g)
 	go func() { _ = b.g.Serve(lis) }()
 	t.Cleanup(b.g.Stop)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -279,6 +281,30 @@ func (pl *MesosOffers) Unreserve(ctx context.Context, state fwk.CycleState, pod 
 	}
 }
 
+// launch asks the broker to launch a reservation, and asks again when the
+// answer was lost (Unavailable: the connection broke, maybe after the broker
+// launched it). Launch is idempotent per reservation: a retry gets the task
+// the first call launched, not a second task. A broker that lost the
+// reservation (a new leader) answers NotFound, and the pod is scheduled
+// again.
+func (pl *MesosOffers) launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brokerv1.LaunchResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, pl.args.LaunchTimeout.Duration)
+	defer cancel()
+	const tries = 3
+	for try := 1; ; try++ {
+		resp, err := pl.client.Launch(ctx, req)
+		if status.Code(err) != codes.Unavailable || try == tries {
+			return resp, err
+		}
+		klog.FromContext(ctx).V(2).Info("Launch answer lost; asking again for the same reservation", "reservation", req.GetReservationId(), "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		}
+	}
+}
+
 // Bind launches the pod as a Mesos task and then binds it. A pod whose
 // Binding fails has its task killed, so that no task runs for a pod the
 // cluster does not place there.
@@ -303,9 +329,7 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, pl.args.LaunchTimeout.Duration)
-	resp, err := pl.client.Launch(lctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
-	cancel()
+	resp, err := pl.launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
 	if err != nil {
 		return brokerStatus(fmt.Sprintf("launching on node %s", nodeName), err)
 	}
