@@ -76,6 +76,12 @@ func chaosFaults() map[string]fault {
 				e.control(t, "offers/"+id+"/rescind")
 			}
 		}},
+		{"offers-rescinded-during-launch", true, func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
+			// The offers of the next ACCEPT (the scale-up's, sent from the
+			// scheduler's Bind) are rescinded as it reaches the master: its
+			// tasks are dropped after the pods were bound.
+			e.control(t, "calls/ACCEPT/rescind?count=1")
+		}},
 		{"accept-answer-lost", true, func(t *testing.T, e *k8smEnv, _ *rand.Rand) {
 			// The next ACCEPT (the scale-up's) is taken, its answer lost.
 			e.control(t, "calls/ACCEPT/lose-answer?count=1")
