@@ -55,6 +55,12 @@ type Config struct {
 	// containerd of its own), the broker and the k8sm kube-scheduler. Zero
 	// runs the control plane, ZooKeeper and containerd only.
 	Agents int
+	// StandbyAgents are machines made ready beside the agents (network
+	// namespace, containerd, images) whose mesos-agent is not started:
+	// mesos-sim's fault API starts one (POST /agents/{i}/start, i counting
+	// on from Agents), so that a test can have an agent join the running
+	// cluster. They are agents Agents+1 … Agents+StandbyAgents.
+	StandbyAgents int
 	// AgentResources are the Mesos resources of every agent, without
 	// ports: AgentPorts.
 	AgentResources string

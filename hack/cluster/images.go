@@ -150,7 +150,7 @@ func loadImages(ctx context.Context, c Config) error {
 	if sharedContainerd(c) {
 		socks = append(socks, c.ContainerdSocket())
 	}
-	for i := 1; i <= c.Agents; i++ {
+	for i := 1; i <= c.machines(); i++ {
 		socks = append(socks, c.AgentContainerdSocket(i))
 	}
 	if len(socks) == 0 {

@@ -45,6 +45,10 @@ func (c Config) BrokerAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.Broke
 // AgentName is the hostname of agent i (1-based): the name of its Node.
 func (c Config) AgentName(i int) string { return fmt.Sprintf("k8sm-agent-%d", i) }
 
+// machines is the number of agents' machines: the agents started at once
+// and the standby ones.
+func (c Config) machines() int { return c.Agents + c.StandbyAgents }
+
 // AgentNames are the Node names of every agent, in order.
 func (c Config) AgentNames() []string {
 	var out []string
@@ -102,7 +106,7 @@ func mesosComponents(c Config) []component {
 		return nil
 	}
 	var out []component
-	for i := 1; i <= c.Agents; i++ {
+	for i := 1; i <= c.machines(); i++ {
 		i := i
 		out = append(out, component{name: agentContainerdName(c.AgentName(i)), start: func(ctx context.Context, c Config) (*Process, error) {
 			return startContainerdIn(ctx, c, agentContainerdName(c.AgentName(i)), filepath.Join(c.agentDir(i), "containerd"), filepath.Dir(c.AgentContainerdSocket(i)),
@@ -219,6 +223,7 @@ type agentsFileEntry struct {
 	ExecEnv    map[string]string `json:"executor_environment_variables"`
 	IP         string            `json:"ip"`
 	NetNS      string            `json:"netns"`
+	Standby    bool              `json:"standby,omitempty"`
 }
 
 func startMesosSim(ctx context.Context, c Config) (*Process, error) {
@@ -241,7 +246,7 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 	// Agents and their kubelets listen in namespaces of their own, where
 	// nothing else runs: their ports need no check here.
 	var agents []agentsFileEntry
-	for i := 1; i <= c.Agents; i++ {
+	for i := 1; i <= c.machines(); i++ {
 		env, err := c.executorEnv(i)
 		if err != nil {
 			return nil, err
@@ -256,6 +261,7 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 			Attributes: "zone:" + c.AgentZone(i),
 			WorkDir:    filepath.Join(c.agentDir(i), "mesos"),
 			ExecEnv:    env,
+			Standby:    i > c.Agents,
 		})
 	}
 	// The executors read every Node (their pod network's routes) and, for

@@ -113,7 +113,7 @@ func ensureAgentNetwork(c Config) error {
 		}
 	}
 	rec := networkRecord{Bridge: c.CNIBridge}
-	for i := 1; i <= c.Agents; i++ {
+	for i := 1; i <= c.machines(); i++ {
 		rec.Namespaces = append(rec.Namespaces, c.AgentNetNS(i))
 	}
 	rec.Routes = append(rec.Routes, c.blackholeRoutes()...)
@@ -141,7 +141,7 @@ func ensureAgentNetwork(c Config) error {
 	if err := ip(steps...); err != nil {
 		return err
 	}
-	for i := 1; i <= c.Agents; i++ {
+	for i := 1; i <= c.machines(); i++ {
 		if err := c.ensureAgentNamespace(i, prefixLen); err != nil {
 			return err
 		}

@@ -101,3 +101,59 @@ func TestControlAPI(t *testing.T) {
 		t.Fatalf("failover: %d", code)
 	}
 }
+
+// TestStandbyAgentJoins: a standby agent is unknown to the master until the
+// fault API starts it; then it registers and its resources are offered, as
+// a machine joining the cluster.
+func TestStandbyAgentJoins(t *testing.T) {
+	standby := hollowAgent(t, "cpus:3;mem:512")
+	standby.Hostname = "joiner"
+	s := startSim(t, mesossim.Config{Agents: []agent.Config{hollowAgent(t, "cpus:1;mem:512")}, StandbyAgents: []agent.Config{standby}})
+	srv := httptest.NewServer(s.ControlHandler())
+	defer srv.Close()
+	ctx := testCtx(t)
+	b, err := json.Marshal(s.Leader().State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Slaves []struct {
+			Hostname string `json:"hostname"`
+		} `json:"slaves"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Slaves) != 1 {
+		t.Fatalf("the master knows agents %+v before the standby one starts, want one", st.Slaves)
+	}
+	if s.Agent(1) != nil {
+		t.Fatal("the standby agent runs before it was started")
+	}
+	sched := subscribe(t, ctx, s.MasterURL(), wire.JSON, fwInfo("standby"))
+	nextOffer(t, ctx, sched)
+
+	resp, err := http.Post(srv.URL+"/agents/1/start", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("starting the standby agent: %s", resp.Status)
+	}
+	for {
+		o := nextOffer(t, ctx, sched)
+		if o.GetHostname() == "joiner" {
+			break
+		}
+	}
+	// Starting it again is an error: it runs.
+	resp, err = http.Post(srv.URL+"/agents/1/start", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("starting a running agent: %s, want 400 Bad Request", resp.Status)
+	}
+}

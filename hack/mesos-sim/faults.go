@@ -46,20 +46,29 @@ func (s *Sim) KillAgent(i int) error {
 // RestartAgent starts agent i again on the same id, port and work dir; it
 // recovers checkpointed executors and re-registers.
 func (s *Sim) RestartAgent(i int) error {
+	if a := s.Agent(i); a != nil {
+		if err := s.KillAgent(i); err != nil {
+			return err
+		}
+	}
+	return s.StartAgent(i)
+}
+
+// StartAgent starts agent i, which is not running: a standby machine
+// joining the cluster, or an agent killed before.
+func (s *Sim) StartAgent(i int) error {
 	n, err := s.node(i)
 	if err != nil {
-		return fmt.Errorf("restarting agent: %w", err)
+		return fmt.Errorf("starting agent: %w", err)
 	}
 	s.mu.Lock()
 	running := n.a != nil
 	s.mu.Unlock()
 	if running {
-		if err := s.KillAgent(i); err != nil {
-			return err
-		}
+		return fmt.Errorf("starting agent %d: it is running", i)
 	}
 	if err := s.startAgent(n); err != nil {
-		return fmt.Errorf("restarting agent %d: %w", i, err)
+		return fmt.Errorf("starting agent %d: %w", i, err)
 	}
 	return nil
 }
@@ -249,7 +258,7 @@ func (s *Sim) ClearCallFaults() {
 // ControlHandler serves the fault API over HTTP for tests in other
 // languages and for people:
 //
-//	POST /agents/{i}/kill | /agents/{i}/restart | /agents/{i}/partition | /agents/{i}/heal | /agents/{i}/unreachable
+//	POST /agents/{i}/kill | /agents/{i}/restart | /agents/{i}/start | /agents/{i}/partition | /agents/{i}/heal | /agents/{i}/unreachable
 //	POST /master/failover
 //	POST /offers/{id}/rescind
 //	POST /agents/{i}/gone (MARK_AGENT_GONE)
@@ -289,6 +298,8 @@ func (s *Sim) control(parts []string, r *http.Request) error {
 			return s.KillAgent(i)
 		case "restart":
 			return s.RestartAgent(i)
+		case "start":
+			return s.StartAgent(i)
 		case "partition":
 			return s.PartitionAgent(i, true)
 		case "heal":

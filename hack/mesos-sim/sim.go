@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ type Config struct {
 	Master master.Config
 	// Agents lists the agents to start.
 	Agents []agent.Config
+	// StandbyAgents are machines whose agent is not started: the fault
+	// API's POST /agents/{i}/start (i counting on after Agents) starts one,
+	// as a machine that joins the running cluster.
+	StandbyAgents []agent.Config
 	// WorkDir holds agent work dirs not set explicitly (a temp dir when empty).
 	WorkDir string
 }
@@ -108,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 			return nil, err
 		}
 	}
-	for i, ac := range cfg.Agents {
+	for i, ac := range slices.Concat(cfg.Agents, cfg.StandbyAgents) {
 		if ac.WorkDir == "" {
 			ac.WorkDir = filepath.Join(s.cfg.WorkDir, "agent-"+strconv.Itoa(i))
 		}
@@ -119,6 +124,9 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		s.mu.Lock()
 		s.agents = append(s.agents, n)
 		s.mu.Unlock()
+		if i >= len(cfg.Agents) {
+			continue
+		}
 		if err := s.startAgent(n); err != nil {
 			s.Close()
 			return nil, err

@@ -102,7 +102,7 @@ func parseFlags(args []string) (*options, error) {
 		})
 		fmt.Fprintf(out, "\nLogging (klog): %s\n", strings.Join(logging, " "))
 		fmt.Fprint(out, `
-Fault API (with --control_port): POST /agents/{i}/kill|restart|partition|heal|unreachable,
+Fault API (with --control_port): POST /agents/{i}/kill|restart|start|partition|heal|unreachable,
 POST /master/failover, POST /offers/{id}/rescind, POST /calls/{TYPE}/drop?count=N,
 POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 `)
@@ -241,6 +241,13 @@ func config(o *options) (mesossim.Config, error) {
 				return mesossim.Config{}, fmt.Errorf("--agents_file %s, agent %d: %w", o.agentsFile, i, err)
 			}
 		}
+		if files != nil && files[i].Standby {
+			cfg.StandbyAgents = append(cfg.StandbyAgents, ac)
+			continue
+		}
+		if len(cfg.StandbyAgents) > 0 {
+			return mesossim.Config{}, fmt.Errorf("--agents_file %s, agent %d: list standby agents after the others (the fault API numbers them on after the agents started)", o.agentsFile, i)
+		}
 		cfg.Agents = append(cfg.Agents, ac)
 	}
 	return cfg, nil
@@ -263,6 +270,10 @@ type agentFlags struct {
 	// NetNS is not a mesos-agent flag: it is the machine. The agent listens
 	// and runs its executors in this network namespace (/run/netns/<name>).
 	NetNS string `json:"netns"`
+	// Standby is not a mesos-agent flag either: the machine is ready but
+	// its mesos-agent is not started until the fault API's
+	// POST /agents/{i}/start, so that an agent can join a running cluster.
+	Standby bool `json:"standby"`
 }
 
 func readAgentsFile(path string) ([]agentFlags, error) {
