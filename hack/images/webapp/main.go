@@ -30,7 +30,12 @@ func main() {
 	addr := flag.String("listen", ":8080", "address to serve HTTP on")
 	exitAfter := flag.Duration("exit-after", 0, "exit after this long (0: serve until stopped)")
 	exitCode := flag.Int("exit-code", 0, "exit code used with --exit-after")
+	allocMiB := flag.Int("alloc-mib", 0, "allocate and touch this many MiB before serving (to meet a memory limit)")
 	flag.Parse()
+
+	if *allocMiB > 0 {
+		held = allocate(*allocMiB)
+	}
 
 	if *exitAfter > 0 {
 		go func() {
@@ -61,6 +66,25 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatalf("serving: %v", err)
 	}
+}
+
+// held keeps --alloc-mib's memory reachable for the program's life.
+var held [][]byte
+
+// allocate takes n MiB, writing every page so that the kernel charges it to
+// the container's memory cgroup.
+func allocate(n int) [][]byte {
+	log.Printf("allocating %d MiB", n)
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		out = append(out, b)
+	}
+	log.Printf("allocated %d MiB", n)
+	return out
 }
 
 // saDir is where the kubelet mounts a pod's service account credentials.
