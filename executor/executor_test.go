@@ -187,6 +187,21 @@ func TestContainerExitFails(t *testing.T) {
 	if !strings.Contains(st.GetMessage(), "exited with code 1") {
 		t.Errorf("FAILED message %q lacks the exit code", st.GetMessage())
 	}
+	if st.GetReason() != mesos.REASON_COMMAND_EXECUTOR_FAILED {
+		t.Errorf("FAILED with reason %s, want REASON_COMMAND_EXECUTOR_FAILED", st.GetReason())
+	}
+}
+
+// A container the OOM killer ended fails its task with Mesos' reason for a
+// task that outgrew its memory, and the container's reason in the message.
+func TestOOMKilledContainerFails(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	id := e.launch(e.pod("hog", map[string]string{annExit: "137", annReason: "OOMKilled"}))
+	e.startExecutor(e.mesosEnv())
+	st := e.update(id, mesos.TASK_FAILED)
+	if st.GetReason() != mesos.REASON_CONTAINER_LIMITATION_MEMORY || !strings.Contains(st.GetMessage(), "OOMKilled") {
+		t.Errorf("FAILED with reason %s, message %q; want REASON_CONTAINER_LIMITATION_MEMORY and OOMKilled in the message", st.GetReason(), st.GetMessage())
+	}
 }
 
 // Bad input fails the task with a message saying what was wrong, and the

@@ -37,6 +37,7 @@ const node = "node-1"
 const (
 	annExit    = "test.k8sm.io/exit-code" // the container exits with this code once running
 	annWaiting = "test.k8sm.io/waiting"   // the container never starts, waiting with this reason
+	annReason  = "test.k8sm.io/reason"    // why the container exited (with annExit; default Error)
 )
 
 // fakeKubelet plays the kubelet and the container runtime: it runs the pods
@@ -114,7 +115,11 @@ func (k *fakeKubelet) sync(ctx context.Context, set []*v1.Pod) {
 			if code := p.Annotations[annExit]; code != "" {
 				n, _ := strconv.Atoi(code)
 				k.running[p.UID] = false
-				k.setStatus(ctx, p, v1.PodFailed, v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: int32(n), Reason: "Error"}}, false)
+				reason := p.Annotations[annReason]
+				if reason == "" {
+					reason = "Error"
+				}
+				k.setStatus(ctx, p, v1.PodFailed, v1.ContainerState{Terminated: &v1.ContainerStateTerminated{ExitCode: int32(n), Reason: reason}}, false)
 			} else {
 				k.setStatus(ctx, p, v1.PodRunning, v1.ContainerState{Running: &v1.ContainerStateRunning{}}, true)
 			}

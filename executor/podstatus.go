@@ -53,7 +53,13 @@ func judge(pod *v1.Pod, pullStuck bool) (verdict, bool) {
 		if e := exits(pod); e != "" {
 			msg += ": " + e
 		}
-		return verdict{state: mesos.TASK_FAILED, message: msg, reason: mesos.REASON_COMMAND_EXECUTOR_FAILED.Enum()}, true
+		reason := mesos.REASON_COMMAND_EXECUTOR_FAILED
+		if oomKilled(pod) {
+			// What Mesos' own containerizer says of a task that outgrew its
+			// memory: frameworks and operators look for this reason.
+			reason = mesos.REASON_CONTAINER_LIMITATION_MEMORY
+		}
+		return verdict{state: mesos.TASK_FAILED, message: msg, reason: reason.Enum()}, true
 	}
 	for _, cs := range allStatuses(pod) {
 		w := cs.State.Waiting
@@ -72,6 +78,21 @@ func judge(pod *v1.Pod, pullStuck bool) (verdict, bool) {
 		return verdict{state: mesos.TASK_RUNNING, message: "pod is running and ready"}, true
 	}
 	return verdict{}, false
+}
+
+// oomKilled says whether a container of the pod was last ended by the
+// kernel's OOM killer (its memory limit, enforced through its cgroup).
+func oomKilled(pod *v1.Pod) bool {
+	for _, cs := range allStatuses(pod) {
+		t := cs.State.Terminated
+		if t == nil {
+			t = cs.LastTerminationState.Terminated
+		}
+		if t != nil && t.Reason == "OOMKilled" {
+			return true
+		}
+	}
+	return false
 }
 
 // pullWaiting says whether some container waits for its image.
