@@ -293,8 +293,14 @@ func (c *Controller) HasSynced() bool {
 	return true
 }
 
+// isPending says whether the pod waits for Mesos resources. A pod with
+// scheduling gates does not: the scheduler will not place it until the
+// gates are removed, so it must not keep k8sm reviving and holding offers
+// that other frameworks could use; removing the last gate makes it pending
+// (and REVIVEs).
 func isPending(p *v1.Pod) bool {
-	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil && p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed
+	return p.Spec.NodeName == "" && p.DeletionTimestamp == nil && len(p.Spec.SchedulingGates) == 0 &&
+		p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed
 }
 
 // observe notes whether the pod is pending (in memory: SUPPRESS and REVIVE

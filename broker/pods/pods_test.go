@@ -108,6 +108,44 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// pendingRecorder records what the controller tells the framework about
+// pending pods.
+type pendingRecorder struct {
+	killRecorder
+	mu      sync.Mutex
+	pending bool
+	revives int
+}
+
+func (p *pendingRecorder) SetPending(v bool) { p.mu.Lock(); p.pending = v; p.mu.Unlock() }
+func (p *pendingRecorder) Revive()           { p.mu.Lock(); p.pending = true; p.revives++; p.mu.Unlock() }
+func (p *pendingRecorder) state() (bool, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending, p.revives
+}
+
+// TestGatedPodIsNotPending: a pod with scheduling gates cannot be scheduled,
+// so it must not make k8sm REVIVE and hold offers; once its gates are gone it
+// is pending like any other.
+func TestGatedPodIsNotPending(t *testing.T) {
+	fw := &pendingRecorder{}
+	c := New(Config{Client: fake.NewSimpleClientset(), SchedulerName: "mesos-scheduler", Framework: fw})
+	run(t, c)
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gated", UID: "u1"},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler", SchedulingGates: []v1.PodSchedulingGate{{Name: "example.com/hold"}}}}
+	c.observe(pod)
+	if pending, revives := fw.state(); pending || revives != 0 {
+		t.Fatalf("a gated pod made the framework pending=%v with %d REVIVEs", pending, revives)
+	}
+	ungated := pod.DeepCopy()
+	ungated.Spec.SchedulingGates = nil
+	c.observe(ungated)
+	if pending, revives := fw.state(); !pending || revives != 1 {
+		t.Fatalf("the pod without its gates left the framework pending=%v with %d REVIVEs, want pending after one", pending, revives)
+	}
+}
+
 // TestDeletedUnboundPodKillsItsTask: the broker launches a pod's task before
 // the scheduler binds it, so a pod deleted in between has a running task but
 // no node. Its deletion must kill that task at once (the framework finds the
