@@ -69,6 +69,7 @@ type Options struct {
 	SchedulerName     string
 	NodeLeaseDuration time.Duration
 	NodeSyncWorkers   int32
+	AgentListInterval time.Duration
 	PodSyncWorkers    int32
 
 	GRPCAddress string
@@ -115,6 +116,7 @@ func NewOptions() *Options {
 		SchedulerName:     "mesos-scheduler",
 		NodeLeaseDuration: 40 * time.Second,
 		NodeSyncWorkers:   16,
+		AgentListInterval: 15 * time.Second,
 		PodSyncWorkers:    pods.DefaultWorkers,
 		GRPCAddress:       "0.0.0.0:10350",
 		GRPC:              newGRPCSecurityOptions(),
@@ -175,6 +177,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.Int32Var(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst to use while talking with the Kubernetes API server.")
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "The schedulerName of the pods k8sm runs.")
 	fs.DurationVar(&o.NodeLeaseDuration, "node-lease-duration", o.NodeLeaseDuration, "The lease duration of the Node Leases the broker renews for agents without a kubelet.")
+	fs.DurationVar(&o.AgentListInterval, "agent-list-interval", o.AgentListInterval, "How often the broker lists the master's agents (v1 operator API GET_AGENTS) to mirror as Nodes the agents that joined while it SUPPRESSed offers (it is offered nothing from them then), so that DaemonSets follow them.")
 	fs.Int32Var(&o.NodeSyncWorkers, "node-sync-workers", o.NodeSyncWorkers, "How many agents' Nodes and Leases the broker writes at once. These heartbeats (one Lease renewal per agent without a kubelet every quarter of --node-lease-duration, as its kubelet would do) are not limited by --kube-api-qps, which is one client's budget, not that of the kubelets the broker stands in for.")
 
 	fs.Int32Var(&o.PodSyncWorkers, "pod-sync-workers", o.PodSyncWorkers, "How many pods' tasks the broker kills at once (pods deleted, or being deleted on agents where no kubelet runs). A failed KILL is retried with backoff.")
@@ -296,6 +299,9 @@ func (o *Options) Validate() error {
 	}
 	if o.PodSyncWorkers < 1 {
 		errs = append(errs, fmt.Errorf("--pod-sync-workers=%d must be at least 1", o.PodSyncWorkers))
+	}
+	if o.AgentListInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--agent-list-interval=%v must be positive", o.AgentListInterval))
 	}
 	if o.NodeLeaseDuration < 4*time.Second {
 		errs = append(errs, fmt.Errorf("--node-lease-duration=%v must be at least 4s (Leases are renewed every quarter of it)", o.NodeLeaseDuration))

@@ -122,7 +122,7 @@ func (c *Config) Run(ctx context.Context) error {
 	// The mirror stands in for the kubelets of agents without one: all its
 	// requests grow with the agents, none belongs under --kube-api-qps.
 	mirror := nodes.New(nodes.Config{Client: c.Heartbeats, Nodes: nodeInformer, Cache: cache,
-		LeaseDuration: o.NodeLeaseDuration, Workers: int(o.NodeSyncWorkers)})
+		LeaseDuration: o.NodeLeaseDuration, Workers: int(o.NodeSyncWorkers), Agents: client, AgentListInterval: o.AgentListInterval})
 	// The pod controller drives the driver; the framework reports to the
 	// controller and keeps the driver told.
 	driver := framework.NewDriver(client, o.Roles)

@@ -286,18 +286,6 @@ func (c *Client) backoff() wait.Backoff {
 }
 
 func (c *Client) newCaller(endpoint string) calls.Caller {
-	do := []httpcli.ConfigOpt{}
-	if p := c.cfg.Framework.GetPrincipal(); p != "" && c.cfg.Secret != "" {
-		do = append(do, httpcli.BasicAuth(p, c.cfg.Secret))
-	}
-	if c.cfg.TLS != nil {
-		do = append(do, httpcli.TLSConfig(c.cfg.TLS.Clone()))
-	}
-	cli := httpcli.New(
-		httpcli.Endpoint(endpoint+"/api/v1/scheduler"),
-		httpcli.Codec(c.codec),
-		httpcli.Do(httpcli.With(do...)),
-	)
 	// Without a candidate, httpsched returns every error but a redirect
 	// as it is. Its default retries the same endpoint for any error (up to
 	// 9 times over a minute) and reports a failed non-SUBSCRIBE call as a
@@ -305,7 +293,20 @@ func (c *Client) newCaller(endpoint string) calls.Caller {
 	// show only as "no answer to SUBSCRIBE" and calls would fail silently.
 	// Run's own backoff retries subscriptions.
 	noCandidate := httpsched.EndpointCandidates(func() string { return "" })
-	return httpsched.NewCaller(cli, httpsched.AllowReconnection(true), noCandidate)
+	return httpsched.NewCaller(c.httpClient(endpoint+"/api/v1/scheduler"), httpsched.AllowReconnection(true), noCandidate)
+}
+
+// httpClient calls one API of the master as the framework's principal,
+// over the configured TLS.
+func (c *Client) httpClient(url string) *httpcli.Client {
+	do := []httpcli.ConfigOpt{}
+	if p := c.cfg.Framework.GetPrincipal(); p != "" && c.cfg.Secret != "" {
+		do = append(do, httpcli.BasicAuth(p, c.cfg.Secret))
+	}
+	if c.cfg.TLS != nil {
+		do = append(do, httpcli.TLSConfig(c.cfg.TLS.Clone()))
+	}
+	return httpcli.New(httpcli.Endpoint(url), httpcli.Codec(c.codec), httpcli.Do(httpcli.With(do...)))
 }
 
 // subscribeOnce runs one subscription; subscribed reports whether SUBSCRIBED arrived.

@@ -2,6 +2,7 @@ package mesos_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -145,5 +146,37 @@ func TestZooKeeperMasterFailover(t *testing.T) {
 	b2, _ := newBroker()
 	if got := b2.rec.next(t, ctx, scheduler.Event_SUBSCRIBED).GetSubscribed().FrameworkID.Value; got != id {
 		t.Fatalf("a broker restarted on a new ZooKeeper session subscribed as %s, want %s", got, id)
+	}
+}
+
+// TestAgentsListsTheMastersAgents: the operator API's GET_AGENTS, on the
+// subscription's master, in both encodings, shows every agent with its
+// hostname; before a subscription there is no master to ask.
+func TestAgentsListsTheMastersAgents(t *testing.T) {
+	for _, mt := range []encoding.MediaType{codecs.MediaTypeProtobuf, codecs.MediaTypeJSON} {
+		t.Run(string(mt), func(t *testing.T) {
+			s := startSim(t, mesossim.Config{})
+			ctx := testCtx(t)
+			c, err := brokermesos.New(brokermesos.Config{Detector: brokermesos.StaticMaster(s.MasterURL()), Framework: framework(), MediaType: string(mt)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Agents(ctx); !errors.Is(err, brokermesos.ErrNotSubscribed) {
+				t.Errorf("Agents before subscribing: %v, want ErrNotSubscribed", err)
+			}
+			rec := newRecorder()
+			ctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); _ = c.Run(ctx, rec) }()
+			t.Cleanup(func() { cancel(); <-done })
+			rec.next(t, ctx, scheduler.Event_SUBSCRIBED)
+			agents, err := c.Agents(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(agents) != 1 || !agents[0].Active || agents[0].AgentInfo.GetID().GetValue() != s.Agent(0).ID() || agents[0].AgentInfo.Hostname == "" {
+				t.Errorf("agents %+v, want the one active agent %s", agents, s.Agent(0).ID())
+			}
+		})
 	}
 }

@@ -17,12 +17,14 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -71,6 +73,20 @@ type Config struct {
 	StatusReportInterval time.Duration
 	// Workers syncing agents at once (default 16).
 	Workers int
+	// Agents lists the agents the Mesos master knows; nil: agents are
+	// learnt from offers only. A framework SUPPRESSes offers while no pod
+	// is pending, so an agent that joins then is offered nothing: without
+	// its Node a DaemonSet makes no pod for it, and nothing ever becomes
+	// pending to REVIVE offers.
+	Agents AgentLister
+	// AgentListInterval is how often Agents is asked (default 15s).
+	AgentListInterval time.Duration
+}
+
+// AgentLister lists the agents of the leading Mesos master (the v1 operator
+// API's GET_AGENTS).
+type AgentLister interface {
+	Agents(ctx context.Context) ([]master.Response_GetAgents_Agent, error)
 }
 
 type agentState struct {
@@ -118,6 +134,9 @@ func New(cfg Config) *Mirror {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
+	}
+	if cfg.AgentListInterval <= 0 {
+		cfg.AgentListInterval = 15 * time.Second
 	}
 	m := &Mirror{cfg: cfg, byID: map[string]*agentState{}, byHost: map[string]string{}, state: map[string]*syncState{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -227,6 +246,50 @@ func (m *Mirror) AgentOffered(_ context.Context, o *mesos.Offer) {
 	}
 }
 
+// agentListed notes an active agent the master lists: one never offered (it
+// joined while offers were suppressed) gets its Node, with the capacity its
+// unreserved resources give until an offer says what the framework may use;
+// one lost before is back.
+func (m *Mirror) agentListed(info *mesos.AgentInfo) {
+	id := info.GetID().GetValue()
+	if id == "" || info.GetHostname() == "" {
+		return
+	}
+	m.mu.Lock()
+	a, ok := m.byID[id]
+	switch {
+	case !ok:
+		a = &agentState{id: id, hostname: info.GetHostname(), attributes: attributes(info.Attributes),
+			capacity: podresources.FromMesos(info.Resources)[podresources.DefaultRole]}
+		m.byID[id] = a
+		m.state[id] = &syncState{}
+		m.byHost[a.hostname] = id
+	case a.lost:
+		a.lost = false
+	default:
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.queue.Add(id)
+}
+
+// listAgents asks the master for its agents every AgentListInterval.
+func (m *Mirror) listAgents(ctx context.Context) {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		agents, err := m.cfg.Agents.Agents(ctx)
+		if err != nil {
+			klog.FromContext(ctx).V(2).Info("Not listing Mesos agents now", "err", err)
+			return
+		}
+		for i := range agents {
+			if agents[i].GetActive() {
+				m.agentListed(&agents[i].AgentInfo)
+			}
+		}
+	}, m.cfg.AgentListInterval)
+}
+
 // AgentLost implements framework.AgentSink.
 func (m *Mirror) AgentLost(_ context.Context, agentID string) {
 	m.mu.Lock()
@@ -258,6 +321,10 @@ func (m *Mirror) Run(ctx context.Context) {
 		return
 	}
 	var wg sync.WaitGroup
+	if m.cfg.Agents != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.listAgents(ctx) }()
+	}
 	for range m.cfg.Workers {
 		wg.Add(1)
 		go func() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/k8sm/k8sm/broker/offers"
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
@@ -450,4 +452,49 @@ func TestWritesKeepWhatTheCacheDrops(t *testing.T) {
 	if _, ok := got.Status.Capacity["example.com/gone"]; ok || got.Status.Capacity.Cpu().MilliValue() != 2000 {
 		t.Errorf("capacity %v: want the agent's, without what it no longer offers", got.Status.Capacity)
 	}
+}
+
+// listedAgents is the master's agent list.
+type listedAgents []master.Response_GetAgents_Agent
+
+func (l listedAgents) Agents(context.Context) ([]master.Response_GetAgents_Agent, error) {
+	return l, nil
+}
+
+// TestAgentListedWithoutOffer: an agent that joins while the framework
+// SUPPRESSes offers is never offered, but the master lists it: it gets its
+// Node, Ready, with its attributes and the capacity of its unreserved
+// resources; an inactive one gets none.
+func TestAgentListedWithoutOffer(t *testing.T) {
+	client := apiServerLike(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := mesossim.ParseResources("cpus:2;mem:1024;disk:2048")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := func(id, host string, active bool) master.Response_GetAgents_Agent {
+		return master.Response_GetAgents_Agent{Active: active, AgentInfo: mesos.AgentInfo{ID: &mesos.AgentID{Value: id}, Hostname: host, Resources: res,
+			Attributes: []mesos.Attribute{{Name: "zone", Type: mesos.TEXT, Text: &mesos.Value_Text{Value: "c"}}}}}
+	}
+	m := New(Config{Client: client, Cache: offers.New(offers.Config{}), Workers: 2, AgentListInterval: 50 * time.Millisecond,
+		Agents: listedAgents{agent("S3", "joiner", true), agent("S4", "gone", false)}})
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	var n *v1.Node
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		n, err = m.cfg.Nodes.Lister().Get("joiner")
+		return err == nil && readyIs(v1.ConditionTrue, ReasonAgentActive)(n), nil
+	}); err != nil {
+		t.Fatalf("no Ready Node for the listed agent: %v", err)
+	}
+	cpu := n.Status.Capacity[v1.ResourceCPU]
+	if n.Labels[taskinfo.AttributeLabelPrefix+"zone"] != "c" || cpu.MilliValue() != 2000 {
+		t.Errorf("the listed agent's Node has labels %v, cpu capacity %s; want zone c, 2 cpus", n.Labels, cpu.String())
+	}
+	if _, err := m.cfg.Nodes.Lister().Get("gone"); !apierrors.IsNotFound(err) {
+		t.Errorf("an inactive agent got a Node (%v)", err)
+	}
+	cancel()
+	<-done
 }
