@@ -86,6 +86,8 @@ func bringUp(t *testing.T, ctx context.Context) *k8smEnv {
 			t.Fatal(err)
 		}
 		cfg.Agents = 2
+		// A machine that joins the running cluster (scenario daemonset).
+		cfg.StandbyAgents = 1
 		// No sample Deployment: the invariants are checked on the tests' pods.
 		cfg.SampleDeployment = false
 		stateDir := cfg.StateDir
@@ -321,7 +323,8 @@ type agent struct {
 	res      invariants.Resources
 }
 
-// agents lists the agents the master knows, with their sim index.
+// agents lists the agents the master knows, with their sim index: the
+// suite's own, not the standby one that may have joined.
 func (e *k8smEnv) agents(t *testing.T) []agent {
 	t.Helper()
 	st, err := e.masterState()
@@ -330,6 +333,9 @@ func (e *k8smEnv) agents(t *testing.T) []agent {
 	}
 	var out []agent
 	for _, sa := range e.simAgents(t) {
+		if sa.Index >= e.cfg.Agents {
+			continue
+		}
 		for _, s := range st.Slaves {
 			if s.ID == sa.ID {
 				out = append(out, agent{index: sa.Index, id: s.ID, node: s.Hostname, res: s.Resources})

@@ -43,6 +43,13 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "attributes", e.attributeNodeSelector)
 	e.test(t, "preemption", e.preemption)
 	e.test(t, "pdb-steers-preemption", e.pdbSteersPreemption)
+	e.test(t, "affinity-spread", e.affinityAndSpread)
+	e.test(t, "statefulset", e.statefulSet)
+	e.test(t, "jobs", e.jobs)
+	e.test(t, "oom-killed", e.oomKilled)
+	e.test(t, "init-sidecar", e.initAndSidecar)
+	e.test(t, "gates-suspend", e.gatesAndSuspend)
+	e.test(t, "daemonset", e.daemonSet)
 	e.test(t, "failing-container", e.failingContainer)
 	e.test(t, "delete-during-launch", e.deleteDuringLaunch)
 	e.test(t, "logs-exec", e.logsAndExec)
@@ -54,6 +61,8 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "chaos", func(t *testing.T, ns string) {
 		e.chaos(t, ns, chaosShort, 1, uint64(time.Now().UnixNano()))
 	})
+	// Last: an agent joins for good.
+	e.test(t, "daemonset-agent-joins", e.daemonSetFollowsAgents)
 }
 
 func uids(ps []corev1.Pod) []types.UID {

@@ -287,9 +287,9 @@ const (
 // containers' requests (limits where a request is missing), at least the
 // largest init container's, plus the pod overhead; memory and disk in MB
 // (2^20 bytes); the fixed host ports and those recorded for its wildcard
-// ports (annotation k8sm.io/host-ports). Restartable init containers
-// (sidecars) and pod-level resources are not handled: the e2e pods use
-// neither.
+// ports (annotation k8sm.io/host-ports). Sidecars (restartable init
+// containers) add to the init containers after them and to the containers.
+// Pod-level resources are not handled: the e2e pods do not use them.
 func Demand(p *v1.Pod) (Resources, error) {
 	amount := func(c v1.Container, name v1.ResourceName) resource.Quantity {
 		if q, ok := c.Resources.Requests[name]; ok {
@@ -307,14 +307,27 @@ func Demand(p *v1.Pod) (Resources, error) {
 			GPUs: float64(gpu.Value()),
 		}
 	}
+	larger := func(a, b Resources) Resources {
+		return Resources{CPUs: max(a.CPUs, b.CPUs), Mem: max(a.Mem, b.Mem), Disk: max(a.Disk, b.Disk), GPUs: max(a.GPUs, b.GPUs)}
+	}
 	var sum Resources
 	for _, c := range p.Spec.Containers {
 		sum = sum.Add(of(func(n v1.ResourceName) resource.Quantity { return amount(c, n) }))
 	}
+	// Init containers run one after the other, each beside the sidecars
+	// (restartable init containers) started before it; sidecars then run
+	// on beside the containers.
+	var sidecars, initPeak Resources
 	for _, c := range p.Spec.InitContainers {
 		r := of(func(n v1.ResourceName) resource.Quantity { return amount(c, n) })
-		sum.CPUs, sum.Mem, sum.Disk, sum.GPUs = max(sum.CPUs, r.CPUs), max(sum.Mem, r.Mem), max(sum.Disk, r.Disk), max(sum.GPUs, r.GPUs)
+		if c.RestartPolicy != nil && *c.RestartPolicy == v1.ContainerRestartPolicyAlways {
+			sidecars = sidecars.Add(r)
+			initPeak = larger(initPeak, sidecars)
+			continue
+		}
+		initPeak = larger(initPeak, sidecars.Add(r))
 	}
+	sum = larger(sum.Add(sidecars), initPeak)
 	if p.Spec.Overhead != nil {
 		o := p.Spec.Overhead
 		sum = sum.Add(of(func(n v1.ResourceName) resource.Quantity { return o[n] }))

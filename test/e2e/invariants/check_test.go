@@ -322,6 +322,24 @@ func TestDemand(t *testing.T) {
 	if got, err := Demand(&be); err != nil || !got.Equal(Resources{CPUs: 0.25, Mem: 64, Ports: PortSet{}}) {
 		t.Errorf("demand of a pod without requests %s (%v), want the defaults cpus 0.25 mem 64", got, err)
 	}
+	// A sidecar runs beside the init containers after it and beside the
+	// containers: app 1 cpu + sidecar 0.5, init phase 0.5 + 2 = 2.5 wins.
+	always := v1.ContainerRestartPolicyAlways
+	cpu := func(name, q string) v1.Container {
+		return v1.Container{Name: name, Resources: v1.ResourceRequirements{Requests: v1.ResourceList{v1.ResourceCPU: resource.MustParse(q), v1.ResourceMemory: resource.MustParse("10Mi")}}}
+	}
+	sc := pod("ns", "sc", "u3", "", v1.PodPending)
+	sc.Spec.Containers = []v1.Container{cpu("app", "1")}
+	side := cpu("side", "500m")
+	side.RestartPolicy = &always
+	sc.Spec.InitContainers = []v1.Container{cpu("first", "2"), side, cpu("second", "2")}
+	if got, err := Demand(&sc); err != nil || !got.Equal(Resources{CPUs: 2.5, Mem: 20, Ports: PortSet{}}) {
+		t.Errorf("demand of a pod with a sidecar %s (%v), want cpus 2.5 mem 20", got, err)
+	}
+	sc.Spec.Containers = []v1.Container{cpu("app", "4")}
+	if got, err := Demand(&sc); err != nil || !got.Equal(Resources{CPUs: 4.5, Mem: 20, Ports: PortSet{}}) {
+		t.Errorf("demand of a pod with a sidecar beside a large container %s (%v), want cpus 4.5 mem 20", got, err)
+	}
 	p.Annotations = map[string]string{"k8sm.io/host-ports": "not json"}
 	if _, err := Demand(&p); err == nil {
 		t.Fatal("a bad k8sm.io/host-ports annotation was accepted")
