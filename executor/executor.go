@@ -357,6 +357,12 @@ func (l *loop) launch(ctx context.Context, info mesos.TaskInfo) {
 		return
 	}
 	for _, o := range l.tasks {
+		if o.Phase == phaseHeld && o.Ref.UID == pod.UID {
+			// Another launch attempt of the pod, also waiting for its
+			// Binding: the Binding names the attempt that runs
+			// (reconcileHeld).
+			continue
+		}
 		if o.Phase != phaseDone && o.Ref.UID == pod.UID {
 			l.fail(ctx, t, fmt.Sprintf("pod %s already runs as task %s: a pod runs at most once", t.Ref, o.Info.TaskID.Value), mesos.REASON_TASK_INVALID)
 			return
@@ -510,6 +516,16 @@ func (l *loop) reconcileHeld(ctx context.Context, t *task) {
 	pod, err := l.apiPod(t)
 	switch {
 	case err == nil && pod.UID == t.Ref.UID:
+		if runs := pod.Annotations[taskinfo.TaskIDAnnotation]; runs != "" && runs != t.Info.TaskID.Value && taskinfo.PodUID(runs) == pod.UID {
+			l.fail(ctx, t, fmt.Sprintf("pod %s is bound as task %s, another launch attempt", t.Ref, runs), mesos.REASON_TASK_INVALID)
+			return
+		}
+		for _, o := range l.tasks {
+			if o != t && o.Ref.UID == t.Ref.UID && (o.Phase == phaseHanded || o.Phase == phaseStopping) {
+				l.fail(ctx, t, fmt.Sprintf("pod %s already runs as task %s: a pod runs at most once", t.Ref, o.Info.TaskID.Value), mesos.REASON_TASK_INVALID)
+				return
+			}
+		}
 		if err := l.checkHostPorts(t, pod); err != nil {
 			l.fail(ctx, t, err.Error(), mesos.REASON_TASK_INVALID)
 			return

@@ -14,6 +14,8 @@ import (
 
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
+	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
 func (e *env) kill(taskID string) {
@@ -341,5 +343,65 @@ func TestAgentGone(t *testing.T) {
 		if n, _ := e.kube.RunningContainers(e.ctx, p.UID); n != 0 {
 			t.Errorf("pod %s still runs after its executor gave up", uid)
 		}
+	}
+}
+
+// TestLaterAttemptOfAHeldPodRuns: a pod's first launch attempt is held
+// (its Binding not visible yet; the scheduler's Launch failed, or its answer
+// was lost) when a second attempt of the same pod arrives. Both are held;
+// the pod runs as the attempt its Binding names (k8sm.io/task-id), and the
+// other ends without reaching the kubelet.
+func TestLaterAttemptOfAHeldPodRuns(t *testing.T) {
+	e := newEnv(t, 30*time.Second)
+	p := e.pod("web", nil)
+	if err := e.api.CoreV1().Pods("default").Delete(e.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	attempt := func(id string) mesos.TaskInfo {
+		data, err := taskinfo.EncodePod(p.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data.Attempt = id
+		ti, err := taskinfo.NewTask(data, mesos.AgentID{}, nil, &e.exec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ti
+	}
+	first, second := attempt("r-1"), attempt("r-2")
+	// One ACCEPT: the second attempt arrives while the first is held.
+	ev, err := e.sched.Next(e.ctx, scheduler.Event_OFFERS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ev.Offers.Offers[0]
+	res, err := mesossim.ParseResources("cpus:0.25;mem:32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range []*mesos.TaskInfo{&first, &second} {
+		ti.AgentID, ti.Resources = o.AgentID, res
+	}
+	if err := e.sched.MustAccept(e.ctx, &scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{
+		OfferIDs:   []mesos.OfferID{o.ID},
+		Operations: []mesos.Offer_Operation{{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{first, second}}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	e.startExecutor(e.mesosEnv())
+	e.eventually("both attempts to be held", func() bool {
+		return e.masterTaskState(first.TaskID.Value) == "TASK_STAGING" && e.masterTaskState(second.TaskID.Value) == "TASK_STAGING"
+	})
+
+	bound := p.DeepCopy()
+	bound.ResourceVersion, bound.UID = "", p.UID
+	bound.Annotations = map[string]string{taskinfo.TaskIDAnnotation: second.TaskID.Value}
+	if _, err := e.api.CoreV1().Pods("default").Create(e.ctx, bound, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.update(second.TaskID.Value, mesos.TASK_RUNNING)
+	if st := e.update(first.TaskID.Value, mesos.TASK_FAILED); !strings.Contains(st.GetMessage(), second.TaskID.Value) {
+		t.Errorf("the first attempt ended with %q, want it to name the attempt that runs", st.GetMessage())
 	}
 }
