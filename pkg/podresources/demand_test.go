@@ -92,6 +92,18 @@ func TestFromPodScalars(t *testing.T) {
 			want: Scalars{CPUs: 1250, MemMB: 120000},
 		},
 		{
+			// What Mesos charges the task: ephemeral storage of the
+			// containers and of the overhead (a RuntimeClass's) is disk.
+			name: "ephemeral storage and overhead, sidecar included, are disk",
+			pod: func() *v1.Pod {
+				p := pod([]v1.Container{ctr("a", rl("cpu", "100m", "ephemeral-storage", "100Mi"), nil)},
+					sidecar(ctr("side", rl("cpu", "50m", "ephemeral-storage", "20Mi"), nil)))
+				p.Spec.Overhead = rl("cpu", "100m", "memory", "16Mi", "ephemeral-storage", "10Mi")
+				return p
+			}(),
+			want: Scalars{CPUs: 250, MemMB: 16000, DiskMB: 130000},
+		},
+		{
 			name: "pod-level requests replace the container sum",
 			pod: func() *v1.Pod {
 				p := pod([]v1.Container{ctr("a", rl("cpu", "100m"), nil), ctr("b", nil, nil)})
