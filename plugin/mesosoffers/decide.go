@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
-	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -83,21 +82,14 @@ var agentToleration = v1.Toleration{Key: taskinfo.AgentTaintKey, Operator: v1.To
 
 // filterTaints does what the stock TaintToleration filter does (which this
 // profile disables, as it has no arguments to add a toleration), with the
-// agent taint tolerated.
-func filterTaints(ctx context.Context, pod *v1.Pod, node *v1.Node, comparisonOperators bool) *fwk.Status {
-	if len(node.Spec.Taints) == 0 {
+// tolerations PreFilter built (tolerationsOf).
+func filterTaints(ctx context.Context, pod *v1.Pod, node *v1.Node, tolerations []v1.Toleration, comparisonOperators bool) *fwk.Status {
+	logger := klog.FromContext(ctx)
+	taint := untoleratedTaint(logger, node, tolerations, comparisonOperators)
+	if taint == nil {
 		return nil
 	}
-	tolerations := append(slices.Clip(pod.Spec.Tolerations), agentToleration)
-	taint, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.FromContext(ctx), node.Spec.Taints, tolerations,
-		func(t *v1.Taint) bool {
-			return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
-		},
-		comparisonOperators)
-	if !untolerated {
-		return nil
-	}
-	klog.FromContext(ctx).V(4).Info("Node had untolerated taints", "node", klog.KObj(node), "pod", klog.KObj(pod), "untoleratedTaint", taint)
+	logger.V(4).Info("Node had untolerated taints", "node", klog.KObj(node), "pod", klog.KObj(pod), "untoleratedTaint", taint)
 	return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node(s) had untolerated taint(s)")
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
@@ -66,6 +67,20 @@ func (m *mirror) each(f func(*agent)) {
 	for _, a := range m.agents {
 		f(a)
 	}
+}
+
+// fitting returns the hostnames of the agents whose available resources
+// hold d.
+func (m *mirror) fitting(d podresources.Demand) sets.Set[string] {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := sets.New[string]()
+	for host, a := range m.agents {
+		if _, short := a.available.Fit(d); short.Fits() {
+			out.Insert(host)
+		}
+	}
+	return out
 }
 
 // assume subtracts a claim the broker granted from the local copy until the

@@ -133,7 +133,11 @@ func (pl *MesosOffers) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *f
 // demandState holds the pod's demand with the default charge for what it
 // does not request (what Filter checks), and what it requests (what Reserve
 // sends: the broker charges the defaults of its flags).
-type demandState struct{ demand, requested podresources.Demand }
+// tolerations are the pod's in this profile (tolerationsOf), built once.
+type demandState struct {
+	demand, requested podresources.Demand
+	tolerations       []v1.Toleration
+}
 
 func (s *demandState) Clone() fwk.StateData { return s }
 
@@ -143,16 +147,17 @@ type reservationState struct {
 
 func (s *reservationState) Clone() fwk.StateData { return s }
 
-// PreFilter computes the pod's Mesos demand once per cycle and turns a pod
-// away at once when no agent could ever hold it.
-func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+// PreFilter computes the pod's Mesos demand and tolerations once per cycle,
+// turns a pod away at once when no agent could ever hold it, and names the
+// nodes worth filtering (candidateNodes).
+func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	d, err := podresources.FromPod(pod)
 	if err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "mesos: "+err.Error())
 	}
 	requested := d
 	d = d.WithDefaults(podresources.DefaultPodScalars)
-	state.Write(demandKey, &demandState{demand: d, requested: requested})
+	state.Write(demandKey, &demandState{demand: d, requested: requested, tolerations: tolerationsOf(pod)})
 	// The agents' room starts as their offers; preemption's dry run changes
 	// it (preemption.go).
 	room := &roomState{}
@@ -169,15 +174,10 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 		room.fitsNoAgent = true
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	return nil, nil
-}
-
-func demandFrom(state fwk.CycleState) (podresources.Demand, error) {
-	s, err := demandStateFrom(state)
-	if err != nil {
-		return podresources.Demand{}, err
+	if names := candidateNodes(pl.mirror, pod, d, nodes); names != nil {
+		return &fwk.PreFilterResult{NodeNames: names}, nil
 	}
-	return s.demand, nil
+	return nil, nil
 }
 
 func demandStateFrom(state fwk.CycleState) (*demandState, error) {
@@ -195,15 +195,16 @@ func demandStateFrom(state fwk.CycleState) (*demandState, error) {
 // cpus offered (2 requested)") instead of listing every agent.
 func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	node := nodeInfo.Node()
-	if *pl.args.TolerateAgentTaint {
-		if st := filterTaints(ctx, pod, node, pl.comparisonOperators); st != nil {
-			return st
-		}
-	}
-	d, err := demandFrom(state)
+	ds, err := demandStateFrom(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	if *pl.args.TolerateAgentTaint {
+		if st := filterTaints(ctx, pod, node, ds.tolerations, pl.comparisonOperators); st != nil {
+			return st
+		}
+	}
+	d := ds.demand
 	a := pl.mirror.get(node.Name)
 	if a == nil {
 		return fwk.NewStatus(fwk.Unschedulable, "mesos: no outstanding offers from the node")
@@ -214,16 +215,6 @@ func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1
 	}
 	klog.FromContext(ctx).V(5).Info("Offers do not hold the pod", "pod", klog.KObj(pod), "node", node.Name, "short", short.Error())
 	return fwk.NewStatus(fwk.Unschedulable, reasons(short, d)...)
-}
-
-// EventsToRegister lists the cluster events that can make a rejected pod
-// schedulable. Offers are not among them (they are not Kubernetes objects):
-// the offer watch activates pods itself. A new Node is a new agent; a taint
-// change matters because this plugin applies taints in this profile.
-func (pl *MesosOffers) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
-	return []fwk.ClusterEventWithHint{
-		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeTaint}},
-	}, nil
 }
 
 func (pl *MesosOffers) rpcContext(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -163,6 +163,7 @@ func TestAgentTaintIsTolerated(t *testing.T) {
 	other := v1.Taint{Key: "node.kubernetes.io/unreachable", Effect: v1.TaintEffectNoExecute}
 	wantReasons(t, e.pl.Filter(ctx, state, pod, nodeInfo("n1", agentTaint, other)), fwk.UnschedulableAndUnresolvable, "node(s) had untolerated taint(s)")
 	pod.Spec.Tolerations = []v1.Toleration{{Key: other.Key, Operator: v1.TolerationOpExists}}
+	state, _, _ = e.schedule(t, pod) // PreFilter reads the tolerations
 	if st := e.pl.Filter(ctx, state, pod, nodeInfo("n1", agentTaint, other)); !st.IsSuccess() {
 		t.Errorf("tolerated other taint: %v", st)
 	}

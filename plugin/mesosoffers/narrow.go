@@ -1,0 +1,118 @@
+package mesosoffers
+
+import (
+	"context"
+	"slices"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// What keeps the scheduler's scan short: PreFilter names the agents whose
+// offers hold the pod, so that Filter never visits the agents whose offers
+// are out (most of them, in a burst), and the pod's tolerations are built
+// once per cycle instead of once per node. Node events come with a
+// QueueingHint, so that a taint change requeues only the pods it helps.
+
+// candidateNodes are the nodes worth filtering for a pod that needs d: the
+// agents whose offers (less the plugin's own claims) hold it, and, for a
+// pod that may preempt, every node running a pod of lower priority. Nodes
+// outside PreFilterResult.NodeNames are UnschedulableAndUnresolvable, which
+// preemption skips, so a node where evicting a victim could make room must
+// stay in. nil means no narrowing: an empty set would make the pod
+// unresolvable everywhere, and Filter explains per node instead.
+func candidateNodes(m *mirror, pod *v1.Pod, d podresources.Demand, nodes []fwk.NodeInfo) sets.Set[string] {
+	names := m.fitting(d)
+	if mayPreempt(pod) {
+		prio := corev1helpers.PodPriority(pod)
+		for _, n := range nodes {
+			if n.Node() == nil || names.Has(n.Node().Name) {
+				continue
+			}
+			for _, p := range n.GetPods() {
+				if corev1helpers.PodPriority(p.GetPod()) < prio {
+					names.Insert(n.Node().Name)
+					break
+				}
+			}
+		}
+	}
+	if nominated := pod.Status.NominatedNodeName; nominated != "" && len(names) > 0 {
+		// The scheduler tries the nominated node first; keep it comparable.
+		names.Insert(nominated)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return names
+}
+
+// mayPreempt is whether DefaultPreemption would evict for the pod.
+func mayPreempt(pod *v1.Pod) bool {
+	return pod.Spec.PreemptionPolicy == nil || *pod.Spec.PreemptionPolicy != v1.PreemptNever
+}
+
+// tolerationsOf is what the pod tolerates in this profile: its own
+// tolerations and, with Args.TolerateAgentTaint, the agent taint.
+func tolerationsOf(pod *v1.Pod) []v1.Toleration {
+	return append(slices.Clip(pod.Spec.Tolerations), agentToleration)
+}
+
+// EventsToRegister lists the cluster events that can make a rejected pod
+// schedulable. Offers are not among them (they are not Kubernetes objects):
+// the offer watch activates pods itself. A new Node is a new agent; a taint
+// change matters because this plugin applies taints in this profile, and the
+// hint requeues a pod only when the change makes the node's taints
+// tolerable to it, as TaintToleration's does.
+func (pl *MesosOffers) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeTaint}, QueueingHintFn: pl.isSchedulableAfterNodeChange},
+		{Event: fwk.ClusterEvent{Resource: fwk.TargetPod, ActionType: fwk.UpdatePodToleration}},
+	}, nil
+}
+
+// isSchedulableAfterNodeChange queues the pod when a node appeared or lost
+// a taint and the pod tolerates every NoSchedule/NoExecute taint it has now
+// but did not before (a new node counts as not tolerated before).
+func (pl *MesosOffers) isSchedulableAfterNodeChange(logger klog.Logger, pod *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	oldNode, _ := oldObj.(*v1.Node)
+	newNode, ok := newObj.(*v1.Node)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	if !*pl.args.TolerateAgentTaint {
+		// Taints are TaintToleration's business in such a profile; a new
+		// Node is a new agent.
+		if oldNode == nil {
+			return fwk.Queue, nil
+		}
+		return fwk.QueueSkip, nil
+	}
+	tolerations := tolerationsOf(pod)
+	wasUntolerated := oldNode == nil || untoleratedTaint(logger, oldNode, tolerations, pl.comparisonOperators) != nil
+	if wasUntolerated && untoleratedTaint(logger, newNode, tolerations, pl.comparisonOperators) == nil {
+		logger.V(5).Info("Node change may make the pod schedulable", "pod", klog.KObj(pod), "node", klog.KObj(newNode))
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}
+
+func untoleratedTaint(logger klog.Logger, node *v1.Node, tolerations []v1.Toleration, comparisonOperators bool) *v1.Taint {
+	if len(node.Spec.Taints) == 0 {
+		return nil
+	}
+	taint, untolerated := corev1helpers.FindMatchingUntoleratedTaint(logger, node.Spec.Taints, tolerations,
+		func(t *v1.Taint) bool {
+			return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
+		},
+		comparisonOperators)
+	if !untolerated {
+		return nil
+	}
+	return &taint
+}

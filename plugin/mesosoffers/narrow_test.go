@@ -1,0 +1,123 @@
+package mesosoffers
+
+import (
+	"context"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+	"k8s.io/utils/ptr"
+)
+
+func preFilterNodes(t *testing.T, e *env, pod *v1.Pod, nodes ...fwk.NodeInfo) sets.Set[string] {
+	t.Helper()
+	res, st := e.pl.PreFilter(context.Background(), framework.NewCycleState(), pod, nodes)
+	if !st.IsSuccess() {
+		t.Fatalf("PreFilter: %v", st)
+	}
+	if res.AllNodes() {
+		return nil
+	}
+	return res.NodeNames
+}
+
+func TestPreFilterNamesTheAgentsWithRoom(t *testing.T) {
+	e := newEnv(t)
+	e.offer(t, mkOffer("a-small", "small", res(0.5, 4096)))
+	e.offer(t, mkOffer("a-big", "big", res(4, 4096)))
+	e.offer(t, mkOffer("a-big2", "big2", res(4, 4096)))
+
+	pod := mkPod("2", "1Gi")
+	pod.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
+	if got, want := preFilterNodes(t, e, pod), sets.New("big", "big2"); !got.Equal(want) {
+		t.Errorf("NodeNames %v, want %v: agents whose offers are out need no Filter", sets.List(got), sets.List(want))
+	}
+
+	// With no agent holding the pod now (but one that could), PreFilter
+	// must not name an empty set (the pod would be unresolvable): Filter
+	// says per node what is short.
+	for _, n := range []string{"big", "big2"} {
+		p := mkPod("4", "1Gi")
+		state, _, _ := e.schedule(t, p, n)
+		if st := e.pl.Reserve(context.Background(), state, p, n); !st.IsSuccess() {
+			t.Fatalf("Reserve on %s: %v", n, st)
+		}
+	}
+	if got := preFilterNodes(t, e, pod); got != nil {
+		t.Errorf("NodeNames %v with no agent holding the pod, want all nodes (nil)", sets.List(got))
+	}
+}
+
+func TestPreFilterKeepsNodesWherePreemptionCouldMakeRoom(t *testing.T) {
+	e := newEnv(t)
+	e.offer(t, mkOffer("a-free", "free", res(4, 4096)))
+	low := mkPod("2", "1Gi")
+	busy := framework.NewNodeInfo(low)
+	busy.SetNode(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "busy"}, Spec: v1.NodeSpec{Taints: []v1.Taint{agentTaint}}}) // priority 0, its task holds the busy agent's resources
+	free := nodeInfo("free", agentTaint)
+
+	pod := mkPod("2", "1Gi")
+	pod.Spec.Priority = ptr.To[int32](100)
+	if got, want := preFilterNodes(t, e, pod, busy, free), sets.New("free", "busy"); !got.Equal(want) {
+		t.Errorf("a pod that may preempt: NodeNames %v, want %v (nodes outside are never tried by preemption)", sets.List(got), sets.List(want))
+	}
+	pod.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
+	if got, want := preFilterNodes(t, e, pod, busy, free), sets.New("free"); !got.Equal(want) {
+		t.Errorf("a pod that never preempts: NodeNames %v, want %v", sets.List(got), sets.List(want))
+	}
+	pod.Spec.PreemptionPolicy = nil
+	pod.Spec.Priority = ptr.To[int32](0)
+	if got, want := preFilterNodes(t, e, pod, busy, free), sets.New("free"); !got.Equal(want) {
+		t.Errorf("a pod of the victims' priority: NodeNames %v, want %v", sets.List(got), sets.List(want))
+	}
+}
+
+func TestNodeEventsRequeueOnlyPodsTheyHelp(t *testing.T) {
+	e := newEnv(t)
+	logger := klog.Background()
+	node := func(taints ...v1.Taint) *v1.Node {
+		return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: v1.NodeSpec{Taints: taints}}
+	}
+	gpu := v1.Taint{Key: "gpu", Effect: v1.TaintEffectNoSchedule}
+	pod := mkPod("1", "64Mi")
+	tolerant := mkPod("1", "64Mi")
+	tolerant.Spec.Tolerations = []v1.Toleration{{Key: "gpu", Operator: v1.TolerationOpExists}}
+	tests := []struct {
+		name     string
+		pod      *v1.Pod
+		old, new *v1.Node
+		want     fwk.QueueingHint
+	}{
+		{"new agent", pod, nil, node(agentTaint), fwk.Queue},
+		{"new node with an untolerated taint", pod, nil, node(agentTaint, gpu), fwk.QueueSkip},
+		{"new node with a tolerated taint", tolerant, nil, node(agentTaint, gpu), fwk.Queue},
+		{"untolerated taint removed", pod, node(agentTaint, gpu), node(agentTaint), fwk.Queue},
+		{"taint added", pod, node(agentTaint), node(agentTaint, gpu), fwk.QueueSkip},
+		{"tolerated taint removed", tolerant, node(agentTaint, gpu), node(agentTaint), fwk.QueueSkip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var old any
+			if tt.old != nil {
+				old = tt.old
+			}
+			got, err := e.pl.isSchedulableAfterNodeChange(logger, tt.pod, old, tt.new)
+			if err != nil || got != tt.want {
+				t.Errorf("hint %v (%v), want %v", got, err, tt.want)
+			}
+		})
+	}
+	events, err := e.pl.EventsToRegister(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if ev.Event.Resource == fwk.Node && ev.QueueingHintFn == nil {
+			t.Errorf("node event %v has no QueueingHint: every taint change would requeue every parked pod", ev.Event)
+		}
+	}
+}
