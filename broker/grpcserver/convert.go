@@ -21,11 +21,12 @@ func AgentToProto(v offers.AgentView) *brokerv1.Agent {
 	}
 }
 
-func eventToProto(ev offers.Event) *brokerv1.WatchOffersResponse {
+// eventToProto converts a watch event; a snapshot carries the cache's epoch.
+func eventToProto(ev offers.Event, epoch string) *brokerv1.WatchOffersResponse {
 	out := &brokerv1.WatchOffersResponse{ResourceVersion: ev.Version}
 	switch ev.Type {
 	case offers.EventSnapshot:
-		s := &brokerv1.Snapshot{Agents: make([]*brokerv1.Agent, 0, len(ev.Agents))}
+		s := &brokerv1.Snapshot{Agents: make([]*brokerv1.Agent, 0, len(ev.Agents)), Epoch: epoch}
 		for _, a := range ev.Agents {
 			s.Agents = append(s.Agents, AgentToProto(a))
 		}

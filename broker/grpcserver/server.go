@@ -130,7 +130,7 @@ func (s *Server) WatchOffers(_ *brokerv1.WatchOffersRequest, stream grpc.ServerS
 			}
 			return status.FromContextError(err).Err()
 		}
-		if err := stream.Send(eventToProto(ev)); err != nil {
+		if err := stream.Send(eventToProto(ev, s.cache.Epoch())); err != nil {
 			return err
 		}
 	}
@@ -153,7 +153,7 @@ func (s *Server) Reserve(ctx context.Context, req *brokerv1.ReserveRequest) (*br
 		}
 		ttl = req.GetTtl().AsDuration()
 	}
-	r, err := s.cache.Reserve(offers.ReserveRequest{Pod: pod, AgentID: req.GetAgentId(), NodeName: req.GetNodeName(), Demand: d, TTL: ttl})
+	r, err := s.cache.Reserve(offers.ReserveRequest{Pod: pod, AgentID: req.GetAgentId(), NodeName: req.GetNodeName(), Demand: d, TTL: ttl, Epoch: req.GetEpoch()})
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("reserving on node %q for pod %s/%s: %w", req.GetNodeName(), pod.Namespace, pod.Name, err))
 	}
@@ -248,7 +248,7 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, offers.ErrInsufficient):
 		code = codes.ResourceExhausted
-	case errors.Is(err, offers.ErrExpired), errors.Is(err, offers.ErrReleased):
+	case errors.Is(err, offers.ErrExpired), errors.Is(err, offers.ErrReleased), errors.Is(err, offers.ErrStaleEpoch):
 		code = codes.FailedPrecondition
 	case errors.Is(err, offers.ErrLost):
 		code = codes.Aborted

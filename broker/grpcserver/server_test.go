@@ -327,11 +327,9 @@ func TestKill(t *testing.T) {
 	}
 }
 
-func TestWatchOffersSnapshotThenDeltas(t *testing.T) {
-	e := newEnv(t)
-	e.cache.Add(offer("o1", "a1", "node-1", 2, 1024))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// watch opens WatchOffers and returns the stream and its first message.
+func watch(ctx context.Context, t *testing.T, e *env) (grpc.ServerStreamingClient[brokerv1.WatchOffersResponse], *brokerv1.WatchOffersResponse) {
+	t.Helper()
 	stream, err := e.client.WatchOffers(ctx, &brokerv1.WatchOffersRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -340,6 +338,15 @@ func TestWatchOffersSnapshotThenDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream, ev
+}
+
+func TestWatchOffersSnapshotThenDeltas(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 2, 1024))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, ev := watch(ctx, t, e)
 	snap := ev.GetSnapshot()
 	if len(snap.GetAgents()) != 1 || snap.GetAgents()[0].GetHostname() != "node-1" || snap.GetAgents()[0].GetAvailable()[0].GetResources().GetCpus() != 2 {
 		t.Fatalf("first message %v, want a snapshot with node-1 and 2 cpus", ev)
@@ -347,7 +354,7 @@ func TestWatchOffersSnapshotThenDeltas(t *testing.T) {
 	if _, err := e.client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: pbPod("a"), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 0.5, HostPorts: []uint32{31000}}}); err != nil {
 		t.Fatal(err)
 	}
-	ev, err = stream.Recv()
+	ev, err := stream.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,5 +403,29 @@ func TestWatchOffersEndsWhenNotServing(t *testing.T) {
 	}
 	if ev, err := again.Recv(); err != nil || ev.GetSnapshot() == nil {
 		t.Fatalf("after serving again: %v %v, want a snapshot", ev, err)
+	}
+}
+
+// TestReserveFencedByEpoch: the offer stream names the broker's epoch, and a
+// Reserve made against another epoch's view (a broker that restarted since)
+// is refused, naming both epochs; one of this epoch is served.
+func TestReserveFencedByEpoch(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 2, 1024))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, ev := watch(ctx, t, e)
+	epoch := ev.GetSnapshot().GetEpoch()
+	if epoch == "" || epoch != e.cache.Epoch() {
+		t.Fatalf("snapshot epoch %q, want the cache's %q", epoch, e.cache.Epoch())
+	}
+	other := offers.New(offers.Config{}).Epoch()
+	_, err := e.client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: pbPod("a"), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 1}, Epoch: other})
+	wantCode(t, err, codes.FailedPrecondition, "broker epoch "+other+", this broker's epoch is "+epoch)
+	if v, _ := e.cache.Agent("a1"); v.Available["*"].CPUs != 2000 {
+		t.Errorf("after a refused Reserve %s cpus are available, want 2", v.Available["*"].CPUs)
+	}
+	if _, err := e.client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: pbPod("a"), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 1}, Epoch: epoch}); err != nil {
+		t.Errorf("Reserve of this epoch: %v", err)
 	}
 }

@@ -28,6 +28,9 @@ var (
 	ErrLost = errors.New("reservation lost")
 	// ErrReleased: the reservation was released by Unreserve.
 	ErrReleased = errors.New("reservation released")
+	// ErrStaleEpoch: the claim was made against the offer view of another
+	// epoch (Cache.Epoch), a broker that has since restarted.
+	ErrStaleEpoch = errors.New("offer view of another broker epoch")
 )
 
 // InsufficientError explains why a Reserve did not fit.

@@ -30,6 +30,9 @@ type ReserveRequest struct {
 	// TTL of the claim; zero means Config.DefaultTTL, longer than
 	// Config.MaxTTL is capped.
 	TTL time.Duration
+	// Epoch is the Cache.Epoch of the view the claim was made against;
+	// another one is refused with ErrStaleEpoch, "" skips the check.
+	Epoch string
 }
 
 // Reservation is a claim of concrete resources on one agent for one pod.
@@ -67,6 +70,9 @@ func (c *Cache) Reserve(req ReserveRequest) (Reservation, error) {
 	}
 	if req.TTL < 0 {
 		return Reservation{}, fmt.Errorf("%w: negative TTL %s", ErrInvalid, req.TTL)
+	}
+	if req.Epoch != "" && req.Epoch != c.idPrefix {
+		return Reservation{}, fmt.Errorf("%w: the claim was made against the offers of broker epoch %s, this broker's epoch is %s (it restarted since): the scheduler resyncs its offer view and tries again", ErrStaleEpoch, req.Epoch, c.idPrefix)
 	}
 	// The plugin sends what the pod requests; what it did not request is
 	// charged here, in the one place that builds tasks from claims.
@@ -119,6 +125,10 @@ func (c *Cache) Reserve(req ReserveRequest) (Reservation, error) {
 	klog.V(4).InfoS("Reserved", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "agent", a.id, "node", a.hostname, "role", role, "claim", claim.String(), "ttl", ttl)
 	return *r, nil
 }
+
+// Epoch identifies this cache, new at every broker start: resource versions
+// and reservation ids mean something only within one epoch.
+func (c *Cache) Epoch() string { return c.idPrefix }
 
 func (c *Cache) resolveLocked(agentID, nodeName string) (*agent, error) {
 	switch {

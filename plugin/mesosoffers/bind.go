@@ -40,21 +40,17 @@ func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName, taskID str
 }
 
 // taskPod gives the pod its final shape, the one place it gets it: a copy
-// bound to nodeName, with the host ports the broker chose for its wildcard
+// bound to nodeName, with the host ports Reserve chose for its wildcard
 // ports set on them and recorded in its annotation. The copy becomes the
 // task's data; the annotation also goes to the API server (recordHostPorts),
 // where endpoints and the executor read it.
-func taskPod(p *v1.Pod, nodeName string, wildcardHostPorts []uint32) (*v1.Pod, error) {
+func taskPod(p *v1.Pod, nodeName string, wildcardHostPorts []uint64) (*v1.Pod, error) {
 	pod := p.DeepCopy()
 	pod.Spec.NodeName = nodeName
 	if len(wildcardHostPorts) == 0 {
 		return pod, nil
 	}
-	hp := make([]uint64, len(wildcardHostPorts))
-	for i, port := range wildcardHostPorts {
-		hp[i] = uint64(port)
-	}
-	as, err := podresources.AssignWildcardPorts(pod, hp)
+	as, err := podresources.AssignWildcardPorts(pod, wildcardHostPorts)
 	if err != nil {
 		return nil, fmt.Errorf("assigning host ports to pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}

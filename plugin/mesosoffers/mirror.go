@@ -30,20 +30,34 @@ type agent struct {
 // mirror is a local copy of the broker's offer view, fed by WatchOffers, like
 // an informer's store. Filter reads it for every node, so reads must be cheap
 // and never wait on the network.
+//
+// On top of the broker's view lies an overlay of the plugin's own claims
+// (claims.go): agents holds the broker's view less the claims it does not
+// show yet, which is what Filter reads.
 type mirror struct {
 	mu     sync.RWMutex
 	synced bool
 	// lastErr says why the view is not synced, for the pods failed meanwhile.
 	lastErr error
-	agents  map[string]*agent // by hostname (= Node name)
-	byID    map[string]string // agent id -> hostname
+	// epoch is the broker's (Snapshot.epoch) the view came from.
+	epoch  string
+	base   map[string]*agent // the broker's view, by hostname (= Node name)
+	agents map[string]*agent // base less the local claims, by hostname
+	byID   map[string]string // agent id -> hostname
+	claims overlay
+	// reset hears, outside the lock, that the overlay was dropped (the
+	// watch ended or the broker restarted) and why.
+	reset func(error)
 }
 
-func newMirror() *mirror {
+func newMirror(reset func(error)) *mirror {
 	return &mirror{
+		base:    map[string]*agent{},
 		agents:  map[string]*agent{},
 		byID:    map[string]string{},
+		claims:  newOverlay(),
 		lastErr: errors.New("the offer watch has not started yet"),
+		reset:   reset,
 	}
 }
 
@@ -83,82 +97,86 @@ func (m *mirror) fitting(d podresources.Demand) sets.Set[string] {
 	return out
 }
 
-// assume subtracts a claim the broker granted from the local copy until the
-// watch delivers the agent's view that includes it: claimVersion is the
-// agent's version right after the claim (ReserveResponse.resource_version),
-// so a copy older than that lacks it, whatever else changed meanwhile. The
-// broker's next update for the agent replaces the guess either way. Without
-// this, the pods scheduled right after this one would see the claimed
-// resources as free until the watch catches up, and fail their Reserve. A
-// broker that sends no version (0) leaves only the old test: the copy is the
-// one Filter saw (seenVersion), so that subtracting twice cannot hide free
-// resources.
-func (m *mirror) assume(hostname string, seenVersion, claimVersion uint64, role string, claim podresources.Resources) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a := m.agents[hostname]
-	if a == nil {
-		return
-	}
-	if claimVersion != 0 && a.version >= claimVersion {
-		return
-	}
-	if claimVersion == 0 && a.version != seenVersion {
-		return
-	}
-	cp := *a
-	cp.available = a.available.Clone()
-	cp.available[role] = cp.available[role].Subtract(claim)
-	m.agents[hostname] = &cp
-}
-
 // apply folds one watch event into the view and returns the agents it
 // changed.
 func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
+	var resetErr error
+	defer func() {
+		if resetErr != nil && m.reset != nil {
+			m.reset(resetErr)
+		}
+	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var changed []*agent
 	switch e := ev.GetEvent().(type) {
 	case *brokerv1.WatchOffersResponse_Snapshot:
+		if epoch := e.Snapshot.GetEpoch(); epoch != m.epoch {
+			// Versions of another epoch say nothing about the claims.
+			if m.claims.len() > 0 {
+				resetErr = fmt.Errorf("the k8sm broker restarted (epoch %s, was %s)", epoch, m.epoch)
+			}
+			m.claims = newOverlay()
+			m.epoch = epoch
+		}
+		m.base = make(map[string]*agent, len(e.Snapshot.GetAgents()))
 		m.agents = make(map[string]*agent, len(e.Snapshot.GetAgents()))
 		m.byID = make(map[string]string, len(e.Snapshot.GetAgents()))
 		for _, pa := range e.Snapshot.GetAgents() {
 			a := agentFromProto(pa)
-			m.put(a)
-			changed = append(changed, a)
+			m.base[a.hostname] = a
+			m.byID[a.id] = a.hostname
+		}
+		for host := range m.claims.hosts() {
+			if m.base[host] == nil {
+				m.claims.dropHost(host)
+			}
+		}
+		for host := range m.base {
+			changed = append(changed, m.recomputeLocked(host))
 		}
 		m.synced, m.lastErr = true, nil
 	case *brokerv1.WatchOffersResponse_Updated:
 		a := agentFromProto(e.Updated)
 		if old, ok := m.byID[a.id]; ok && old != a.hostname {
-			delete(m.agents, old)
+			m.removeLocked(old)
 		}
-		m.put(a)
-		changed = append(changed, a)
+		m.base[a.hostname] = a
+		m.byID[a.id] = a.hostname
+		changed = append(changed, m.recomputeLocked(a.hostname))
 	case *brokerv1.WatchOffersResponse_Removed:
 		host := e.Removed.GetHostname()
 		if h, ok := m.byID[e.Removed.GetAgentId()]; ok {
 			host = h
 		}
-		delete(m.agents, host)
+		m.removeLocked(host)
 		delete(m.byID, e.Removed.GetAgentId())
 	}
 	return changed
 }
 
-func (m *mirror) put(a *agent) {
-	m.agents[a.hostname] = a
-	m.byID[a.id] = a.hostname
+// removeLocked forgets an agent and the claims on it: the broker drops its
+// reservations on an agent whose offers are gone.
+func (m *mirror) removeLocked(host string) {
+	delete(m.base, host)
+	delete(m.agents, host)
+	m.claims.dropHost(host)
 }
 
-// disconnected drops the view: offers seen from a broker we cannot reach may
-// be long gone, and Reserve would fail on them anyway.
+// disconnected drops the view and the overlay: offers seen from a broker we
+// cannot reach may be long gone, and Reserve would fail on them anyway.
 func (m *mirror) disconnected(err error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.synced, m.lastErr = false, err
+	m.base = map[string]*agent{}
 	m.agents = map[string]*agent{}
 	m.byID = map[string]string{}
+	m.claims = newOverlay()
+	m.epoch = ""
+	m.mu.Unlock()
+	if m.reset != nil {
+		m.reset(err)
+	}
 }
 
 func agentFromProto(a *brokerv1.Agent) *agent {

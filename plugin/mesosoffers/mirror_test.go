@@ -1,6 +1,7 @@
 package mesosoffers
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/k8sm/k8sm/pkg/brokerapi"
@@ -16,23 +17,86 @@ func agentEvent(version uint64, cpus float64) *brokerv1.WatchOffersResponse {
 	}}}
 }
 
-// TestAssumeUntilTheWatchCatchesUp: a granted claim is taken off the local
-// copy until the watch delivers the agent's view of the claim's version,
-// even when the agent changed for another reason while Reserve was in
-// flight; a view that already holds the claim is not charged twice.
-func TestAssumeUntilTheWatchCatchesUp(t *testing.T) {
-	m := newMirror()
-	m.apply(agentEvent(5, 4))
-	seen := m.get("node-1").version
-	m.apply(agentEvent(6, 5)) // another offer arrived meanwhile
-	one := podresources.Resources{Scalars: podresources.Scalars{CPUs: 1000}}
-	m.assume("node-1", seen, 7, "*", one)
-	if got := m.get("node-1").available["*"].CPUs; got != 4000 {
-		t.Errorf("after a claim of 1 cpu granted at version 7, the copy of version 6 offers %s cpus, want 4", got)
+func snapshotEvent(epoch string, agents ...*brokerv1.WatchOffersResponse) *brokerv1.WatchOffersResponse {
+	snap := &brokerv1.Snapshot{Epoch: epoch}
+	for _, a := range agents {
+		snap.Agents = append(snap.Agents, a.GetUpdated())
+	}
+	return &brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Snapshot{Snapshot: snap}}
+}
+
+func cpusOf(t *testing.T, m *mirror) podresources.Milli {
+	t.Helper()
+	a := m.get("node-1")
+	if a == nil {
+		t.Fatal("node-1 is not in the view")
+	}
+	return a.available["*"].CPUs
+}
+
+// TestClaimUntilTheWatchCatchesUp: a local claim is taken off the view at
+// once, stays taken while the broker has not answered and until the watch
+// delivers the agent's view of the version the broker answered with, even
+// when the agent changed for another reason meanwhile; a view that holds the
+// claim is not charged twice.
+func TestClaimUntilTheWatchCatchesUp(t *testing.T) {
+	m := newMirror(nil)
+	m.apply(snapshotEvent("e1", agentEvent(5, 4)))
+	one := podresources.Demand{Scalars: podresources.Scalars{CPUs: 1000}}
+	c, epoch, short, err := m.claim("node-1", "pod-1", one)
+	if err != nil || !short.Fits() || epoch != "e1" {
+		t.Fatalf("claim: %v %v epoch %q", err, short, epoch)
+	}
+	if got := cpusOf(t, m); got != 3000 {
+		t.Errorf("after a local claim of 1 cpu the view offers %s cpus, want 3", got)
+	}
+	m.apply(agentEvent(6, 5)) // another offer arrived, the broker has not reserved yet
+	if got := cpusOf(t, m); got != 4000 {
+		t.Errorf("unanswered claim on a view of version 6 with 5 cpus: %s cpus, want 4", got)
+	}
+	m.answered(c, 7)
+	if got := cpusOf(t, m); got != 4000 {
+		t.Errorf("claim granted at version 7, view of version 6: %s cpus, want 4", got)
 	}
 	m.apply(agentEvent(7, 4)) // the broker's view with the claim
-	m.assume("node-1", seen, 7, "*", one)
-	if got := m.get("node-1").available["*"].CPUs; got != 4000 {
-		t.Errorf("the view of version 7 already holds the claim; the copy offers %s cpus, want 4", got)
+	if got, n := cpusOf(t, m), m.claimCount(); got != 4000 || n != 0 {
+		t.Errorf("the view of version 7 holds the claim: %s cpus and %d local claims, want 4 and 0", got, n)
+	}
+}
+
+// TestRefusedOrResetClaimsLeaveTheView: a claim the broker refused (or
+// Unreserve dropped) gives its resources back at once, and a watch that ends
+// drops every claim and says so.
+func TestRefusedOrResetClaimsLeaveTheView(t *testing.T) {
+	var resets []error
+	m := newMirror(func(err error) { resets = append(resets, err) })
+	m.apply(snapshotEvent("e1", agentEvent(5, 4)))
+	two := podresources.Demand{Scalars: podresources.Scalars{CPUs: 2000}}
+	a, _, _, _ := m.claim("node-1", "pod-a", two)
+	if _, _, _, err := m.claim("node-1", "pod-b", two); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, short, _ := m.claim("node-1", "pod-c", two); short.Fits() {
+		t.Fatal("a third claim of 2 cpus fit 4 cpus")
+	}
+	m.drop(a)
+	if got := cpusOf(t, m); got != 2000 {
+		t.Errorf("after dropping one of two claims: %s cpus, want 2", got)
+	}
+	// The same epoch resynced keeps the claims; another epoch drops them.
+	m.apply(snapshotEvent("e1", agentEvent(8, 4)))
+	if got := cpusOf(t, m); got != 2000 || len(resets) != 0 {
+		t.Errorf("resync of the same epoch: %s cpus, %d resets; want 2 and none", got, len(resets))
+	}
+	m.apply(snapshotEvent("e2", agentEvent(1, 4)))
+	if got := cpusOf(t, m); got != 4000 || len(resets) != 1 {
+		t.Errorf("snapshot of a new epoch: %s cpus, %d resets; want 4 and one", got, len(resets))
+	}
+	if _, _, _, err := m.claim("node-1", "pod-d", two); err != nil {
+		t.Fatal(err)
+	}
+	m.disconnected(errors.New("stream broke"))
+	if n := m.claimCount(); n != 0 || len(resets) != 2 {
+		t.Errorf("after a disconnect: %d claims, %d resets; want 0 and 2", n, len(resets))
 	}
 }

@@ -26,7 +26,15 @@ import (
 // preemption skips, so a node where evicting a victim could make room must
 // stay in. nil means no narrowing: an empty set would make the pod
 // unresolvable everywhere, and Filter explains per node instead.
+//
+// A pod the scheduler already failed to place is not narrowed: nodes
+// outside the set are reported as "didn't satisfy plugin(s) [MesosOffers]",
+// and its FailedScheduling event should say per node what Mesos is short of
+// (the first attempt of every pod, the bulk of a burst, is narrowed).
 func candidateNodes(m *mirror, pod *v1.Pod, d podresources.Demand, nodes []fwk.NodeInfo) sets.Set[string] {
+	if failedBefore(pod) {
+		return nil
+	}
 	names := m.fitting(d)
 	if mayPreempt(pod) {
 		prio := corev1helpers.PodPriority(pod)
@@ -50,6 +58,16 @@ func candidateNodes(m *mirror, pod *v1.Pod, d podresources.Demand, nodes []fwk.N
 		return nil
 	}
 	return names
+}
+
+// failedBefore is whether the scheduler has marked the pod unschedulable.
+func failedBefore(pod *v1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == v1.PodScheduled && c.Status == v1.ConditionFalse && c.Reason == v1.PodReasonUnschedulable {
+			return true
+		}
+	}
+	return false
 }
 
 // mayPreempt is whether DefaultPreemption would evict for the pod.

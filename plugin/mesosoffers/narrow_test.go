@@ -52,6 +52,24 @@ func TestPreFilterNamesTheAgentsWithRoom(t *testing.T) {
 	}
 }
 
+// TestPreFilterDoesNotNarrowForAPodThatFailed: nodes outside NodeNames are
+// reported only as "didn't satisfy plugin(s) [MesosOffers]"; a pod that
+// failed once is scanned in full so that its FailedScheduling event says
+// per node what Mesos is short of.
+func TestPreFilterDoesNotNarrowForAPodThatFailed(t *testing.T) {
+	e := newEnv(t)
+	e.offer(t, mkOffer("a-small", "small", res(0.5, 4096)))
+	e.offer(t, mkOffer("a-big", "big", res(4, 4096)))
+	pod := mkPod("2", "1Gi")
+	if got := preFilterNodes(t, e, pod); !got.Equal(sets.New("big")) {
+		t.Fatalf("first attempt: NodeNames %v, want [big]", sets.List(got))
+	}
+	pod.Status.Conditions = []v1.PodCondition{{Type: v1.PodScheduled, Status: v1.ConditionFalse, Reason: v1.PodReasonUnschedulable}}
+	if got := preFilterNodes(t, e, pod); got != nil {
+		t.Errorf("a pod marked unschedulable: NodeNames %v, want all nodes (nil)", sets.List(got))
+	}
+}
+
 func TestPreFilterKeepsNodesWherePreemptionCouldMakeRoom(t *testing.T) {
 	e := newEnv(t)
 	e.offer(t, mkOffer("a-free", "free", res(4, 4096)))

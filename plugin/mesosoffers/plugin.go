@@ -1,6 +1,8 @@
 // Package mesosoffers is the MesosOffers scheduler plugin: it places pods only
-// where outstanding Mesos offers hold them, claims the resources from the
-// k8sm broker in Reserve and launches the pod as a Mesos task in Bind.
+// where outstanding Mesos offers hold them, claims the resources in its own
+// offer mirror in Reserve (sending the k8sm broker's Reserve without waiting)
+// and, in Bind, awaits the broker's answer and launches the pod as a Mesos
+// task.
 //
 // The plugin keeps a local mirror of the broker's offer view through the
 // WatchOffers stream, so PreFilter and Filter never call the broker. When new
@@ -51,6 +53,8 @@ type MesosOffers struct {
 	parked *parked
 	// waiters holds pods back from preempting until they waited for offers.
 	waiters *waiters
+	// inflight are the broker Reserves not answered yet.
+	inflight brokerClaims
 	// comparisonOperators follows the TaintTolerationComparisonOperators
 	// feature gate, as the stock TaintToleration filter does.
 	comparisonOperators bool
@@ -90,7 +94,7 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 		client:              brokerv1.NewBrokerClient(conn),
 		comparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
 	}
-	pl.mirror = newMirror()
+	pl.mirror = newMirror(func(why error) { pl.resetClaims(ctx, why) })
 	pl.parked = newParked(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
 	pl.waiters = newWaiters()
 	if f := h.SharedInformerFactory(); f != nil {
@@ -142,7 +146,7 @@ type demandState struct {
 func (s *demandState) Clone() fwk.StateData { return s }
 
 type reservationState struct {
-	r *brokerv1.Reservation
+	bc *brokerClaim
 }
 
 func (s *reservationState) Clone() fwk.StateData { return s }
@@ -225,51 +229,60 @@ func podRef(p *v1.Pod) *brokerv1.PodRef {
 	return &brokerv1.PodRef{Uid: string(p.UID), Namespace: p.Namespace, Name: p.Name}
 }
 
-// Reserve claims the pod's resources on the chosen agent with one RPC.
+// Reserve claims the pod's resources on the chosen agent in the plugin's
+// offer mirror and sends the broker's Reserve without waiting: the serial
+// scheduling cycle never waits for the network. Bind awaits the answer.
 func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
 	ds, err := demandStateFrom(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	d := ds.requested
-	var seen uint64
-	if a := pl.mirror.get(nodeName); a != nil {
-		seen = a.version
+	c, epoch, short, err := pl.mirror.claim(nodeName, pod.UID, ds.demand)
+	switch {
+	case err != nil:
+		return fwk.NewStatus(fwk.Unschedulable, err.Error())
+	case !short.Fits():
+		return fwk.NewStatus(fwk.Unschedulable, reasons(short, ds.demand)...)
 	}
-	rctx, cancel := pl.rpcContext(ctx)
-	defer cancel()
-	resp, err := pl.client.Reserve(rctx, &brokerv1.ReserveRequest{
+	req := &brokerv1.ReserveRequest{
 		Pod:      podRef(pod),
 		NodeName: nodeName,
-		Demand:   brokerapi.DemandToProto(d),
+		Demand:   brokerDemand(ds.requested, c),
 		Ttl:      durationpb.New(pl.args.ReservationTTL.Duration),
-	})
-	if err != nil {
-		return brokerStatus(fmt.Sprintf("reserving %s on node %s", d, nodeName), err)
+		Epoch:    epoch,
 	}
-	r := resp.GetReservation()
-	state.Write(reservationKey, &reservationState{r: r})
-	pl.mirror.assume(nodeName, seen, resp.GetResourceVersion(), r.GetRole(), brokerapi.ResourcesFromProto(r.GetResources()))
+	state.Write(reservationKey, &reservationState{bc: pl.sendReserve(ctx, req, c)})
 	pl.parked.unpark(pod.UID)
 	pl.waiters.done(pod.UID)
-	klog.FromContext(ctx).V(4).Info("Reserved Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "reservation", r.GetId(), "role", r.GetRole())
+	klog.FromContext(ctx).V(4).Info("Claimed Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "role", c.role, "claim", c.res.String())
 	return nil
 }
 
-// Unreserve releases the claim. It may run without a Reserve before it, and
-// after a failed Bind; releasing by pod uid covers both.
+// brokerDemand is what the broker is asked for: what the pod requests (the
+// broker charges its own defaults for the rest), with the ports the local
+// claim chose for its wildcard ports as fixed ports, so that the broker
+// claims exactly the ports the mirror took.
+func brokerDemand(requested podresources.Demand, c *claim) *brokerv1.Demand {
+	d := requested
+	d.HostPorts = c.res.Ports.Ports()
+	d.WildcardPorts = 0
+	return brokerapi.DemandToProto(d)
+}
+
+// Unreserve drops the local claim at once and releases the broker's
+// reservation once its answer is known, by its id. It may run without a
+// Reserve before it (nothing to do then), and after a failed Bind, when the
+// pod waits for offers again.
 func (pl *MesosOffers) Unreserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) {
-	// The cycle's context may already be cancelled; the claim must still go.
-	rctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
-	defer cancel()
-	req := &brokerv1.UnreserveRequest{Pod: podRef(pod)}
-	if s, err := state.Read(reservationKey); err == nil {
-		req.ReservationId = s.(*reservationState).r.GetId()
+	if ds, err := demandStateFrom(state); err == nil {
+		pl.parked.park(pod, ds.demand)
 	}
-	if _, err := pl.client.Unreserve(rctx, req); err != nil {
-		// The broker's TTL frees the claim anyway.
-		klog.FromContext(ctx).Error(err, "Releasing Mesos reservation failed; it ends with its TTL", "pod", klog.KObj(pod), "node", nodeName, "reservation", req.ReservationId)
+	s, err := state.Read(reservationKey)
+	if err != nil {
+		return
 	}
+	pl.abandon(ctx, s.(*reservationState).bc)
+	klog.FromContext(ctx).V(4).Info("Released Mesos claim", "pod", klog.KObj(pod), "node", nodeName)
 }
 
 // launch asks the broker to launch a reservation, and asks again when the
@@ -296,22 +309,28 @@ func (pl *MesosOffers) launch(ctx context.Context, req *brokerv1.LaunchRequest) 
 	}
 }
 
-// Bind launches the pod as a Mesos task and then binds it. A pod whose
-// Binding fails has its task killed, so that no task runs for a pod the
-// cluster does not place there.
+// Bind awaits the broker's answer to Reserve (a refusal fails the bind and
+// the pod is scheduled again), launches the pod as a Mesos task and then
+// binds it. A pod whose Binding fails has its task killed, so that no task
+// runs for a pod the cluster does not place there.
 func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod, nodeName string) *fwk.Status {
 	logger := klog.FromContext(ctx)
 	s, err := state.Read(reservationKey)
 	if err != nil {
 		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s: %w", p.Namespace, p.Name, errNoReservation))
 	}
-	r := s.(*reservationState).r
+	bc := s.(*reservationState).bc
+	reserved, err := bc.await(ctx)
+	if err != nil {
+		return brokerStatus(fmt.Sprintf("reserving %s on node %s", bc.claim.res, nodeName), err)
+	}
+	r := reserved.GetReservation()
 
-	pod, err := taskPod(p, nodeName, r.GetWildcardHostPorts())
+	pod, err := taskPod(p, nodeName, bc.claim.wildcard)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	if len(r.GetWildcardHostPorts()) > 0 {
+	if len(bc.claim.wildcard) > 0 {
 		if err := pl.recordHostPorts(ctx, pod); err != nil {
 			return fwk.AsStatus(err)
 		}

@@ -3,7 +3,8 @@
 // The plugin mirrors the broker's per-agent view of outstanding Mesos offers
 // through WatchOffers (like an informer: a snapshot, then deltas) and filters
 // nodes in memory. When the scheduler reserves a node the plugin claims the
-// resources with Reserve; Bind turns the claim into a Mesos task with Launch.
+// resources in its mirror and sends Reserve without waiting; Bind awaits the
+// answer and turns the claim into a Mesos task with Launch.
 //
 // Quantities are in Mesos units (cores, megabytes of 2^20 bytes) and carry at
 // most three decimals, the precision Mesos keeps.
@@ -472,8 +473,12 @@ func (*WatchOffersResponse_Updated) isWatchOffersResponse_Event() {}
 func (*WatchOffersResponse_Removed) isWatchOffersResponse_Event() {}
 
 type Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agents        []*Agent               `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Agents []*Agent               `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	// The broker's epoch: an id of its offer cache, new whenever the broker
+	// starts. Resource versions and reservations mean something only within
+	// one epoch; ReserveRequest names the epoch its claim was made in.
+	Epoch         string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -513,6 +518,13 @@ func (x *Snapshot) GetAgents() []*Agent {
 		return x.Agents
 	}
 	return nil
+}
+
+func (x *Snapshot) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
 }
 
 type AgentRemoved struct {
@@ -733,7 +745,12 @@ type ReserveRequest struct {
 	AgentId  string  `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	Demand   *Demand `protobuf:"bytes,4,opt,name=demand,proto3" json:"demand,omitempty"`
 	// How long the claim holds without a Launch; the broker caps it.
-	Ttl           *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// The epoch (Snapshot.epoch) of the offer view the claim was made
+	// against. A broker of another epoch refuses it with FAILED_PRECONDITION:
+	// a claim made against a restarted broker's offers could be on resources
+	// nobody holds any more. Empty skips the check.
+	Epoch         string `protobuf:"bytes,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -801,6 +818,13 @@ func (x *ReserveRequest) GetTtl() *durationpb.Duration {
 		return x.Ttl
 	}
 	return nil
+}
+
+func (x *ReserveRequest) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
 }
 
 type ReserveResponse struct {
@@ -1319,9 +1343,10 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\bsnapshot\x18\x02 \x01(\v2\x18.k8sm.broker.v1.SnapshotH\x00R\bsnapshot\x121\n" +
 	"\aupdated\x18\x03 \x01(\v2\x15.k8sm.broker.v1.AgentH\x00R\aupdated\x128\n" +
 	"\aremoved\x18\x04 \x01(\v2\x1c.k8sm.broker.v1.AgentRemovedH\x00R\aremovedB\a\n" +
-	"\x05event\"9\n" +
+	"\x05event\"O\n" +
 	"\bSnapshot\x12-\n" +
-	"\x06agents\x18\x01 \x03(\v2\x15.k8sm.broker.v1.AgentR\x06agents\"E\n" +
+	"\x06agents\x18\x01 \x03(\v2\x15.k8sm.broker.v1.AgentR\x06agents\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\"E\n" +
 	"\fAgentRemoved\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\"L\n" +
@@ -1337,13 +1362,14 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"host_ports\x18\x05 \x03(\rR\thostPorts\x12%\n" +
 	"\x0ewildcard_ports\x18\x06 \x01(\x05R\rwildcardPorts\x12\x14\n" +
-	"\x05roles\x18\a \x03(\tR\x05roles\"\xcf\x01\n" +
+	"\x05roles\x18\a \x03(\tR\x05roles\"\xe5\x01\n" +
 	"\x0eReserveRequest\x12(\n" +
 	"\x03pod\x18\x01 \x01(\v2\x16.k8sm.broker.v1.PodRefR\x03pod\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x19\n" +
 	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12.\n" +
 	"\x06demand\x18\x04 \x01(\v2\x16.k8sm.broker.v1.DemandR\x06demand\x12+\n" +
-	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"{\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\tR\x05epoch\"{\n" +
 	"\x0fReserveResponse\x12=\n" +
 	"\vreservation\x18\x01 \x01(\v2\x1b.k8sm.broker.v1.ReservationR\vreservation\x12)\n" +
 	"\x10resource_version\x18\x02 \x01(\x04R\x0fresourceVersion\"\xb7\x02\n" +

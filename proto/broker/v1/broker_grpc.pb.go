@@ -3,7 +3,8 @@
 // The plugin mirrors the broker's per-agent view of outstanding Mesos offers
 // through WatchOffers (like an informer: a snapshot, then deltas) and filters
 // nodes in memory. When the scheduler reserves a node the plugin claims the
-// resources with Reserve; Bind turns the claim into a Mesos task with Launch.
+// resources in its mirror and sends Reserve without waiting; Bind awaits the
+// answer and turns the claim into a Mesos task with Launch.
 //
 // Quantities are in Mesos units (cores, megabytes of 2^20 bytes) and carry at
 // most three decimals, the precision Mesos keeps.
@@ -49,9 +50,16 @@ type BrokerClient interface {
 	// other gets RESOURCE_EXHAUSTED naming the short resource. A pod holds at
 	// most one reservation: reserving again releases the earlier one.
 	//
+	// The plugin claims in its own mirror first and sends Reserve without
+	// waiting (the answer is awaited in the binding cycle), choosing the ports
+	// of the pod's wildcard ports itself and sending them as host_ports, so
+	// that the broker claims exactly what the plugin's mirror subtracted.
+	//
 	// Errors: INVALID_ARGUMENT (negative or malformed demand, missing pod uid,
 	// bad TTL), NOT_FOUND (no agent with that node name or agent id),
-	// RESOURCE_EXHAUSTED (the agent's offers do not hold the demand).
+	// RESOURCE_EXHAUSTED (the agent's offers do not hold the demand),
+	// FAILED_PRECONDITION (the request names another epoch: the claim was made
+	// against the offer view of a broker that has since restarted).
 	Reserve(ctx context.Context, in *ReserveRequest, opts ...grpc.CallOption) (*ReserveResponse, error)
 	// Unreserve releases a reservation. Releasing one that does not exist (any
 	// more) succeeds with released=false, so that callers may always retry.
@@ -153,9 +161,16 @@ type BrokerServer interface {
 	// other gets RESOURCE_EXHAUSTED naming the short resource. A pod holds at
 	// most one reservation: reserving again releases the earlier one.
 	//
+	// The plugin claims in its own mirror first and sends Reserve without
+	// waiting (the answer is awaited in the binding cycle), choosing the ports
+	// of the pod's wildcard ports itself and sending them as host_ports, so
+	// that the broker claims exactly what the plugin's mirror subtracted.
+	//
 	// Errors: INVALID_ARGUMENT (negative or malformed demand, missing pod uid,
 	// bad TTL), NOT_FOUND (no agent with that node name or agent id),
-	// RESOURCE_EXHAUSTED (the agent's offers do not hold the demand).
+	// RESOURCE_EXHAUSTED (the agent's offers do not hold the demand),
+	// FAILED_PRECONDITION (the request names another epoch: the claim was made
+	// against the offer view of a broker that has since restarted).
 	Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error)
 	// Unreserve releases a reservation. Releasing one that does not exist (any
 	// more) succeeds with released=false, so that callers may always retry.
