@@ -103,7 +103,7 @@ func (pl *MesosOffers) settle(ctx context.Context, bc *brokerClaim, resp *broker
 		if err == nil {
 			pl.mirror.answered(bc.claim, resp.GetResourceVersion())
 		} else {
-			pl.mirror.drop(bc.claim)
+			pl.dropClaim(ctx, bc.claim)
 		}
 	}
 	if release != "" {
@@ -132,13 +132,22 @@ func (pl *MesosOffers) fail(ctx context.Context, bc *brokerClaim, err error) {
 // abandon is Unreserve's part: the local claim goes at once, the broker's
 // reservation once it is known.
 func (pl *MesosOffers) abandon(ctx context.Context, bc *brokerClaim) {
-	pl.mirror.drop(bc.claim)
+	pl.dropClaim(ctx, bc.claim)
 	bc.mu.Lock()
 	bc.abandoned = true
 	release := bc.takeReleaseLocked()
 	bc.mu.Unlock()
 	if release != "" {
 		pl.release(ctx, bc, release)
+	}
+}
+
+// dropClaim takes c out of the view; the pods waiting for offers that now
+// fit are activated, as when the broker's view frees resources (a refused
+// claim brings no event from the broker).
+func (pl *MesosOffers) dropClaim(ctx context.Context, c *claim) {
+	if a := pl.mirror.drop(c); a != nil {
+		pl.parked.offersChanged(ctx, []*agent{a})
 	}
 }
 

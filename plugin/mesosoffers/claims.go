@@ -117,15 +117,16 @@ func (m *mirror) answered(c *claim, version uint64) {
 	m.recomputeLocked(c.host)
 }
 
-// drop removes c from the overlay (refused, or released by Unreserve).
-func (m *mirror) drop(c *claim) {
+// drop removes c from the overlay (refused, or released by Unreserve) and
+// returns the agent it gave resources back to, nil if none.
+func (m *mirror) drop(c *claim) *agent {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.claims.byPod[c.uid] != c {
-		return
+		return nil
 	}
 	m.claims.remove(c)
-	m.recomputeLocked(c.host)
+	return m.recomputeLocked(c.host)
 }
 
 // claimCount is the number of claims in the overlay.

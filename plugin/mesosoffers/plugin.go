@@ -274,15 +274,15 @@ func brokerDemand(requested podresources.Demand, c *claim) *brokerv1.Demand {
 // Reserve before it (nothing to do then), and after a failed Bind, when the
 // pod waits for offers again.
 func (pl *MesosOffers) Unreserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) {
+	if s, err := state.Read(reservationKey); err == nil {
+		pl.abandon(ctx, s.(*reservationState).bc)
+		klog.FromContext(ctx).V(4).Info("Released Mesos claim", "pod", klog.KObj(pod), "node", nodeName)
+	}
+	// Parked after its claim went, so that its own claim does not
+	// activate it: it waits for offers like any pod without room.
 	if ds, err := demandStateFrom(state); err == nil {
 		pl.parked.park(pod, ds.demand)
 	}
-	s, err := state.Read(reservationKey)
-	if err != nil {
-		return
-	}
-	pl.abandon(ctx, s.(*reservationState).bc)
-	klog.FromContext(ctx).V(4).Info("Released Mesos claim", "pod", klog.KObj(pod), "node", nodeName)
 }
 
 // launch asks the broker to launch a reservation, and asks again when the
