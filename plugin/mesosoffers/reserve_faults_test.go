@@ -243,8 +243,6 @@ func TestTwoSchedulersRaceForOneOffer(t *testing.T) {
 	if got := lostBindings(); got[loser.Name] != "n2" {
 		t.Errorf("bindings %v, want %s on n2", got, loser.Name)
 	}
-	_ = bindings1
-	_ = bindings2
 }
 
 // TestBrokerRestartBetweenReserveAndBind: the broker restarts (a new epoch,
