@@ -109,6 +109,14 @@ func TestLocalControlPlane(t *testing.T) {
 	t.Run("kubectl apply -k manifests", func(t *testing.T) {
 		applyKustomization(ctx, t, cl, cfg)
 	})
+
+	t.Run("scheduler and broker run from the applied manifests", func(t *testing.T) {
+		cs, err := cl.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFromManifests(ctx, t, cs, cfg)
+	})
 }
 
 // applyKustomization: `kubectl apply -k manifests/` — what docs/deploy.md
