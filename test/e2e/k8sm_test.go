@@ -43,6 +43,7 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "attributes", e.attributeNodeSelector)
 	e.test(t, "preemption", e.preemption)
 	e.test(t, "pdb-steers-preemption", e.pdbSteersPreemption)
+	e.test(t, "priority-order", e.priorityOrder)
 	e.test(t, "affinity-spread", e.affinityAndSpread)
 	e.test(t, "statefulset", e.statefulSet)
 	e.test(t, "jobs", e.jobs)

@@ -21,9 +21,12 @@ import (
 
 // priorityClass creates a PriorityClass named after the namespace (they are
 // cluster-wide) and deletes it after the test.
-func (e *k8smEnv) priorityClass(t *testing.T, ns, name string, value int32) string {
+func (e *k8smEnv) priorityClass(t *testing.T, ns, name string, value int32, mutate ...func(*schedulingv1.PriorityClass)) string {
 	t.Helper()
 	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + name}, Value: value}
+	for _, m := range mutate {
+		m(pc)
+	}
 	if _, err := e.cs.SchedulingV1().PriorityClasses().Create(e.ctx, pc, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating PriorityClass %s: %v", pc.Name, err)
 	}
@@ -162,4 +165,44 @@ func names(ps []corev1.Pod) []string {
 		out[i] = ps[i].Name + " on " + ps[i].Spec.NodeName
 	}
 	return out
+}
+
+// priorityOrder: on full agents a low-priority pod waits, then a
+// high-priority pod that may not preempt (its PriorityClass's
+// preemptionPolicy is Never); when the
+// room of one such pod is freed (the low Deployment scaled down), the
+// high-priority pod gets it, though the other waited longer.
+func (e *k8smEnv) priorityOrder(t *testing.T, ns string) {
+	low := e.priorityClass(t, ns, "low", 10)
+	never := corev1.PreemptNever
+	high := e.priorityClass(t, ns, "high", 1000, func(pc *schedulingv1.PriorityClass) { pc.PreemptionPolicy = &never })
+	cpus := e.halfAgent(t)
+	e.fill(t, ns, "low", 4, cpus, low)
+
+	waiting := func(name, class string) {
+		e.createPod(t, ns, name, func(p *corev1.Pod) {
+			p.Labels = map[string]string{"app": name}
+			p.Spec.PriorityClassName = class
+			p.Spec.Containers[0].Resources.Requests = requests(cpus, 32)
+		})
+		e.eventually(t, time.Minute, name+" to be turned away for want of offers", func() (bool, string) {
+			evs := e.events(t, ns, name)
+			return slices.ContainsFunc(evs, func(ev string) bool { return strings.HasPrefix(ev, "FailedScheduling:") }), fmt.Sprint(evs)
+		})
+	}
+	waiting("first-low", low)
+	waiting("then-high", high)
+
+	e.scale(t, ns, "low", 3)
+	run := e.waitRunning(t, ns, "app=then-high", 1, 2*time.Minute)[0]
+	p, err := e.cs.CoreV1().Pods(ns).Get(e.ctx, "first-low", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Spec.NodeName != "" {
+		t.Errorf("first-low was placed on %s; the room of one pod went to it, not to then-high (on %s)", p.Spec.NodeName, run.Spec.NodeName)
+	}
+	if n := len(e.waitRunning(t, ns, "app=low", 3, time.Minute)); n != 3 {
+		t.Errorf("%d low pods run, want 3: then-high preempted none", n)
+	}
 }
