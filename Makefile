@@ -20,6 +20,9 @@ UPSTREAM := k8s.io/kubernetes/cmd/kube-apiserver \
 OURS := $(shell go list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... 2>/dev/null | grep -v '/hack/images/' | grep '/cmd/')
 # The static programs that the local container images are made of.
 IMAGES := ./hack/images/pause ./hack/images/webapp
+# CoreDNS, the cluster DNS, is a module of its own (hack/images/coredns) so
+# that its dependencies never move the main module's.
+COREDNS := hack/images/coredns
 
 # Packages whose tests run under the race detector. Packages that link the
 # kubelet or the scheduler are left out: their race build alone would cost
@@ -43,6 +46,7 @@ build:
 	@mkdir -p $(BIN)/images
 	go build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/ $(UPSTREAM) $(OURS)
 	CGO_ENABLED=0 go build -ldflags=-s -o $(BIN)/images/ $(IMAGES)
+	CGO_ENABLED=0 go -C $(COREDNS) build -ldflags=-s -o $(abspath $(BIN))/images/ .
 
 # Debian packages: install-deps installs what hack/deps/deps.list names,
 # verify-deps fails naming the package of anything still missing.

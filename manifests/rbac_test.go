@@ -74,6 +74,14 @@ var nodeUses = slices.Concat(
 	uses("", "networking.k8s.io", "servicecidrs", "executor/proxy: kube-proxy's ServiceCIDR informer (MultiCIDRServiceAllocator)", "list", "watch"),
 )
 
+// What the cluster DNS reads: CoreDNS's kubernetes plugin with "pods
+// insecure" (no pod watch).
+var corednsUses = slices.Concat(
+	uses("", "", "services", "coredns kubernetes plugin: Service informer", "list", "watch"),
+	uses("", "", "namespaces", "coredns kubernetes plugin: Namespace informer", "list", "watch"),
+	uses("", "discovery.k8s.io", "endpointslices", "coredns kubernetes plugin: EndpointSlice informer (headless records)", "list", "watch"),
+)
+
 // Upstream roles a manifest may bind, and why.
 var upstreamRoles = map[string]string{
 	"ClusterRole/system:kube-scheduler":              "k8sm's scheduler is a stock kube-scheduler",
@@ -199,7 +207,7 @@ func compare(manifest string, got []grant, want []used) []string {
 }
 
 // TestRBACGrantsOnlyWhatTheCodeUses: every permission the broker's, the
-// scheduler's and the nodes' manifests grant is one the code uses (and the reverse), with
+// scheduler's, the nodes' and the cluster DNS's manifests grant is one the code uses (and the reverse), with
 // no wildcard, and Leases only where they belong: the broker's in
 // kube-node-lease, never the control plane's leader-election Leases.
 func TestRBACGrantsOnlyWhatTheCodeUses(t *testing.T) {
@@ -221,7 +229,14 @@ func TestRBACGrantsOnlyWhatTheCodeUses(t *testing.T) {
 		t.Error(p)
 	}
 
-	for _, m := range []string{"broker-rbac.yaml", "rbac.yaml", "node-rbac.yaml"} {
+	coredns := func(s rbacv1.Subject) bool {
+		return s.Kind == "ServiceAccount" && s.Namespace == "kube-system" && s.Name == "coredns"
+	}
+	for _, p := range compare("coredns.yaml", granted(t, "coredns.yaml", coredns), corednsUses) {
+		t.Error(p)
+	}
+
+	for _, m := range []string{"broker-rbac.yaml", "rbac.yaml", "node-rbac.yaml", "coredns.yaml"} {
 		roles, _ := rbacDocs(t, m)
 		for name, rules := range roles {
 			for _, r := range rules {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 
@@ -53,6 +54,11 @@ func (o *Options) Config(getenv func(string) string) (*Config, error) {
 		}
 	default:
 		return nil, fmt.Errorf("--pod-network=%q: want host-gw, or empty", o.PodNetwork)
+	}
+	for _, ip := range o.ClusterDNS {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, fmt.Errorf("--cluster-dns %q: want IP addresses (the kube-dns Service's ClusterIP)", ip)
+		}
 	}
 	if o.ProxyMode != "" {
 		if err := o.proxyConfig().Validate(exec.LookPath); err != nil {

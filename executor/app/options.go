@@ -38,6 +38,10 @@ type Options struct {
 	// "host-gw" (executor/podnet) or empty (the host's CNI does it).
 	PodNetwork  string
 	ClusterCIDR string
+	// ClusterDNS and ClusterDomain are the kubelet's: the cluster DNS
+	// Service's address and the cluster's domain.
+	ClusterDNS    []string
+	ClusterDomain string
 	// ProxyMode runs the stock kube-proxy beside the kubelet in this mode
 	// (executor/proxy); empty: none.
 	ProxyMode string
@@ -52,6 +56,7 @@ func NewOptions() *Options {
 		KubeletAddress:   "0.0.0.0",
 		BindTimeout:      2 * time.Minute,
 		ImagePullTimeout: 5 * time.Minute,
+		ClusterDomain:    "cluster.local",
 	}
 }
 
@@ -75,6 +80,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.ImagePullTimeout, "image-pull-timeout", o.ImagePullTimeout, "how long a container may wait for its image before its task fails")
 	fs.StringVar(&o.PodNetwork, "pod-network", o.PodNetwork, "how this node's pods reach other nodes' pods: host-gw (routes to every Node's pod CIDR through its InternalIP, pods' traffic leaving --cluster-cidr masqueraded; needs --node-ip and nodes on one link), or empty when a CNI plugin or daemon of the host's does it")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "every pod's address range (kube-controller-manager --cluster-cidr), for --pod-network=host-gw and kube-proxy")
+	fs.StringSliceVar(&o.ClusterDNS, "cluster-dns", o.ClusterDNS, "addresses of the cluster DNS (the kube-dns Service's ClusterIP), which the kubelet gives pods with dnsPolicy ClusterFirst; empty: pods resolve as the host does")
+	fs.StringVar(&o.ClusterDomain, "cluster-domain", o.ClusterDomain, "the cluster's DNS domain, searched by pods after their namespace's")
 	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "run the stock kube-proxy beside the kubelet in this mode (iptables or nftables) with the node's credentials, stopped with the executor and its rules removed; empty: no kube-proxy")
 }
 

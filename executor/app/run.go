@@ -76,6 +76,7 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 		CgroupRoot: o.CgroupRoot, Port: o.KubeletPort, Address: o.KubeletAddress,
 		TLSCertFile: o.TLSCertFile, TLSKeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile, NodeIP: o.NodeIP,
 		NodeLabels: o.NodeLabels, RegisterWithTaints: c.Taints, SystemReserved: o.SystemReserved,
+		ClusterDNS: o.ClusterDNS, ClusterDomain: o.ClusterDomain,
 		Fatal: func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
 	})
 	var k executor.Kubelet = kl

@@ -64,6 +64,11 @@ type Config struct {
 	// ephemeral-storage): set it to what the host keeps outside Mesos, so
 	// that the kubelet's allocatable matches the agent's resources.
 	SystemReserved map[string]string
+	// ClusterDNS are the cluster DNS server's addresses (the kube-dns
+	// Service's ClusterIP) that pods with dnsPolicy ClusterFirst resolve
+	// through, in ClusterDomain; empty: pods get the host's resolv.conf.
+	ClusterDNS    []string
+	ClusterDomain string
 	// Modify changes the configuration last (tests, special hosts).
 	Modify func(*options.KubeletServer)
 	// Fatal is called when the kubelet stops with an error.
@@ -156,6 +161,8 @@ func (k *Kubelet) Server(node string) (*options.KubeletServer, error) {
 	if _, err := os.Stat(kc.ResolverConfig); err != nil {
 		kc.ResolverConfig = ""
 	}
+	kc.ClusterDNS = c.ClusterDNS
+	kc.ClusterDomain = c.ClusterDomain
 	// Faster status for tasks: the kubelet reports pod state at this pace.
 	kc.SyncFrequency = metav1.Duration{Duration: 10 * time.Second}
 

@@ -149,6 +149,11 @@ func Up(ctx context.Context, c Config) (*Cluster, error) {
 		if err := cl.waitNodes(ctx); err != nil {
 			return cl, err
 		}
+		if c.ClusterDNS {
+			if err := cl.DeployDNS(ctx); err != nil {
+				return cl, err
+			}
+		}
 		if c.SampleDeployment {
 			if err := cl.runSample(ctx); err != nil {
 				return cl, err

@@ -78,6 +78,9 @@ type Config struct {
 	BrokerExecutorPort int
 	SchedulerPort      int // the k8sm kube-scheduler's secure port
 	SampleDeployment   bool
+	// ClusterDNS deploys CoreDNS through k8sm behind the kube-dns Service
+	// (DeployDNS). The kubelets point pods at DNSServiceIP either way.
+	ClusterDNS bool
 	// CgroupParent is the cgroup under which every agent's kubelet puts its
 	// pods (<CgroupParent>/<node>); empty means one derived from StateDir,
 	// so that clusters on one host never share it.
@@ -110,6 +113,7 @@ func DefaultConfig(repoRoot string) Config {
 		BrokerExecutorPort:    envInt("K8SM_BROKER_EXECUTOR_PORT", 10352),
 		SchedulerPort:         envInt("K8SM_SCHEDULER_PORT", 10259),
 		SampleDeployment:      true,
+		ClusterDNS:            true,
 	}
 	c.AgentPortsBegin, c.AgentPortsEnd = envRange("K8SM_AGENT_HOST_PORTS", 31000, 31999)
 	c.NodePortsBegin, c.NodePortsEnd = envRange("K8SM_NODE_PORTS", 30000, 30999)
@@ -125,10 +129,11 @@ func DefaultConfig(repoRoot string) Config {
 const DefaultAgentResources = "cpus:2;mem:4096;disk:10240"
 
 // TestConfig is the whole cluster `make up` runs (2 agents, broker,
-// scheduler; no sample Deployment) on ports nobody uses, under dir, with a
-// bridge, subnets and host port range of its own, so that tests
-// never collide with a user's `make up` nor with tests running at the same
-// time. Set Agents to 0 for the control plane, ZooKeeper and containerd only.
+// scheduler; no sample Deployment, no cluster DNS until DeployDNS) on ports
+// nobody uses, under dir, with a bridge, subnets and host port range of its
+// own, so that tests never collide with a user's `make up` nor with tests
+// running at the same time. Set Agents to 0 for the control plane,
+// ZooKeeper and containerd only.
 func TestConfig(dir, binDir string) (Config, error) {
 	n := rand.IntN(100)
 	// Host ports for the agents' pods: 100 of 32000-33999 (picked at

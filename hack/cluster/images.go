@@ -34,6 +34,7 @@ type localImage struct {
 var localImages = []localImage{
 	{ref: PauseImage, program: "pause"},
 	{ref: WebappImage, program: "webapp", shell: true},
+	{ref: CoreDNSImage, program: "coredns"},
 }
 
 // buildImages writes each local image as a docker-archive tarball under

@@ -152,6 +152,9 @@ func (c Config) executorEnv(i int) (map[string]string, error) {
 		"K8SM_CLUSTER_CIDR": c.PodSubnet,
 		// Services for its pods: the stock kube-proxy beside the kubelet.
 		"K8SM_PROXY_MODE": "iptables",
+		// Pods resolve through the cluster DNS (DeployDNS).
+		"K8SM_CLUSTER_DNS":    c.DNSServiceIP(),
+		"K8SM_CLUSTER_DOMAIN": DNSDomain,
 	}
 	if r := systemReserved(c.AgentResources); r != "" {
 		env["K8SM_SYSTEM_RESERVED"] = r

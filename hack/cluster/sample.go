@@ -16,11 +16,15 @@ import (
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
-// SampleManifest is the Deployment `make up` runs (manifests/examples).
+// SampleManifest is the two-tier sample `make up` runs (manifests/examples).
 const SampleManifest = "examples/hello.yaml"
 
-// SampleSelector selects the sample Deployment's pods.
+// SampleSelector selects the sample's back tier's pods.
 const SampleSelector = "app=hello"
+
+// SampleFrontend is the sample's front tier: its Deployment and NodePort
+// Service, which calls the back tier by its Service name.
+const SampleFrontend = "frontend"
 
 // masterTasks are the live tasks of /master/state, by pod uid (the task
 // of its launch attempt).
@@ -68,17 +72,12 @@ func (cl *Cluster) waitNodes(ctx context.Context) error {
 	return nil
 }
 
-// runSample applies the sample Deployment and waits until its pods run
-// through Mesos: each pod Running, and its task (pod.<uid>) TASK_RUNNING at
-// the master.
+// runSample applies the two-tier sample and waits until its pods run
+// through Mesos (waitThroughMesos).
 //
 // It is applied once: a later `make up` leaves it as the user made it
 // (scaled, edited or deleted) and does not wait for it.
 func (cl *Cluster) runSample(ctx context.Context) error {
-	cs, err := cl.Client()
-	if err != nil {
-		return err
-	}
 	applied := filepath.Join(cl.Config.StateDir, "sample-applied")
 	if _, err := os.Stat(applied); err == nil {
 		return nil
@@ -86,9 +85,26 @@ func (cl *Cluster) runSample(ctx context.Context) error {
 	if err := cl.Config.applyManifest(ctx, SampleManifest); err != nil {
 		return err
 	}
+	for _, d := range []struct{ name, selector string }{{"hello", SampleSelector}, {SampleFrontend, "app=" + SampleFrontend}} {
+		if err := cl.waitThroughMesos(ctx, "default", d.name, d.selector); err != nil {
+			return fmt.Errorf("the sample Deployment %s (manifests/%s) did not run through Mesos: %w", d.name, SampleManifest, err)
+		}
+	}
+	// Until it ran once, a new `make up` applies it again and waits.
+	return os.WriteFile(applied, []byte(SampleManifest+"\n"), 0o644)
+}
+
+// waitThroughMesos waits until every pod of the Deployment ns/name
+// (selected by selector) runs through Mesos: Running and Ready, and its
+// task (pod.<uid>) TASK_RUNNING at the master.
+func (cl *Cluster) waitThroughMesos(ctx context.Context, ns, name, selector string) error {
+	cs, err := cl.Client()
+	if err != nil {
+		return err
+	}
 	var last string
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: SampleSelector})
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			last = err.Error()
 			return false, nil
@@ -106,23 +122,30 @@ func (cl *Cluster) runSample(ctx context.Context) error {
 			}
 			task := tasks[string(p.UID)]
 			states = append(states, fmt.Sprintf("%s: %s on %q, task %s", p.Name, p.Status.Phase, p.Spec.NodeName, orNone(task)))
-			if p.Status.Phase == corev1.PodRunning && task == "TASK_RUNNING" {
+			if p.Status.Phase == corev1.PodRunning && podReady(&p) && task == "TASK_RUNNING" {
 				running++
 			}
 		}
 		last = strings.Join(states, "; ")
-		d, err := cs.AppsV1().Deployments("default").Get(ctx, "hello", metav1.GetOptions{})
+		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil || d.Spec.Replicas == nil {
 			return false, nil
 		}
 		return running == int(*d.Spec.Replicas) && running == len(states), nil
 	})
 	if err != nil {
-		return fmt.Errorf("the sample Deployment (manifests/%s) did not run through Mesos: %s: %w (logs in %s)",
-			SampleManifest, last, err, filepath.Join(cl.Config.StateDir, "logs"))
+		return fmt.Errorf("%s: %w (logs in %s)", last, err, filepath.Join(cl.Config.StateDir, "logs"))
 	}
-	// Until it ran once, a new `make up` applies it again and waits.
-	return os.WriteFile(applied, []byte(SampleManifest+"\n"), 0o644)
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func orNone(s string) string {

@@ -40,6 +40,8 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "host-ports", e.hostPorts)
 	e.test(t, "pod-network", e.podNetwork)
 	e.test(t, "services", e.services)
+	e.test(t, "cluster-dns", e.clusterDNS)
+	e.test(t, "service-rollout", e.serviceRollout)
 	e.test(t, "attributes", e.attributeNodeSelector)
 	e.test(t, "preemption", e.preemption)
 	e.test(t, "pdb-steers-preemption", e.pdbSteersPreemption)

@@ -2,8 +2,8 @@
 // loopback, under one state directory: etcd, kube-apiserver,
 // kube-controller-manager, ZooKeeper, containerd, mesos-sim (a Mesos master
 // and agents running the real k8sm-executor, each agent with a containerd
-// of its own), the broker and the k8sm kube-scheduler; then a sample
-// Deployment. `make up` and `make down` call it.
+// of its own), the broker and the k8sm kube-scheduler; then the cluster
+// DNS and a two-tier sample. `make up` and `make down` call it.
 package main
 
 import (
@@ -17,7 +17,9 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/hack/cluster"
@@ -85,6 +87,22 @@ func main() {
 	}
 }
 
+// sampleNodePort is the two-tier sample's NodePort, or 0 when it is not
+// there (deleted by its user).
+func sampleNodePort(cl *cluster.Cluster) int32 {
+	cs, err := cl.Client()
+	if err != nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	svc, err := cs.CoreV1().Services("default").Get(ctx, cluster.SampleFrontend, metav1.GetOptions{})
+	if err != nil || len(svc.Spec.Ports) == 0 {
+		return 0
+	}
+	return svc.Spec.Ports[0].NodePort
+}
+
 func printUsage(cl *cluster.Cluster) {
 	c := cl.Config
 	bin, _ := filepath.Abs(c.BinDir)
@@ -98,8 +116,18 @@ k8sm local cluster is up (state in %[1]s).
   kubectl get pods -o wide
 `, c.StateDir, cl.AdminKubeconfig, bin)
 	if c.Agents > 0 && c.SampleDeployment {
-		fmt.Printf(`  kubectl scale deployment hello --replicas=4      # the sample, placed through Mesos offers
+		fmt.Printf(`  kubectl scale deployment hello --replicas=4      # the sample's back tier, placed through Mesos offers
 `)
+		if port := sampleNodePort(cl); port != 0 {
+			fmt.Printf(`
+The two-tier sample: frontend (NodePort Service) calls hello by its Service name.
+`)
+			for i := 1; i <= c.Agents; i++ {
+				fmt.Printf("  curl http://%s:%d/        # through %s's kube-proxy\n", c.AgentIP(i), port, c.AgentName(i))
+			}
+			fmt.Printf(`  kubectl exec deploy/frontend -- /webapp get http://hello/ http://frontend.default.svc.cluster.local/
+`)
+		}
 	}
 	fmt.Printf(`
 or, without exporting anything:

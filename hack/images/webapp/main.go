@@ -5,7 +5,8 @@
 // URL answers (the image's busybox wget crashes here), resolving names
 // through the pod's resolv.conf; --service-account authenticates with the
 // pod's service account token and trusts the cluster's CA, as in-cluster
-// clients do.
+// clients do. `webapp lookup NAME` prints the addresses NAME resolves to
+// (one a line, sorted), through the pod's resolv.conf as `get` resolves.
 package main
 
 import (
@@ -16,9 +17,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"syscall"
 	"time"
 )
@@ -27,10 +30,14 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "get" {
 		os.Exit(get(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "lookup" {
+		os.Exit(lookup(os.Args[2:]))
+	}
 	addr := flag.String("listen", ":8080", "address to serve HTTP on")
 	exitAfter := flag.Duration("exit-after", 0, "exit after this long (0: serve until stopped)")
 	exitCode := flag.Int("exit-code", 0, "exit code used with --exit-after")
 	allocMiB := flag.Int("alloc-mib", 0, "allocate and touch this many MiB before serving (to meet a memory limit)")
+	backend := flag.String("backend", "", "a URL (e.g. http://backend/, a Service by name) this server calls on every request and whose answer it adds to its own: the front tier of a two-tier sample")
 	flag.Parse()
 
 	if *allocMiB > 0 {
@@ -51,6 +58,9 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		log.Printf("%s %s from %s", r.Method, r.URL.Path, r.RemoteAddr)
 		fmt.Fprintf(w, "hello from %s (pod %s/%s on node %s)\n", host, os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME"), os.Getenv("NODE_NAME"))
+		if *backend != "" {
+			fmt.Fprintf(w, "  %s says: %s", *backend, callBackend(r.Context(), *backend))
+		}
 	})
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
@@ -85,6 +95,28 @@ func allocate(n int) [][]byte {
 	}
 	log.Printf("allocated %d MiB", n)
 	return out
+}
+
+// backendClient calls the back tier: a new connection each time, so that
+// every request is balanced by the Service anew.
+var backendClient = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// callBackend is the back tier's answer, or what went wrong.
+func callBackend(ctx context.Context, url string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Sprintf("error: %v\n", err)
+	}
+	resp, err := backendClient.Do(req)
+	if err != nil {
+		return fmt.Sprintf("error: %v\n", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("error: %s %v\n", resp.Status, err)
+	}
+	return string(b)
 }
 
 // saDir is where the kubelet mounts a pod's service account credentials.
@@ -143,6 +175,28 @@ func get(args []string) int {
 		if resp.StatusCode != http.StatusOK {
 			fmt.Fprintf(os.Stderr, "GET %s: %s\n", u, resp.Status)
 			return 1
+		}
+	}
+	return 0
+}
+
+// lookup prints the addresses of each name, sorted, one a line.
+func lookup(names []string) int {
+	if len(names) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: webapp lookup NAME...")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, n := range names {
+		addrs, err := net.DefaultResolver.LookupHost(ctx, n)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "looking up %s: %v\n", n, err)
+			return 1
+		}
+		sort.Strings(addrs)
+		for _, a := range addrs {
+			fmt.Println(a)
 		}
 	}
 	return 0
