@@ -128,6 +128,46 @@ func (c SchedulerConfig) SetBrokerTLS(caFile, certFile, keyFile string) error {
 	return nil
 }
 
+// SetRolePolicyFile points every MesosOffers plugin at the role policy in
+// path (ShippedRolePolicy written where the program runs) instead of the
+// ConfigMap the Deployment mounts; "" leaves the plugin on its built-in
+// policy.
+func (c SchedulerConfig) SetRolePolicyFile(path string) error {
+	all, err := c.MesosOffersArgs()
+	if err != nil {
+		return err
+	}
+	for _, args := range all {
+		if path == "" {
+			delete(args, "rolePolicyFile")
+		} else {
+			args["rolePolicyFile"] = path
+		}
+	}
+	return nil
+}
+
+// ShippedRolePolicy is the role policy manifests/role-policy.yaml deploys
+// (key role-policy.yaml of its ConfigMap), which the broker and the
+// scheduler plugin read.
+func ShippedRolePolicy() ([]byte, error) {
+	raw, err := FS.ReadFile("role-policy.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("reading manifests/role-policy.yaml: %w", err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		return nil, fmt.Errorf("reading manifests/role-policy.yaml: %w", err)
+	}
+	p := cm.Data["role-policy.yaml"]
+	if p == "" {
+		return nil, errors.New("manifests/role-policy.yaml has no role-policy.yaml in its ConfigMap")
+	}
+	return []byte(p), nil
+}
+
 // SetBrokerPlaintext drops the plugin's tls, for a broker serving plaintext
 // on loopback (a test's or a benchmark's in-process broker).
 func (c SchedulerConfig) SetBrokerPlaintext() error {

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 )
 
 // renderedSchedulerConfig is what a test reads back of a rendered
@@ -163,6 +165,43 @@ func TestSchedulerManifestDocumentSeparators(t *testing.T) {
 		}
 		if cfg["kind"] != "KubeSchedulerConfiguration" {
 			t.Errorf("%s: read %v, want the ConfigMap's KubeSchedulerConfiguration", name, cfg)
+		}
+	}
+}
+
+// TestShippedRolePolicy: the ConfigMap both the broker and the scheduler
+// mount holds a policy they accept, and both read it where it is mounted.
+func TestShippedRolePolicy(t *testing.T) {
+	b, err := ShippedRolePolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rolepolicy.Parse(b, "manifests/role-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.Resolve("any-namespace", nil); len(got) != 1 || got[0] != "*" {
+		t.Errorf("the shipped policy gives a namespace roles %v, want [*]", got)
+	}
+	for _, f := range []struct{ name, want string }{
+		{"broker.yaml", "--role-policy-file=/etc/k8sm/role-policy/role-policy.yaml"},
+		{"broker.yaml", "mountPath: /etc/k8sm/role-policy"},
+		{"scheduler.yaml", "rolePolicyFile: /etc/k8sm-role-policy/role-policy.yaml"},
+		{"scheduler.yaml", "mountPath: /etc/k8sm-role-policy"},
+		{"kustomization.yaml", "- role-policy.yaml"},
+	} {
+		raw, err := FS.ReadFile(f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(raw), f.want) {
+			t.Errorf("manifests/%s lacks %q", f.name, f.want)
+		}
+	}
+	for _, f := range []string{"broker.yaml", "scheduler.yaml"} {
+		raw, _ := FS.ReadFile(f)
+		if !strings.Contains(string(raw), "name: k8sm-role-policy") {
+			t.Errorf("manifests/%s does not mount the ConfigMap k8sm-role-policy", f)
 		}
 	}
 }

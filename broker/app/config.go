@@ -23,6 +23,7 @@ import (
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
@@ -70,6 +71,8 @@ type Config struct {
 	// ExecutorBinary, served on ExecutorListener (--executor-binary).
 	ExecutorBinary   *executorserve.Binary
 	ExecutorListener net.Listener
+	// RolePolicy is --role-policy-file, read again when it changes.
+	RolePolicy rolepolicy.Source
 }
 
 // Config validates the options and resolves them.
@@ -81,11 +84,17 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 		Command: o.ExecutorCommand, Kubeconfig: o.ExecutorKubeconfig, ContainerRuntimeEndpoint: o.ExecutorCRI,
 		RootDir: o.ExecutorRootDir, ExtraArgs: o.ExecutorArgs,
 	}}}
-	var rc *rest.Config
 	var err error
 	if c.MemoryLimit, c.MemoryLimitSource, err = memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
 		return nil, err
 	}
+	if c.RolePolicy, err = rolepolicy.NewSource(o.RolePolicyFile); err != nil {
+		return nil, fmt.Errorf("--role-policy-file: %w", err)
+	}
+	if err := o.checkRolePolicy(c.RolePolicy.Current()); err != nil {
+		return nil, err
+	}
+	var rc *rest.Config
 	if o.Kubeconfig != "" {
 		rc, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	} else {

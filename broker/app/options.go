@@ -21,6 +21,7 @@ import (
 	"github.com/k8sm/k8sm/broker/pods"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 )
 
 // Options are the flags of k8sm-broker.
@@ -40,6 +41,7 @@ type Options struct {
 	MissedHeartbeats  int
 	Hostname          string
 	PartitionAware    bool
+	RolePolicyFile    string
 
 	RefuseSeconds     float64
 	DeclineAfter      time.Duration
@@ -136,6 +138,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.FrameworkName, "framework-name", o.FrameworkName, "The framework's name in Mesos.")
 	fs.StringVar(&o.FrameworkUser, "framework-user", o.FrameworkUser, "The user the executors run as.")
 	fs.StringSliceVar(&o.Roles, "roles", o.Roles, "The roles the framework subscribes with (MULTI_ROLE).")
+	fs.StringVar(&o.RolePolicyFile, "role-policy-file", o.RolePolicyFile, "The role policy: which namespaces' pods may use which of the framework's Mesos roles (a RolePolicy, docs/security.md), read again when it changes. Give the scheduler plugin's rolePolicyFile the same file. Empty: role \"*\" for every namespace, no other role.")
 	fs.StringVar(&o.Principal, "principal", o.Principal, "The framework principal for authentication and reservations.")
 	fs.StringVar(&o.SecretFile, "secret-file", o.SecretFile, "A file holding the principal's secret, sent with every scheduler API call (HTTP basic authentication, for masters with --authenticate_http_frameworks). Use it only with an https master: over http the secret travels in clear.")
 	fs.StringVar(&o.MasterCAFile, "master-ca-file", o.MasterCAFile, "PEM certificates of the CAs that sign the Mesos masters' certificates (masters with LIBPROCESS_SSL_ENABLED). With it, the masters found through a zk:// --master are reached over https; an https:// --master is verified against it (the system's CAs otherwise).")
@@ -236,6 +239,10 @@ func (o *Options) Validate() error {
 	}
 	if len(o.Roles) == 0 {
 		errs = append(errs, errors.New("--roles must name at least one role"))
+	} else if o.RolePolicyFile == "" {
+		if err := o.checkRolePolicy(rolepolicy.Default()); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.Codec != "protobuf" && o.Codec != "json" {
 		errs = append(errs, fmt.Errorf("--mesos-codec=%q must be protobuf or json", o.Codec))
@@ -328,4 +335,16 @@ func (o *Options) Validate() error {
 		errs = append(errs, errors.New("--identity must not be empty with --leader-elect"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkRolePolicy refuses a role policy under which no pod could use any of
+// the framework's roles: a broker that could place nothing. Validate checks
+// the built-in policy; Config, which reads files, a --role-policy-file.
+func (o *Options) checkRolePolicy(p *rolepolicy.Policy) error {
+	for _, r := range o.Roles {
+		if p.Grants(r) {
+			return nil
+		}
+	}
+	return fmt.Errorf("--roles=%s: %s lets no namespace use any of them; give --role-policy-file a policy whose defaultRole or rules name one", strings.Join(o.Roles, ","), p)
 }

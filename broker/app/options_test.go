@@ -35,6 +35,8 @@ func TestValidateNamesFlags(t *testing.T) {
 		{[]string{"--master=zk://zk:2181", "--grpc-tls-cert-file=/c"}, []string{"--grpc-tls-cert-file, --grpc-tls-private-key-file and --grpc-client-ca-file go together"}},
 		{[]string{"--master=zk://zk:2181", "--grpc-bind-address=127.0.0.1:1", "--grpc-max-watches-per-client=0"}, []string{"--grpc-max-watches-per-client=0"}},
 		{[]string{"--master=zk://zk:2181/mesos", "--pod-sync-workers=0", "--node-sync-workers=0"}, []string{"--pod-sync-workers=0", "--node-sync-workers=0"}},
+		// Default-deny: without a policy no namespace may use a role but "*".
+		{[]string{"--master=zk://zk:2181/mesos", "--roles=k8s,batch"}, []string{`--roles=k8s,batch: the built-in role policy (role "*" for every namespace, no other role) lets no namespace use any of them; give --role-policy-file`}},
 	} {
 		o := NewOptions()
 		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)

@@ -142,6 +142,7 @@ func (c *Config) Run(ctx context.Context) error {
 	synced := podc.HasSynced
 	health.informersSynced.Store(&synced)
 	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow}))
+	srv.SetRolePolicy(c.RolePolicy)
 	g := grpc.NewServer(c.GRPCServerOptions...)
 	srv.Register(g)
 	wg.Add(1)

@@ -27,6 +27,7 @@ import (
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -214,6 +215,13 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	go func() { defer wg.Done(); driver.Run(rctx) }()
 
 	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond}))
+	// The framework's first role is every namespace's, as a deployment's
+	// role policy would say.
+	policy, err := rolepolicy.Parse([]byte("apiVersion: k8sm.io/v1alpha1\nkind: RolePolicy\ndefaultRole: \""+o.roles[0]+"\"\n"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetRolePolicy(rolepolicy.Static(policy))
 	srv.SetServing(true)
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()

@@ -27,6 +27,8 @@ import (
 	"github.com/k8sm/k8sm/broker/launch"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/brokerapi"
+	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -47,6 +49,7 @@ type Server struct {
 	launcher Launcher
 	health   *health.Server
 	decoder  runtime.Decoder
+	policy   rolepolicy.Source
 
 	mu      sync.Mutex
 	serving bool
@@ -64,10 +67,16 @@ func New(cache *offers.Cache, launcher Launcher) *Server {
 		launcher: launcher,
 		health:   health.NewServer(),
 		decoder:  serializer.NewCodecFactory(scheme).UniversalDeserializer(),
+		policy:   rolepolicy.Static(rolepolicy.Default()),
 	}
 	s.SetServing(false)
 	return s
 }
+
+// SetRolePolicy makes Reserve and Launch apply p (the built-in default
+// policy until then). The scheduler plugin applies the same policy; the
+// broker applies it again because it is the one that hands out resources.
+func (s *Server) SetRolePolicy(p rolepolicy.Source) { s.policy = p }
 
 // Register adds the Broker and the standard health service to g.
 func (s *Server) Register(g *grpc.Server) {
@@ -146,6 +155,11 @@ func (s *Server) Reserve(ctx context.Context, req *brokerv1.ReserveRequest) (*br
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "demand of pod %s/%s: %v", pod.Namespace, pod.Name, err)
 	}
+	// The roles the pod may draw from are the policy's for its namespace,
+	// narrowed by what it asked for.
+	if d.Roles, err = s.policy.Current().Resolve(pod.Namespace, d.Roles); err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "reserving for pod %s/%s: %v", pod.Namespace, pod.Name, err)
+	}
 	var ttl time.Duration
 	if req.GetTtl() != nil {
 		if err := req.GetTtl().CheckValid(); err != nil {
@@ -185,6 +199,9 @@ func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brok
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "reservation %s: expected a Pod, got %T", id, obj)
 	}
+	if err := s.checkLaunch(id, pod); err != nil {
+		return nil, err
+	}
 	data := req.GetPod()
 	if !isJSON(req.GetPodContentType(), data) {
 		pd, err := taskinfo.EncodePod(pod)
@@ -198,6 +215,28 @@ func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brok
 		return nil, toStatus(err)
 	}
 	return &brokerv1.LaunchResponse{TaskId: res.TaskID, AgentId: res.AgentID, BatchSize: int32(res.BatchSize)}, nil
+}
+
+// checkLaunch refuses a pod whose annotations are bad, that is not the
+// reservation's (the launcher checks its uid and node), or whose namespace
+// may not use the reservation's role under the policy in force now: it may
+// have changed since Reserve.
+func (s *Server) checkLaunch(id string, pod *v1.Pod) error {
+	if err := podresources.ValidateAnnotations(pod); err != nil {
+		return status.Errorf(codes.InvalidArgument, "reservation %s: pod %s/%s: %v", id, pod.Namespace, pod.Name, err)
+	}
+	r, err := s.cache.Get(id)
+	if err != nil || r.Pod.UID != pod.UID {
+		return nil // the launcher says why, with the same checks
+	}
+	if pod.Namespace != r.Pod.Namespace || pod.Name != r.Pod.Name {
+		return status.Errorf(codes.InvalidArgument, "reservation %s belongs to pod %s/%s, the pod sent is %s/%s", id, r.Pod.Namespace, r.Pod.Name, pod.Namespace, pod.Name)
+	}
+	if err := s.policy.Current().Check(pod.Namespace, r.Role); err != nil {
+		s.cache.Unreserve(id, "")
+		return status.Errorf(codes.PermissionDenied, "launching reservation %s of pod %s/%s: %v", id, pod.Namespace, pod.Name, err)
+	}
+	return nil
 }
 
 // isJSON reports whether a pod the decoder read is JSON, which the task

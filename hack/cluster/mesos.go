@@ -411,6 +411,10 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err := c.applyManifest(ctx, "broker-rbac.yaml"); err != nil {
 		return nil, err
 	}
+	policy, err := c.writeRolePolicy()
+	if err != nil {
+		return nil, err
+	}
 	cert, key := c.PKI().BrokerServing()
 	p, err := startProcess("k8sm-broker", c.StateDir, nil, bin,
 		"--master="+c.MesosZK(),
@@ -419,6 +423,7 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 		"--principal="+MesosPrincipal,
 		"--secret-file="+c.mesosSecretFile(),
 		"--master-ca-file="+c.PKI().CACert(),
+		"--role-policy-file="+policy,
 		"--grpc-tls-cert-file="+cert,
 		"--grpc-tls-private-key-file="+key,
 		"--grpc-client-ca-file="+c.PKI().CACert(),
@@ -534,6 +539,13 @@ func (c Config) writeSchedulerConfig(kubeconfig string) (string, error) {
 	if err := cfg.SetBrokerTLS(c.PKI().CACert(), cert, key); err != nil {
 		return "", err
 	}
+	policy, err := c.writeRolePolicy()
+	if err != nil {
+		return "", err
+	}
+	if err := cfg.SetRolePolicyFile(policy); err != nil {
+		return "", err
+	}
 	cfg.SetClientConnection(kubeconfig, 0, 0)
 	out, err := cfg.YAML()
 	if err != nil {
@@ -546,6 +558,28 @@ func (c Config) writeSchedulerConfig(kubeconfig string) (string, error) {
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// writeRolePolicy writes the shipped role policy (manifests/role-policy.yaml)
+// where the broker and the scheduler read it, once: an edit made to the
+// local cluster's copy survives restarts, and both re-read it when it
+// changes.
+func (c Config) writeRolePolicy() (string, error) {
+	path := filepath.Join(c.StateDir, "role-policy.yaml")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	b, err := manifests.ShippedRolePolicy()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "", fmt.Errorf("writing the role policy %s: %w", path, err)
 	}
 	return path, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 )
 
 func TestAgentsAreHostsOfTheirOwn(t *testing.T) {
@@ -138,6 +140,12 @@ func TestSchedulerConfigPointsAtTheLocalBroker(t *testing.T) {
 		if pc.Name == "MesosOffers" {
 			if addrs, _ := pc.Args["brokerAddresses"].([]any); len(addrs) != 1 || addrs[0] != "127.0.0.1:12345" {
 				t.Errorf("brokerAddresses %v", pc.Args["brokerAddresses"])
+			}
+			// The broker's --role-policy-file is this same file.
+			if want := filepath.Join(c.StateDir, "role-policy.yaml"); pc.Args["rolePolicyFile"] != want {
+				t.Errorf("rolePolicyFile %v, want %s", pc.Args["rolePolicyFile"], want)
+			} else if _, err := rolepolicy.Load(want); err != nil {
+				t.Errorf("the local cluster's role policy: %v", err)
 			}
 			return
 		}

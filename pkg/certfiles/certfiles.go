@@ -12,146 +12,64 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc/credentials"
-	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/pkg/filereload"
 )
 
-// stamp is what says a file changed: a rewrite changes the modification
-// time or the size, and a Secret update swaps the file behind a symlink,
-// which os.Stat follows.
-type stamp struct {
-	mod  time.Time
-	size int64
-}
-
-func stat(path string) (stamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return stamp{}, err
-	}
-	return stamp{mod: fi.ModTime(), size: fi.Size()}, nil
-}
-
-// reloading holds a value parsed from files and parses them again when any
-// of them changed. A file that changed into something unreadable (a
-// half-written rotation) keeps the last good value in use: refusing every
-// new connection would turn a rotation into an outage.
-type reloading[T any] struct {
-	what  string
-	files []string
-	parse func() (T, error)
-
-	mu     sync.Mutex
-	stamps []stamp
-	val    T
-	loaded bool
-}
-
-func (r *reloading[T]) get() (T, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	stamps := make([]stamp, len(r.files))
-	var statErr error
-	for i, f := range r.files {
-		s, err := stat(f)
-		if err != nil {
-			statErr = fmt.Errorf("reading %s: %w", r.what, err)
-			break
-		}
-		stamps[i] = s
-	}
-	if statErr == nil && r.loaded && equalStamps(stamps, r.stamps) {
-		return r.val, nil
-	}
-	if statErr == nil {
-		v, err := r.parse()
-		if err == nil {
-			if r.loaded {
-				klog.InfoS("Reloaded TLS files", "what", r.what, "files", r.files)
-			}
-			r.val, r.stamps, r.loaded = v, stamps, true
-			return v, nil
-		}
-		statErr = err
-	}
-	if r.loaded {
-		klog.ErrorS(statErr, "Keeping the TLS files last read: the changed ones cannot be used", "what", r.what, "files", r.files)
-		return r.val, nil
-	}
-	var zero T
-	return zero, statErr
-}
-
-func equalStamps(a, b []stamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !a[i].mod.Equal(b[i].mod) || a[i].size != b[i].size {
-			return false
-		}
-	}
-	return true
-}
-
 // KeyPair is a certificate and its key, from two PEM files.
-type KeyPair struct{ r *reloading[*tls.Certificate] }
+type KeyPair struct {
+	r *filereload.Value[*tls.Certificate]
+}
 
 // NewKeyPair reads the pair once, so that a wrong path or a key that does
 // not match the certificate fails at start-up.
 func NewKeyPair(certFile, keyFile string) (*KeyPair, error) {
-	k := &KeyPair{r: &reloading[*tls.Certificate]{
-		what:  fmt.Sprintf("certificate %s and key %s", certFile, keyFile),
-		files: []string{certFile, keyFile},
-		parse: func() (*tls.Certificate, error) {
+	r, err := filereload.New(fmt.Sprintf("certificate %s and key %s", certFile, keyFile), []string{certFile, keyFile},
+		func() (*tls.Certificate, error) {
 			c, err := tls.LoadX509KeyPair(certFile, keyFile)
 			if err != nil {
 				return nil, fmt.Errorf("loading certificate %s with key %s: %w", certFile, keyFile, err)
 			}
 			return &c, nil
-		},
-	}}
-	if _, err := k.r.get(); err != nil {
+		})
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &KeyPair{r: r}, nil
 }
 
 // Current returns the pair as the files hold it now.
-func (k *KeyPair) Current() (*tls.Certificate, error) { return k.r.get() }
+func (k *KeyPair) Current() (*tls.Certificate, error) { return k.r.Get() }
 
 // CABundle is a pool of CA certificates from one PEM file.
-type CABundle struct{ r *reloading[*x509.CertPool] }
+type CABundle struct {
+	r *filereload.Value[*x509.CertPool]
+}
 
 // NewCABundle reads the bundle once; a file without any certificate is an
 // error, not an empty pool that would refuse every peer.
 func NewCABundle(file string) (*CABundle, error) {
-	b := &CABundle{r: &reloading[*x509.CertPool]{
-		what:  "CA bundle " + file,
-		files: []string{file},
-		parse: func() (*x509.CertPool, error) {
-			pem, err := os.ReadFile(file)
-			if err != nil {
-				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%s holds no PEM certificate", file)
-			}
-			return pool, nil
-		},
-	}}
-	if _, err := b.r.get(); err != nil {
+	r, err := filereload.New("CA bundle "+file, []string{file}, func() (*x509.CertPool, error) {
+		pem, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", file)
+		}
+		return pool, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	return b, nil
+	return &CABundle{r: r}, nil
 }
 
 // Current returns the pool as the file holds it now.
-func (b *CABundle) Current() (*x509.CertPool, error) { return b.r.get() }
+func (b *CABundle) Current() (*x509.CertPool, error) { return b.r.Get() }
 
 // ServerConfig is a TLS configuration that requires every client to present
 // a certificate signed by a CA of clientCAFile, serving the pair of

@@ -37,7 +37,9 @@ type Demand struct {
 	HostPorts []uint64
 	// WildcardPorts is how many more ports k8sm must choose from the offer.
 	WildcardPorts int
-	// Roles the pod may draw from; empty means any role.
+	// Roles the pod may draw from; empty means any role. FromPod gives the
+	// pod's k8sm.io/roles; the role policy (pkg/rolepolicy) turns that into
+	// the roles it may really use before anything is placed.
 	Roles []string
 }
 
@@ -100,6 +102,9 @@ func (d Demand) ToResources() Resources {
 // 1.34), so that k8sm and the stock plugins agree about what fits. The pod is
 // not modified.
 func FromPod(pod *v1.Pod) (Demand, error) {
+	if err := ValidateAnnotations(pod); err != nil {
+		return Demand{}, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
 	reqs := resourcehelper.PodRequests(withDefaultedRequests(pod), resourcehelper.PodResourcesOptions{})
 
 	var d Demand
@@ -226,16 +231,11 @@ func fixedHostPorts(pod *v1.Pod) []uint64 {
 }
 
 func rolesOf(pod *v1.Pod) []string {
-	v := strings.TrimSpace(pod.Annotations[taskinfo.RolesAnnotation])
-	if v == "" {
+	v, ok := pod.Annotations[taskinfo.RolesAnnotation]
+	if !ok {
 		return nil
 	}
-	var roles []string
-	for _, r := range strings.Split(v, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			roles = append(roles, r)
-		}
-	}
+	roles, _ := parseRoles(v) // ValidateAnnotations checked it
 	sort.Strings(roles)
 	return slices.Compact(roles)
 }

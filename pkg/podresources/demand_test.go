@@ -257,3 +257,37 @@ func TestPortAssignmentsRoundTrip(t *testing.T) {
 		t.Errorf("fixed host port changed to %d", hp)
 	}
 }
+
+// TestAnnotationsValidated: every k8sm.io/ annotation a pod's author writes
+// is checked, and a mistake is an error saying what to fix.
+func TestAnnotationsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		ann      map[string]string
+		nodeName string
+		want     string
+	}{
+		{map[string]string{"k8sm.io/roles": "analytics, *"}, "", ""},
+		{map[string]string{"k8sm.io/roles": ""}, "", "annotation k8sm.io/roles: a role name must not be empty"},
+		{map[string]string{"k8sm.io/roles": "a,,b"}, "", "must not be empty"},
+		{map[string]string{"k8sm.io/roles": "team a"}, "", `role "team a" contains whitespace`},
+		{map[string]string{"k8sm.io/roles": "../etc"}, "", `path component ".."`},
+		{map[string]string{"k8sm.io/role": "gpu"}, "", "annotation k8sm.io/role: k8sm reads no such annotation on pods (it reads k8sm.io/roles, k8sm.io/wildcard-ports, k8sm.io/host-ports, k8sm.io/task-id)"},
+		{map[string]string{"k8sm.io/wildcard-ports": "yes"}, "", `annotation k8sm.io/wildcard-ports: "yes" is neither "true" nor "false"`},
+		{map[string]string{"k8sm.io/host-ports": `[{"container":"c","containerPort":80,"hostPort":22}]`}, "", "annotation k8sm.io/host-ports: k8sm writes it when it places a pod"},
+		{map[string]string{"k8sm.io/host-ports": `[{"container":"c","containerPort":80,"hostPort":31000}]`}, "agent-1", ""},
+		{map[string]string{"k8sm.io/host-ports": `[{"container":"c","containerPort":80,"hostPort":70000}]`}, "agent-1", "outside 1-65535"},
+		{map[string]string{"k8sm.io/host-ports": `nope`}, "agent-1", "not a JSON list"},
+		{map[string]string{"k8sm.io/task-id": "pod.u.r1"}, "", "annotation k8sm.io/task-id: k8sm writes it when it binds the pod"},
+		{map[string]string{"k8sm.io/task-id": "pod.u.r1"}, "agent-1", ""},
+		{map[string]string{"e2e.k8sm.io/version": "2", "example.com/x": "y"}, "", ""},
+	} {
+		pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Annotations: tc.ann}, Spec: v1.PodSpec{NodeName: tc.nodeName}}
+		_, err := FromPod(pod)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.ann, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one saying %q", tc.ann, err, tc.want)
+		}
+	}
+}

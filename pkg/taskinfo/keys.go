@@ -26,12 +26,21 @@ const (
 	// are built from them.
 	HostPortsAnnotation = "k8sm.io/host-ports"
 	// RolesAnnotation restricts a pod to resources allocated to the listed
-	// Mesos roles (comma-separated); without it any of the framework's roles
-	// will do.
+	// Mesos roles (comma-separated); without it the pod may use every role
+	// the role policy allows its namespace. Either way the policy decides
+	// (pkg/rolepolicy).
 	RolesAnnotation = "k8sm.io/roles"
 	// TaskIDAnnotation names the Mesos task a bound pod runs as (its launch
 	// attempt, TaskID). The scheduler plugin sets it with the Binding, in the
 	// same write, so a bound pod always names its attempt; the broker applies
 	// only that task's statuses to the pod and kills any other task of it.
 	TaskIDAnnotation = "k8sm.io/task-id"
+
+	// AnnotationPrefix is the prefix (before the "/") of every key k8sm
+	// reads on pods.
+	AnnotationPrefix = "k8sm.io"
 )
+
+// PodAnnotations are the k8sm.io/ annotations k8sm reads on pods; any other
+// k8sm.io/ key on a pod is a mistake (podresources.ValidateAnnotations).
+var PodAnnotations = []string{RolesAnnotation, WildcardPortsAnnotation, HostPortsAnnotation, TaskIDAnnotation}

@@ -15,6 +15,8 @@ import (
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 )
 
 // Defaults of Args. They are exported so that manifests and docs can point at
@@ -82,6 +84,11 @@ type Args struct {
 	// kill pods for nothing. It should exceed the time Mesos takes to answer a
 	// REVIVE (its allocation interval, 1s by default).
 	PreemptionDelay *metav1.Duration `json:"preemptionDelay,omitempty"`
+	// RolePolicyFile is the role policy (pkg/rolepolicy): which namespaces
+	// may use which Mesos roles, read again when it changes. Give the
+	// broker's --role-policy-file the same file (one ConfigMap). Empty: the
+	// built-in policy, role "*" for every namespace and no other role.
+	RolePolicyFile string `json:"rolePolicyFile,omitempty"`
 }
 
 // TLSArgs name PEM files.
@@ -199,6 +206,11 @@ func (a *Args) Validate(path *field.Path) error {
 			if _, err := os.Stat(f.v); err != nil {
 				errs = append(errs, field.Invalid(tp.Child(f.name), f.v, fmt.Sprintf("cannot be read: %v", err)))
 			}
+		}
+	}
+	if a.RolePolicyFile != "" {
+		if _, err := rolepolicy.Load(a.RolePolicyFile); err != nil {
+			errs = append(errs, field.Invalid(path.Child("rolePolicyFile"), a.RolePolicyFile, err.Error()))
 		}
 	}
 	return errs.ToAggregate()

@@ -64,7 +64,9 @@ func reasons(short podresources.Shortfalls, d podresources.Demand) []string {
 	for _, s := range short {
 		switch {
 		case s.Resource == "role":
-			out = append(out, "mesos: no resources offered for role "+s.Requested)
+			// The roles are those the role policy lets the pod's namespace
+			// use, narrowed by its k8sm.io/roles.
+			out = append(out, "mesos: no resources offered for the roles the pod may use ("+s.Requested+")")
 		case s.Resource == podresources.Ports && d.WildcardPorts > 0 && strings.Contains(s.Requested, "wildcard"):
 			out = append(out, fmt.Sprintf("mesos: fewer than %d free ports offered", d.WildcardPorts))
 		case s.Resource == podresources.Ports:

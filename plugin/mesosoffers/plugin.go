@@ -30,6 +30,7 @@ import (
 
 	"github.com/k8sm/k8sm/pkg/brokerapi"
 	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -55,6 +56,7 @@ type MesosOffers struct {
 	waiters *waiters
 	// inflight are the broker Reserves not answered yet.
 	inflight brokerClaims
+	policy   rolepolicy.Source
 	// comparisonOperators follows the TaintTolerationComparisonOperators
 	// feature gate, as the stock TaintToleration filter does.
 	comparisonOperators bool
@@ -77,11 +79,17 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	if err != nil {
 		return nil, err
 	}
+	policy, err := rolepolicy.NewSource(args.RolePolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s args: rolePolicyFile: %w", Name, err)
+	}
 	conn, err := dial(args)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the k8sm broker at %v: %w", args.BrokerAddresses, err)
 	}
-	return newWithConn(ctx, args, h, conn), nil
+	pl := newWithConn(ctx, args, h, conn)
+	pl.policy = policy
+	return pl, nil
 }
 
 func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.ClientConn) *MesosOffers {
@@ -93,6 +101,7 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 		conn:                conn,
 		client:              brokerv1.NewBrokerClient(conn),
 		comparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
+		policy:              rolepolicy.Static(rolepolicy.Default()),
 	}
 	pl.mirror = newMirror(func(why error) { pl.resetClaims(ctx, why) })
 	pl.parked = newParked(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
@@ -157,6 +166,11 @@ func (s *reservationState) Clone() fwk.StateData { return s }
 func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	d, err := podresources.FromPod(pod)
 	if err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "mesos: "+err.Error())
+	}
+	// The roles the pod may really use: the policy's for its namespace,
+	// narrowed by its annotation. No node can change a refusal.
+	if d.Roles, err = pl.policy.Current().Resolve(pod.Namespace, d.Roles); err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "mesos: "+err.Error())
 	}
 	requested := d

@@ -188,6 +188,18 @@ func schedulerConfig(t testing.TB, brokerAddr, kubeconfig string, mutate func(ma
 	if err := cfg.SetBrokerPlaintext(); err != nil {
 		t.Fatal(err)
 	}
+	// The shipped role policy, read from where this test runs.
+	policy, err := manifests.ShippedRolePolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyPath := filepath.Join(t.TempDir(), "role-policy.yaml")
+	if err := os.WriteFile(policyPath, policy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.SetRolePolicyFile(policyPath); err != nil {
+		t.Fatal(err)
+	}
 	args, err := cfg.MesosOffersArgs()
 	if err != nil {
 		t.Fatal(err)
