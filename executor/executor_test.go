@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
@@ -294,10 +293,7 @@ func TestRestartAdoptsPods(t *testing.T) {
 	c := e.mesosEnv()
 	r := e.startExecutor(c)
 	e.update(id, mesos.TASK_RUNNING)
-	r.restart <- struct{}{}
-	if err := r.wait(t, e.ctx); !errors.Is(err, executor.ErrRestart) {
-		t.Fatalf("executor returned %v, want ErrRestart", err)
-	}
+	r.restartInPlace(t, e.ctx)
 	if n, _ := e.kube.RunningContainers(e.ctx, p.UID); n != 1 {
 		t.Fatal("the restart stopped the pod")
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -368,6 +369,16 @@ func (e *env) startExecutor(c config.Env) *running {
 		}
 	})
 	return r
+}
+
+// restartInPlace asks the executor for an in-place restart (SIGHUP) and
+// waits until it returned, leaving its pods running for the next process.
+func (r *running) restartInPlace(t *testing.T, ctx context.Context) {
+	t.Helper()
+	r.restart <- struct{}{}
+	if err := r.wait(t, ctx); !errors.Is(err, executor.ErrRestart) {
+		t.Fatalf("executor returned %v, want ErrRestart", err)
+	}
 }
 
 func (r *running) wait(t *testing.T, ctx context.Context) error {
