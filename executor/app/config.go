@@ -14,6 +14,7 @@ import (
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/config"
 	"github.com/k8sm/k8sm/executor/cri"
+	"github.com/k8sm/k8sm/executor/kernel"
 	"github.com/k8sm/k8sm/executor/proxy"
 )
 
@@ -77,7 +78,7 @@ func (o *Options) Config(getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--container-runtime-endpoint: %w", err)
 	}
-	return &Config{Options: o, Env: env, Taints: taints, Client: client, Runtime: runtime, host: realHost{}, exec: execProcess}, nil
+	return &Config{Options: o, Env: env, Taints: taints, Client: client, Runtime: runtime, host: realHost{kernel: kernel.Defaults{File: o.KernelDefaultsFile}}, exec: execProcess}, nil
 }
 
 // proxyConfig is the kube-proxy this node runs with --proxy-mode.

@@ -14,6 +14,7 @@ import (
 	taintutil "k8s.io/kubernetes/pkg/util/taints"
 
 	"github.com/k8sm/k8sm/executor/config"
+	"github.com/k8sm/k8sm/executor/kernel"
 )
 
 // Options are the flags of k8sm-executor.
@@ -45,18 +46,22 @@ type Options struct {
 	// ProxyMode runs the stock kube-proxy beside the kubelet in this mode
 	// (executor/proxy); empty: none.
 	ProxyMode string
+	// ProtectKernelDefaults and KernelDefaultsFile: see their flags.
+	ProtectKernelDefaults bool
+	KernelDefaultsFile    string
 }
 
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	return &Options{
-		RuntimeEndpoint:  "unix:///run/containerd/containerd.sock",
-		RootDir:          "/var/lib/k8sm/kubelet",
-		KubeletPort:      10250,
-		KubeletAddress:   "0.0.0.0",
-		BindTimeout:      2 * time.Minute,
-		ImagePullTimeout: 5 * time.Minute,
-		ClusterDomain:    "cluster.local",
+		RuntimeEndpoint:    "unix:///run/containerd/containerd.sock",
+		RootDir:            "/var/lib/k8sm/kubelet",
+		KubeletPort:        10250,
+		KubeletAddress:     "0.0.0.0",
+		BindTimeout:        2 * time.Minute,
+		ImagePullTimeout:   5 * time.Minute,
+		ClusterDomain:      "cluster.local",
+		KernelDefaultsFile: kernel.DefaultFile,
 	}
 }
 
@@ -83,6 +88,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.ClusterDNS, "cluster-dns", o.ClusterDNS, "addresses of the cluster DNS (the kube-dns Service's ClusterIP), which the kubelet gives pods with dnsPolicy ClusterFirst; empty: pods resolve as the host does")
 	fs.StringVar(&o.ClusterDomain, "cluster-domain", o.ClusterDomain, "the cluster's DNS domain, searched by pods after their namespace's")
 	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "run the stock kube-proxy beside the kubelet in this mode (iptables or nftables) with the node's credentials, stopped with the executor and its rules removed; empty: no kube-proxy")
+	fs.BoolVar(&o.ProtectKernelDefaults, "protect-kernel-defaults", o.ProtectKernelDefaults, "make the kubelet refuse to start when the host's kernel settings (vm.overcommit_memory, vm.panic_on_oom, kernel.panic, kernel.panic_on_oops, kernel.keys.root_maxkeys/maxbytes) are not what it wants, instead of changing them: for hosts prepared with those values")
+	fs.StringVar(&o.KernelDefaultsFile, "kernel-defaults-file", o.KernelDefaultsFile, "where the host's own kernel settings are kept while the kubelet may have changed them; an executor that finds it (one before it was killed) restores them at start, and the last clean exit restores them and removes it. One per host, outside the sandbox")
 }
 
 // Parse reads the command line (args without the program name) and, for

@@ -16,6 +16,7 @@ import (
 
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
+	"github.com/k8sm/k8sm/executor/kernel"
 	"github.com/k8sm/k8sm/executor/kubelet"
 	"github.com/k8sm/k8sm/executor/podnet"
 	"github.com/k8sm/k8sm/executor/proxy"
@@ -25,18 +26,22 @@ import (
 // host is what the executor changes on its host besides its pods, and
 // gives back on its final exit.
 type host interface {
-	SaveTunables() map[string]string
+	// SaveTunables returns the host's own kernel settings, kept where a
+	// later executor finds them if this one is killed (kernel.Defaults).
+	SaveTunables(logger klog.Logger) (map[string]string, error)
 	RestoreTunables(logger klog.Logger, saved map[string]string)
 	// UnmountUnder removes the kubelet's mounts under dir.
 	UnmountUnder(dir string) error
 	Sleep(d time.Duration)
 }
 
-type realHost struct{}
+type realHost struct{ kernel kernel.Defaults }
 
-func (realHost) SaveTunables() map[string]string { return kubelet.SaveTunables() }
-func (realHost) RestoreTunables(logger klog.Logger, saved map[string]string) {
-	kubelet.RestoreTunables(logger, saved)
+func (h realHost) SaveTunables(logger klog.Logger) (map[string]string, error) {
+	return h.kernel.Record(logger)
+}
+func (h realHost) RestoreTunables(logger klog.Logger, saved map[string]string) {
+	h.kernel.Restore(logger, saved)
 }
 func (realHost) UnmountUnder(dir string) error { return mounts.UnmountUnder(dir) }
 func (realHost) Sleep(d time.Duration)         { time.Sleep(d) }
@@ -70,14 +75,18 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 			}
 		}()
 	}
-	tunables := c.host.SaveTunables()
+	tunables, err := c.host.SaveTunables(klog.FromContext(ctx))
+	if err != nil {
+		return err
+	}
 	kl := kubelet.New(kubelet.Config{
 		Kubeconfig: o.Kubeconfig, ContainerRuntimeEndpoint: o.RuntimeEndpoint, RootDir: o.RootDir,
 		CgroupRoot: o.CgroupRoot, Port: o.KubeletPort, Address: o.KubeletAddress,
 		TLSCertFile: o.TLSCertFile, TLSKeyFile: o.TLSKeyFile, ClientCAFile: o.ClientCAFile, NodeIP: o.NodeIP,
 		NodeLabels: o.NodeLabels, RegisterWithTaints: c.Taints, SystemReserved: o.SystemReserved,
 		ClusterDNS: o.ClusterDNS, ClusterDomain: o.ClusterDomain,
-		Fatal: func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
+		ProtectKernelDefaults: o.ProtectKernelDefaults,
+		Fatal:                 func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
 	})
 	var k executor.Kubelet = kl
 	if o.ProxyMode != "" {
@@ -93,7 +102,7 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 	if run == nil {
 		run = executor.Run
 	}
-	err := run(ctx, executor.Options{
+	err = run(ctx, executor.Options{
 		Env: c.Env, NodeName: o.NodeName, Client: c.Client, Kubelet: k, Runtime: c.Runtime,
 		BindTimeout: o.BindTimeout, ImagePullTimeout: o.ImagePullTimeout, Restart: restart,
 	})

@@ -26,7 +26,7 @@ type fakeHost struct {
 	slept     time.Duration
 }
 
-func (h *fakeHost) SaveTunables() map[string]string { return h.saved }
+func (h *fakeHost) SaveTunables(klog.Logger) (map[string]string, error) { return h.saved, nil }
 func (h *fakeHost) RestoreTunables(_ klog.Logger, saved map[string]string) {
 	h.restored = saved
 }

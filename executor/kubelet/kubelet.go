@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -69,6 +68,10 @@ type Config struct {
 	// through, in ClusterDomain; empty: pods get the host's resolv.conf.
 	ClusterDNS    []string
 	ClusterDomain string
+	// ProtectKernelDefaults makes the kubelet refuse to start on a host
+	// whose kernel settings (kernel.Tunables) are not already what it wants,
+	// instead of changing them.
+	ProtectKernelDefaults bool
 	// Modify changes the configuration last (tests, special hosts).
 	Modify func(*options.KubeletServer)
 	// Fatal is called when the kubelet stops with an error.
@@ -129,9 +132,11 @@ func (k *Kubelet) Server(node string) (*options.KubeletServer, error) {
 	kc.EvictionHard = map[string]string{"memory.available": "0%", "nodefs.available": "0%", "imagefs.available": "0%", "nodefs.inodesFree": "0%"}
 	kc.ImageGCHighThresholdPercent = 100
 	kc.ImageGCLowThresholdPercent = 99
-	// The kubelet would fail on kernel defaults it dislikes with true; with
-	// false it sets them (and the executor restores them on exit).
-	kc.ProtectKernelDefaults = false
+	// With true the kubelet refuses to start unless the host already has
+	// the kernel settings it wants (a host prepared for it); with false it
+	// sets them, and the executor gives back the host's own even after a
+	// crash (executor/kernel).
+	kc.ProtectKernelDefaults = c.ProtectKernelDefaults
 	if len(c.SystemReserved) > 0 {
 		kc.SystemReserved = c.SystemReserved
 	}
@@ -267,35 +272,4 @@ func (k *Kubelet) CgroupRoot(node string) string {
 		return k.cfg.CgroupRoot
 	}
 	return "/k8sm/" + node
-}
-
-// Tunables are the kernel settings the kubelet's container manager sets
-// (pkg/kubelet/cm setupKernelTunables) when protectKernelDefaults is off.
-var Tunables = []string{
-	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
-}
-
-// SaveTunables reads the current values, to give them back with Restore.
-func SaveTunables() map[string]string {
-	out := map[string]string{}
-	for _, t := range Tunables {
-		if b, err := os.ReadFile("/proc/sys/" + t); err == nil {
-			out[t] = strings.TrimSpace(string(b))
-		}
-	}
-	return out
-}
-
-// RestoreTunables writes saved values back where they changed.
-func RestoreTunables(logger klog.Logger, saved map[string]string) {
-	for t, v := range saved {
-		b, err := os.ReadFile("/proc/sys/" + t)
-		if err != nil || strings.TrimSpace(string(b)) == v {
-			continue
-		}
-		if err := os.WriteFile("/proc/sys/"+t, []byte(v), 0o644); err != nil {
-			logger.Error(err, "Restoring kernel setting", "setting", t, "value", v)
-		}
-	}
 }

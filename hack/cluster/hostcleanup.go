@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/k8sm/k8sm/executor/kernel"
 )
 
 // cleanHostLeftovers removes host-wide things that containerd and CNI make
@@ -31,6 +33,9 @@ func cleanHostLeftovers() {
 		// kubelet's root dir.
 		_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
 		removeEmptyDirs("/var/lib/kubelet/device-plugins", "/var/lib/kubelet")
+		// An executor that was killed left the host's own kernel settings
+		// in its file: give them back as its next start would.
+		restoreKernelDefaults(kernel.Defaults{})
 	}
 	// A shim that was killed leaves its socket; with no shim left on the
 	// host every one there is stale.
@@ -53,6 +58,20 @@ func cleanHostLeftovers() {
 		}
 	}
 	removePortmapChains()
+}
+
+func restoreKernelDefaults(k kernel.Defaults) {
+	if _, err := os.Stat(kernel.DefaultFile); err != nil {
+		return
+	}
+	logger := klog.Background()
+	saved, err := k.Record(logger)
+	if err != nil {
+		logger.Error(err, "Restoring the host's kernel settings a killed executor left")
+		return
+	}
+	k.Restore(logger, saved)
+	removeEmptyDirs(filepath.Dir(kernel.DefaultFile))
 }
 
 func anyContainerdRunning() bool {
