@@ -415,6 +415,10 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	zkCreds, err := c.PKI().BrokerZKCredentials()
+	if err != nil {
+		return nil, err
+	}
 	cert, key := c.PKI().BrokerServing()
 	p, err := startProcess("k8sm-broker", c.StateDir, nil, bin,
 		"--master="+c.MesosZK(),
@@ -424,6 +428,8 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 		"--secret-file="+c.mesosSecretFile(),
 		"--master-ca-file="+c.PKI().CACert(),
 		"--role-policy-file="+policy,
+		// Its znodes (framework id, election) are its alone.
+		"--zk-credentials-file="+zkCreds,
 		"--grpc-tls-cert-file="+cert,
 		"--grpc-tls-private-key-file="+key,
 		"--grpc-client-ca-file="+c.PKI().CACert(),

@@ -2,9 +2,14 @@ package cluster
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 )
 
 // The Broker gRPC API's certificates (mutual TLS between the scheduler
@@ -59,4 +64,25 @@ func (p PKI) ensureBrokerGRPC(ca *x509.Certificate, caKey crypto.Signer) error {
 		Subject:     pkix.Name{CommonName: SchedulerGRPCIdentity},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
+}
+
+// BrokerZKCredentials is the broker's ZooKeeper digest identity
+// (user:password, --zk-credentials-file): the znodes it creates are its
+// alone. Made once per cluster.
+func (p PKI) BrokerZKCredentials() (string, error) {
+	path := filepath.Join(p.Dir, "k8sm-broker-zk.credentials")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte("k8sm-broker:"+hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing the broker's ZooKeeper credentials: %w", err)
+	}
+	return path, nil
 }

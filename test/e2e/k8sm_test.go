@@ -60,6 +60,7 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "broker-restart", e.brokerRestart)
 	e.test(t, "pending-until-agent-joins", e.pendingUntilAgentJoins)
 	e.test(t, "agent-killed", e.agentKilled)
+	e.test(t, "attacks", e.attacks)
 	// The chaos suite's short form (make chaos runs the long one).
 	e.test(t, "chaos", func(t *testing.T, ns string) {
 		e.chaos(t, ns, chaosShort, 1, uint64(time.Now().UnixNano()))

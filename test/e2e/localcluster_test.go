@@ -258,7 +258,7 @@ func TestUpIsIdempotentRecoversAndDownLeavesNothing(t *testing.T) {
 				t.Errorf("the kubelets' KUBE-* chains remain in table %s after down", table)
 			}
 		}
-		for _, p := range []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/s"} {
+		for _, p := range []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/run/containerd/s", "/var/lib/k8sm/kernel-defaults.json"} {
 			if _, err := os.Stat(p); err == nil {
 				t.Errorf("%s remains after down", p)
 			}
