@@ -2,7 +2,9 @@ package mesosoffers
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -133,4 +135,56 @@ func untoleratedTaint(logger klog.Logger, node *v1.Node, tolerations []v1.Tolera
 		return nil
 	}
 	return &taint
+}
+
+// leftOut explains the nodes PreFilter left out of the pod's NodeNames, as
+// the scheduler's FitError counts Filter reasons ("2 mesos: host ports
+// [31080-31080] not offered"). The scheduler reports each of them only as
+// "didn't satisfy plugin(s) [MesosOffers]", so without this the first
+// FailedScheduling of a narrowed pod would not say what Mesos is short of.
+// It returns nil when PreFilter did not narrow.
+func (pl *MesosOffers) leftOut(ctx context.Context, state fwk.CycleState, pod *v1.Pod) []string {
+	ds, err := demandStateFrom(state)
+	if err != nil || ds.narrowed == nil || pl.handle == nil {
+		return nil
+	}
+	nodes, err := pl.handle.SnapshotSharedLister().NodeInfos().List()
+	if err != nil {
+		return nil
+	}
+	counts := map[string]int{}
+	for _, n := range nodes {
+		node := n.Node()
+		if node == nil || ds.narrowed.Has(node.Name) {
+			continue
+		}
+		if *pl.args.TolerateAgentTaint {
+			if st := filterTaints(ctx, pod, node, ds.tolerations, pl.comparisonOperators); st != nil {
+				counts[st.Message()]++
+				continue
+			}
+		}
+		a := pl.mirror.get(node.Name)
+		if a == nil {
+			counts["mesos: no outstanding offers from the node"]++
+			continue
+		}
+		_, short := room(state, a).Fit(ds.demand)
+		if short.Fits() {
+			// Offers came back since PreFilter; the next attempt sees them.
+			continue
+		}
+		for _, r := range reasons(short, ds.demand) {
+			counts[r]++
+		}
+	}
+	if len(counts) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(counts))
+	for r, n := range counts {
+		out = append(out, fmt.Sprintf("%d %s", n, r))
+	}
+	slices.Sort(out)
+	return []string{"Of the nodes MesosOffers did not filter: " + strings.Join(out, ", ")}
 }

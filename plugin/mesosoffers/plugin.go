@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -150,6 +151,9 @@ func (pl *MesosOffers) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *f
 type demandState struct {
 	demand, requested podresources.Demand
 	tolerations       []v1.Toleration
+	// narrowed is the PreFilterResult's NodeNames, nil when PreFilter did
+	// not narrow; PostFilter explains the nodes it left out.
+	narrowed sets.Set[string]
 }
 
 func (s *demandState) Clone() fwk.StateData { return s }
@@ -175,7 +179,8 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	}
 	requested := d
 	d = d.WithDefaults(podresources.DefaultPodScalars)
-	state.Write(demandKey, &demandState{demand: d, requested: requested, tolerations: tolerationsOf(pod)})
+	ds := &demandState{demand: d, requested: requested, tolerations: tolerationsOf(pod)}
+	state.Write(demandKey, ds)
 	// The agents' room starts as their offers; preemption's dry run changes
 	// it (preemption.go).
 	room := &roomState{}
@@ -193,6 +198,7 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
 	if names := candidateNodes(pl.mirror, pod, d, nodes); names != nil {
+		ds.narrowed = names
 		return &fwk.PreFilterResult{NodeNames: names}, nil
 	}
 	return nil, nil

@@ -352,8 +352,9 @@ func (w *waiters) left(pod *v1.Pod, offersLag bool, delay time.Duration, now tim
 // PostFilter lets the preemption plugins after it run only for a pod that
 // has waited PreemptionDelay for offers (see waiters).
 func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, m fwk.NodeToStatusReader) (*fwk.PostFilterResult, *fwk.Status) {
+	leftOut := pl.leftOut(ctx, state, pod)
 	if pod.Spec.PreemptionPolicy != nil && *pod.Spec.PreemptionPolicy == v1.PreemptNever {
-		return nil, fwk.NewStatus(fwk.Unschedulable)
+		return nil, fwk.NewStatus(fwk.Unschedulable, leftOut...)
 	}
 	if s, err := state.Read(roomKey); err == nil && s.(*roomState).fitsNoAgent {
 		return nil, fwk.NewStatus(fwk.Unschedulable)
@@ -368,8 +369,8 @@ func (pl *MesosOffers) PostFilter(ctx context.Context, state fwk.CycleState, pod
 		pl.handle.Activate(logger, map[string]*v1.Pod{string(pod.UID): pod})
 	})
 	if left > 0 {
-		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
-			fmt.Sprintf("mesos: waiting %s more for offers before preempting (preemptionDelay %s)", left.Round(time.Second), pl.args.PreemptionDelay.Duration))
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, append(leftOut,
+			fmt.Sprintf("mesos: waiting %s more for offers before preempting (preemptionDelay %s)", left.Round(time.Second), pl.args.PreemptionDelay.Duration))...)
 	}
-	return nil, fwk.NewStatus(fwk.Unschedulable)
+	return nil, fwk.NewStatus(fwk.Unschedulable, leftOut...)
 }
