@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +92,7 @@ type Cache struct {
 	byPod        map[types.UID]*Reservation
 	ended        map[string]ended
 	watchers     map[*Watcher]struct{}
+	attrs        attrSets
 	seq          uint64
 	idPrefix     string
 }
@@ -100,13 +102,18 @@ type ended struct {
 	at  time.Time
 }
 
+// agent is the record of one agent (records.go says why it is compact).
 type agent struct {
 	id, hostname string
-	// attributes is replaced, never modified, once published in a view.
-	attributes   map[string]string
-	offers       map[string]*offer
-	offered      podresources.ByRole
-	capacity     podresources.ByRole
+	// attributes is shared with the agents of the same attribute set (the
+	// cache's attrSets, under attrKey) and never modified.
+	attributes map[string]string
+	attrKey    string
+	offers     []*offer
+	offered    roleSums
+	capacity   roleSums
+	// reserved, reservations and executors stay nil while empty: most
+	// agents hold no reservation most of the time.
 	reserved     podresources.ByRole
 	reservations map[string]*Reservation
 	executors    map[string]bool
@@ -115,10 +122,14 @@ type agent struct {
 	version  uint64
 }
 
+// offer is the record of one outstanding offer: what Take, Declinable and
+// the views need of it, and nothing of the decoded mesos.Offer.
 type offer struct {
-	id        string
-	resources []mesos.Resource
-	byRole    podresources.ByRole
+	id string
+	// resources are the offered resources as encodeResources keeps them, for
+	// the ACCEPT that uses the offer.
+	resources []byte
+	byRole    roleSums
 	received  time.Time
 	usable    bool
 }
@@ -136,6 +147,7 @@ func New(cfg Config) *Cache {
 		byPod:        map[types.UID]*Reservation{},
 		ended:        map[string]ended{},
 		watchers:     map[*Watcher]struct{}{},
+		attrs:        attrSets{},
 		// Reservation ids are unique across broker restarts, so a plugin that
 		// kept one from the previous leader gets "unknown", never a stranger's.
 		idPrefix: hex.EncodeToString(b[:]),
@@ -172,15 +184,20 @@ func (c *Cache) Add(offers ...mesos.Offer) {
 			continue
 		}
 		a := c.agentLocked(o.AgentID.Value, o.Hostname)
-		if attrs := renderAttributes(o.Attributes); !equalMaps(attrs, a.attributes) {
-			a.attributes = attrs
+		c.attrs.use(a, renderAttributes(o.Attributes))
+		byRole := compactRoles(podresources.FromMesos(o.Resources))
+		raw, err := encodeResources(o.Resources)
+		if err != nil {
+			// Kept without resources, so Declinable hands it back at once.
+			klog.ErrorS(err, "Offer kept for declining only", "offer", id, "agent", a.id)
+			byRole = nil
 		}
-		byRole := podresources.FromMesos(o.Resources)
-		a.offers[id] = &offer{id: id, resources: o.Resources, byRole: byRole, received: now, usable: !byRole.Total().IsZero()}
+		a.offers = append(a.offers, &offer{id: id, resources: raw, byRole: byRole, received: now, usable: !byRole.isZero()})
 		c.offerAgent[id] = a
-		for role, r := range byRole {
-			a.offered[role] = a.offered[role].Add(r)
-			a.capacity[role] = highWater(a.capacity[role], a.offered[role])
+		for _, e := range byRole {
+			offered := a.offered.get(e.role).Add(e.res)
+			a.offered = a.offered.set(e.role, offered)
+			a.capacity = a.capacity.set(e.role, highWater(a.capacity.get(e.role), offered))
 		}
 		touched[a] = struct{}{}
 	}
@@ -192,15 +209,7 @@ func (c *Cache) Add(offers ...mesos.Offer) {
 func (c *Cache) agentLocked(id, hostname string) *agent {
 	a, ok := c.agents[id]
 	if !ok {
-		a = &agent{
-			id:           id,
-			offers:       map[string]*offer{},
-			offered:      podresources.ByRole{},
-			capacity:     podresources.ByRole{},
-			reserved:     podresources.ByRole{},
-			reservations: map[string]*Reservation{},
-			executors:    map[string]bool{},
-		}
+		a = &agent{id: id}
 		c.agents[id] = a
 	}
 	if hostname != "" && a.hostname != hostname {
@@ -246,9 +255,10 @@ func (c *Cache) RemoveAgent(agentID string) []Reservation {
 		lost = append(lost, *r)
 		c.endLocked(r, fmt.Errorf("%w: agent %s (%s) is gone", ErrLost, a.hostname, a.id))
 	}
-	for id := range a.offers {
-		delete(c.offerAgent, id)
+	for _, o := range a.offers {
+		delete(c.offerAgent, o.id)
 	}
+	c.attrs.release(a)
 	delete(c.agents, a.id)
 	if c.byHost[a.hostname] == a {
 		delete(c.byHost, a.hostname)
@@ -273,7 +283,7 @@ func (c *Cache) SetExecutorRunning(agentID, role string, running bool) []Reserva
 		return nil
 	}
 	if running {
-		a.executors[role] = true
+		a.setExecutor(role)
 	} else {
 		delete(a.executors, role)
 	}
@@ -349,8 +359,8 @@ func (c *Cache) availableLocked(a *agent) podresources.ByRole {
 	if a.draining != "" {
 		return out
 	}
-	for role, off := range a.offered {
-		out[role] = off.Subtract(a.reserved[role]).Subtract(c.executorCharge(a, role))
+	for _, e := range a.offered {
+		out[e.role] = e.res.Subtract(a.reserved[e.role]).Subtract(c.executorCharge(a, e.role))
 	}
 	return out
 }
@@ -371,7 +381,7 @@ func (c *Cache) viewLocked(a *agent) AgentView {
 		Hostname:      a.hostname,
 		Attributes:    a.attributes,
 		Available:     avail,
-		Capacity:      a.capacity.Clone(),
+		Capacity:      a.capacity.byRole(),
 		ExecutorRoles: roles,
 		Draining:      a.draining,
 		Version:       a.version,
@@ -388,21 +398,25 @@ func (c *Cache) changedLocked(a *agent) {
 }
 
 func (c *Cache) removeOffersLocked(a *agent, ids []string) {
-	for _, id := range ids {
-		if _, ok := a.offers[id]; !ok {
+	kept := a.offers[:0]
+	for _, o := range a.offers {
+		if slices.Contains(ids, o.id) {
+			delete(c.offerAgent, o.id)
 			continue
 		}
-		delete(a.offers, id)
-		delete(c.offerAgent, id)
+		kept = append(kept, o)
 	}
+	clear(a.offers[len(kept):])
+	a.offers = kept
 	// Recomputed rather than subtracted: port ranges of two offers may touch,
 	// and a fresh sum cannot carry an earlier mistake forward.
-	a.offered = podresources.ByRole{}
+	offered := podresources.ByRole{}
 	for _, o := range a.offers {
-		for role, r := range o.byRole {
-			a.offered[role] = a.offered[role].Add(r)
+		for _, e := range o.byRole {
+			offered[e.role] = offered[e.role].Add(e.res)
 		}
 	}
+	a.offered = compactRoles(offered)
 }
 
 // rebalanceLocked restores the invariant after offered resources shrank or
@@ -411,7 +425,7 @@ func (c *Cache) removeOffersLocked(a *agent, ids []string) {
 func (c *Cache) rebalanceLocked(a *agent) []Reservation {
 	ok := true
 	for role := range rolesInUse(a) {
-		if !a.offered[role].Contains(a.reserved[role].Add(c.executorCharge(a, role))) {
+		if !a.offered.get(role).Contains(a.reserved[role].Add(c.executorCharge(a, role))) {
 			ok = false
 			break
 		}
@@ -423,7 +437,7 @@ func (c *Cache) rebalanceLocked(a *agent) []Reservation {
 	kept := podresources.ByRole{}
 	for _, r := range sortedReservations(a) {
 		want := kept[r.Role].Add(r.Claim)
-		if a.offered[r.Role].Contains(want.Add(c.executorCharge(a, r.Role))) {
+		if a.offered.get(r.Role).Contains(want.Add(c.executorCharge(a, r.Role))) {
 			kept[r.Role] = want
 			continue
 		}
@@ -494,16 +508,24 @@ func renderAttributes(attrs []mesos.Attribute) map[string]string {
 	return out
 }
 
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
+// setExecutor notes that the executor of role runs on a.
+func (a *agent) setExecutor(role string) {
+	if a.executors == nil {
+		a.executors = map[string]bool{}
 	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
+	a.executors[role] = true
+}
+
+// addReservation adds a live reservation to a's records.
+func (a *agent) addReservation(r *Reservation) {
+	if a.reservations == nil {
+		a.reservations = map[string]*Reservation{}
 	}
-	return true
+	if a.reserved == nil {
+		a.reserved = podresources.ByRole{}
+	}
+	a.reservations[r.ID] = r
+	a.reserved[r.Role] = a.reserved[r.Role].Add(r.Claim)
 }
 
 func highWater(a, b podresources.Resources) podresources.Resources {

@@ -42,14 +42,14 @@ func (c *Cache) Declinable() Decline {
 			}
 			return candidates[i].id < candidates[j].id
 		})
-		offered := a.offered.Clone()
+		offered := a.offered.byRole()
 		var drop []string
 		for _, o := range candidates {
 			if len(a.reservations) > 0 && !c.stillHoldsLocked(a, offered, o) {
 				continue
 			}
-			for role, r := range o.byRole {
-				offered[role] = offered[role].Subtract(r)
+			for _, e := range o.byRole {
+				offered[e.role] = offered[e.role].Subtract(e.res)
 			}
 			drop = append(drop, o.id)
 		}
@@ -71,7 +71,7 @@ func (c *Cache) Declinable() Decline {
 // reservation of a plus the executor charge of their roles.
 func (c *Cache) stillHoldsLocked(a *agent, offered podresources.ByRole, o *offer) bool {
 	for role := range rolesInUse(a) {
-		left := offered[role].Subtract(o.byRole[role])
+		left := offered[role].Subtract(o.byRole.get(role))
 		if !left.Contains(a.reserved[role].Add(c.executorCharge(a, role))) {
 			return false
 		}

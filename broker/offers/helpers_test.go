@@ -78,18 +78,18 @@ func checkInvariants(t testing.TB, c *Cache) {
 			if got := a.reserved[role]; !got.Contains(s) || !s.Contains(got) {
 				t.Fatalf("agent %s role %s: reserved sum %v, reservations add up to %v", a.id, role, got, s)
 			}
-			if need := s.Add(c.executorCharge(a, role)); !a.offered[role].Contains(need) {
-				t.Fatalf("agent %s role %s double-booked: offered %v, reserved+executor %v", a.id, role, a.offered[role], need)
+			if need := s.Add(c.executorCharge(a, role)); !a.offered.get(role).Contains(need) {
+				t.Fatalf("agent %s role %s double-booked: offered %v, reserved+executor %v", a.id, role, a.offered.get(role), need)
 			}
 		}
 		fresh := podresources.ByRole{}
 		for _, o := range a.offers {
-			for role, r := range o.byRole {
-				fresh[role] = fresh[role].Add(r)
+			for _, e := range o.byRole {
+				fresh[e.role] = fresh[e.role].Add(e.res)
 			}
 		}
 		for role, r := range fresh {
-			if off := a.offered[role]; !off.Contains(r) || !r.Contains(off) {
+			if off := a.offered.get(role); !off.Contains(r) || !r.Contains(off) {
 				t.Fatalf("agent %s role %s: offered %v but offers add up to %v", a.id, role, off, r)
 			}
 		}

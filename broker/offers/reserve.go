@@ -118,8 +118,7 @@ func (c *Cache) Reserve(req ReserveRequest) (Reservation, error) {
 	}
 	c.reservations[r.ID] = r
 	c.byPod[r.Pod.UID] = r
-	a.reservations[r.ID] = r
-	a.reserved[role] = a.reserved[role].Add(claim)
+	a.addReservation(r)
 	c.changedLocked(a)
 	r.AgentVersion = a.version
 	klog.V(4).InfoS("Reserved", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "agent", a.id, "node", a.hostname, "role", role, "claim", claim.String(), "ttl", ttl)

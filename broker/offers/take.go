@@ -2,6 +2,7 @@ package offers
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -120,7 +121,11 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 	var pool mesos.Resources
 	for _, o := range chosen {
 		l.OfferIDs = append(l.OfferIDs, o.id)
-		pool = append(pool, o.resources...)
+		rs, err := decodeResources(o.resources)
+		if err != nil {
+			return nil, fmt.Errorf("offer %s of agent %s: %w", o.id, a.id, err)
+		}
+		pool = append(pool, rs...)
 	}
 	for _, role := range sortedKeys(execRoles) {
 		// One shape for the executor's resources, whatever the offers
@@ -160,7 +165,7 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 		c.endLocked(r, fmt.Errorf("%w: reservation %s of pod %s/%s was launched on %s", ErrLaunched, r.ID, r.Pod.Namespace, r.Pod.Name, a.hostname))
 	}
 	for role := range execRoles {
-		a.executors[role] = true
+		a.setExecutor(role)
 	}
 	c.removeOffersLocked(a, l.OfferIDs)
 	l.Lost = c.rebalanceLocked(a)
@@ -177,10 +182,7 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 // all of them do not. An offer is only taken if it has resources of a role
 // that is still short, so offers of other roles stay for other pods.
 func (c *Cache) chooseOffersLocked(a *agent, need podresources.ByRole) []*offer {
-	all := make([]*offer, 0, len(a.offers))
-	for _, o := range a.offers {
-		all = append(all, o)
-	}
+	all := slices.Clone(a.offers)
 	sort.Slice(all, func(i, j int) bool {
 		if !all[i].received.Equal(all[j].received) {
 			return all[i].received.Before(all[j].received)
@@ -205,7 +207,7 @@ func (c *Cache) chooseOffersLocked(a *agent, need podresources.ByRole) []*offer 
 		}
 		useful := false
 		for _, role := range missing {
-			r := o.byRole[role]
+			r := o.byRole.get(role)
 			if !r.IsZero() && contributes(have[role], need[role], r) {
 				useful = true
 			}
@@ -214,8 +216,8 @@ func (c *Cache) chooseOffersLocked(a *agent, need podresources.ByRole) []*offer 
 			continue
 		}
 		chosen = append(chosen, o)
-		for role, r := range o.byRole {
-			have[role] = have[role].Add(r)
+		for _, e := range o.byRole {
+			have[e.role] = have[e.role].Add(e.res)
 		}
 	}
 	if len(short()) > 0 {

@@ -1,0 +1,158 @@
+package offers
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// The benchmarks in this file measure memory, not time: what the broker keeps
+// live per agent at 10,000 agents, and what one OFFERS event of 10,000 offers
+// costs on its way into the cache. Run them with -benchtime=1x; the figures
+// are the metrics, ns/op is incidental.
+//
+//	go test -run '^$' -bench 'Heap' -benchtime=1x ./broker/offers
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// simOffers are offers shaped as mesos-sim's master sends them to a
+// MULTI_ROLE framework for k8sm-bench's hollow agents (cpus:8;mem:32768;
+// disk:100000;ports:[31000-32000], attribute rack:r1): resources with
+// allocation info, the agent's URL, the offer's allocation info.
+func simOffers(n int) []mesos.Offer {
+	role := "*"
+	out := make([]mesos.Offer, n)
+	for i := range out {
+		host := fmt.Sprintf("hollow-%05d", i)
+		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
+		rs := podresources.ToMesos(podresources.Resources{
+			Scalars: podresources.Scalars{CPUs: podresources.MilliFromFloat(8), MemMB: podresources.MilliFromFloat(32768), DiskMB: podresources.MilliFromFloat(100000)},
+			Ports:   podresources.NewRanges(podresources.Range{Begin: 31000, End: 32000}),
+		}, role)
+		out[i] = mesos.Offer{
+			ID:          mesos.OfferID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-O%d", i)},
+			FrameworkID: mesos.FrameworkID{Value: "2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-0000"},
+			AgentID:     mesos.AgentID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-S%d", i)},
+			Hostname:    host,
+			URL: &mesos.URL{
+				Scheme:  "http",
+				Address: mesos.Address{Hostname: &host, IP: &ip, Port: 5051},
+				Path:    strPtr("/slave(1)"),
+			},
+			Attributes:     []mesos.Attribute{{Name: "rack", Type: mesos.TEXT, Text: &mesos.Value_Text{Value: "r1"}}},
+			AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
+			Resources:      rs,
+		}
+	}
+	return out
+}
+
+func strPtr(s string) *string { return &s }
+
+// offersEvent is the protobuf OFFERS event of n simOffers, as read from the
+// subscription's RecordIO stream.
+func offersEvent(b *testing.B, n int) []byte {
+	ev := scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(n)}}
+	wire, err := ev.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wire
+}
+
+func decodeEvent(b *testing.B, wire []byte) *scheduler.Event {
+	ev := new(scheduler.Event)
+	if err := ev.Unmarshal(wire); err != nil {
+		b.Fatal(err)
+	}
+	return ev
+}
+
+// BenchmarkCacheHeap reports what the cache keeps live for benchAgents
+// agents of one offer each, once the OFFERS event they came in is garbage:
+// heap-B/agent and cache-MiB.
+func BenchmarkCacheHeap(b *testing.B) {
+	wire := offersEvent(b, benchAgents)
+	var live uint64
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		before := liveHeap()
+		ev := decodeEvent(b, wire)
+		c := New(Config{Executor: res(0.1, 32)})
+		c.Add(ev.GetOffers().Offers...)
+		ev = nil
+		live = liveHeap() - before
+		runtime.KeepAlive(c)
+	}
+	b.ReportMetric(float64(live)/benchAgents, "heap-B/agent")
+	b.ReportMetric(float64(live)/(1<<20), "cache-MiB")
+}
+
+// BenchmarkOffersEventHeap reports the transient cost of one OFFERS event of
+// benchAgents offers: the size on the wire (wire-MiB), the decoded event while
+// the cache takes it in (event-MiB, live on top of the cache until the event
+// is dropped), and everything decoding and Add allocate (alloc-MiB).
+func BenchmarkOffersEventHeap(b *testing.B) {
+	wire := offersEvent(b, benchAgents)
+	var decoded, alloc uint64
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		c := New(Config{Executor: res(0.1, 32)})
+		before := liveHeap()
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		ev := decodeEvent(b, wire)
+		decoded = liveHeap() - before
+		c.Add(ev.GetOffers().Offers...)
+		runtime.ReadMemStats(&ms1)
+		alloc = ms1.TotalAlloc - ms0.TotalAlloc
+		runtime.KeepAlive(ev)
+		runtime.KeepAlive(c)
+	}
+	b.ReportMetric(float64(len(wire))/(1<<20), "wire-MiB")
+	b.ReportMetric(float64(decoded)/(1<<20), "event-MiB")
+	b.ReportMetric(float64(alloc)/(1<<20), "alloc-MiB")
+}
+
+// BenchmarkSnapshotHeap reports what one watcher's snapshot of benchAgents
+// agents holds while it is sent (snapshot-MiB, on top of the cache).
+func BenchmarkSnapshotHeap(b *testing.B) {
+	c := New(Config{Executor: res(0.1, 32)})
+	c.Add(simOffers(benchAgents)...)
+	var live uint64
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		before := liveHeap()
+		s, _ := c.Snapshot()
+		live = liveHeap() - before
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(float64(live)/benchAgents, "B/agent")
+	b.ReportMetric(float64(live)/(1<<20), "snapshot-MiB")
+}
+
+// BenchmarkAdd is the time to take one OFFERS event of benchAgents offers
+// into an empty cache, decoding excluded.
+func BenchmarkAdd(b *testing.B) {
+	wire := offersEvent(b, benchAgents)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		ev := decodeEvent(b, wire)
+		c := New(Config{Executor: res(0.1, 32)})
+		b.StartTimer()
+		c.Add(ev.GetOffers().Offers...)
+	}
+}
