@@ -69,6 +69,11 @@ func Elect(ctx context.Context, s *Session, dir, identity string) (context.Conte
 				case <-lctx.Done():
 					resign()
 				case <-suspended:
+					// Stop leading first: the delete below waits for
+					// go-zookeeper to give up on the lost connection (a
+					// second or more), and the broker must write nothing
+					// meanwhile.
+					cancel()
 					logger.Info("Broker leadership lost: the ZooKeeper connection was lost or the session ended")
 					// Fails while disconnected; then the session's close
 					// or expiry removes the znode.

@@ -2,71 +2,12 @@ package zk_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
+	"github.com/k8sm/k8sm/hack/cluster/zktesting"
 )
-
-// cutProxy forwards TCP to a ZooKeeper until Cut, which drops every
-// connection and refuses new ones: the client side of a network partition.
-type cutProxy struct {
-	lis   net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
-}
-
-func startProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{lis: lis}
-	t.Cleanup(func() { p.Cut() })
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			p.mu.Lock()
-			if err != nil || p.cut {
-				p.mu.Unlock()
-				_ = c.Close()
-				if up != nil {
-					_ = up.Close()
-				}
-				continue
-			}
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) Addr() string { return p.lis.Addr().String() }
-
-// Cut partitions the client from ZooKeeper; its session lives on in the
-// servers until it expires.
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	_ = p.lis.Close()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
 
 // TestLeaderCutOffFromZooKeeperStepsDownFirst: a leader that loses its
 // ZooKeeper connection gives up leadership at once, before its session
@@ -77,7 +18,7 @@ func TestLeaderCutOffFromZooKeeperStepsDownFirst(t *testing.T) {
 	addr := startZK(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	proxy := startProxy(t, addr)
+	proxy := zktesting.StartProxy(t, addr)
 	a, err := brokerzk.Connect(ctx, []string{proxy.Addr()}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)

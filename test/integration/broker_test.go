@@ -56,6 +56,11 @@ type runningBroker struct {
 	client brokerv1.BrokerClient
 	health healthpb.HealthClient
 	stop   func()
+	// cfg is the broker's configuration: its gate and Kubernetes client.
+	cfg *app.Config
+	// mayLoseLeadership: the test takes leadership away, so Run ending
+	// with "leadership lost" is expected, not a failure.
+	mayLoseLeadership bool
 }
 
 // newBrokerEnv runs the control plane and a Mesos double with one agent,
@@ -145,20 +150,21 @@ func (e *brokerEnv) startBroker(ctx context.Context, identity string, adjust ...
 	go func() { done <- c.Run(rctx) }()
 	cert, key := e.cfg.PKI().SchedulerBrokerClient()
 	conn := e.dial(c.GRPCListener.Addr().String(), certfiles.ClientFiles{CAFile: e.cfg.PKI().CACert(), CertFile: cert, KeyFile: key})
+	b := &runningBroker{grpc: c.GRPCListener.Addr().String(), http: "http://" + c.HTTPListener.Addr().String(), client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), cfg: c}
 	var once bool
-	stop := func() {
+	b.stop = func() {
 		if once {
 			return
 		}
 		once = true
 		cancel()
 		_ = conn.Close()
-		if err := <-done; err != nil {
+		if err := <-done; err != nil && !(b.mayLoseLeadership && strings.Contains(err.Error(), "leadership lost")) {
 			t.Errorf("broker %s: %v", identity, err)
 		}
 	}
-	t.Cleanup(stop)
-	return &runningBroker{grpc: c.GRPCListener.Addr().String(), http: "http://" + c.HTTPListener.Addr().String(), client: brokerv1.NewBrokerClient(conn), health: healthpb.NewHealthClient(conn), stop: stop}
+	t.Cleanup(b.stop)
+	return b
 }
 
 // dial connects to the Broker API with the given TLS files, as the plugin does.
