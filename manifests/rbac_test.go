@@ -52,7 +52,9 @@ var brokerUses = slices.Concat(
 	uses("", "", "pods/status", "broker/pods: UpdateStatus of a pod whose task ended", "update"),
 	uses("", "", "nodes", "broker/nodes: Node informer, Get, Create of an agent's Node, merge patch of its labels/annotation/taint", "get", "list", "watch", "create", "patch"),
 	uses("", "", "nodes/status", "broker/nodes: strategic merge patch of the status (Ready, capacity) while no kubelet runs", "patch"),
-	uses("", "", "events", "broker/nodes: client-go's event recorder (create, then patch to aggregate)", "create", "patch"),
+	uses("", "", "events", "broker/nodes, broker/hostprivate: client-go's event recorder (create, then patch to aggregate)", "create", "patch"),
+	uses("", "", "services", "broker/hostprivate: Service informer (host-private Services)", "list", "watch"),
+	uses("", "discovery.k8s.io", "endpointslices", "broker/hostprivate: informer on its own slices, create/update/delete of host-private Services' slices", "list", "watch", "create", "update", "delete"),
 	uses("kube-node-lease", "coordination.k8s.io", "leases", "broker/nodes: Node Leases renewed for kubelet-less agents", "get", "create", "update"),
 )
 

@@ -21,7 +21,8 @@ type readiness struct {
 	// subscribed while the broker holds a Mesos subscription: the
 	// scheduler plugin must not reserve against a broker without offers.
 	subscribed atomic.Bool
-	// informersSynced reports whether the pod and Node informers are in
+	// informersSynced reports whether the pod, Node, Service and
+	// host-private EndpointSlice informers are in
 	// sync; nil until they exist (they start when this replica leads).
 	informersSynced atomic.Pointer[func() bool]
 	// subscribeError says why the last subscription attempt failed (a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/broker/grpcserver"
+	"github.com/k8sm/k8sm/broker/hostprivate"
 	"github.com/k8sm/k8sm/broker/launch"
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/metrics"
@@ -139,7 +140,9 @@ func (c *Config) Run(ctx context.Context) error {
 		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,
 		Tasks: podc, Status: podc, Agents: mirror,
 	})
-	synced := podc.HasSynced
+	// Host-private Services' EndpointSlices, from the same pods.
+	hostPrivate := hostprivate.New(hostprivate.Config{Client: c.Kube, Pods: podc.PodInformer()})
+	synced := func() bool { return podc.HasSynced() && hostPrivate.HasSynced() }
 	health.informersSynced.Store(&synced)
 	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow}))
 	srv.SetRolePolicy(c.RolePolicy)
@@ -180,6 +183,7 @@ func (c *Config) Run(ctx context.Context) error {
 	nodeInformers.Start(lctx.Done())
 	run(runDetector)
 	run(podc.Run)
+	run(hostPrivate.Run)
 	run(fw.Run)
 	run(driver.Run)
 	run(mirror.Run)

@@ -283,6 +283,10 @@ func (c *Controller) mayNeedEnding(p *v1.Pod) bool {
 	return p.DeletionTimestamp != nil && p.Spec.NodeName != "" && c.cfg.KubeletRuns != nil
 }
 
+// PodInformer is the informer on the mesos-scheduler's pods, for other
+// controllers of the broker to share (add handlers before Run starts it).
+func (c *Controller) PodInformer() cache.SharedIndexInformer { return c.informer }
+
 // HasSynced reports whether the informers are in sync.
 func (c *Controller) HasSynced() bool {
 	for _, s := range c.synced {

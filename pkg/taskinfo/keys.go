@@ -36,6 +36,17 @@ const (
 	// only that task's statuses to the pod and kills any other task of it.
 	TaskIDAnnotation = "k8sm.io/task-id"
 
+	// HostPrivateSelectorAnnotation on a Service without spec.selector
+	// makes it a host-private Service: the broker publishes its
+	// EndpointSlices at the agents' addresses and the host ports Mesos
+	// allocated to the pods this label selector names (broker/hostprivate),
+	// for Mesos clusters whose pod addresses are not routable.
+	HostPrivateSelectorAnnotation = "k8sm.io/host-private-selector"
+	// HostPrivateManagedBy is the endpointslice.kubernetes.io/managed-by
+	// value of the EndpointSlices the broker publishes, so that the stock
+	// EndpointSlice controllers leave them alone.
+	HostPrivateManagedBy = "host-private.k8sm.io"
+
 	// AnnotationPrefix is the prefix (before the "/") of every key k8sm
 	// reads on pods.
 	AnnotationPrefix = "k8sm.io"
@@ -44,3 +55,6 @@ const (
 // PodAnnotations are the k8sm.io/ annotations k8sm reads on pods; any other
 // k8sm.io/ key on a pod is a mistake (podresources.ValidateAnnotations).
 var PodAnnotations = []string{RolesAnnotation, WildcardPortsAnnotation, HostPortsAnnotation, TaskIDAnnotation}
+
+// ServiceAnnotations are the k8sm.io/ annotations k8sm reads on Services.
+var ServiceAnnotations = []string{HostPrivateSelectorAnnotation}

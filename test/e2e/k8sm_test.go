@@ -42,6 +42,7 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "services", e.services)
 	e.test(t, "cluster-dns", e.clusterDNS)
 	e.test(t, "service-rollout", e.serviceRollout)
+	e.test(t, "host-private", e.hostPrivate)
 	e.test(t, "attributes", e.attributeNodeSelector)
 	e.test(t, "preemption", e.preemption)
 	e.test(t, "pdb-steers-preemption", e.pdbSteersPreemption)
