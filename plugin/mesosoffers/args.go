@@ -89,6 +89,13 @@ type Args struct {
 	// broker's --role-policy-file the same file (one ConfigMap). Empty: the
 	// built-in policy, role "*" for every namespace and no other role.
 	RolePolicyFile string `json:"rolePolicyFile,omitempty"`
+	// OpportunisticBatching lets the scheduler reuse one pod's filtered and
+	// scored nodes for the next pod with the same Mesos demand, roles,
+	// namespace, k8sm.io/ annotations and tolerations (SignPod says why that
+	// is safe with offers). It needs the scheduler's OpportunisticBatching
+	// feature gate (on by default). Default false: docs/benchmarks.md
+	// measures what it changes.
+	OpportunisticBatching *bool `json:"opportunisticBatching,omitempty"`
 }
 
 // TLSArgs name PEM files.
@@ -129,6 +136,10 @@ func (a *Args) DeepCopyObject() runtime.Object {
 		b := *a.TolerateAgentTaint
 		out.TolerateAgentTaint = &b
 	}
+	if a.OpportunisticBatching != nil {
+		b := *a.OpportunisticBatching
+		out.OpportunisticBatching = &b
+	}
 	return &out
 }
 
@@ -151,6 +162,10 @@ func (a *Args) SetDefaults() {
 	if a.TolerateAgentTaint == nil {
 		t := true
 		a.TolerateAgentTaint = &t
+	}
+	if a.OpportunisticBatching == nil {
+		f := false
+		a.OpportunisticBatching = &f
 	}
 }
 

@@ -137,13 +137,6 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 // Name returns the plugin name.
 func (pl *MesosOffers) Name() string { return Name }
 
-// SignPod refuses opportunistic batching: a cached result for an identical
-// pod would reuse node choices made against offers that have since changed
-// outside the cluster state the scheduler snapshots.
-func (pl *MesosOffers) SignPod(context.Context, *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
-	return nil, fwk.NewStatus(fwk.Unschedulable, "Mesos offers change outside the scheduler's snapshot")
-}
-
 // demandState holds the pod's demand with the default charge for what it
 // does not request (what Filter checks), and what it requests (what Reserve
 // sends: the broker charges the defaults of its flags).
