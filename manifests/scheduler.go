@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -39,25 +40,21 @@ func ShippedSchedulerConfig() (SchedulerConfig, error) {
 // ConfigMap of manifest, the text of manifests/scheduler.yaml.
 func parseSchedulerConfig(manifest []byte) (SchedulerConfig, error) {
 	var text string
-	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifest)))
-	for {
-		doc, err := docs.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
-		}
+	err := eachDocument(manifest, func(doc []byte) error {
 		var obj struct {
 			Kind string            `json:"kind"`
 			Data map[string]string `json:"data"`
 		}
 		if err := yaml.Unmarshal(doc, &obj); err != nil {
-			return nil, fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+			return err
 		}
 		if obj.Kind == "ConfigMap" && obj.Data["scheduler-config.yaml"] != "" {
 			text = obj.Data["scheduler-config.yaml"]
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if text == "" {
 		return nil, fmt.Errorf("manifests/scheduler.yaml has no ConfigMap with scheduler-config.yaml")
@@ -70,6 +67,83 @@ func parseSchedulerConfig(manifest []byte) (SchedulerConfig, error) {
 		return nil, fmt.Errorf("the KubeSchedulerConfiguration of manifests/scheduler.yaml is empty")
 	}
 	return cfg, nil
+}
+
+// eachDocument calls f with each YAML document of manifest, the text of
+// manifests/scheduler.yaml.
+func eachDocument(manifest []byte, f func(doc []byte) error) error {
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifest)))
+	for {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err == nil {
+			err = f(doc)
+		}
+		if err != nil {
+			return fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+		}
+	}
+}
+
+// ShippedSchedulerFeatureGates returns the value of the --feature-gates flag
+// the Deployment of manifests/scheduler.yaml gives the kube-scheduler
+// container ("" when it gives none), so that a program starting the
+// scheduler itself (hack/cluster, the benchmark) runs it with the same
+// gates.
+func ShippedSchedulerFeatureGates() (string, error) {
+	raw, err := FS.ReadFile("scheduler.yaml")
+	if err != nil {
+		return "", fmt.Errorf("reading manifests/scheduler.yaml: %w", err)
+	}
+	return parseSchedulerFeatureGates(raw)
+}
+
+func parseSchedulerFeatureGates(manifest []byte) (string, error) {
+	var gates []string
+	found := false
+	err := eachDocument(manifest, func(doc []byte) error {
+		var obj struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name    string   `json:"name"`
+							Command []string `json:"command"`
+							Args    []string `json:"args"`
+						} `json:"containers"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return err
+		}
+		if obj.Kind != "Deployment" {
+			return nil
+		}
+		for _, c := range obj.Spec.Template.Spec.Containers {
+			if c.Name != "kube-scheduler" {
+				continue
+			}
+			found = true
+			for _, a := range append(c.Command, c.Args...) {
+				if v, ok := strings.CutPrefix(a, "--feature-gates="); ok && v != "" {
+					gates = append(gates, v)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", errors.New("manifests/scheduler.yaml has no Deployment with a kube-scheduler container")
+	}
+	return strings.Join(gates, ","), nil
 }
 
 // MesosOffersArgs returns the args of every MesosOffers pluginConfig, of

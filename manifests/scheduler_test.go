@@ -205,3 +205,35 @@ func TestShippedRolePolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestSchedulerFeatureGatesOfTheDeployment(t *testing.T) {
+	const deployment = `apiVersion: apps/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      containers:
+      - name: sidecar
+        command: [/x, --feature-gates=Other=true]
+      - name: kube-scheduler
+        command:
+        - /kube-scheduler
+        - --feature-gates=SchedulerAsyncAPICalls=true
+        args: [--v=2]
+`
+	got, err := parseSchedulerFeatureGates([]byte("kind: ServiceAccount\n---\n" + deployment))
+	if err != nil || got != "SchedulerAsyncAPICalls=true" {
+		t.Errorf("feature gates %q (%v), want SchedulerAsyncAPICalls=true of the kube-scheduler container", got, err)
+	}
+	got, err = parseSchedulerFeatureGates([]byte(strings.ReplaceAll(deployment, "        - --feature-gates=SchedulerAsyncAPICalls=true\n", "")))
+	if err != nil || got != "" {
+		t.Errorf("without the flag: %q (%v), want none", got, err)
+	}
+	if _, err := parseSchedulerFeatureGates([]byte("kind: ServiceAccount\n")); err == nil {
+		t.Error("a manifest without the scheduler's Deployment: no error")
+	}
+	// The shipped file parses (whatever gates it sets).
+	if _, err := ShippedSchedulerFeatureGates(); err != nil {
+		t.Errorf("manifests/scheduler.yaml: %v", err)
+	}
+}

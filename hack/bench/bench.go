@@ -58,12 +58,18 @@ type Config struct {
 	SchedulerQPS     int           `json:"scheduler_kube_qps"`
 	PhaseTimeout     time.Duration `json:"-"`
 	NodesTimeout     time.Duration `json:"-"`
+
+	// SchedulerVariations adds the scheduler knob scenarios (knobs.go).
+	SchedulerVariations          bool `json:"scheduler_variations"`
+	SchedulerVariationAgents     int  `json:"scheduler_variation_agents"`
+	SchedulerVariationPods       int  `json:"scheduler_variation_pods"`
+	SchedulerVariationPercentage int  `json:"scheduler_variation_percentage"`
 }
 
 // Scenario is one set-up: a fresh simulated Mesos, broker and scheduler.
 type Scenario struct {
 	Name               string   `json:"name"`
-	Kind               string   `json:"kind"` // "scale" or "variation"
+	Kind               string   `json:"kind"` // "scale", "variation" or "scheduler"
 	Agents             int      `json:"agents"`
 	Pods               int      `json:"pods"`
 	PacedPods          int      `json:"paced_pods"`
@@ -74,6 +80,8 @@ type Scenario struct {
 	BatchWindow        Duration `json:"batch_window"`
 	Frameworks         int      `json:"frameworks"`
 	Profile            bool     `json:"profile"`
+	// Knobs of the k8sm kube-scheduler (kind "scheduler"; none elsewhere).
+	Knobs SchedulerKnobs `json:"scheduler_knobs"`
 }
 
 // Duration prints as Go does in JSON.
@@ -96,9 +104,18 @@ func (c Config) Scenarios() []Scenario {
 		s.Profile = c.ProfileSeconds > 0 && n == largest
 		out = append(out, s)
 	}
-	if !c.Variations {
-		return out
+	if c.Variations {
+		out = append(out, c.mesosVariations(base)...)
 	}
+	if c.SchedulerVariations {
+		out = append(out, c.schedulerVariations(base)...)
+	}
+	return out
+}
+
+// mesosVariations vary what matters to Mesos at a small size.
+func (c Config) mesosVariations(base Scenario) []Scenario {
+	var out []Scenario
 	vary := func(name string, f func(*Scenario)) {
 		s := base
 		s.Name, s.Kind, s.Agents, s.Pods = name, "variation", c.VariationAgents, c.VariationPods

@@ -293,6 +293,8 @@ func WriteTable(w io.Writer, res *Results) {
 		fmt.Fprintln(w)
 	}
 
+	writeKnobTable(w, res.Scenarios)
+
 	fmt.Fprintln(w, "### Targets (reported, never enforced)")
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)

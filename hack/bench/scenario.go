@@ -52,9 +52,12 @@ type ScenarioResult struct {
 	OffersReceived     float64                `json:"broker_offers_received"`
 	OffersDeclined     float64                `json:"broker_offers_declined"`
 	OtherFrameworks    []OtherFrameworkResult `json:"other_frameworks,omitempty"`
-	Profiles           []string               `json:"profiles,omitempty"`
-	WallSeconds        float64                `json:"wall_seconds"`
-	Error              string                 `json:"error,omitempty"`
+	// Evidence shows the scheduler knobs of a "scheduler" scenario took
+	// effect.
+	Evidence    *KnobEvidence `json:"knob_evidence,omitempty"`
+	Profiles    []string      `json:"profiles,omitempty"`
+	WallSeconds float64       `json:"wall_seconds"`
+	Error       string        `json:"error,omitempty"`
 }
 
 type runner struct {
@@ -161,6 +164,9 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 	}
 	if u, _, err := r.usableNodes(ctx, e); err == nil {
 		res.UsableNodesAtEnd = u
+	}
+	if sc.Kind == "scheduler" {
+		res.Evidence = knobEvidence(ctx, filepath.Join(e.dir, "scheduler.log"), e.schedWeb)
 	}
 	// Kept for where the time went (extension point and plugin durations).
 	for name, url := range map[string]string{"scheduler-metrics.txt": e.schedWeb + "/metrics", "broker-metrics.txt": e.brokerWeb + "/metrics"} {
@@ -322,7 +328,11 @@ func nodeUsable(n *corev1.Node) bool {
 // startScheduler runs the k8sm kube-scheduler (plugin/cmd/kube-scheduler)
 // with the shipped mesos-scheduler profile and a stock profile beside it.
 func (r *runner) startScheduler(ctx context.Context, e *scenarioEnv) error {
-	conf, err := schedulerConfig(e.brokerRPC, r.kubeconfig, r.cfg.SchedulerQPS)
+	conf, err := schedulerConfig(e.brokerRPC, r.kubeconfig, r.cfg.SchedulerQPS, e.sc.Knobs)
+	if err != nil {
+		return err
+	}
+	shippedGates, err := manifests.ShippedSchedulerFeatureGates()
 	if err != nil {
 		return err
 	}
@@ -335,10 +345,17 @@ func (r *runner) startScheduler(ctx context.Context, e *scenarioEnv) error {
 		return err
 	}
 	e.schedWeb = "https://127.0.0.1:" + strconv.Itoa(port)
-	e.sched, err = startChild("kube-scheduler", filepath.Join(e.dir, "scheduler.log"), filepath.Join(r.cfg.BinDir, "kube-scheduler"),
-		"--config="+path, "--secure-port="+strconv.Itoa(port), "--bind-address=127.0.0.1",
+	args := []string{"--config=" + path, "--secure-port=" + strconv.Itoa(port), "--bind-address=127.0.0.1",
 		// No authentication here: loopback only, and pprof must be reachable.
-		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*", "--v=1")
+		"--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics,/debug/pprof/*", "--v=1"}
+	if e.sc.Kind == "scheduler" {
+		// Every bound pod's evaluated and feasible nodes (knobEvidence).
+		args[len(args)-1] = "--v=2"
+	}
+	if g := featureGates(shippedGates, e.sc.Knobs); g != "" {
+		args = append(args, "--feature-gates="+g)
+	}
+	e.sched, err = startChild("kube-scheduler", filepath.Join(e.dir, "scheduler.log"), filepath.Join(r.cfg.BinDir, "kube-scheduler"), args...)
 	if err != nil {
 		return err
 	}
@@ -352,8 +369,9 @@ func (r *runner) startScheduler(ctx context.Context, e *scenarioEnv) error {
 
 // schedulerConfig is the KubeSchedulerConfiguration shipped in
 // manifests/scheduler.yaml, pointed at this broker and API server, with a
-// second profile that is the stock scheduler (default plugins, DefaultBinder).
-func schedulerConfig(brokerAddr, kubeconfig string, qps int) ([]byte, error) {
+// second profile that is the stock scheduler (default plugins, DefaultBinder),
+// and the scenario's knobs.
+func schedulerConfig(brokerAddr, kubeconfig string, qps int, knobs SchedulerKnobs) ([]byte, error) {
 	// The copy compiled into this binary: `make bench` builds it from the
 	// tree it benchmarks, as `make up` does local-cluster.
 	cfg, err := manifests.ShippedSchedulerConfig()
@@ -369,6 +387,9 @@ func schedulerConfig(brokerAddr, kubeconfig string, qps int) ([]byte, error) {
 		return nil, err
 	}
 	if err := cfg.SetRolePolicyFile(""); err != nil {
+		return nil, err
+	}
+	if err := applyKnobs(cfg, knobs); err != nil {
 		return nil, err
 	}
 	cfg.SetClientConnection(kubeconfig, float32(qps), 2*qps)

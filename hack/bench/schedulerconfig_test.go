@@ -9,7 +9,7 @@ import (
 )
 
 func TestSchedulerConfigHasBothProfilesOnTheBenchBroker(t *testing.T) {
-	out, err := schedulerConfig("127.0.0.1:4242", "/x/admin.kubeconfig", 500)
+	out, err := schedulerConfig("127.0.0.1:4242", "/x/admin.kubeconfig", 500, SchedulerKnobs{})
 	if err != nil {
 		t.Fatal(err)
 	}

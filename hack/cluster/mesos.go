@@ -512,15 +512,24 @@ func startScheduler(ctx context.Context, c Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess("kube-scheduler", c.StateDir, nil, bin,
-		"--config="+cfgPath,
-		"--authentication-kubeconfig="+kc,
-		"--authorization-kubeconfig="+kc,
+	argv := []string{bin,
+		"--config=" + cfgPath,
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(c.SchedulerPort),
-		"--cert-dir="+filepath.Join(c.StateDir, "kube-scheduler"),
+		"--secure-port=" + strconv.Itoa(c.SchedulerPort),
+		"--cert-dir=" + filepath.Join(c.StateDir, "kube-scheduler"),
 		"--v=2",
-	)
+	}
+	// The feature gates the shipped Deployment gives the scheduler.
+	gates, err := manifests.ShippedSchedulerFeatureGates()
+	if err != nil {
+		return nil, err
+	}
+	if gates != "" {
+		argv = append(argv, "--feature-gates="+gates)
+	}
+	p, err := startProcess("kube-scheduler", c.StateDir, nil, argv...)
 	if err != nil {
 		return nil, err
 	}

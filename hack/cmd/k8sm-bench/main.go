@@ -61,6 +61,10 @@ func run(ctx context.Context) int {
 	fs.BoolVar(&cfg.Variations, "variations", true, "also vary allocation interval, refuse_seconds, batching window and frameworks")
 	fs.IntVar(&cfg.VariationAgents, "variation-agents", 100, "agents of the variation runs")
 	fs.IntVar(&cfg.VariationPods, "variation-pods", 200, "pods of the variation runs")
+	fs.BoolVar(&cfg.SchedulerVariations, "scheduler-variations", false, "also run k8sm alone (burst, then paced) with each scheduler knob beside a base as shipped: a lower percentageOfNodesToScore, MesosOffers' opportunisticBatching, the SchedulerAsyncAPICalls feature gate, and all three")
+	fs.IntVar(&cfg.SchedulerVariationAgents, "scheduler-variation-agents", 1000, "agents of the scheduler knob runs")
+	fs.IntVar(&cfg.SchedulerVariationPods, "scheduler-variation-pods", 1000, "pods of the burst phase of the scheduler knob runs (the paced phase has --paced-pods)")
+	fs.IntVar(&cfg.SchedulerVariationPercentage, "scheduler-variation-percentage", 10, "percentageOfNodesToScore of the knob runs that lower it (1-100)")
 	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 10, "CPU profiles of broker, scheduler and driver during the k8sm burst at the largest size (0: none)")
 	brokerQPS := fs.Float64("broker-kube-qps", 50, "the broker's --kube-api-qps (burst twice that); 50 is k8sm-broker's default")
 	fs.IntVar(&cfg.SchedulerQPS, "scheduler-kube-qps", 500, "clientConnection.qps of the scheduler (burst twice that)")
@@ -69,6 +73,10 @@ func run(ctx context.Context) int {
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
 	cfg.BrokerQPS = float32(*brokerQPS)
+	if p := cfg.SchedulerVariationPercentage; p < 1 || p > 100 {
+		fmt.Fprintf(os.Stderr, "--scheduler-variation-percentage: %d is not a percentage of nodes (1-100)\n", p)
+		return 2
+	}
 	for _, a := range strings.Split(agents, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(a))
 		if err != nil || n <= 0 {
