@@ -52,7 +52,7 @@ func run(ctx context.Context) int {
 	fs := flag.NewFlagSet("k8sm-bench", flag.ExitOnError)
 	fs.StringVar(&cfg.BinDir, "bin-dir", filepath.Join(wd, "_output", "bin"), "where `make build` left etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
 	fs.StringVar(&cfg.OutDir, "out", filepath.Join(wd, "_output", "bench"), "where results.json, logs and profiles go")
-	fs.StringVar(&agents, "agents", "100,1000", "hollow Mesos agents per scale run, comma-separated (the big sizes, make bench-big: 5000,10000)")
+	fs.StringVar(&agents, "agents", "100,1000", "hollow Mesos agents per scale run, comma-separated (the big sizes, make bench-big: 5000,10000); empty: no scale run")
 	fs.BoolVar(&cfg.HollowCheckpoint, "hollow-checkpoint", true, "hollow agents write each task's checkpoint to disk, as real agents do; false keeps that work off the measured machine (every figure says which)")
 	fs.IntVar(&cfg.Pods, "pods", 1000, "pods per burst phase of a scale run (the big size: 10000)")
 	fs.Float64Var(&cfg.PacedRate, "paced-rate", 100, "pods/s of the paced phases")
@@ -77,13 +77,16 @@ func run(ctx context.Context) int {
 		fmt.Fprintf(os.Stderr, "--scheduler-variation-percentage: %d is not a percentage of nodes (1-100)\n", p)
 		return 2
 	}
-	for _, a := range strings.Split(agents, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(a))
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "--agents: %q is not a positive number\n", a)
-			return 2
+	// --agents= (empty): no scale run, the variations alone.
+	if strings.TrimSpace(agents) != "" {
+		for _, a := range strings.Split(agents, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(a))
+			if err != nil || n <= 0 {
+				fmt.Fprintf(os.Stderr, "--agents: %q is not a positive number\n", a)
+				return 2
+			}
+			cfg.Agents = append(cfg.Agents, n)
 		}
-		cfg.Agents = append(cfg.Agents, n)
 	}
 	self, err := os.Executable()
 	if err != nil {
