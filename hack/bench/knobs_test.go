@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/k8sm/k8sm/plugin/mesosoffers"
 )
 
@@ -47,19 +45,7 @@ func TestKnobsInTheSchedulerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
-		Profiles []struct {
-			SchedulerName            string `json:"schedulerName"`
-			PercentageOfNodesToScore *int   `json:"percentageOfNodesToScore"`
-			PluginConfig             []struct {
-				Name string         `json:"name"`
-				Args map[string]any `json:"args"`
-			} `json:"pluginConfig"`
-		} `json:"profiles"`
-	}
-	if err := yaml.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := readConfig(t, out)
 	for _, p := range cfg.Profiles {
 		switch p.SchedulerName {
 		case K8smScheduler:

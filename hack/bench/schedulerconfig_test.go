@@ -13,20 +13,7 @@ func TestSchedulerConfigHasBothProfilesOnTheBenchBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg struct {
-		ClientConnection map[string]any `json:"clientConnection"`
-		LeaderElection   map[string]any `json:"leaderElection"`
-		Profiles         []struct {
-			SchedulerName string `json:"schedulerName"`
-			PluginConfig  []struct {
-				Name string         `json:"name"`
-				Args map[string]any `json:"args"`
-			} `json:"pluginConfig"`
-		} `json:"profiles"`
-	}
-	if err := yaml.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := readConfig(t, out)
 	if len(cfg.Profiles) != 2 || cfg.Profiles[0].SchedulerName != K8smScheduler || cfg.Profiles[1].SchedulerName != StockScheduler {
 		t.Fatalf("profiles %+v, want %s then %s:\n%s", cfg.Profiles, K8smScheduler, StockScheduler, out)
 	}
@@ -53,4 +40,27 @@ func TestSchedulerConfigHasBothProfilesOnTheBenchBroker(t *testing.T) {
 	if cfg.LeaderElection["leaderElect"] != false {
 		t.Errorf("leaderElection %v: one replica must not wait for an election", cfg.LeaderElection)
 	}
+}
+
+// renderedConfig is what the tests read back of a rendered configuration.
+type renderedConfig struct {
+	ClientConnection map[string]any `json:"clientConnection"`
+	LeaderElection   map[string]any `json:"leaderElection"`
+	Profiles         []struct {
+		SchedulerName            string `json:"schedulerName"`
+		PercentageOfNodesToScore *int   `json:"percentageOfNodesToScore"`
+		PluginConfig             []struct {
+			Name string         `json:"name"`
+			Args map[string]any `json:"args"`
+		} `json:"pluginConfig"`
+	} `json:"profiles"`
+}
+
+func readConfig(t *testing.T, out []byte) renderedConfig {
+	t.Helper()
+	var cfg renderedConfig
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("%v in\n%s", err, out)
+	}
+	return cfg
 }
