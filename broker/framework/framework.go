@@ -62,6 +62,9 @@ type AgentSink interface {
 	AgentOffered(ctx context.Context, o *mesos.Offer)
 	// AgentLost: Mesos lost or removed the agent.
 	AgentLost(ctx context.Context, agentID string)
+	// AgentGone: the agent will never come back (an operator marked it
+	// gone).
+	AgentGone(ctx context.Context, agentID string)
 	// ExecutorEnded: the k8sm executor (and its kubelet) on the agent ended.
 	ExecutorEnded(ctx context.Context, agentID string)
 }
@@ -281,6 +284,9 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 		f.cfg.Driver.taskAt(taskID, agentID)
 	}
 	f.partitioned.observe(agentID, taskID, state)
+	if agentGone(st) && f.cfg.Agents != nil {
+		f.cfg.Agents.AgentGone(ctx, agentID)
+	}
 	f.mu.Lock()
 	if ch := f.settling[taskID]; ch != nil {
 		select {
@@ -586,4 +592,15 @@ func (f *Framework) PodTasks(uid types.UID) []string { return f.cfg.Driver.PodTa
 // Kill implements launch.Mesos.
 func (f *Framework) Kill(ctx context.Context, taskID, agentID string) error {
 	return f.cfg.Driver.KillTask(ctx, taskID, agentID, "requested")
+}
+
+// agentGone reports whether st says its agent is gone for good. A
+// scheduler hears of MARK_AGENT_GONE only through the agent's tasks: each
+// ends TASK_GONE_BY_OPERATOR with REASON_AGENT_REMOVED_BY_OPERATOR, while
+// the FAILURE event that follows is the one an unreachable agent gets too
+// (Mesos 1.11 master.cpp markGone → __removeSlave). A gone agent that runs
+// no k8sm task is not told apart from an unreachable one.
+func agentGone(st *mesos.TaskStatus) bool {
+	return st.GetState() == mesos.TASK_GONE_BY_OPERATOR && st.Reason != nil &&
+		*st.Reason == mesos.REASON_AGENT_REMOVED_BY_OPERATOR && st.AgentID.GetValue() != ""
 }

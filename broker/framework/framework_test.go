@@ -181,6 +181,8 @@ type brokerOpts struct {
 	store brokermesos.IDStore
 	// executorArgs change the executor's configuration.
 	executorArgs []string
+	// agents hears of the agents (the node mirror's part).
+	agents framework.AgentSink
 }
 
 // startBroker runs a broker (framework, cache, gRPC server) against sim
@@ -205,7 +207,7 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	driver := framework.NewDriver(caller, o.roles)
 	fw := framework.New(framework.Config{
 		Cache: cache, Caller: caller, Driver: driver, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
-		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st,
+		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st, Agents: o.agents,
 	})
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -3,6 +3,7 @@ package framework_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,11 +90,7 @@ func TestPartitionedTaskComesBack(t *testing.T) {
 func TestAgentMarkedGone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e := newEnv(t, ctx)
-	if st := launchOne(t, ctx, e, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
-		t.Fatalf("task %s, want TASK_RUNNING", st)
-	}
-	id := e.status.task(t, ctx, "uid-1")
+	e, sink, id := runningTask(t, ctx)
 	if err := e.sim.MarkAgentGone(0); err != nil {
 		t.Fatal(err)
 	}
@@ -105,4 +102,58 @@ func TestAgentMarkedGone(t *testing.T) {
 		v, ok := e.cache.Agent(e.sim.Agent(0).ID())
 		return !ok || v.Available.Total().IsZero()
 	})
+	// The node mirror hears that the agent is gone, so its Node goes.
+	agentID := e.sim.Agent(0).ID()
+	waitFor(t, ctx, "the agent to be reported gone", func() bool { return sink.has("gone " + agentID) })
 }
+
+// TestUnreachableAgentIsNotGone: an agent the master cannot reach may come
+// back: its Node is kept (NotReady), never deleted.
+func TestUnreachableAgentIsNotGone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, sink, id := runningTask(t, ctx)
+	agentID := e.sim.Agent(0).ID()
+	if err := e.sim.PartitionAgent(0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.MarkAgentUnreachable(0); err != nil {
+		t.Fatal(err)
+	}
+	e.status.wait(t, ctx, id, mesos.TASK_UNREACHABLE)
+	waitFor(t, ctx, "the agent to be reported lost", func() bool { return sink.has("lost " + agentID) })
+	if sink.has("gone " + agentID) {
+		t.Errorf("an unreachable agent was reported gone: %v", sink.list())
+	}
+}
+
+// runningTask starts a broker that reports agents to a recorder and runs
+// one pod's task; it returns the task's id.
+func runningTask(t *testing.T, ctx context.Context) (*env, *agentEvents, string) {
+	t.Helper()
+	sink := &agentEvents{}
+	e := startBroker(t, ctx, startSim(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", 50*time.Millisecond), brokerOpts{agents: sink})
+	if st := launchOne(t, ctx, e, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("task %s, want TASK_RUNNING", st)
+	}
+	return e, sink, e.status.task(t, ctx, "uid-1")
+}
+
+// agentEvents records what a framework.AgentSink hears.
+type agentEvents struct {
+	mu sync.Mutex
+	ev []string
+}
+
+func (a *agentEvents) add(s string) { a.mu.Lock(); a.ev = append(a.ev, s); a.mu.Unlock() }
+func (a *agentEvents) has(s string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Contains(a.ev, s)
+}
+func (a *agentEvents) list() []string { a.mu.Lock(); defer a.mu.Unlock(); return slices.Clone(a.ev) }
+
+func (a *agentEvents) AgentOffered(_ context.Context, o *mesos.Offer) {}
+func (a *agentEvents) AgentLost(_ context.Context, id string)         { a.add("lost " + id) }
+func (a *agentEvents) AgentGone(_ context.Context, id string)         { a.add("gone " + id) }
+func (a *agentEvents) ExecutorEnded(_ context.Context, id string)     { a.add("executor-ended " + id) }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
@@ -122,6 +124,8 @@ type Mirror struct {
 	byID   map[string]*agentState
 	byHost map[string]string // hostname → agent id
 	state  map[string]*syncState
+	// gone are the agents Mesos says will never come back.
+	gone map[string]bool
 }
 
 // New returns a mirror; Run does the writing.
@@ -138,7 +142,7 @@ func New(cfg Config) *Mirror {
 	if cfg.AgentListInterval <= 0 {
 		cfg.AgentListInterval = 15 * time.Second
 	}
-	m := &Mirror{cfg: cfg, byID: map[string]*agentState{}, byHost: map[string]string{}, state: map[string]*syncState{},
+	m := &Mirror{cfg: cfg, byID: map[string]*agentState{}, byHost: map[string]string{}, state: map[string]*syncState{}, gone: map[string]bool{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, cfg.LeaseDuration/4),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "k8sm_node_mirror"})}
@@ -222,6 +226,10 @@ func (m *Mirror) nodeChanged(obj any) {
 // AgentOffered implements framework.AgentSink.
 func (m *Mirror) AgentOffered(_ context.Context, o *mesos.Offer) {
 	m.mu.Lock()
+	if m.gone[o.AgentID.Value] {
+		m.mu.Unlock()
+		return
+	}
 	a, ok := m.byID[o.AgentID.Value]
 	if !ok {
 		a = &agentState{id: o.AgentID.Value}
@@ -258,6 +266,9 @@ func (m *Mirror) agentListed(info *mesos.AgentInfo) {
 	m.mu.Lock()
 	a, ok := m.byID[id]
 	switch {
+	case m.gone[id]:
+		m.mu.Unlock()
+		return
 	case !ok:
 		a = &agentState{id: id, hostname: info.GetHostname(), attributes: attributes(info.Attributes),
 			capacity: podresources.FromMesos(info.Resources)[podresources.DefaultRole]}
@@ -303,6 +314,64 @@ func (m *Mirror) AgentLost(_ context.Context, agentID string) {
 	}
 }
 
+// goneKey prefixes the queue key of an agent whose Node is to be deleted.
+const goneKey = "gone:"
+
+// AgentGone implements framework.AgentSink: Mesos says the agent will never
+// come back (an operator marked it gone), so its Node is deleted, as a
+// cloud provider's node controller deletes the Node of a machine that no
+// longer exists. The pod garbage collector then removes its pods (its
+// DaemonSet pods among them) and the DaemonSet controller stops making
+// pods for it. Only a Node the broker created and still names this agent
+// (k8sm.io/agent-id) goes: the hostname may be taken by a new agent by now.
+func (m *Mirror) AgentGone(_ context.Context, agentID string) {
+	m.mu.Lock()
+	m.gone[agentID] = true
+	if a, ok := m.byID[agentID]; ok {
+		if m.byHost[a.hostname] == agentID {
+			delete(m.byHost, a.hostname)
+		}
+		delete(m.byID, agentID)
+		delete(m.state, agentID)
+	}
+	m.mu.Unlock()
+	m.queue.Add(goneKey + agentID)
+}
+
+// deleteGone deletes the Nodes the broker created for a gone agent.
+func (m *Mirror) deleteGone(ctx context.Context, agentID string) error {
+	var nodes []*v1.Node
+	if m.cfg.Nodes != nil {
+		all, err := m.cfg.Nodes.Lister().List(labels.SelectorFromSet(labels.Set{OwnerLabel: Owner}))
+		if err != nil {
+			return fmt.Errorf("listing the broker's Nodes: %w", err)
+		}
+		nodes = all
+	} else {
+		l, err := m.cfg.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: OwnerLabel + "=" + Owner})
+		if err != nil {
+			return fmt.Errorf("listing the broker's Nodes: %w", err)
+		}
+		for i := range l.Items {
+			nodes = append(nodes, &l.Items[i])
+		}
+	}
+	for _, n := range nodes {
+		if !Owned(n) || n.Annotations[taskinfo.AgentIDAnnotation] != agentID || n.DeletionTimestamp != nil {
+			continue
+		}
+		// The uid: a Node made again under the name meanwhile stays.
+		err := m.cfg.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &n.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("deleting Node %s of gone agent %s: %w", n.Name, agentID, err)
+		}
+		if err == nil {
+			klog.FromContext(ctx).Info("Deleted the Node of a Mesos agent marked gone", "node", n.Name, "agent", agentID)
+		}
+	}
+	return nil
+}
+
 // ExecutorEnded implements framework.AgentSink: the kubelet is gone, so the
 // broker takes the Node back once the kubelet's Lease runs out.
 func (m *Mirror) ExecutorEnded(_ context.Context, agentID string) { m.queue.Add(agentID) }
@@ -344,6 +413,17 @@ func (m *Mirror) next(ctx context.Context) bool {
 		return false
 	}
 	defer m.queue.Done(id)
+	if agentID, ok := strings.CutPrefix(id, goneKey); ok {
+		if err := m.deleteGone(ctx, agentID); err != nil {
+			if ctx.Err() == nil {
+				klog.FromContext(ctx).Error(err, "Deleting the Node of a gone Mesos agent", "agent", agentID)
+				m.queue.AddRateLimited(id)
+			}
+			return true
+		}
+		m.queue.Forget(id)
+		return true
+	}
 	m.mu.Lock()
 	a, ok := m.byID[id]
 	var snapshot agentState
@@ -480,6 +560,12 @@ func (m *Mirror) node(ctx context.Context, a *agentState) (*v1.Node, error) {
 	}
 	if a.lost {
 		return nil, nil
+	}
+	m.mu.Lock()
+	gone := m.gone[a.id]
+	m.mu.Unlock()
+	if gone {
+		return nil, nil // a sync that began before AgentGone
 	}
 	// Created with its status, as a kubelet registers its Node: one
 	// request, and the node lifecycle controller never sees it not ready

@@ -85,3 +85,51 @@ func TestOwnNodeIsKeptForANewAgentID(t *testing.T) {
 		t.Errorf("labels %v annotations %v: want the broker's mark and the new agent id", got.Labels, got.Annotations)
 	}
 }
+
+// TestGoneAgentsNodeIsDeleted: an agent marked gone loses its Node (so its
+// DaemonSet pods go), and nothing brings the Node back; a Node the broker
+// did not create, or one a new agent took over under the same hostname,
+// stays.
+func TestGoneAgentsNodeIsDeleted(t *testing.T) {
+	client := apiServerLike(t, false)
+	ctx := context.Background()
+	worker := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1",
+		Annotations: map[string]string{taskinfo.AgentIDAnnotation: "S9"}}}
+	if _, err := client.CoreV1().Nodes().Create(ctx, worker, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, ctx := startedMirror(t, client)
+	drain := func() {
+		for m.queue.Len() > 0 {
+			m.next(ctx)
+		}
+	}
+	for _, a := range []struct{ id, host string }{{"S1", "h1"}, {"S2", "h2"}, {"S4", "h4"}, {"S5", "h4"}} {
+		m.AgentOffered(ctx, &mesos.Offer{AgentID: mesos.AgentID{Value: a.id}, Hostname: a.host})
+		drain()
+	}
+	for _, n := range []string{"h1", "h2", "h4"} {
+		waitCached(t, m, n, func(*v1.Node) bool { return true })
+	}
+	waitCached(t, m, "h4", func(n *v1.Node) bool { return n.Annotations[taskinfo.AgentIDAnnotation] == "S5" })
+
+	m.AgentGone(ctx, "S1")
+	m.AgentGone(ctx, "S9") // the worker's forged annotation
+	m.AgentGone(ctx, "S4") // h4 is S5's now
+	drain()
+	// What the framework reports after the statuses (FAILURE), a resync,
+	// or an offer that crossed the news must not bring the Node back.
+	m.AgentLost(ctx, "S1")
+	m.queue.Add("S1")
+	m.AgentOffered(ctx, &mesos.Offer{AgentID: mesos.AgentID{Value: "S1"}, Hostname: "h1"})
+	drain()
+
+	if _, err := client.CoreV1().Nodes().Get(ctx, "h1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the Node of gone agent S1: %v, want it deleted", err)
+	}
+	for _, n := range []string{"h2", "h4", "worker-1"} {
+		if _, err := client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{}); err != nil {
+			t.Errorf("Node %s: %v, want it kept", n, err)
+		}
+	}
+}
