@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,9 @@ type host interface {
 	RestoreTunables(logger klog.Logger, saved map[string]string)
 	// UnmountUnder removes the kubelet's mounts under dir.
 	UnmountUnder(dir string) error
+	// RemoveProxyLeftovers removes the rules of a killed executor's
+	// kube-proxy, recorded in dir (proxy.RemoveLeftovers).
+	RemoveProxyLeftovers(ctx context.Context, dir string) error
 	Sleep(d time.Duration)
 }
 
@@ -45,6 +49,9 @@ func (h realHost) RestoreTunables(logger klog.Logger, saved map[string]string) {
 }
 func (realHost) UnmountUnder(dir string) error { return mounts.UnmountUnder(dir) }
 func (realHost) Sleep(d time.Duration)         { time.Sleep(d) }
+func (realHost) RemoveProxyLeftovers(ctx context.Context, dir string) error {
+	return proxy.RemoveLeftovers(ctx, dir, os.Getpid())
+}
 
 // execProcess replaces this process, keeping its pid.
 func execProcess(argv0 string, argv, env []string) error { return syscall.Exec(argv0, argv, env) }
@@ -57,6 +64,13 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	o := c.Options
+	// Whether or not this executor runs a kube-proxy: Services must not
+	// be sent to a killed executor's pods by its kube-proxy's rules. The
+	// next kube-proxy would replace them only once it synced, and one of
+	// another mode never.
+	if err := c.host.RemoveProxyLeftovers(ctx, o.proxyConfig().Dir); err != nil {
+		klog.FromContext(ctx).Error(err, "Removing the rules of a killed executor's kube-proxy")
+	}
 	if o.PodNetwork == "host-gw" {
 		// Its own context: the routes stay while the executor stops its
 		// pods, go after, and stay through an in-place restart.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ type fakeHost struct {
 	unmounted []string
 	restored  map[string]string
 	slept     time.Duration
+	// proxyLeftovers are the dirs whose kube-proxy leftovers were removed.
+	proxyLeftovers []string
 }
 
 func (h *fakeHost) SaveTunables(klog.Logger) (map[string]string, error) { return h.saved, nil }
@@ -35,6 +38,10 @@ func (h *fakeHost) UnmountUnder(dir string) error {
 	return nil
 }
 func (h *fakeHost) Sleep(d time.Duration) { h.slept += d }
+func (h *fakeHost) RemoveProxyLeftovers(_ context.Context, dir string) error {
+	h.proxyLeftovers = append(h.proxyLeftovers, dir)
+	return nil
+}
 
 // TestLeaveHost: on its final exit the executor unmounts under its root
 // dir, retries removing the pods' cgroups while the kubelet's housekeeping
@@ -164,6 +171,11 @@ func TestRunLeavesTheHostOnlyOnAFinalExit(t *testing.T) {
 		}
 		if cleaned := len(h.unmounted) > 0 && h.restored != nil; cleaned != c.cleaned {
 			t.Errorf("executor ended with %v: host cleaned %v, want %v", c.ran, cleaned, c.cleaned)
+		}
+		// At every start, before the kubelet: a killed executor's
+		// kube-proxy may have left rules (proxy.RemoveLeftovers).
+		if want := []string{filepath.Join(cfg.Options.RootDir, "kube-proxy")}; !slices.Equal(h.proxyLeftovers, want) {
+			t.Errorf("kube-proxy leftovers removed in %v at start, want %v", h.proxyLeftovers, want)
 		}
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -137,6 +139,11 @@ func Start(ctx context.Context, c Config, binary string) (*Proxy, error) {
 	if err := c.write(); err != nil {
 		return nil, err
 	}
+	// Before kube-proxy can make a rule: a kill of this executor leaves
+	// the record for the next one.
+	if err := os.WriteFile(ownerFile(c.Dir), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("recording the kube-proxy's executor: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Proxy{cfg: c, binary: binary, cancel: cancel, done: make(chan struct{})}
 	go p.loop(ctx)
@@ -209,22 +216,72 @@ func (p *Proxy) Stop() {
 // --cleanup` does for its mode.
 func (p *Proxy) StopAndCleanup(ctx context.Context) error {
 	p.Stop()
-	return Cleanup(ctx, p.cfg.Mode)
+	if err := Cleanup(ctx, p.cfg.Mode); err != nil {
+		return err
+	}
+	if err := os.Remove(ownerFile(p.cfg.Dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the record of kube-proxy's rules: %w", err)
+	}
+	return nil
+}
+
+// cleanups remove every rule kube-proxy makes in a mode; each reports
+// whether it failed (and logs why). Each does nothing where its tool is
+// missing or it made nothing.
+var cleanups = map[string]func(context.Context) bool{
+	"iptables": iptables.CleanupLeftovers,
+	"nftables": nftables.CleanupLeftovers,
 }
 
 // Cleanup removes every rule kube-proxy makes in mode.
 func Cleanup(ctx context.Context, mode string) error {
-	var failed bool
-	switch mode {
-	case "iptables":
-		failed = iptables.CleanupLeftovers(ctx)
-	case "nftables":
-		failed = nftables.CleanupLeftovers(ctx)
-	default:
+	clean, ok := cleanups[mode]
+	if !ok {
 		return fmt.Errorf("no kube-proxy mode %q", mode)
 	}
-	if failed {
+	if clean(ctx) {
 		return errors.New("removing kube-proxy's " + mode + " rules failed (see the log above)")
+	}
+	return nil
+}
+
+// ownerFile holds the pid of the executor whose kube-proxy has rules on
+// this host (dir is Config.Dir, which is on the host, not in a sandbox):
+// written before kube-proxy starts, removed once its rules are.
+func ownerFile(dir string) string { return filepath.Join(dir, "rules-owner") }
+
+// RemoveLeftovers removes the rules that the kube-proxy of an earlier
+// executor on this host left when that executor was killed (SIGKILL: its
+// kube-proxy dies with it and removes nothing), so that no Service is sent
+// to pods that are gone while no kube-proxy, or one of another mode, runs.
+// It removes every mode's rules, as `kube-proxy --cleanup` does: the mode
+// may have changed since. self is the calling executor's pid: an executor
+// restarted in place keeps it, and its rules, which serve its pods until
+// its new kube-proxy takes over. Without a record it does nothing.
+func RemoveLeftovers(ctx context.Context, dir string, self int) error {
+	b, err := os.ReadFile(ownerFile(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the record of kube-proxy's rules: %w", err)
+	}
+	owner := strings.TrimSpace(string(b))
+	if owner == strconv.Itoa(self) {
+		return nil
+	}
+	klog.FromContext(ctx).Info("Removing the Service rules left by the kube-proxy of a killed executor", "executorPID", owner, "record", ownerFile(dir))
+	var failed []string
+	for _, mode := range []string{"iptables", "nftables"} {
+		if cleanups[mode](ctx) {
+			failed = append(failed, mode)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("removing the %v rules a killed executor's kube-proxy left failed (see the log above); %s stays until they are removed", failed, ownerFile(dir))
+	}
+	if err := os.Remove(ownerFile(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the record of kube-proxy's rules: %w", err)
 	}
 	return nil
 }
