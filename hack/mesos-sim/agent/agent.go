@@ -16,6 +16,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"k8s.io/klog/v2"
 
+	"github.com/k8sm/k8sm/hack/mesos-sim/containment"
 	"github.com/k8sm/k8sm/hack/mesos-sim/fetcher"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
@@ -107,6 +108,8 @@ type Agent struct {
 	connected  bool
 
 	fetcher *fetcher.Fetcher
+	// containers gives executors cgroups of their own (linux launcher).
+	containers *containment.Containerizer
 
 	partitioned atomic.Bool
 	// mailbox holds the master's messages not yet delivered (conn.post).
@@ -168,6 +171,9 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("starting agent %s: %w", a.cfg.Hostname, err)
 	}
 	a.fetcher = f
+	if a.containers, err = containment.New(a.cfg.Containerizer); err != nil {
+		return fmt.Errorf("starting agent %s: %w", a.cfg.Hostname, err)
+	}
 	var ln net.Listener
 	err = netns.Do(a.cfg.NetNS, func() (err error) {
 		ln, err = net.Listen("tcp", net.JoinHostPort(a.cfg.IP, strconv.Itoa(a.cfg.Port)))
@@ -281,14 +287,18 @@ func (a *Agent) Stop() {
 	_ = a.server.Close()
 }
 
-// Shutdown kills every executor and unregisters: a clean agent exit.
+// Shutdown kills every executor and unregisters: a clean agent exit. With
+// the linux launcher the executors' containers are destroyed, so nothing
+// they started runs on.
 func (a *Agent) Shutdown() {
 	a.mu.Lock()
 	var pids []int
+	var containers []string
 	for _, fw := range a.frameworks {
 		for _, e := range fw.executors {
 			if e.pid > 0 && e.state != terminated {
 				pids = append(pids, e.pid)
+				containers = append(containers, e.containerID)
 			}
 		}
 	}
@@ -296,6 +306,11 @@ func (a *Agent) Shutdown() {
 	a.mu.Unlock()
 	for _, pid := range pids {
 		killGroup(pid, 9)
+	}
+	for _, cid := range containers {
+		if err := a.containers.Destroy(cid); err != nil {
+			klog.ErrorS(err, "Destroying an executor's container at agent shutdown", "container", cid)
+		}
 	}
 	if id != "" && !a.partitioned.Load() {
 		a.link.UnregisterAgent(id)

@@ -103,6 +103,11 @@ func (a *Agent) recover() {
 				klog.InfoS("Killing orphaned executor of a non-checkpointing framework", "framework", fwID, "executor", c.Executor.ExecutorID.Value, "pid", c.PID)
 				killGroup(c.PID, 9)
 			}
+			if !c.Terminated && c.Kind != kindHollow {
+				if err := a.containers.Destroy(c.ContainerID); err != nil {
+					klog.ErrorS(err, "Destroying an orphaned container", "container", c.ContainerID)
+				}
+			}
 			_ = os.RemoveAll(filepath.Dir(p))
 			continue
 		}
@@ -135,8 +140,12 @@ func (a *Agent) recover() {
 			e.state = running
 		case e.pid == 0 || !alive(e.pid):
 			// pid 0: the agent stopped while fetching; the real agent
-			// destroys a container it was launching.
+			// destroys a container it was launching, and one whose
+			// executor died meanwhile, with whatever it left running.
 			e.state = running
+			if err := a.containers.Destroy(e.containerID); err != nil {
+				klog.ErrorS(err, "Destroying the container of an executor that did not survive", "container", e.containerID)
+			}
 			a.executorTerminatedLocked(e, -1, mesos.REASON_EXECUTOR_TERMINATED, "Executor did not survive the agent restart")
 		default:
 			e.state = registering

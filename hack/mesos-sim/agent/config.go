@@ -10,6 +10,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/k8sm/k8sm/hack/mesos-sim/containment"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	FrameworksHome string
 	// ExecutorEnvironment is added to every executor's environment (--executor_environment_variables).
 	ExecutorEnvironment map[string]string
+	// Containerizer is --launcher, --isolation and --cgroups_root: with the
+	// linux launcher each executor runs in cgroups of its own, destroyed
+	// (every process in them killed) when it exits (package containment).
+	Containerizer containment.Config
 }
 
 func (c *Config) setDefaults() {

@@ -148,9 +148,11 @@ func (a *Agent) startProcess(e *executorRun, cmdInfo *mesos.CommandInfo) (*exec.
 		return nil, fmt.Errorf("opening stderr: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// Its own process group, so that killing the executor kills what it started.
+	// Its own process group, so that killing the executor kills what it
+	// started (all a posix launcher can do); the linux launcher starts it
+	// in its container's cgroups, which hold whatever it starts.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = netns.Do(a.cfg.NetNS, cmd.Start)
+	err = netns.Do(a.cfg.NetNS, func() error { return a.containers.Start(e.containerID, cmd.Start) })
 	stdout.Close()
 	stderr.Close()
 	if err != nil {
@@ -203,6 +205,10 @@ func (a *Agent) watchExecutorLocked(e *executorRun, done <-chan struct{}, status
 		case <-ctx.Done():
 			return
 		}
+		// As the Mesos containerizer: the executor's exit destroys its
+		// container (everything it started is killed), and only then does
+		// the agent learn that the executor terminated.
+		a.destroyContainer(e)
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if ctx.Err() != nil {
@@ -215,6 +221,15 @@ func (a *Agent) watchExecutorLocked(e *executorRun, done <-chan struct{}, status
 		}
 		a.executorTerminatedLocked(e, status(), reason, "Executor terminated")
 	}()
+}
+
+// destroyContainer kills whatever is left in the executor's container and
+// removes its cgroups (linux launcher; nothing with the posix launcher).
+// It blocks until then: call it without the agent's lock.
+func (a *Agent) destroyContainer(e *executorRun) {
+	if err := a.containers.Destroy(e.containerID); err != nil {
+		klog.ErrorS(err, "Destroying the executor's container", "framework", e.fw.id, "executor", e.info.ExecutorID.Value, "container", e.containerID)
+	}
 }
 
 // commandExecutorInfo is the ExecutorInfo the agent makes up for a command

@@ -25,6 +25,7 @@ import (
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/containment"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 )
 
@@ -60,6 +61,7 @@ type options struct {
 	port, masters, agents, agentPort, controlPort, maxPingTimeouts                    int
 	hollow                                                                            bool
 	hollowNoCheckpoint                                                                bool
+	containerizer                                                                     containment.Config
 	offerTimeout, allocInterval, heartbeat, pingTimeout                               time.Duration
 	graceShutdown, recoveryTimeout, reregTimeout, regTimeout, updateRetry             time.Duration
 }
@@ -133,6 +135,9 @@ POST /calls/{TYPE}/delay?duration=2s, POST /calls/clear, GET /cluster.
 	fs.StringVar(&o.resources, "resources", "cpus:4;mem:8192;disk:65536;ports:[31000-32000]", "resources of each agent; cpus(role):2 is a static reservation")
 	fs.StringVar(&o.attributes, "attributes", "", "attributes of each agent, e.g. rack:r1;zone:a")
 	fs.StringVar(&o.workDir, "work_dir", "", "directory for sandboxes and checkpoints (default: a temporary directory)")
+	fs.StringVar(&o.containerizer.Launcher, "launcher", containment.LauncherPosix, "how executors are launched and destroyed: posix (own process group; what they start may outlive them) or linux (own cgroups per container: freezer, plus the hierarchies of --isolation; everything in them killed when the executor exits; cgroup v1, root). Real Mesos picks linux when it can; the sim defaults to posix")
+	fs.StringVar(&o.containerizer.Isolation, "isolation", "posix/cpu,posix/mem", "isolators: posix/cpu, posix/mem, and with --launcher=linux cgroups/cpu, cgroups/mem, cgroups/pids (a cgroup of the container in those hierarchies; no limits are set)")
+	fs.StringVar(&o.containerizer.CgroupsRoot, "cgroups_root", containment.DefaultCgroupsRoot, "with --launcher=linux: the cgroup under which each container gets <cgroups_root>/<container id>; give each agent of one sim process its own (agents file)")
 	fs.BoolVar(&o.hollow, "hollow", false, "run hollow agents: launches answer TASK_RUNNING without starting executors (scale tests only)")
 	fs.BoolVar(&o.hollowNoCheckpoint, "hollow_no_checkpoint", false, "with --hollow: keep the agents' executor state in memory only, writing no checkpoint per task (benchmarks; a restarted agent recovers nothing)")
 	o.graceShutdown = agent.DefaultExecutorShutdownGracePeriod
@@ -226,6 +231,7 @@ func config(o *options) (mesossim.Config, error) {
 			ExecutorReregistrationTimeout: o.reregTimeout, ExecutorRegistrationTimeout: o.regTimeout,
 			StatusUpdateRetryInterval: o.updateRetry, ExecutorEnvironment: env,
 			FrameworksHome: o.frameworksHome, FetcherCacheDir: o.fetcherCacheDir,
+			Containerizer: o.containerizer,
 		}
 		if o.fetcherCacheDir != "" && n > 1 {
 			ac.FetcherCacheDir = filepath.Join(o.fetcherCacheDir, "agent-"+strconv.Itoa(i))
@@ -267,6 +273,9 @@ type agentFlags struct {
 	WorkDir         string            `json:"work_dir"`
 	FetcherCacheDir string            `json:"fetcher_cache_dir"`
 	ExecEnv         map[string]string `json:"executor_environment_variables"`
+	Launcher        string            `json:"launcher"`
+	Isolation       string            `json:"isolation"`
+	CgroupsRoot     string            `json:"cgroups_root"`
 	// NetNS is not a mesos-agent flag: it is the machine. The agent listens
 	// and runs its executors in this network namespace (/run/netns/<name>).
 	NetNS string `json:"netns"`
@@ -326,6 +335,15 @@ func (f agentFlags) apply(ac *agent.Config) error {
 		ac.FetcherCacheDir = f.FetcherCacheDir
 	}
 	ac.NetNS = f.NetNS
+	if f.Launcher != "" {
+		ac.Containerizer.Launcher = f.Launcher
+	}
+	if f.Isolation != "" {
+		ac.Containerizer.Isolation = f.Isolation
+	}
+	if f.CgroupsRoot != "" {
+		ac.Containerizer.CgroupsRoot = f.CgroupsRoot
+	}
 	if f.ExecEnv != nil {
 		// As mesos-agent's flag: the agent's own value replaces the shared one.
 		ac.ExecutorEnvironment = f.ExecEnv
