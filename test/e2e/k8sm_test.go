@@ -66,8 +66,9 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "chaos", func(t *testing.T, ns string) {
 		e.chaos(t, ns, chaosShort, 1, uint64(time.Now().UnixNano()))
 	})
-	// Last: an agent joins for good.
+	// Last: an agent joins for good, then is marked gone for good.
 	e.test(t, "daemonset-agent-joins", e.daemonSetFollowsAgents)
+	e.test(t, "service-agent-gone", e.serviceAgentGone)
 }
 
 func uids(ps []corev1.Pod) []types.UID {

@@ -439,6 +439,21 @@ func (e *k8smEnv) daemonSet(t *testing.T, ns string) {
 // the suite's agents; it returns their nodes, sorted.
 func (e *k8smEnv) runDaemonSet(t *testing.T, ns string) []string {
 	ags := e.agents(t)
+	e.createDaemonSet(t, ns)
+	var want []string
+	for _, a := range ags {
+		want = append(want, a.node)
+	}
+	if got := onNodes(e.waitRunning(t, ns, "app=agentd", len(ags), 2*time.Minute)); !slices.Equal(got, want) {
+		t.Errorf("the daemonset's pods run on %v, want one on each of %v", got, want)
+	}
+	return want
+}
+
+// createDaemonSet creates the DaemonSet agentd (pods labelled app=agentd)
+// in ns.
+func (e *k8smEnv) createDaemonSet(t *testing.T, ns string) {
+	t.Helper()
 	ds := &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agentd"},
 		Spec: appsv1.DaemonSetSpec{Selector: selector("agentd"),
@@ -452,14 +467,6 @@ func (e *k8smEnv) runDaemonSet(t *testing.T, ns string) []string {
 	if _, err := e.cs.AppsV1().DaemonSets(ns).Create(e.ctx, ds, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating daemonset: %v", err)
 	}
-	var want []string
-	for _, a := range ags {
-		want = append(want, a.node)
-	}
-	if got := onNodes(e.waitRunning(t, ns, "app=agentd", len(ags), 2*time.Minute)); !slices.Equal(got, want) {
-		t.Errorf("the daemonset's pods run on %v, want one on each of %v", got, want)
-	}
-	return want
 }
 
 // onNodes lists the nodes of pods, sorted.
