@@ -73,7 +73,7 @@ e2e: deps build
 	K8SM_BIN_DIR=$(abspath $(BIN)) go test -tags e2e -p 1 $(TEST_FLAGS) -v ./test/e2e/...
 
 # The long chaos suite (docs/reliability.md): every fault CHAOS_ROUNDS times
-# (default 20; about 1 min per injection on 2 cores) on a cluster of its own,
+# (default 20; about 15 s per injection on 2 cores) on a cluster of its own,
 # printing the table; make e2e runs its short form. CHAOS_FAULTS=a,b picks
 # faults, CHAOS_SEED replays an order.
 CHAOS_ROUNDS ?= 20

@@ -96,6 +96,9 @@ func TestBrokerManifest(t *testing.T) {
 	if !o.LeaderElect || o.ZK == "" || !strings.HasPrefix(o.Master, "zk://") {
 		t.Errorf("leader election %v, --zk %q, --master %q: want replicas electing a leader in ZooKeeper and masters found through it", o.LeaderElect, o.ZK, o.Master)
 	}
+	if o.FailpointsDir != "" {
+		t.Errorf("--failpoints-dir %q: the shipped broker must never arm test failpoints", o.FailpointsDir)
+	}
 	if o.Identity != "k8sm-broker-abc" {
 		t.Errorf("--identity %q: each replica must run for leadership under its own name (the pod's)", o.Identity)
 	}

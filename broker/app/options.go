@@ -83,6 +83,9 @@ type Options struct {
 	LeaderElect bool
 	Identity    string
 
+	// FailpointsDir arms pkg/failpoint's points: tests only.
+	FailpointsDir string
+
 	Logs *logsapi.LoggingConfiguration
 }
 
@@ -197,6 +200,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringVar(&o.ZK, "zk", o.ZK, "Where the broker keeps its state in ZooKeeper (framework id, leader election): zk://host:2181/k8sm. Defaults to the servers of a zk:// --master with path /k8sm.")
 	fs.StringVar(&o.ZKCredentialsFile, "zk-credentials-file", o.ZKCredentialsFile, "A file holding user:password for ZooKeeper digest authentication (instead of zk://user:password@... in --zk, which shows in the process list). With credentials, the znodes the broker creates are readable and writable by that identity alone.")
 	fs.StringVar(&o.Identity, "identity", o.Identity, "This replica's name in the leader election.")
+
+	fs = fss.FlagSet("testing")
+	fs.StringVar(&o.FailpointsDir, "failpoints-dir", o.FailpointsDir, "TESTS ONLY: a directory whose files arm failpoints, exact points of the broker's work where it SIGKILLs itself or pauses (docs/reliability.md). Empty, the default, turns them off; never set it on a real cluster.")
 
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logging"))
 	return fss

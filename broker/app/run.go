@@ -26,6 +26,7 @@ import (
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/broker/pods"
 	brokerzk "github.com/k8sm/k8sm/broker/zk"
+	"github.com/k8sm/k8sm/pkg/failpoint"
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
@@ -57,6 +58,10 @@ func (c *Config) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	o := c.Options
 	applyMemoryLimit(logger, c.MemoryLimit, c.MemoryLimitSource)
+	if o.FailpointsDir != "" {
+		logger.Info("Failpoints armed through a directory: for tests only", "dir", o.FailpointsDir)
+		failpoint.Enable(o.FailpointsDir)
+	}
 	metrics.Register()
 	var health readiness
 	ready := &health.subscribed

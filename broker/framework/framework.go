@@ -24,6 +24,7 @@ import (
 	brokermesos "github.com/k8sm/k8sm/broker/mesos"
 	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/failpoint"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
@@ -400,6 +401,7 @@ func (f *Framework) Launch(ctx context.Context, l *offers.Launch, pods map[strin
 	f.mu.Unlock()
 	start := time.Now()
 	err := f.cfg.Caller.Call(ctx, call)
+	failpoint.Hit(failpoint.BrokerAccepted)
 	metrics.LaunchLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		metrics.Launches.WithLabelValues("error").Add(float64(len(tasks)))

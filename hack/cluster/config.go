@@ -61,6 +61,9 @@ type Config struct {
 	// on from Agents), so that a test can have an agent join the running
 	// cluster. They are agents Agents+1 … Agents+StandbyAgents.
 	StandbyAgents int
+	// FailpointsDir is the broker's and the scheduler's --failpoints-dir
+	// (pkg/failpoint): tests arm exact faults there. Empty turns them off.
+	FailpointsDir string
 	// AgentResources are the Mesos resources of every agent, without
 	// ports: AgentPorts.
 	AgentResources string

@@ -448,6 +448,7 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 		// Per-agent settings come from each agent's
 		// --executor_environment_variables; the shared ones are here.
 		"--executor-arg=--v=1",
+		"--failpoints-dir="+c.FailpointsDir,
 		"--v=2",
 	)
 	if err != nil {
@@ -519,6 +520,7 @@ func startScheduler(ctx context.Context, c Config) (*Process, error) {
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(c.SchedulerPort),
 		"--cert-dir=" + filepath.Join(c.StateDir, "kube-scheduler"),
+		"--failpoints-dir=" + c.FailpointsDir,
 		"--v=2",
 	}
 	// The feature gates the shipped Deployment gives the scheduler.

@@ -30,6 +30,7 @@ import (
 	"k8s.io/kubernetes/pkg/features"
 
 	"github.com/k8sm/k8sm/pkg/brokerapi"
+	"github.com/k8sm/k8sm/pkg/failpoint"
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/rolepolicy"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
@@ -327,6 +328,7 @@ func (pl *MesosOffers) launch(ctx context.Context, req *brokerv1.LaunchRequest) 
 // binds it. A pod whose Binding fails has its task killed, so that no task
 // runs for a pod the cluster does not place there.
 func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod, nodeName string) *fwk.Status {
+	failpoint.Hit(failpoint.SchedulerBind)
 	logger := klog.FromContext(ctx)
 	s, err := state.Read(reservationKey)
 	if err != nil {

@@ -90,6 +90,11 @@ func bringUp(t *testing.T, ctx context.Context) *k8smEnv {
 		cfg.StandbyAgents = 1
 		// No sample Deployment: the invariants are checked on the tests' pods.
 		cfg.SampleDeployment = false
+		// The chaos suite's exact faults (pkg/failpoint).
+		cfg.FailpointsDir = filepath.Join(dir, fmt.Sprintf("failpoints%d", attempt))
+		if err := os.MkdirAll(cfg.FailpointsDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		stateDir := cfg.StateDir
 		cl, err = cluster.Up(ctx, cfg)
 		t.Cleanup(func() {

@@ -621,6 +621,17 @@ func (e *k8smEnv) frameworkID(t *testing.T) string {
 // starts it again the way `make up` recovers from a crash.
 func (e *k8smEnv) restartComponent(t *testing.T, name string) {
 	t.Helper()
+	pid := e.pid(t, name)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("killing %s (pid %d): %v", name, pid, err)
+	}
+	waitExit(t, pid)
+	e.startAgain(t, name)
+}
+
+// pid is the process id of a component of the cluster.
+func (e *k8smEnv) pid(t *testing.T, name string) int {
+	t.Helper()
 	pidFile := filepath.Join(e.cfg.StateDir, "pids", name+".pid")
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -630,10 +641,12 @@ func (e *k8smEnv) restartComponent(t *testing.T, name string) {
 	if err != nil {
 		t.Fatalf("pid file %s: %v", pidFile, err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("killing %s (pid %d): %v", name, pid, err)
-	}
-	waitExit(t, pid)
+	return pid
+}
+
+// startAgain starts a component that crashed, as `make up` does.
+func (e *k8smEnv) startAgain(t *testing.T, name string) {
+	t.Helper()
 	cl, err := cluster.Up(e.ctx, e.cfg)
 	if err != nil {
 		t.Fatalf("starting %s again: %v", name, err)
