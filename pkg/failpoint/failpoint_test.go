@@ -1,8 +1,11 @@
 package failpoint
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,5 +49,35 @@ func TestPauseFiresOnce(t *testing.T) {
 	Hit("p") // fired once: the file is gone
 	if _, err := os.Stat(paused); err == nil {
 		t.Error("the point fired twice")
+	}
+}
+
+// TestCrashKillsTheProcess: a crash point SIGKILLs the process that reaches
+// it (this test binary, run again as a child), and only once it is armed.
+func TestCrashKillsTheProcess(t *testing.T) {
+	if d := os.Getenv("FAILPOINT_TEST_CHILD"); d != "" {
+		Enable(d)
+		Hit("c")
+		os.Exit(0) // not reached when armed
+	}
+	d := t.TempDir()
+	run := func() error {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKillsTheProcess$")
+		cmd.Env = append(os.Environ(), "FAILPOINT_TEST_CHILD="+d)
+		return cmd.Run()
+	}
+	if err := run(); err != nil {
+		t.Fatalf("unarmed, the child failed: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "c"), []byte("crash"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("armed, the child ended with %v, want SIGKILL", err)
+	}
+	if err := run(); err != nil {
+		t.Fatalf("after the point fired once, the child failed: %v", err)
 	}
 }
