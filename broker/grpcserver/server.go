@@ -151,6 +151,14 @@ func (s *Server) Reserve(ctx context.Context, req *brokerv1.ReserveRequest) (*br
 	if pod.UID == "" {
 		return nil, status.Error(codes.InvalidArgument, "pod.uid is required")
 	}
+	// Launch is not refused so: a retry of a launch already on its way
+	// must get its outcome, not a second attempt.
+	s.mu.Lock()
+	serving := s.serving
+	s.mu.Unlock()
+	if !serving {
+		return nil, status.Error(codes.Unavailable, errNotServing)
+	}
 	d, err := brokerapi.DemandFromProto(req.GetDemand())
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "demand of pod %s/%s: %v", pod.Namespace, pod.Name, err)

@@ -146,6 +146,23 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// TestReserveOnlyWhileServing: a replica that does not serve (a standby, a
+// leader that lost ZooKeeper or its Mesos subscription) refuses Reserve,
+// whatever offers its cache still holds: the pod is scheduled against the
+// leader's view, not a stale one.
+func TestReserveOnlyWhileServing(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 1, 1024))
+	req := &brokerv1.ReserveRequest{Pod: pbPod("p"), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 0.5}}
+	e.server.SetServing(false)
+	_, err := e.client.Reserve(context.Background(), req)
+	wantCode(t, err, codes.Unavailable, "not serving")
+	e.server.SetServing(true)
+	if _, err := e.client.Reserve(context.Background(), req); err != nil {
+		t.Errorf("serving again, Reserve: %v", err)
+	}
+}
+
 func TestReserveErrorCodes(t *testing.T) {
 	e := newEnv(t)
 	e.cache.Add(offer("o1", "a1", "node-1", 0.5, 1024))
