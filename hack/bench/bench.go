@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +66,8 @@ type Config struct {
 	SchedulerVariationAgents     int  `json:"scheduler_variation_agents"`
 	SchedulerVariationPods       int  `json:"scheduler_variation_pods"`
 	SchedulerVariationPercentage int  `json:"scheduler_variation_percentage"`
+	// Only, when set, keeps the scenarios whose name it matches.
+	Only *regexp.Regexp `json:"-"`
 }
 
 // Scenario is one set-up: a fresh simulated Mesos, broker and scheduler.
@@ -109,6 +113,9 @@ func (c Config) Scenarios() []Scenario {
 	}
 	if c.SchedulerVariations {
 		out = append(out, c.schedulerVariations(base)...)
+	}
+	if c.Only != nil {
+		out = slices.DeleteFunc(out, func(s Scenario) bool { return !c.Only.MatchString(s.Name) })
 	}
 	return out
 }

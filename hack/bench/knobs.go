@@ -24,7 +24,12 @@ type SchedulerKnobs struct {
 	// unset (the scheduler's adaptive default: 50% less 1% per 125 nodes,
 	// at least 5%, and never fewer than 100 feasible nodes).
 	PercentageOfNodesToScore int `json:"percentage_of_nodes_to_score,omitempty"`
-	// OpportunisticBatching is MesosOffers' args.opportunisticBatching.
+	// OpportunisticBatching is MesosOffers' args.opportunisticBatching,
+	// and PodTopologySpread of the profile without the system's default
+	// constraints (defaultingType List, none listed): upstream's
+	// PodTopologySpread refuses to sign any pod while it has default
+	// constraints, so without this no pod of the profile is ever batched
+	// (the stock profile's neither).
 	OpportunisticBatching bool `json:"opportunistic_batching,omitempty"`
 	// FeatureGates are added to the scheduler's --feature-gates.
 	FeatureGates string `json:"feature_gates,omitempty"`
@@ -37,7 +42,7 @@ func (k SchedulerKnobs) String() string {
 		out = append(out, fmt.Sprintf("percentageOfNodesToScore: %d", k.PercentageOfNodesToScore))
 	}
 	if k.OpportunisticBatching {
-		out = append(out, "opportunisticBatching: true")
+		out = append(out, "opportunisticBatching: true, PodTopologySpread without system defaults")
 	}
 	if k.FeatureGates != "" {
 		out = append(out, k.FeatureGates)
@@ -100,6 +105,14 @@ func applyKnobs(cfg manifests.SchedulerConfig, k SchedulerKnobs) error {
 		}
 		for _, a := range all {
 			a["opportunisticBatching"] = true
+		}
+		profiles, _ := cfg["profiles"].([]any)
+		for _, p := range profiles {
+			if pm, _ := p.(map[string]any); pm["schedulerName"] == K8smScheduler {
+				pcs, _ := pm["pluginConfig"].([]any)
+				pm["pluginConfig"] = append(pcs, map[string]any{"name": "PodTopologySpread",
+					"args": map[string]any{"defaultingType": "List"}})
+			}
 		}
 	}
 	return nil

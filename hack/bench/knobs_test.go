@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -23,13 +24,18 @@ func TestSchedulerVariationsEachChangeOneKnob(t *testing.T) {
 	want := []string{
 		"sched-base: none (as shipped)",
 		"sched-pct-10: percentageOfNodesToScore: 10",
-		"sched-batching: opportunisticBatching: true",
+		"sched-batching: opportunisticBatching: true, PodTopologySpread without system defaults",
 		"sched-async-api: SchedulerAsyncAPICalls=true",
-		"sched-all: percentageOfNodesToScore: 10; opportunisticBatching: true; SchedulerAsyncAPICalls=true",
+		"sched-all: percentageOfNodesToScore: 10; opportunisticBatching: true, PodTopologySpread without system defaults; SchedulerAsyncAPICalls=true",
 	}
 	if strings.Join(names, "\n") != strings.Join(want, "\n") {
 		t.Errorf("scheduler scenarios\n%s\nwant\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
 	}
+	cfg.Only = regexp.MustCompile(`^sched-(base|batching)$`)
+	if got := cfg.Scenarios(); len(got) != 2 || got[0].Name != "sched-base" || got[1].Name != "sched-batching" {
+		t.Errorf("--only=^sched-(base|batching)$ runs %+v", got)
+	}
+	cfg.Only = nil
 	cfg.SchedulerVariations = false
 	for _, s := range cfg.Scenarios() {
 		if s.Kind == "scheduler" {
@@ -52,10 +58,18 @@ func TestKnobsInTheSchedulerConfig(t *testing.T) {
 			if p.PercentageOfNodesToScore == nil || *p.PercentageOfNodesToScore != 10 {
 				t.Errorf("%s percentageOfNodesToScore %v, want 10:\n%s", K8smScheduler, p.PercentageOfNodesToScore, out)
 			}
+			spread := false
 			for _, pc := range p.PluginConfig {
 				if pc.Name == mesosoffers.Name && pc.Args["opportunisticBatching"] != true {
 					t.Errorf("MesosOffers args %v, want opportunisticBatching: true", pc.Args)
 				}
+				if pc.Name == "PodTopologySpread" {
+					// Upstream signs no pod while default constraints apply.
+					spread = pc.Args["defaultingType"] == "List" && pc.Args["defaultConstraints"] == nil
+				}
+			}
+			if !spread {
+				t.Errorf("%s: PodTopologySpread keeps the system's default constraints, so no pod is signed:\n%s", K8smScheduler, out)
 			}
 		case StockScheduler:
 			if p.PercentageOfNodesToScore != nil || len(p.PluginConfig) != 0 {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,9 +71,18 @@ func run(ctx context.Context) int {
 	fs.IntVar(&cfg.SchedulerQPS, "scheduler-kube-qps", 500, "clientConnection.qps of the scheduler (burst twice that)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 5*time.Minute, "how long one phase may wait for its pods")
 	fs.DurationVar(&cfg.NodesTimeout, "nodes-timeout", 2*time.Minute, "how long to wait for every agent's Node to be Ready before going on with those that are")
+	only := fs.String("only", "", "run only the scenarios whose name matches this regular expression (n100, n1000, var-base, sched-batching, ...)")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
 	cfg.BrokerQPS = float32(*brokerQPS)
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "--only: %v\n", err)
+			return 2
+		}
+		cfg.Only = re
+	}
 	if p := cfg.SchedulerVariationPercentage; p < 1 || p > 100 {
 		fmt.Fprintf(os.Stderr, "--scheduler-variation-percentage: %d is not a percentage of nodes (1-100)\n", p)
 		return 2
