@@ -50,6 +50,8 @@ type Server struct {
 	health   *health.Server
 	decoder  runtime.Decoder
 	policy   rolepolicy.Source
+	// chunkBytes bounds a snapshot chunk (SnapshotChunkBytes).
+	chunkBytes int
 
 	mu      sync.Mutex
 	serving bool
@@ -68,10 +70,17 @@ func New(cache *offers.Cache, launcher Launcher) *Server {
 		health:   health.NewServer(),
 		decoder:  serializer.NewCodecFactory(scheme).UniversalDeserializer(),
 		policy:   rolepolicy.Static(rolepolicy.Default()),
+		// 10,000 agents are about 1.5 MB of Agent messages: a few chunks,
+		// each far below gRPC's default 4 MiB receive limit.
+		chunkBytes: 256 << 10,
 	}
 	s.SetServing(false)
 	return s
 }
+
+// SetSnapshotChunkBytes bounds the size of each chunk a WatchOffers snapshot
+// is sent in (an agent bigger than that still goes, alone in its chunk).
+func (s *Server) SetSnapshotChunkBytes(n int) { s.chunkBytes = n }
 
 // SetRolePolicy makes Reserve and Launch apply p (the built-in default
 // policy until then). The scheduler plugin applies the same policy; the
@@ -139,7 +148,12 @@ func (s *Server) WatchOffers(_ *brokerv1.WatchOffersRequest, stream grpc.ServerS
 			}
 			return status.FromContextError(err).Err()
 		}
-		if err := stream.Send(eventToProto(ev, s.cache.Epoch())); err != nil {
+		if ev.Type == offers.EventSnapshot {
+			err = sendSnapshot(stream.Send, ev, s.cache.Epoch(), s.chunkBytes)
+		} else {
+			err = stream.Send(eventToProto(ev))
+		}
+		if err != nil {
 			return err
 		}
 	}

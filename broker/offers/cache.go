@@ -326,21 +326,74 @@ func (c *Cache) Agent(agentID string) (AgentView, bool) {
 func (c *Cache) Snapshot() ([]AgentView, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.snapshotLocked(), c.version
+	return c.snapshotLocked().Views(), c.version
 }
 
-func (c *Cache) snapshotLocked() []AgentView {
-	out := make([]AgentView, 0, len(c.agents))
+// Snapshot is every agent's state at one version, in hostname order. It holds
+// compact copies that share what the cache never modifies and makes each
+// AgentView when asked (View): a watcher's snapshot of 10,000 agents is sent
+// in chunks and never needs 10,000 views at once.
+type Snapshot struct {
+	agents []agentCopy
+}
+
+// Len is the number of agents.
+func (s Snapshot) Len() int { return len(s.agents) }
+
+// View is the i-th agent's view.
+func (s Snapshot) View(i int) AgentView { return s.agents[i].view() }
+
+// Views are all of them.
+func (s Snapshot) Views() []AgentView {
+	out := make([]AgentView, len(s.agents))
+	for i := range s.agents {
+		out[i] = s.agents[i].view()
+	}
+	return out
+}
+
+// agentCopy is an agent's state as a view shows it.
+type agentCopy struct {
+	id, hostname  string
+	attributes    map[string]string
+	available     roleSums
+	capacity      roleSums
+	executorRoles []string
+	draining      string
+	version       uint64
+}
+
+func (a *agentCopy) view() AgentView {
+	avail := make(podresources.ByRole, len(a.available))
+	for _, e := range a.available {
+		r := e.res
+		r.CPUs, r.MemMB, r.DiskMB, r.GPUs = max(r.CPUs, 0), max(r.MemMB, 0), max(r.DiskMB, 0), max(r.GPUs, 0)
+		avail[e.role] = r
+	}
+	return AgentView{
+		ID:            a.id,
+		Hostname:      a.hostname,
+		Attributes:    a.attributes,
+		Available:     avail,
+		Capacity:      a.capacity.byRole(),
+		ExecutorRoles: a.executorRoles,
+		Draining:      a.draining,
+		Version:       a.version,
+	}
+}
+
+func (c *Cache) snapshotLocked() Snapshot {
+	out := make([]agentCopy, 0, len(c.agents))
 	for _, a := range c.agents {
-		out = append(out, c.viewLocked(a))
+		out = append(out, c.copyLocked(a))
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].Hostname != out[j].Hostname {
-			return out[i].Hostname < out[j].Hostname
+		if out[i].hostname != out[j].hostname {
+			return out[i].hostname < out[j].hostname
 		}
-		return out[i].ID < out[j].ID
+		return out[i].id < out[j].id
 	})
-	return out
+	return Snapshot{agents: out}
 }
 
 // executorCharge is what role still owes for the executor on a.
@@ -355,37 +408,43 @@ func (c *Cache) executorCharge(a *agent, role string) podresources.Resources {
 // role. Scalars may come out negative when the executor does not fit; Fit
 // then fails, which is right: no pod can start there.
 func (c *Cache) availableLocked(a *agent) podresources.ByRole {
-	out := make(podresources.ByRole, len(a.offered))
+	return c.availableSumsLocked(a).byRole()
+}
+
+func (c *Cache) availableSumsLocked(a *agent) roleSums {
 	if a.draining != "" {
-		return out
+		return nil
 	}
+	out := make(roleSums, 0, len(a.offered))
 	for _, e := range a.offered {
-		out[e.role] = e.res.Subtract(a.reserved[e.role]).Subtract(c.executorCharge(a, e.role))
+		out = append(out, roleSum{role: e.role, res: e.res.Subtract(a.reserved[e.role]).Subtract(c.executorCharge(a, e.role))})
 	}
 	return out
 }
 
-func (c *Cache) viewLocked(a *agent) AgentView {
-	avail := c.availableLocked(a)
-	for role, r := range avail {
-		r.CPUs, r.MemMB, r.DiskMB, r.GPUs = max(r.CPUs, 0), max(r.MemMB, 0), max(r.DiskMB, 0), max(r.GPUs, 0)
-		avail[role] = r
-	}
+// copyLocked is a's state for a view; capacity and attributes are shared
+// (never modified in place).
+func (c *Cache) copyLocked(a *agent) agentCopy {
 	var roles []string
 	for role := range a.executors {
 		roles = append(roles, role)
 	}
 	sort.Strings(roles)
-	return AgentView{
-		ID:            a.id,
-		Hostname:      a.hostname,
-		Attributes:    a.attributes,
-		Available:     avail,
-		Capacity:      a.capacity.byRole(),
-		ExecutorRoles: roles,
-		Draining:      a.draining,
-		Version:       a.version,
+	return agentCopy{
+		id:            a.id,
+		hostname:      a.hostname,
+		attributes:    a.attributes,
+		available:     c.availableSumsLocked(a),
+		capacity:      a.capacity,
+		executorRoles: roles,
+		draining:      a.draining,
+		version:       a.version,
 	}
+}
+
+func (c *Cache) viewLocked(a *agent) AgentView {
+	cp := c.copyLocked(a)
+	return cp.view()
 }
 
 func (c *Cache) changedLocked(a *agent) {

@@ -345,7 +345,7 @@ func TestWatchSnapshotThenDeltas(t *testing.T) {
 	defer w.Stop()
 	ctx := context.Background()
 	ev, err := w.Next(ctx)
-	if err != nil || ev.Type != EventSnapshot || len(ev.Agents) != 1 || ev.Agents[0].Hostname != "node-1" {
+	if err != nil || ev.Type != EventSnapshot || ev.Agents.Len() != 1 || ev.Agents.View(0).Hostname != "node-1" {
 		t.Fatalf("first event %+v %v, want a snapshot of node-1", ev, err)
 	}
 	snapVersion := ev.Version
@@ -391,8 +391,8 @@ func TestSlowWatcherIsResynced(t *testing.T) {
 		t.Fatalf("after overflow got %v, want a snapshot", ev.Type)
 	}
 	_, version := c.Snapshot()
-	if len(ev.Agents) != 5 || ev.Version != version {
-		t.Errorf("resync snapshot has %d agents at version %d, want 5 at %d", len(ev.Agents), ev.Version, version)
+	if ev.Agents.Len() != 5 || ev.Version != version {
+		t.Errorf("resync snapshot has %d agents at version %d, want 5 at %d", ev.Agents.Len(), ev.Version, version)
 	}
 	c.Add(mkOffer("n6", "an6", "n6", "*", res(1, 0)))
 	if ev, _ = w.Next(ctx); ev.Type != EventUpdated || ev.Version != version+1 {

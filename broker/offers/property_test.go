@@ -113,7 +113,7 @@ func (m *model) run(data []byte) {
 		switch ev.Type {
 		case EventSnapshot:
 			view = map[string]AgentView{}
-			for _, a := range ev.Agents {
+			for _, a := range ev.Agents.Views() {
 				view[a.ID] = a
 			}
 		case EventUpdated:

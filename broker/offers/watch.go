@@ -26,9 +26,9 @@ type AgentRef struct {
 type Event struct {
 	Type    EventType
 	Version uint64
-	Agents  []AgentView // EventSnapshot
-	Agent   AgentView   // EventUpdated
-	Removed AgentRef    // EventRemoved
+	Agents  Snapshot  // EventSnapshot
+	Agent   AgentView // EventUpdated
+	Removed AgentRef  // EventRemoved
 }
 
 // Watcher receives a snapshot and then every change. Its buffer is bounded:

@@ -64,6 +64,7 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 	var first, last time.Time
 	seen := map[string]bool{}
 	go func() {
+		inSnapshot := false
 		for {
 			ev, err := stream.Recv()
 			if err != nil {
@@ -84,7 +85,11 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 			}
 			switch x := ev.GetEvent().(type) {
 			case *brokerv1.WatchOffersResponse_Snapshot:
-				avail = map[string]bool{}
+				// A snapshot comes in chunks; the first one starts afresh.
+				if !inSnapshot {
+					avail = map[string]bool{}
+				}
+				inSnapshot = x.Snapshot.GetMore()
 				for _, a := range x.Snapshot.GetAgents() {
 					mark(a)
 				}

@@ -221,6 +221,7 @@ func (m *mirror) watchOnce(ctx context.Context, client brokerv1.BrokerClient, ch
 	if err != nil {
 		return false, err
 	}
+	var chunks snapshotChunks
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -228,6 +229,12 @@ func (m *mirror) watchOnce(ctx context.Context, client brokerv1.BrokerClient, ch
 				err = errors.New("the broker ended the stream")
 			}
 			return synced, err
+		}
+		if ev, err = chunks.add(ev); err != nil {
+			return synced, err
+		}
+		if ev == nil {
+			continue // more chunks of a snapshot to come
 		}
 		if ev.GetSnapshot() != nil {
 			synced = true

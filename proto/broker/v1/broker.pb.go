@@ -478,7 +478,15 @@ type Snapshot struct {
 	// The broker's epoch: an id of its offer cache, new whenever the broker
 	// starts. Resource versions and reservations mean something only within
 	// one epoch; ReserveRequest names the epoch its claim was made in.
-	Epoch         string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// A snapshot is sent as consecutive chunks, each a WatchOffersResponse of
+	// at most a few hundred KiB (the whole view of 10,000 agents would be one
+	// message of megabytes, past gRPC's default 4 MiB limit at larger sizes).
+	// Every chunk but the last has more set; all carry the same epoch and
+	// resource_version, and no other event comes between them. The watcher
+	// applies the agents of all chunks at once when the last arrives: a stream
+	// that ends between chunks leaves no partial view.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +533,13 @@ func (x *Snapshot) GetEpoch() string {
 		return x.Epoch
 	}
 	return ""
+}
+
+func (x *Snapshot) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type AgentRemoved struct {
@@ -1343,10 +1358,11 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\bsnapshot\x18\x02 \x01(\v2\x18.k8sm.broker.v1.SnapshotH\x00R\bsnapshot\x121\n" +
 	"\aupdated\x18\x03 \x01(\v2\x15.k8sm.broker.v1.AgentH\x00R\aupdated\x128\n" +
 	"\aremoved\x18\x04 \x01(\v2\x1c.k8sm.broker.v1.AgentRemovedH\x00R\aremovedB\a\n" +
-	"\x05event\"O\n" +
+	"\x05event\"c\n" +
 	"\bSnapshot\x12-\n" +
 	"\x06agents\x18\x01 \x03(\v2\x15.k8sm.broker.v1.AgentR\x06agents\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\tR\x05epoch\"E\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"E\n" +
 	"\fAgentRemoved\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\"L\n" +

@@ -43,7 +43,9 @@ const (
 type BrokerClient interface {
 	// WatchOffers streams the broker's offer view: first a snapshot of every
 	// agent, then one event per change. A new snapshot may come at any time (a
-	// watcher that fell behind is resynced) and replaces the whole mirror.
+	// watcher that fell behind is resynced) and replaces the whole mirror. A
+	// snapshot comes in chunks of bounded size (Snapshot.more); the watcher
+	// replaces its mirror only once it has the last one.
 	WatchOffers(ctx context.Context, in *WatchOffersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOffersResponse], error)
 	// Reserve atomically claims resources on one agent for one pod until the
 	// TTL runs out. Of two Reserves racing for the last resources one wins; the
@@ -154,7 +156,9 @@ func (c *brokerClient) Kill(ctx context.Context, in *KillRequest, opts ...grpc.C
 type BrokerServer interface {
 	// WatchOffers streams the broker's offer view: first a snapshot of every
 	// agent, then one event per change. A new snapshot may come at any time (a
-	// watcher that fell behind is resynced) and replaces the whole mirror.
+	// watcher that fell behind is resynced) and replaces the whole mirror. A
+	// snapshot comes in chunks of bounded size (Snapshot.more); the watcher
+	// replaces its mirror only once it has the last one.
 	WatchOffers(*WatchOffersRequest, grpc.ServerStreamingServer[WatchOffersResponse]) error
 	// Reserve atomically claims resources on one agent for one pod until the
 	// TTL runs out. Of two Reserves racing for the last resources one wins; the
