@@ -347,7 +347,11 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 		ev  *scheduler.Event
 		err error
 	}
-	events := make(chan decoded, 64)
+	// One decoded event waits while the handler works on the one before: an
+	// OFFERS event of 10,000 agents is ~13 MiB decoded, so a deeper read-ahead
+	// costs the broker's memory tens of MiB whenever the handler lags, and
+	// buys nothing (the socket buffers the stream anyway).
+	events := make(chan decoded, 1)
 	go func() {
 		defer close(events)
 		for {

@@ -61,6 +61,10 @@ type Config struct {
 	PhaseTimeout     time.Duration `json:"-"`
 	NodesTimeout     time.Duration `json:"-"`
 
+	// BrokerMemoryLimit is the broker's --memory-limit ("" leaves the
+	// broker's default: none, as in the shipped Deployment).
+	BrokerMemoryLimit string `json:"broker_memory_limit,omitempty"`
+
 	// SchedulerVariations adds the scheduler knob scenarios (knobs.go).
 	SchedulerVariations          bool `json:"scheduler_variations"`
 	SchedulerVariationAgents     int  `json:"scheduler_variation_agents"`

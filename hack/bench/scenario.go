@@ -227,6 +227,9 @@ func (r *runner) setup(ctx context.Context, e *scenarioEnv, res *ScenarioResult)
 		"--grpc-bind-address=" + e.brokerRPC, "--http-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--enable-pprof", "--refuse-seconds=" + strconv.FormatFloat(sc.RefuseSeconds, 'g', -1, 64),
 		"--launch-batch-window=" + time.Duration(sc.BatchWindow).String(), "--v=1"}
+	if r.cfg.BrokerMemoryLimit != "" {
+		args = append(args, "--memory-limit="+r.cfg.BrokerMemoryLimit)
+	}
 	t1 := time.Now()
 	if e.broker, err = startChild("broker", filepath.Join(e.dir, "broker.log"), r.cfg.Self, args...); err != nil {
 		return err
