@@ -92,7 +92,7 @@ bench: deps
 	go build -o $(BIN)/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 	    ./hack/cmd/etcd ./plugin/cmd/kube-scheduler ./hack/cmd/k8sm-bench
 	$(BIN)/k8sm-bench --bin-dir=$(abspath $(BIN)) --out=$(abspath $(OUT))/bench $(BENCH_FLAGS)
-	$(if $(BENCH_GO),go test -run '^$$' -bench . -benchmem ./broker/offers ./broker/framework)
+	$(if $(BENCH_GO),go test -run '^$$' -bench . -benchmem ./broker/offers ./broker/grpcserver ./broker/framework)
 
 bench-big:
 	$(MAKE) bench BENCH_FLAGS="--agents=5000,10000 --pods=10000 --paced-pods=1000 --variations=false --nodes-timeout=10m --phase-timeout=15m $(BENCH_FLAGS)"
