@@ -70,7 +70,7 @@ func New(cache *offers.Cache, launcher Launcher) *Server {
 		health:   health.NewServer(),
 		decoder:  serializer.NewCodecFactory(scheme).UniversalDeserializer(),
 		policy:   rolepolicy.Static(rolepolicy.Default()),
-		// 10,000 agents are about 1.5 MB of Agent messages: a few chunks,
+		// 10,000 agents are about 1 MB of Agent messages: a few chunks,
 		// each far below gRPC's default 4 MiB receive limit.
 		chunkBytes: 256 << 10,
 	}
