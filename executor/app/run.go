@@ -17,6 +17,7 @@ import (
 
 	"github.com/k8sm/k8sm/executor"
 	"github.com/k8sm/k8sm/executor/agentconn"
+	"github.com/k8sm/k8sm/executor/hairpin"
 	"github.com/k8sm/k8sm/executor/kernel"
 	"github.com/k8sm/k8sm/executor/kubelet"
 	"github.com/k8sm/k8sm/executor/podnet"
@@ -103,8 +104,18 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 		Fatal:                 func(err error) { cancel(fmt.Errorf("kubelet failed: %w", err)) },
 	})
 	var k executor.Kubelet = kl
+	if o.ProxyMode != "" && o.NodeIP != "" {
+		// kube-proxy cannot take a pod to a host-private endpoint on this
+		// very agent (hostIP:hostPort); these relays do. They follow the
+		// pods the kubelet is given and end with the executor.
+		relays, err := hairpin.New(c.Client, o.NodeIP)
+		if err != nil {
+			return err
+		}
+		k = relays.Kubelet(k)
+	}
 	if o.ProxyMode != "" {
-		pk := &proxiedKubelet{Kubelet: kl, cfg: o.proxyConfig(), binary: selfBinary}
+		pk := &proxiedKubelet{Kubelet: k, cfg: o.proxyConfig(), binary: selfBinary}
 		k = pk
 		// After the executor stopped its pods: their Services' rules go
 		// last, and stay through an in-place restart.
