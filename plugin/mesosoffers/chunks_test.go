@@ -79,7 +79,7 @@ func chunk(epoch string, version uint64, more bool, hosts ...string) *brokerv1.W
 
 func hostsOf(m *mirror) string {
 	var hosts []string
-	m.each(func(a *agent) { hosts = append(hosts, a.hostname) })
+	m.each(func(a *agent) bool { hosts = append(hosts, a.hostname); return true })
 	slices.Sort(hosts)
 	return fmt.Sprint(len(hosts), " ", strings.Join(hosts, ","))
 }

@@ -142,7 +142,7 @@ func (m *mirror) claimCount() int {
 func (m *mirror) recomputeLocked(host string) *agent {
 	b := m.base[host]
 	if b == nil {
-		delete(m.agents, host)
+		m.setLocked(host, nil)
 		return nil
 	}
 	var pending []*claim
@@ -154,7 +154,7 @@ func (m *mirror) recomputeLocked(host string) *agent {
 		pending = append(pending, c)
 	}
 	if len(pending) == 0 {
-		m.agents[host] = b
+		m.setLocked(host, b)
 		return b
 	}
 	cp := *b
@@ -162,6 +162,7 @@ func (m *mirror) recomputeLocked(host string) *agent {
 	for _, c := range pending {
 		cp.available[c.role] = cp.available[c.role].Subtract(c.res)
 	}
-	m.agents[host] = &cp
+	cp.roles = cp.available.Roles()
+	m.setLocked(host, &cp)
 	return &cp
 }

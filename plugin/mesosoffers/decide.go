@@ -28,16 +28,12 @@ func fitsNoAgent(m *mirror, d podresources.Demand) string {
 	var most podresources.Resources
 	var closest podresources.Shortfalls
 	var closestHost string
-	m.each(func(a *agent) {
-		if fits {
-			return
-		}
+	m.each(func(a *agent) bool {
 		agents++
-		_, short := a.capacity.Fit(d)
-		if short.Fits() {
-			fits = true
-			return
+		if _, fits = a.capacity.Holds(d); fits {
+			return false
 		}
+		_, short := a.capacity.Fit(d)
 		for _, r := range a.capacity {
 			most.Scalars = most.Scalars.Max(r.Scalars)
 			most.Ports = most.Ports.Union(r.Ports)
@@ -45,6 +41,7 @@ func fitsNoAgent(m *mirror, d podresources.Demand) string {
 		if closest == nil || len(short) < len(closest) || (len(short) == len(closest) && a.hostname < closestHost) {
 			closest, closestHost = short, a.hostname
 		}
+		return true
 	})
 	switch {
 	case fits:

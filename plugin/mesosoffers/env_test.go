@@ -83,6 +83,9 @@ type fakeHandle struct {
 	client    *fake.Clientset
 	activated chan map[string]*v1.Pod
 	events    *events.FakeRecorder
+	// informers is the scheduler's informer factory; nil unless a test
+	// needs one.
+	informers informers.SharedInformerFactory
 }
 
 func (h *fakeHandle) EventRecorder() events.EventRecorderLogger { return h.events }
@@ -91,7 +94,7 @@ func (h *fakeHandle) Activate(_ klog.Logger, pods map[string]*v1.Pod) { h.activa
 func (h *fakeHandle) ClientSet() clientset.Interface                  { return h.client }
 func (h *fakeHandle) APICacher() fwk.APICacher                        { return nil }
 func (h *fakeHandle) SharedInformerFactory() informers.SharedInformerFactory {
-	return nil
+	return h.informers
 }
 
 // broker is the real Broker gRPC server on a loopback TCP port.

@@ -25,6 +25,20 @@ type agent struct {
 	available    podresources.ByRole
 	capacity     podresources.ByRole
 	version      uint64
+	// roles are available's roles, sorted.
+	roles []string
+}
+
+// holds is whether the agent's available resources hold d, as
+// available.Holds answers, without ranging over the map: Filter asks it for
+// every node of every pod.
+func (a *agent) holds(d podresources.Demand) bool {
+	for _, role := range a.roles {
+		if d.AllowsRole(role) && a.available[role].Holds(d) {
+			return true
+		}
+	}
+	return false
 }
 
 // mirror is a local copy of the broker's offer view, fed by WatchOffers, like
@@ -45,6 +59,8 @@ type mirror struct {
 	agents map[string]*agent // base less the local claims, by hostname
 	byID   map[string]string // agent id -> hostname
 	claims overlay
+	// fits indexes agents by the demand shapes they hold (fitIndex).
+	fits fitIndex
 	// reset hears, outside the lock, that the overlay was dropped (the
 	// watch ended or the broker restarted) and why.
 	reset func(error)
@@ -56,6 +72,7 @@ func newMirror(reset func(error)) *mirror {
 		agents:  map[string]*agent{},
 		byID:    map[string]string{},
 		claims:  newOverlay(),
+		fits:    newFitIndex(),
 		lastErr: errors.New("the offer watch has not started yet"),
 		reset:   reset,
 	}
@@ -74,27 +91,36 @@ func (m *mirror) get(hostname string) *agent {
 	return m.agents[hostname]
 }
 
-// each calls f for every agent while holding the read lock.
-func (m *mirror) each(f func(*agent)) {
+// each calls f for every agent while holding the read lock, until f
+// returns false.
+func (m *mirror) each(f func(*agent) bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for _, a := range m.agents {
-		f(a)
+		if !f(a) {
+			return
+		}
 	}
 }
 
 // fitting returns the hostnames of the agents whose available resources
-// hold d.
+// hold d, from the index (fitIndex). The set is shared: callers must not
+// change it.
 func (m *mirror) fitting(d podresources.Demand) sets.Set[string] {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	out := sets.New[string]()
-	for host, a := range m.agents {
-		if _, short := a.available.Fit(d); short.Fits() {
-			out.Insert(host)
-		}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fits.fittingLocked(d, m.agents)
+}
+
+// setLocked puts a in the view as host's agent, or takes host out when a
+// is nil, and keeps the index in step.
+func (m *mirror) setLocked(host string, a *agent) {
+	if a == nil {
+		delete(m.agents, host)
+	} else {
+		m.agents[host] = a
 	}
-	return out
+	m.fits.changedLocked(host, a)
 }
 
 // apply folds one watch event into the view and returns the agents it
@@ -119,6 +145,8 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 			m.claims = newOverlay()
 			m.epoch = epoch
 		}
+		// Every agent is fitted again on the next PreFilter.
+		m.fits = newFitIndex()
 		m.base = make(map[string]*agent, len(e.Snapshot.GetAgents()))
 		m.agents = make(map[string]*agent, len(e.Snapshot.GetAgents()))
 		m.byID = make(map[string]string, len(e.Snapshot.GetAgents()))
@@ -159,7 +187,7 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 // reservations on an agent whose offers are gone.
 func (m *mirror) removeLocked(host string) {
 	delete(m.base, host)
-	delete(m.agents, host)
+	m.setLocked(host, nil)
 	m.claims.dropHost(host)
 }
 
@@ -172,6 +200,7 @@ func (m *mirror) disconnected(err error) {
 	m.agents = map[string]*agent{}
 	m.byID = map[string]string{}
 	m.claims = newOverlay()
+	m.fits = newFitIndex()
 	m.epoch = ""
 	m.mu.Unlock()
 	if m.reset != nil {
@@ -180,13 +209,15 @@ func (m *mirror) disconnected(err error) {
 }
 
 func agentFromProto(a *brokerv1.Agent) *agent {
+	available := brokerapi.ByRoleFromProto(a.GetAvailable())
 	return &agent{
 		id:         a.GetAgentId(),
 		hostname:   a.GetHostname(),
 		attributes: a.GetAttributes(),
-		available:  brokerapi.ByRoleFromProto(a.GetAvailable()),
+		available:  available,
 		capacity:   brokerapi.ByRoleFromProto(a.GetCapacity()),
 		version:    a.GetResourceVersion(),
+		roles:      available.Roles(),
 	}
 }
 

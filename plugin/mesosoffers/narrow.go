@@ -33,33 +33,48 @@ import (
 // outside the set are reported as "didn't satisfy plugin(s) [MesosOffers]",
 // and its FailedScheduling event should say per node what Mesos is short of
 // (the first attempt of every pod, the bulk of a burst, is narrowed).
-func candidateNodes(m *mirror, pod *v1.Pod, d podresources.Demand, nodes []fwk.NodeInfo) sets.Set[string] {
+//
+// Both parts come from indexes kept as offers and pods change (fitIndex,
+// priorities), so the cost grows with the set returned, not with the agents
+// and their pods. The set may be the index's own: callers must not change
+// it (the scheduler merges PreFilter results into sets of its own).
+//
+// A pod that may preempt on (about) every node is not narrowed either:
+// naming every node costs a set as large as the cluster here and in the
+// scheduler, and saves no Filter.
+func candidateNodes(m *mirror, prios *priorities, pod *v1.Pod, d podresources.Demand, allNodes int) sets.Set[string] {
 	if failedBefore(pod) {
 		return nil
 	}
-	names := m.fitting(d)
-	if mayPreempt(pod) {
-		prio := corev1helpers.PodPriority(pod)
-		for _, n := range nodes {
-			if n.Node() == nil || names.Has(n.Node().Name) {
-				continue
-			}
-			for _, p := range n.GetPods() {
-				if corev1helpers.PodPriority(p.GetPod()) < prio {
-					names.Insert(n.Node().Name)
-					break
-				}
-			}
+	prio, preempts := corev1helpers.PodPriority(pod), mayPreempt(pod)
+	if preempts {
+		if n := prios.nodesBelow(prio); n > 0 && n >= allNodes-allNodes/10 {
+			return nil
 		}
 	}
-	if nominated := pod.Status.NominatedNodeName; nominated != "" && len(names) > 0 {
-		// The scheduler tries the nominated node first; keep it comparable.
-		names.Insert(nominated)
+	names := m.fitting(d)
+	var preemptible []string
+	if preempts {
+		preemptible = prios.below(prio, names)
 	}
-	if len(names) == 0 {
-		return nil
+	// The scheduler tries the nominated node first; keep it comparable.
+	nominated := pod.Status.NominatedNodeName
+	addNominated := nominated != "" && !names.Has(nominated) && (len(names) > 0 || len(preemptible) > 0)
+	if len(preemptible) == 0 && !addNominated {
+		if len(names) == 0 {
+			return nil
+		}
+		return names
 	}
-	return names
+	out := make(sets.Set[string], len(names)+len(preemptible)+1)
+	for n := range names {
+		out.Insert(n)
+	}
+	out.Insert(preemptible...)
+	if addNominated {
+		out.Insert(nominated)
+	}
+	return out
 }
 
 // failedBefore is whether the scheduler has marked the pod unschedulable.
@@ -123,18 +138,19 @@ func (pl *MesosOffers) isSchedulableAfterNodeChange(logger klog.Logger, pod *v1.
 }
 
 func untoleratedTaint(logger klog.Logger, node *v1.Node, tolerations []v1.Toleration, comparisonOperators bool) *v1.Taint {
-	if len(node.Spec.Taints) == 0 {
-		return nil
+	// FindMatchingUntoleratedTaint's answer without its copy of the
+	// node's taints: Filter asks for every node.
+	for i := range node.Spec.Taints {
+		taint := &node.Spec.Taints[i]
+		if taint.Effect != v1.TaintEffectNoSchedule && taint.Effect != v1.TaintEffectNoExecute {
+			continue
+		}
+		if !corev1helpers.TolerationsTolerateTaint(logger, tolerations, taint, comparisonOperators) {
+			t := *taint
+			return &t
+		}
 	}
-	taint, untolerated := corev1helpers.FindMatchingUntoleratedTaint(logger, node.Spec.Taints, tolerations,
-		func(t *v1.Taint) bool {
-			return t.Effect == v1.TaintEffectNoSchedule || t.Effect == v1.TaintEffectNoExecute
-		},
-		comparisonOperators)
-	if !untolerated {
-		return nil
-	}
-	return &taint
+	return nil
 }
 
 // leftOut explains the nodes PreFilter left out of the pod's NodeNames, as
@@ -169,7 +185,8 @@ func (pl *MesosOffers) leftOut(ctx context.Context, state fwk.CycleState, pod *v
 			counts["mesos: no outstanding offers from the node"]++
 			continue
 		}
-		_, short := room(state, a).Fit(ds.demand)
+		r, _ := room(state, a)
+		_, short := r.Fit(ds.demand)
 		if short.Fits() {
 			// Offers came back since PreFilter; the next attempt sees them.
 			continue

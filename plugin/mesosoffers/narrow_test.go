@@ -73,7 +73,8 @@ func TestPreFilterDoesNotNarrowForAPodThatFailed(t *testing.T) {
 func TestPreFilterKeepsNodesWherePreemptionCouldMakeRoom(t *testing.T) {
 	e := newEnv(t)
 	e.offer(t, mkOffer("a-free", "free", res(4, 4096)))
-	low := mkPod("2", "1Gi")
+	low := bound(mkPod("2", "1Gi"), "busy")
+	e.pl.priorities.observe(low)
 	busy := framework.NewNodeInfo(low)
 	busy.SetNode(&v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "busy"}, Spec: v1.NodeSpec{Taints: []v1.Taint{agentTaint}}}) // priority 0, its task holds the busy agent's resources
 	free := nodeInfo("free", agentTaint)

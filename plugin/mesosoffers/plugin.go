@@ -58,7 +58,9 @@ type MesosOffers struct {
 	waiters *waiters
 	// inflight are the broker Reserves not answered yet.
 	inflight brokerClaims
-	policy   rolepolicy.Source
+	// priorities finds the nodes where a pod could preempt.
+	priorities *priorities
+	policy     rolepolicy.Source
 	// comparisonOperators follows the TaintTolerationComparisonOperators
 	// feature gate, as the stock TaintToleration filter does.
 	comparisonOperators bool
@@ -104,11 +106,13 @@ func newWithConn(ctx context.Context, args *Args, h fwk.Handle, conn *grpc.Clien
 		client:              brokerv1.NewBrokerClient(conn),
 		comparisonOperators: utilfeature.DefaultFeatureGate.Enabled(features.TaintTolerationComparisonOperators),
 		policy:              rolepolicy.Static(rolepolicy.Default()),
+		priorities:          newPriorities(),
 	}
 	pl.mirror = newMirror(func(why error) { pl.resetClaims(ctx, why) })
 	pl.parked = newParked(func(pods map[string]*v1.Pod) { h.Activate(logger, pods) })
 	pl.waiters = newWaiters()
 	if f := h.SharedInformerFactory(); f != nil {
+		_, _ = f.Core().V1().Pods().Informer().AddEventHandler(pl.priorities.podHandler())
 		// A parked pod that is deleted would otherwise stay parked until an
 		// offer that fits it arrives. A deleted bound pod's task resources
 		// are on their way back to the offers (see waiters).
@@ -191,7 +195,7 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 		room.fitsNoAgent = true
 		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
 	}
-	if names := candidateNodes(pl.mirror, pod, d, nodes); names != nil {
+	if names := candidateNodes(pl.mirror, pl.priorities, pod, d, len(nodes)); names != nil {
 		ds.narrowed = names
 		return &fwk.PreFilterResult{NodeNames: names}, nil
 	}
@@ -227,10 +231,15 @@ func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1
 	if a == nil {
 		return fwk.NewStatus(fwk.Unschedulable, "mesos: no outstanding offers from the node")
 	}
-	_, short := room(state, a).Fit(d)
-	if short.Fits() {
+	r, changed := room(state, a)
+	if changed {
+		if _, ok := r.Holds(d); ok {
+			return nil
+		}
+	} else if a.holds(d) {
 		return nil
 	}
+	_, short := r.Fit(d)
 	klog.FromContext(ctx).V(5).Info("Offers do not hold the pod", "pod", klog.KObj(pod), "node", node.Name, "short", short.Error())
 	return fwk.NewStatus(fwk.Unschedulable, reasons(short, d)...)
 }
@@ -266,6 +275,7 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 		Epoch:    epoch,
 	}
 	state.Write(reservationKey, &reservationState{bc: pl.sendReserve(ctx, req, c)})
+	pl.priorities.assume(pod, nodeName)
 	pl.parked.unpark(pod.UID)
 	pl.waiters.done(pod.UID)
 	klog.FromContext(ctx).V(4).Info("Claimed Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "role", c.role, "claim", c.res.String())
@@ -292,6 +302,7 @@ func (pl *MesosOffers) Unreserve(ctx context.Context, state fwk.CycleState, pod 
 		pl.abandon(ctx, s.(*reservationState).bc)
 		klog.FromContext(ctx).V(4).Info("Released Mesos claim", "pod", klog.KObj(pod), "node", nodeName)
 	}
+	pl.priorities.forgetAssumed(pod.UID)
 	// Parked after its claim went, so that its own claim does not
 	// activate it: it waits for offers like any pod without room.
 	if ds, err := demandStateFrom(state); err == nil {

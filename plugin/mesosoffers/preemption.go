@@ -98,15 +98,17 @@ func roomStateFrom(state fwk.CycleState) *roomState {
 
 // room is what agent a can hold for the pod being filtered: its offers,
 // plus the resources of the tasks the dry run removed, minus what the
-// pods nominated to it will take.
-func room(state fwk.CycleState, a *agent) podresources.ByRole {
+// pods nominated to it will take. changed says whether that differs from
+// a.available (only a dry run or nominated pods change it; then it is a
+// copy).
+func room(state fwk.CycleState, a *agent) (_ podresources.ByRole, changed bool) {
 	s, err := state.Read(roomKey)
 	if err != nil {
-		return a.available
+		return a.available, false
 	}
 	c := s.(*roomState).nodes[a.hostname]
 	if c == nil {
-		return a.available
+		return a.available, false
 	}
 	out := a.available.Clone()
 	for role, r := range c.freed {
@@ -125,7 +127,7 @@ func room(state fwk.CycleState, a *agent) podresources.ByRole {
 			out[role] = out[role].Subtract(n.demand.ToResources())
 		}
 	}
-	return out
+	return out, true
 }
 
 // roleOf is the role of a's resources a pod with demand d draws from when

@@ -1,0 +1,94 @@
+package mesosoffers
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// fitIndex keeps, for the demand shapes PreFilter asked about lately, the
+// set of agents whose view (offers less local claims) holds the shape. It
+// is kept as the view changes, one agent at a time, so that PreFilter does
+// not fit every agent of the mirror for every pod: the pods of a burst
+// mostly share a few shapes (a Deployment's replicas have one), and a
+// change touches one agent. The mirror's lock guards it.
+//
+// A set handed out is shared and never changed again: the next change
+// copies it first (the scheduler keeps PreFilterResult.NodeNames for the
+// cycle, PostFilter reads it later). Changes that leave an agent on the
+// same side of the shape (a small pod's claim on a big agent, the common
+// case) copy nothing.
+type fitIndex struct {
+	shapes map[string]*fitShape
+	tick   uint64
+}
+
+// maxFitShapes bounds the index: each shape costs a fit per changed agent.
+const maxFitShapes = 16
+
+type fitShape struct {
+	demand podresources.Demand
+	hosts  sets.Set[string]
+	shared bool
+	used   uint64
+}
+
+func newFitIndex() fitIndex { return fitIndex{shapes: map[string]*fitShape{}} }
+
+// shapeKey names the demand's shape: everything Fit reads.
+func shapeKey(d podresources.Demand) string {
+	return fmt.Sprintf("%d/%d/%d/%d/%v/%d/%q", d.CPUs, d.MemMB, d.DiskMB, d.GPUs, d.HostPorts, d.WildcardPorts, d.Roles)
+}
+
+// fittingLocked returns the agents of agents that hold d. The set is
+// shared: callers must not change it. The mirror's write lock is held.
+func (x *fitIndex) fittingLocked(d podresources.Demand, agents map[string]*agent) sets.Set[string] {
+	x.tick++
+	key := shapeKey(d)
+	s := x.shapes[key]
+	if s == nil {
+		if len(x.shapes) >= maxFitShapes {
+			x.evictLocked()
+		}
+		s = &fitShape{demand: d, hosts: sets.New[string]()}
+		for host, a := range agents {
+			if a.holds(d) {
+				s.hosts.Insert(host)
+			}
+		}
+		x.shapes[key] = s
+	}
+	s.used, s.shared = x.tick, true
+	return s.hosts
+}
+
+func (x *fitIndex) evictLocked() {
+	var oldest string
+	for key, s := range x.shapes {
+		if oldest == "" || s.used < x.shapes[oldest].used {
+			oldest = key
+		}
+	}
+	delete(x.shapes, oldest)
+}
+
+// changedLocked moves host to the right side of every shape: a is the
+// agent's view now, nil when it has none.
+func (x *fitIndex) changedLocked(host string, a *agent) {
+	for _, s := range x.shapes {
+		holds := a != nil && a.holds(s.demand)
+		if holds == s.hosts.Has(host) {
+			continue
+		}
+		if s.shared {
+			s.hosts, s.shared = s.hosts.Clone(), false
+		}
+		if holds {
+			s.hosts.Insert(host)
+		} else {
+			s.hosts.Delete(host)
+		}
+	}
+}
