@@ -162,7 +162,7 @@ func (m *mirror) recomputeLocked(host string) *agent {
 	for _, c := range pending {
 		cp.available[c.role] = cp.available[c.role].Subtract(c.res)
 	}
-	cp.roles = cp.available.Roles()
+	cp.sorted = sortedRoles(cp.available)
 	m.setLocked(host, &cp)
 	return &cp
 }

@@ -25,16 +25,29 @@ type agent struct {
 	available    podresources.ByRole
 	capacity     podresources.ByRole
 	version      uint64
-	// roles are available's roles, sorted.
-	roles []string
+	// sorted is available by role in the roles' order (sortedRoles).
+	sorted []roleResources
+}
+
+type roleResources struct {
+	role string
+	res  podresources.Resources
+}
+
+func sortedRoles(b podresources.ByRole) []roleResources {
+	out := make([]roleResources, 0, len(b))
+	for _, role := range b.Roles() {
+		out = append(out, roleResources{role, b[role]})
+	}
+	return out
 }
 
 // holds is whether the agent's available resources hold d, as
-// available.Holds answers, without ranging over the map: Filter asks it for
+// available.Holds answers, without a map in the way: Filter asks it for
 // every node of every pod.
 func (a *agent) holds(d podresources.Demand) bool {
-	for _, role := range a.roles {
-		if d.AllowsRole(role) && a.available[role].Holds(d) {
+	for i := range a.sorted {
+		if d.AllowsRole(a.sorted[i].role) && a.sorted[i].res.Holds(d) {
 			return true
 		}
 	}
@@ -217,7 +230,7 @@ func agentFromProto(a *brokerv1.Agent) *agent {
 		available:  available,
 		capacity:   brokerapi.ByRoleFromProto(a.GetCapacity()),
 		version:    a.GetResourceVersion(),
-		roles:      available.Roles(),
+		sorted:     sortedRoles(available),
 	}
 }
 
