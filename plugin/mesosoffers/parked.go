@@ -78,7 +78,7 @@ func (q *parked) fittingLocked(agents []*agent) map[string]*v1.Pod {
 	var out map[string]*v1.Pod
 	for uid, p := range q.pods {
 		for _, a := range agents {
-			if _, short := a.available.Fit(p.demand); short.Fits() {
+			if a.holds(p.demand) {
 				if out == nil {
 					out = map[string]*v1.Pod{}
 				}
