@@ -405,17 +405,24 @@ func (c *Controller) killDeleted(ctx context.Context, uid types.UID, d deletedPo
 // Terminating for ever and its controller would never replace it. The task
 // is killed; its terminal status (TaskStatus) removes the pod. A pod that
 // already ended is removed at once.
+//
+// A pod that ended is removed even where a kubelet runs: its task ended,
+// and a task ends only once nothing of it runs (the executor stopped the
+// containers, or the agent destroyed the executor's container with them),
+// while the kubelet there may never have known the pod — a killed
+// executor's successor runs only the pods launched to it — and would leave
+// it Terminating for ever, its StatefulSet identity never recreated.
 func (c *Controller) terminate(ctx context.Context, p *v1.Pod) error {
 	logger := klog.FromContext(ctx)
+	if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+		return c.removePod(ctx, p)
+	}
 	kubelet, err := c.cfg.KubeletRuns(ctx, p.Spec.NodeName)
 	if err != nil {
 		return fmt.Errorf("deciding who ends pod %s, being deleted on node %s: %w", klog.KObj(p), p.Spec.NodeName, err)
 	}
 	if kubelet {
 		return nil // the kubelet stops it within its grace period and removes it
-	}
-	if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
-		return c.removePod(ctx, p)
 	}
 	logger.Info("Killing the task of a pod being deleted on a node where no kubelet runs", "pod", klog.KObj(p), "node", p.Spec.NodeName)
 	if err := c.cfg.Framework.KillTask(ctx, taskinfo.PodTaskID(p), c.agentOfNode(p.Spec.NodeName), "pod-terminating"); err != nil {
@@ -434,7 +441,7 @@ func (c *Controller) removePod(ctx context.Context, p *v1.Pod) error {
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("removing pod %s, whose task ended while it was being deleted: %w", klog.KObj(p), err)
 	}
-	klog.FromContext(ctx).Info("Removed a deleted pod whose task ended (no kubelet on its node)", "pod", klog.KObj(p), "node", p.Spec.NodeName)
+	klog.FromContext(ctx).Info("Removed a deleted pod that had ended", "pod", klog.KObj(p), "node", p.Spec.NodeName)
 	return nil
 }
 

@@ -331,6 +331,35 @@ func TestPodDeletedWithoutKubeletEndedWithRetries(t *testing.T) {
 	})
 }
 
+// TestEndedPodBeingDeletedIsRemovedWhereAKubeletRuns: the StatefulSet
+// deletes its pod that failed when its executor was killed; the node has
+// a kubelet again (the next executor's), which never knew the pod. The
+// broker removes it, so the identity is recreated (docs/reliability.md's
+// db-1); a running pod being deleted stays the kubelet's.
+func TestEndedPodBeingDeletedIsRemovedWhereAKubeletRuns(t *testing.T) {
+	now := metav1.Now()
+	failed := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db-1", UID: "u1", DeletionTimestamp: &now, Finalizers: []string{"test"}},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler", NodeName: "n1"}, Status: v1.PodStatus{Phase: v1.PodFailed}}
+	running := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db-0", UID: "u2", DeletionTimestamp: &now, Finalizers: []string{"test"}},
+		Spec: v1.PodSpec{SchedulerName: "mesos-scheduler", NodeName: "n1"}, Status: v1.PodStatus{Phase: v1.PodRunning}}
+	client := fake.NewSimpleClientset(failed, running, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1",
+		Annotations: map[string]string{taskinfo.AgentIDAnnotation: "agent-1"}}})
+	fw := &killRecorder{}
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw, Resync: 10 * time.Minute,
+		KubeletRuns: func(context.Context, string) (bool, error) { return true, nil }})
+	run(t, c)
+	eventually(t, "the failed pod removed", func() bool {
+		_, err := client.CoreV1().Pods("default").Get(context.Background(), "db-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	if _, err := client.CoreV1().Pods("default").Get(context.Background(), "db-0", metav1.GetOptions{}); err != nil {
+		t.Errorf("the running pod being deleted was not left to its kubelet: %v", err)
+	}
+	if k := fw.killed(); slices.Contains(k, "pod.u2@agent-1/pod-terminating") {
+		t.Errorf("the running pod's task was killed: %v", k)
+	}
+}
+
 // TestLaunchFailureEndsPodWithMesosReasonAndTime: what Mesos 1.11 (and
 // mesos-sim, TestFetchFailureFailsTasks) sends when an executor cannot be
 // fetched — TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, SOURCE_AGENT, the
