@@ -93,8 +93,9 @@ type Args struct {
 	// scored nodes for the next pod with the same Mesos demand, roles,
 	// namespace, k8sm.io/ annotations and tolerations (SignPod says why that
 	// is safe with offers). It needs the scheduler's OpportunisticBatching
-	// feature gate (on by default). Default false: docs/benchmarks.md
-	// measures what it changes.
+	// feature gate (on by default) and PodTopologySpread without default
+	// constraints in the profile (SignPod). Default false:
+	// docs/benchmarks.md measures what it changes.
 	OpportunisticBatching *bool `json:"opportunisticBatching,omitempty"`
 }
 

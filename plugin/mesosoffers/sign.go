@@ -49,6 +49,12 @@ const (
 // profile applies taints in MesosOffers' Filter). MesosOffers scores
 // nothing. A pod whose demand is invalid is not signed: PreFilter turns it
 // away anyway.
+//
+// Every filter and score plugin of the profile must sign a pod for it to be
+// batched. Upstream's PodTopologySpread refuses while it has default
+// constraints, which its default (defaultingType: System) has, so the
+// profile must also give it defaultingType: List (no default constraints)
+// for batching to happen at all.
 func (pl *MesosOffers) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
 	if pl.args.OpportunisticBatching == nil || !*pl.args.OpportunisticBatching {
 		return nil, fwk.NewStatus(fwk.Unschedulable, "MesosOffers args.opportunisticBatching is off")

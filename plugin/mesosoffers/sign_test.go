@@ -50,27 +50,38 @@ func TestSignPodRefusesUnlessBatchingIsOn(t *testing.T) {
 	}
 }
 
-// The shipped configuration decodes (the plugin refuses unknown fields) and
-// leaves batching off until it is measured.
-func TestShippedConfigLeavesBatchingOff(t *testing.T) {
+// The shipped configuration decodes (the plugin refuses unknown fields), and
+// a profile that turns batching on also lets PodTopologySpread sign pods:
+// otherwise the knob is on and nothing is ever batched.
+func TestShippedConfigBatchesOnlyWhereItCan(t *testing.T) {
 	cfg, err := manifests.ShippedSchedulerConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := cfg.MesosOffersArgs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, raw := range all {
-		delete(raw, "rolePolicyFile") // a path in the scheduler's container
-		delete(raw, "tls")
-		b, _ := json.Marshal(raw)
-		a, err := argsFrom(&runtime.Unknown{Raw: b, ContentType: runtime.ContentTypeJSON})
-		if err != nil {
-			t.Fatalf("the shipped MesosOffers args: %v", err)
+	profiles, _ := cfg["profiles"].([]any)
+	for _, p := range profiles {
+		pm, _ := p.(map[string]any)
+		pcs, _ := pm["pluginConfig"].([]any)
+		batching, signable := false, false
+		for _, pc := range pcs {
+			pc, _ := pc.(map[string]any)
+			raw, _ := pc["args"].(map[string]any)
+			switch pc["name"] {
+			case Name:
+				delete(raw, "rolePolicyFile") // a path in the scheduler's container
+				delete(raw, "tls")
+				b, _ := json.Marshal(raw)
+				a, err := argsFrom(&runtime.Unknown{Raw: b, ContentType: runtime.ContentTypeJSON})
+				if err != nil {
+					t.Fatalf("the shipped MesosOffers args: %v", err)
+				}
+				batching = *a.OpportunisticBatching
+			case "PodTopologySpread":
+				signable = raw["defaultingType"] == "List" && raw["defaultConstraints"] == nil
+			}
 		}
-		if *a.OpportunisticBatching {
-			t.Error("manifests/scheduler.yaml turns opportunisticBatching on")
+		if batching && !signable {
+			t.Errorf("profile %v turns opportunisticBatching on but PodTopologySpread keeps default constraints: no pod would be batched", pm["schedulerName"])
 		}
 	}
 }
