@@ -100,6 +100,20 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// scaleCtx bounds a test whose work grows with its agents by the test
+// binary's own deadline rather than a fixed time: under -race on two busy
+// cores 200 agents' launches and acknowledgements took longer than 30 s,
+// which says nothing about the double. A hang still ends at -timeout.
+func scaleCtx(t *testing.T) context.Context {
+	deadline, ok := t.Deadline()
+	if !ok {
+		return testCtx(t)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-10*time.Second))
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func fwInfo(name string, caps ...mesos.FrameworkInfo_Capability_Type) mesos.FrameworkInfo {
 	info := mesos.FrameworkInfo{User: "root", Name: name}
 	for _, c := range caps {

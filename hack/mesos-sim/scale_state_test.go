@@ -21,7 +21,7 @@ func TestHollowScale(t *testing.T) {
 		agents = append(agents, hollowAgent(t, "cpus:2;mem:1024"))
 	}
 	s := startSim(t, mesossim.Config{Agents: agents})
-	ctx := testCtx(t)
+	ctx := scaleCtx(t)
 	sched := subscribe(t, ctx, s.MasterURL(), wire.Protobuf, fwInfo("scale"))
 	seen := map[string]bool{}
 	launched := 0
