@@ -71,7 +71,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.RuntimeEndpoint, "container-runtime-endpoint", o.RuntimeEndpoint, "CRI endpoint of containerd")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "Node name (default: the agent's hostname, as the broker mirrors it)")
 	fs.StringVar(&o.RootDir, "root-dir", o.RootDir, "kubelet root directory: pods, volumes, logs, certificates")
-	fs.StringVar(&o.CgroupRoot, "cgroup-root", o.CgroupRoot, "parent cgroup of the pods (default /k8sm/<node>)")
+	fs.StringVar(&o.CgroupRoot, "cgroup-root", o.CgroupRoot, "parent cgroup of the pods (default: <the executor's Mesos container cgroup>/kubelet, so that the agent's destroying the container stops the pods; /k8sm/<node> when the agent gives the executor no cgroup of its own)")
 	fs.Int32Var(&o.KubeletPort, "kubelet-port", o.KubeletPort, "port of the kubelet's HTTPS server (logs, exec, port-forward)")
 	fs.StringVar(&o.KubeletAddress, "kubelet-address", o.KubeletAddress, "address of the kubelet's HTTPS server")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "kubelet serving certificate (signed by a CA the API server trusts); self-signed when empty")

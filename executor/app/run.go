@@ -94,6 +94,9 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	if o.CgroupRoot == "" && c.Runtime != nil {
+		c.removeLeftBehind(ctx, kubelet.ContainerCgroup())
+	}
 	kl := kubelet.New(kubelet.Config{
 		Kubeconfig: o.Kubeconfig, ContainerRuntimeEndpoint: o.RuntimeEndpoint, RootDir: o.RootDir,
 		CgroupRoot: o.CgroupRoot, Port: o.KubeletPort, Address: o.KubeletAddress,
@@ -141,6 +144,40 @@ func (c *Config) Run(ctx context.Context, restart <-chan struct{}) error {
 		err = fmt.Errorf("%w: %w", err, context.Cause(ctx))
 	}
 	return err
+}
+
+// removeLeftBehind removes from the runtime the sandboxes (and their
+// containers) of pods that an earlier executor of this agent ran in a
+// container the agent has since destroyed: nothing of them runs, but the
+// runtime keeps their records, network namespaces and addresses until
+// someone removes them, and this executor's kubelet never knew them.
+func (c *Config) removeLeftBehind(ctx context.Context, own string) {
+	if own == "" {
+		return
+	}
+	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	sbs, err := c.Runtime.Sandboxes(ctx)
+	if err != nil {
+		logger.Error(err, "Looking for pods an earlier executor left in the container runtime")
+		return
+	}
+	parents := make([]string, len(sbs))
+	for i, sb := range sbs {
+		parents[i] = sb.CgroupParent
+	}
+	for i, left := range kubelet.LeftBehind(own, parents, kubelet.FreezerCgroupExists) {
+		if !left {
+			continue
+		}
+		sb := sbs[i]
+		if err := c.Runtime.RemoveSandbox(ctx, sb.ID); err != nil {
+			logger.Error(err, "Removing a pod sandbox an earlier executor left", "pod", klog.KRef(sb.Namespace, sb.Name), "uid", sb.UID)
+			continue
+		}
+		logger.Info("Removed a pod sandbox an earlier executor left (its container was destroyed)", "pod", klog.KRef(sb.Namespace, sb.Name), "uid", sb.UID, "sandbox", sb.ID)
+	}
 }
 
 // selfBinary is this process's program, even after an upgrade replaced

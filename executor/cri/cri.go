@@ -3,6 +3,7 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -61,3 +62,53 @@ func (r *Runtime) ReadySandboxes(ctx context.Context, uid types.UID) (int, error
 
 // Close drops the connection.
 func (r *Runtime) Close() error { return r.conn.Close() }
+
+// Sandbox is a pod sandbox the runtime keeps, with the cgroup its pod's
+// containers were put under.
+type Sandbox struct {
+	ID, Namespace, Name string
+	UID                 types.UID
+	CgroupParent        string
+}
+
+// Sandboxes lists every pod sandbox of the runtime, ready or not.
+func (r *Runtime) Sandboxes(ctx context.Context) ([]Sandbox, error) {
+	resp, err := r.rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pod sandboxes: %w", err)
+	}
+	var out []Sandbox
+	for _, s := range resp.Items {
+		sb := Sandbox{ID: s.Id, UID: types.UID(s.GetMetadata().GetUid()), Namespace: s.GetMetadata().GetNamespace(), Name: s.GetMetadata().GetName()}
+		st, err := r.rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: s.Id, Verbose: true})
+		if err != nil {
+			return nil, fmt.Errorf("reading the status of sandbox %s: %w", s.Id, err)
+		}
+		// containerd's verbose status carries the sandbox's config.
+		var info struct {
+			Config struct {
+				Linux struct {
+					CgroupParent string `json:"cgroup_parent"`
+				} `json:"linux"`
+			} `json:"config"`
+		}
+		if raw := st.GetInfo()["info"]; raw != "" {
+			_ = json.Unmarshal([]byte(raw), &info)
+		}
+		sb.CgroupParent = info.Config.Linux.CgroupParent
+		out = append(out, sb)
+	}
+	return out, nil
+}
+
+// RemoveSandbox stops the sandbox (its network goes) and removes it with
+// its containers.
+func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
+	if _, err := r.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		return fmt.Errorf("stopping sandbox %s: %w", id, err)
+	}
+	if _, err := r.rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		return fmt.Errorf("removing sandbox %s: %w", id, err)
+	}
+	return nil
+}

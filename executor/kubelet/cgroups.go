@@ -3,12 +3,45 @@ package kubelet
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/k8sm/k8sm/pkg/mounts"
 )
+
+// ContainerCgroup is the executor's own container cgroup: its cgroup in
+// the v1 freezer hierarchy, which the Mesos Linux launcher gives each
+// container (<cgroups_root>/<container id>) and destroys, killing every
+// process in it and below, when the container ends. Empty when the process
+// is in the hierarchy's root (no such launcher) or on cgroup v2 hosts,
+// where the executor sits in a leaf that cannot also hold the pods'.
+func ContainerCgroup() string {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	return freezerCgroup(string(b))
+}
+
+// freezerCgroup reads the freezer line of a /proc/<pid>/cgroup file.
+func freezerCgroup(procCgroup string) string {
+	for _, line := range strings.Split(procCgroup, "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, sub := range strings.Split(parts[1], ",") {
+			if sub == "freezer" && parts[2] != "/" && !strings.Contains(parts[2], "..") {
+				return parts[2]
+			}
+		}
+	}
+	return ""
+}
 
 // EnsureCgroupRoot creates the pods' parent cgroup in every hierarchy: the
 // kubelet refuses a --cgroup-root that does not exist, and only an
@@ -79,4 +112,46 @@ func RemoveCgroupRoot(root string) error {
 		return fmt.Errorf("cgroups still in use: %s", strings.Join(busy, ", "))
 	}
 	return nil
+}
+
+// LeftBehind picks, from the pod cgroups of a runtime's sandboxes, those of
+// pods that ran in an earlier container of this executor's agent: their
+// cgroup lies under a sibling of own (the executor's container, below the
+// agent's cgroups root) whose container cgroup is gone, so the agent has
+// destroyed that container and nothing of those pods runs any more. Pods
+// of this container (an in-place restart adopts them) and of containers
+// that still exist (another framework's executor) are not picked.
+func LeftBehind(own string, cgroupParents []string, containerExists func(cgroup string) bool) []bool {
+	out := make([]bool, len(cgroupParents))
+	if own == "" {
+		return out
+	}
+	root := path.Dir(own) + "/"
+	for i, p := range cgroupParents {
+		rest, ok := strings.CutPrefix(path.Clean(p), root)
+		if !ok {
+			continue
+		}
+		cid, _, _ := strings.Cut(rest, "/")
+		container := root + cid
+		out[i] = cid != "" && container != own && !containerExists(container)
+	}
+	return out
+}
+
+// FreezerCgroupExists says whether cgroup exists in the freezer hierarchy.
+func FreezerCgroupExists(cgroup string) bool {
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		return true // when unsure, keep
+	}
+	for _, m := range infos {
+		for _, o := range strings.Split(m.VFSOptions, ",") {
+			if o == "freezer" {
+				_, err := os.Stat(filepath.Join(m.Mountpoint, cgroup))
+				return err == nil || !os.IsNotExist(err)
+			}
+		}
+	}
+	return true
 }

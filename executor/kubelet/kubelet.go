@@ -9,7 +9,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -239,6 +241,9 @@ func (k *Kubelet) Start(ctx context.Context, node string, pods <-chan []*v1.Pod)
 		}
 	}()
 
+	if own := ContainerCgroup(); own != "" && s.CgroupRoot != own && !strings.HasPrefix(s.CgroupRoot, own+"/") {
+		logger.Info("The pods' cgroups are outside the executor's Mesos container: pods outlive an executor that is killed", "cgroupRoot", s.CgroupRoot, "container", own)
+	}
 	logger.Info("Running the embedded kubelet", "node", node, "rootDir", s.RootDirectory, "cgroupRoot", s.CgroupRoot,
 		"runtime", s.ContainerRuntimeEndpoint, "port", s.Port)
 	go func() {
@@ -266,10 +271,18 @@ func (k *Kubelet) RemoveCgroups() error {
 	return RemoveCgroupRoot(k.CgroupRoot(k.node))
 }
 
-// CgroupRoot is the pods' parent cgroup for node.
+// CgroupRoot is the pods' parent cgroup for node: the configured one, or
+// below the executor's own Mesos container (ContainerCgroup), so that the
+// pods belong to the container: when the executor ends, however it ends,
+// the agent destroys the container and every pod process with it, and
+// what Mesos accounts as the executor's is what runs. Outside a container
+// (an agent without cgroup isolation) it is /k8sm/<node>.
 func (k *Kubelet) CgroupRoot(node string) string {
 	if k.cfg.CgroupRoot != "" {
 		return k.cfg.CgroupRoot
+	}
+	if own := ContainerCgroup(); own != "" {
+		return path.Join(own, "kubelet")
 	}
 	return "/k8sm/" + node
 }

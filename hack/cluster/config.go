@@ -84,9 +84,10 @@ type Config struct {
 	// ClusterDNS deploys CoreDNS through k8sm behind the kube-dns Service
 	// (DeployDNS). The kubelets point pods at DNSServiceIP either way.
 	ClusterDNS bool
-	// CgroupParent is the cgroup under which every agent's kubelet puts its
-	// pods (<CgroupParent>/<node>); empty means one derived from StateDir,
-	// so that clusters on one host never share it.
+	// CgroupParent is the cgroup under which every agent keeps its
+	// executors' containers (--cgroups_root <CgroupParent>/<node>), and
+	// their kubelets the pods; empty means one derived from StateDir, so
+	// that clusters on one host never share it.
 	CgroupParent string
 }
 

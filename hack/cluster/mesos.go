@@ -94,7 +94,8 @@ func (c Config) cgroupParent() string {
 	return "/k8sm-" + hex.EncodeToString(sum[:4])
 }
 
-// AgentCgroupRoot is the parent cgroup of agent i's pods.
+// AgentCgroupRoot is agent i's --cgroups_root: its executors' containers
+// are its children, and their kubelets put the pods under them.
 func (c Config) AgentCgroupRoot(i int) string { return c.cgroupParent() + "/" + c.AgentName(i) }
 
 // AdminKubeconfig is the cluster admin's kubeconfig (kubectl's).
@@ -140,7 +141,6 @@ func (c Config) executorEnv(i int) (map[string]string, error) {
 		"K8SM_KUBECONFIG":                 kubeconfig,
 		"K8SM_CONTAINER_RUNTIME_ENDPOINT": "unix://" + c.AgentContainerdSocket(i),
 		"K8SM_ROOT_DIR":                   c.AgentKubeletRootDir(i),
-		"K8SM_CGROUP_ROOT":                c.AgentCgroupRoot(i),
 		"K8SM_KUBELET_PORT":               strconv.Itoa(c.KubeletPort),
 		"K8SM_KUBELET_ADDRESS":            nodeIP,
 		"K8SM_NODE_IP":                    nodeIP,
@@ -227,6 +227,12 @@ type agentsFileEntry struct {
 	IP         string            `json:"ip"`
 	NetNS      string            `json:"netns"`
 	Standby    bool              `json:"standby,omitempty"`
+	// The Mesos containerizer of a real agent on these hosts: each executor
+	// in cgroups of its own, destroyed with everything in them (its pods)
+	// when it exits.
+	Launcher    string `json:"launcher"`
+	Isolation   string `json:"isolation"`
+	CgroupsRoot string `json:"cgroups_root"`
 }
 
 func startMesosSim(ctx context.Context, c Config) (*Process, error) {
@@ -265,6 +271,8 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 			WorkDir:    filepath.Join(c.agentDir(i), "mesos"),
 			ExecEnv:    env,
 			Standby:    i > c.Agents,
+			Launcher:   "linux", Isolation: "cgroups/cpu,cgroups/mem,cgroups/pids",
+			CgroupsRoot: strings.TrimPrefix(c.AgentCgroupRoot(i), "/"),
 		})
 	}
 	// The executors read every Node (their pod network's routes) and, for

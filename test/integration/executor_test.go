@@ -32,6 +32,7 @@ import (
 	"github.com/k8sm/k8sm/hack/cluster"
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/containment"
 	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/hack/mesos-sim/simtest"
 	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
@@ -57,8 +58,9 @@ type executorWorld struct {
 	rt    *cri.Runtime
 }
 
-// testCgroupRoot is the pods' parent cgroup, distinct per test process so
-// that runs on one host do not share it.
+// testCgroupRoot is the agent's --cgroups_root (the executor's container
+// and its pods go below it), distinct per test process so that runs on one
+// host do not share it.
 func testCgroupRoot() string { return fmt.Sprintf("/k8sm-test-%d/%s", os.Getpid(), execNode) }
 
 func freePort(t *testing.T) int {
@@ -125,11 +127,30 @@ func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 			ExecutorReregistrationTimeout: 2 * time.Second,
 			RecoveryTimeout:               5 * time.Second,
 			StatusUpdateRetryInterval:     time.Second,
+			Containerizer: containment.Config{Launcher: containment.LauncherLinux,
+				Isolation: "cgroups/cpu,cgroups/mem,cgroups/pids", CgroupsRoot: strings.TrimPrefix(testCgroupRoot(), "/")},
 		}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Last: the cgroups root of the agent's containers (a container whose
+	// agent was killed keeps its empty cgroup), deepest first.
+	t.Cleanup(func() {
+		m, _ := filepath.Glob("/sys/fs/cgroup/*" + filepath.Dir(testCgroupRoot()))
+		for _, top := range m {
+			var dirs []string
+			_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				_ = os.Remove(dirs[i])
+			}
+		}
+	})
 	// Before Down: the executor must stop its pods while containerd runs.
 	t.Cleanup(s.Close)
 	checkpoint := true
@@ -148,7 +169,7 @@ func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 		RootDir:                  filepath.Join(cfg.StateDir, "kubelet-"+execNode),
 		ExtraArgs: []string{
 			"--tls-cert-file=" + cert, "--tls-private-key-file=" + key, "--client-ca-file=" + pki.CACert(),
-			"--kubelet-port=" + strconv.Itoa(freePort(t)), "--cgroup-root=" + testCgroupRoot(),
+			"--kubelet-port=" + strconv.Itoa(freePort(t)),
 			"--bind-timeout=20s", "--v=2",
 		},
 	})
@@ -601,7 +622,9 @@ func TestExecutorRunsPods(t *testing.T) {
 		if left, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root)); err != nil || len(left) > 0 {
 			t.Errorf("mounts under the kubelet root %s remain: %d (%v)", root, len(left), err)
 		}
-		if m, _ := filepath.Glob("/sys/fs/cgroup/*" + testCgroupRoot()); len(m) > 0 {
+		// Its container's cgroup stays until the agent destroys it (a
+		// restarted agent would): the pods' below it are gone.
+		if m, _ := filepath.Glob("/sys/fs/cgroup/*" + testCgroupRoot() + "/*/kubelet"); len(m) > 0 {
 			t.Errorf("pod cgroups remain: %v", m)
 		}
 	})
