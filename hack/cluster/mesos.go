@@ -419,6 +419,9 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err := c.applyManifest(ctx, "broker-rbac.yaml"); err != nil {
 		return nil, err
 	}
+	if err := c.applyManifest(ctx, "host-private.yaml"); err != nil {
+		return nil, err
+	}
 	policy, err := c.writeRolePolicy()
 	if err != nil {
 		return nil, err

@@ -28,7 +28,8 @@ import (
 // hostIP:hostPort directly; when the backend's task runs again on the
 // other agent the slice follows, and a client on the backend's own agent
 // reaches it both ways too; with no backend left no endpoint stays.
-// The broker may write no EndpointSlice but these.
+// The broker may write no EndpointSlice but these, and a Service with a
+// mistake is refused.
 func (e *k8smEnv) hostPrivate(t *testing.T, ns string) {
 	ags := e.agents(t)
 	e.createDeployment(t, ns, "backend", 1, func(d *appsv1.Deployment) {
@@ -42,6 +43,30 @@ func (e *k8smEnv) hostPrivate(t *testing.T, ns string) {
 			p.Labels = map[string]string{"e2e": "client"}
 			onNode(a.node)(&p.Spec)
 		})
+	}
+	// Mistakes are refused when the Service is written
+	// (manifests/host-private.yaml), each saying what to change.
+	for _, tc := range []struct {
+		mutate func(*corev1.Service)
+		want   string
+	}{
+		{func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "backend"} }, "must not have spec.selector"},
+		{func(s *corev1.Service) { s.Annotations["k8sm.io/host-private-selector"] = "" }, "is empty, which would select every pod"},
+		{func(s *corev1.Service) {
+			delete(s.Annotations, "k8sm.io/host-private-selector")
+			s.Annotations["k8sm.io/host-private-selecter"] = "app=backend"
+		}, "k8sm reads only the annotation k8sm.io/host-private-selector on Services"},
+	} {
+		bad := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad", Annotations: map[string]string{"k8sm.io/host-private-selector": "app=backend"}},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+		}
+		tc.mutate(bad)
+		_, err := e.cs.CoreV1().Services(ns).Create(e.ctx, bad, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("creating a host-private Service with a mistake: %v, want an error saying %q", err, tc.want)
+			_ = e.cs.CoreV1().Services(ns).Delete(e.ctx, "bad", metav1.DeleteOptions{})
+		}
 	}
 	svc, err := e.cs.CoreV1().Services(ns).Create(e.ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "backend",
