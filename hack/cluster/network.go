@@ -181,6 +181,12 @@ func (c Config) ensureAgentNamespace(i int, prefixLen string) error {
 	if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
 		return fmt.Errorf("turning on forwarding in %s: %v: %s", ns, err, out)
 	}
+	// Without br_netfilter a pod calling a Service whose chosen backend is
+	// on its own agent's bridge gets no answer (the reply skips kube-proxy's
+	// DNAT); kube-proxy only warns, so say it here.
+	if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1").CombinedOutput(); err != nil {
+		return fmt.Errorf("letting iptables see bridged traffic in %s (is the br_netfilter module loaded? run `modprobe br_netfilter`): %v: %s", ns, err, out)
+	}
 	return nil
 }
 
