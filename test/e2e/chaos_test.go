@@ -69,9 +69,11 @@ func chaosFaults() map[string]fault {
 		{name: "agent-partition-heal", inject: func(t *testing.T, e *k8smEnv, r *rand.Rand) {
 			a := e.agents(t)[r.IntN(e.cfg.Agents)]
 			e.control(t, fmt.Sprintf("agents/%d/partition", a.index))
-			// Healed once the master gave up on the agent (after 15 s of
-			// missed pings): its tasks are unreachable by then. (A fixed
-			// 20 s wait cost 5 s more per injection and did not check it.)
+			// Past the master's 15 s: the agent's tasks are unreachable.
+			// Healing as soon as the master gives up on the agent would
+			// save 5 s, but leaves a pod launched during the partition
+			// Pending for ever (docs/reliability.md): not until fixed.
+			time.Sleep(20 * time.Second)
 			e.waitAgentActive(t, a, false, time.Minute)
 			e.control(t, fmt.Sprintf("agents/%d/heal", a.index))
 		}},
@@ -310,6 +312,11 @@ func (e *k8smEnv) chaos(t *testing.T, ns string, names []string, rounds int, see
 		}
 		converging := time.Now()
 		converged := e.waitWorkloadsFor(ns, deploy, sts, chaosConverge)
+		if f.first {
+			// A call fault that found no call must not strike the next
+			// injection and be counted as its.
+			e.control(t, "calls/clear")
+		}
 		took := time.Since(start)
 		violations, affected := stop()
 		run.spent.inject += injecting
