@@ -242,31 +242,39 @@ func (c *Containerizer) Destroy(containerID string) error {
 	return nil
 }
 
-// freezeAndKill is one TasksKiller round over the subtree at dir.
+// freezeAndKill kills every process in the subtree at dir as Mesos'
+// TasksKiller does: freeze, SIGKILL each process, thaw so the signals land.
+// A freeze that does not complete (a process in uninterruptible sleep)
+// is answered as MESOS-1689/1758 are: kill what is there, thaw, and try
+// again, until the deadline.
 func freezeAndKill(dir string, deadline time.Time) error {
 	state := filepath.Join(dir, "freezer.state")
 	for {
 		if err := os.WriteFile(state, []byte("FROZEN"), 0o644); err != nil {
 			return fmt.Errorf("freezing %s: %w", dir, err)
 		}
-		b, err := os.ReadFile(state)
-		if err == nil && strings.TrimSpace(string(b)) == "FROZEN" {
-			break
+		frozen := false
+		for wait := time.Now().Add(time.Second); !frozen && time.Now().Before(wait); {
+			b, err := os.ReadFile(state)
+			if frozen = err == nil && strings.TrimSpace(string(b)) == "FROZEN"; !frozen {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		for _, d := range subtree(dir) {
+			for _, pid := range procs(d) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := os.WriteFile(state, []byte("THAWED"), 0o644); err != nil {
+			return fmt.Errorf("thawing %s: %w", dir, err)
+		}
+		if frozen {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("freezing %s: still %s", dir, strings.TrimSpace(string(b)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, d := range subtree(dir) {
-		for _, pid := range procs(d) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return fmt.Errorf("freezing %s: did not freeze before the destroy timeout", dir)
 		}
 	}
-	if err := os.WriteFile(state, []byte("THAWED"), 0o644); err != nil {
-		return fmt.Errorf("thawing %s: %w", dir, err)
-	}
-	return nil
 }
 
 // removeTree kills what is left in the subtree at top (hierarchies without
