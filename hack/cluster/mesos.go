@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"github.com/k8sm/k8sm/manifests"
 )
 
@@ -254,6 +256,14 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 	}
 	// Agents and their kubelets listen in namespaces of their own, where
 	// nothing else runs: their ports need no check here.
+	// The Mesos containerizer of a real agent here (cgroup v1): each
+	// executor in a container whose end takes its pods along. mesos-sim
+	// models it on cgroup v1 only; elsewhere pods outlive a killed executor.
+	launcher, isolation := "linux", "cgroups/cpu,cgroups/mem,cgroups/pids"
+	if _, err := os.Stat("/sys/fs/cgroup/freezer/cgroup.procs"); err != nil {
+		launcher, isolation = "posix", ""
+		klog.InfoS("No cgroup v1 freezer hierarchy: the agents run their executors with the posix launcher, so a killed executor's pods outlive it")
+	}
 	var agents []agentsFileEntry
 	for i := 1; i <= c.machines(); i++ {
 		env, err := c.executorEnv(i)
@@ -271,7 +281,7 @@ func startMesosSim(ctx context.Context, c Config) (*Process, error) {
 			WorkDir:    filepath.Join(c.agentDir(i), "mesos"),
 			ExecEnv:    env,
 			Standby:    i > c.Agents,
-			Launcher:   "linux", Isolation: "cgroups/cpu,cgroups/mem,cgroups/pids",
+			Launcher:   launcher, Isolation: isolation,
 			CgroupsRoot: strings.TrimPrefix(c.AgentCgroupRoot(i), "/"),
 		})
 	}
