@@ -155,6 +155,12 @@ func (d *Driver) taskAt(taskID, agentID string) {
 	d.mu.Unlock()
 }
 
+func (d *Driver) taskAgent(taskID string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.taskAgents[taskID]
+}
+
 func (d *Driver) taskEnded(taskID string) {
 	d.mu.Lock()
 	delete(d.taskAgents, taskID)

@@ -591,6 +591,9 @@ func (f *Framework) executorEnded(agentID, execID string) (stale bool) {
 // PodTasks implements launch.Mesos.
 func (f *Framework) PodTasks(uid types.UID) []string { return f.cfg.Driver.PodTasks(uid) }
 
+// TaskAgent implements launch.Mesos.
+func (f *Framework) TaskAgent(taskID string) string { return f.cfg.Driver.taskAgent(taskID) }
+
 // Kill implements launch.Mesos.
 func (f *Framework) Kill(ctx context.Context, taskID, agentID string) error {
 	return f.cfg.Driver.KillTask(ctx, taskID, agentID, "requested")

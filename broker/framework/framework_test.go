@@ -549,3 +549,28 @@ func TestAcceptWithoutAnswerSettled(t *testing.T) {
 		t.Errorf("master runs %d tasks, want the pod's one", len(tasks))
 	}
 }
+
+// TestRelaunchAdoptsLiveAttempt: a pod launched again while its first
+// attempt lives on the agent (the broker that launched it died before
+// answering, or the scheduler before binding) gets the first attempt's task
+// back: the master runs one task of the pod, not two.
+func TestRelaunchAdoptsLiveAttempt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := newEnv(t, ctx)
+	if st := launchOne(t, ctx, e, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("first attempt: %s, want TASK_RUNNING", st)
+	}
+	first := e.status.task(t, ctx, "uid-1")
+	r := reserve(t, ctx, e, "web-1", "uid-1", 0)
+	resp, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-1", "uid-1", false), PodContentType: "application/json"})
+	if err != nil {
+		t.Fatalf("launching web-1 again: %v, want its live task adopted", err)
+	}
+	if resp.GetTaskId() != first {
+		t.Errorf("second launch answered task %s, want the live first attempt %s", resp.GetTaskId(), first)
+	}
+	if tasks := masterTasks(t, e); len(tasks) != 1 {
+		t.Errorf("master has %d tasks of the pod, want 1", len(tasks))
+	}
+}

@@ -311,7 +311,9 @@ func toStatus(err error) error {
 		code = codes.ResourceExhausted
 	case errors.Is(err, offers.ErrExpired), errors.Is(err, offers.ErrReleased), errors.Is(err, offers.ErrStaleEpoch):
 		code = codes.FailedPrecondition
-	case errors.Is(err, offers.ErrLost):
+	case errors.Is(err, offers.ErrLost), errors.Is(err, launch.ErrEarlierAttempt):
+		// The pod is scheduled again (a reservation spent, an earlier
+		// attempt being killed first).
 		code = codes.Aborted
 	case errors.Is(err, offers.ErrLaunched):
 		code = codes.AlreadyExists

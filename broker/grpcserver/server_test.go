@@ -51,6 +51,7 @@ func (f *fakeLauncher) Launch(_ context.Context, l *offers.Launch, pods map[stri
 }
 
 func (f *fakeLauncher) PodTasks(types.UID) []string { return nil }
+func (f *fakeLauncher) TaskAgent(string) string     { return "" }
 
 // Settle: no ACCEPT here ends without an answer.
 func (f *fakeLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {

@@ -42,11 +42,18 @@ type Mesos interface {
 	// PodTasks are the live tasks of a pod Mesos told of (any broker's
 	// attempts, learnt from their statuses).
 	PodTasks(uid types.UID) []string
+	// TaskAgent is the agent a live task was last seen on ("" if unknown).
+	TaskAgent(taskID string) string
 }
 
 // ErrUnknownOutcome: a call to Mesos got no answer, it may or may not have
 // been taken.
 var ErrUnknownOutcome = errors.New("Mesos did not answer; the call may have been taken")
+
+// ErrEarlierAttempt: the pod has a live task of an earlier attempt that
+// cannot become this launch's task; it is being killed, and the pod is
+// scheduled again once it has ended.
+var ErrEarlierAttempt = errors.New("the pod has a live task of an earlier attempt")
 
 // MesosError is a call Mesos did not take (it could not be reached, or it
 // refused): the pod is retried once Mesos answers again.
@@ -92,7 +99,10 @@ type Launcher struct {
 	// attempts are the launches asked for, by reservation id (the attempt):
 	// a retried Launch waits for, and gets, the first one's outcome.
 	attempts map[string]*attempt
-	pruned   time.Time
+	// killed are the tasks Kill asked Mesos to kill, when: they are on
+	// their way out, not earlier attempts a launch must settle first.
+	killed map[string]time.Time
+	pruned time.Time
 }
 
 // attempt is one launch of a pod: done is closed once res and err are set.
@@ -124,7 +134,7 @@ func New(cache *offers.Cache, m Mesos, opts Options) *Launcher {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	l := &Launcher{cache: cache, mesos: m, opts: opts, attempts: map[string]*attempt{}}
+	l := &Launcher{cache: cache, mesos: m, opts: opts, attempts: map[string]*attempt{}, killed: map[string]time.Time{}}
 	l.batches = newBatcher(l)
 	return l
 }
@@ -146,8 +156,13 @@ type Launched struct {
 // task), not a second task. A caller that gives up (ctx done) does not stop
 // the batch: the ACCEPT may already be on its way, and the reservation is
 // spent either way.
+//
+// A pod that already has a live task of another attempt (a broker that
+// died after the master took its ACCEPT, before it answered: the restarted
+// broker learns of the task by reconciliation) is not launched a second
+// time: see settleEarlier.
 func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []byte) (Launched, error) {
-	a, first, err := l.attempt(id, pod)
+	a, first, err := l.attempt(ctx, id, pod)
 	if err != nil {
 		return Launched{}, err
 	}
@@ -175,7 +190,7 @@ func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []by
 
 // attempt returns the launch of reservation id for pod: the one already
 // asked for, or a new one with the reservation to launch (first).
-func (l *Launcher) attempt(id string, pod *v1.Pod) (a *attempt, first *offers.Reservation, err error) {
+func (l *Launcher) attempt(ctx context.Context, id string, pod *v1.Pod) (a *attempt, first *offers.Reservation, err error) {
 	l.mu.Lock()
 	a = l.attempts[id]
 	l.mu.Unlock()
@@ -195,15 +210,78 @@ func (l *Launcher) attempt(id string, pod *v1.Pod) (a *attempt, first *offers.Re
 	if pod.Spec.NodeName != r.Hostname {
 		return nil, nil, fmt.Errorf("reservation %s is on node %q, the pod sent is bound to %q (spec.nodeName must name the reservation's node): %w", id, r.Hostname, pod.Spec.NodeName, offers.ErrInvalid)
 	}
+	earlier := l.earlierTasks(pod.UID, id)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if a = l.attempts[id]; a != nil {
+		l.mu.Unlock()
 		return a, nil, nil // a concurrent retry got here first
 	}
 	l.pruneLocked()
 	a = &attempt{uid: pod.UID, done: make(chan struct{})}
-	l.attempts[id] = a
-	return a, &r, nil
+	if len(earlier) == 0 {
+		l.attempts[id] = a
+		l.mu.Unlock()
+		return a, &r, nil
+	}
+	// The reservation is not launched either way: its offers go back.
+	l.cache.Unreserve(id, "")
+	if adoptable(earlier, &r, pod, l.mesos.TaskAgent) {
+		a.res = Launched{TaskID: earlier[0], AgentID: r.AgentID, BatchSize: 1}
+		a.at = l.opts.Clock.Now()
+		close(a.done)
+		l.attempts[id] = a // a retry gets the adopted task too
+		l.mu.Unlock()
+		return a, nil, nil
+	}
+	l.mu.Unlock()
+	return nil, nil, l.killEarlier(ctx, id, pod, earlier)
+}
+
+// earlierTasks are the live tasks of pod uid of attempts other than id
+// that Mesos told of, but for those Kill is ending.
+func (l *Launcher) earlierTasks(uid types.UID, id string) []string {
+	tasks := l.mesos.PodTasks(uid)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, t := range tasks {
+		if _, killing := l.killed[t]; !killing && t != taskinfo.TaskID(uid, id) {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// adoptable reports whether the pod's one earlier live task can be the
+// task of this launch, which the pod is then bound as (the plugin binds it
+// as the task Launch answers), instead of launching a second one. It must
+// run where the reservation is (the pod is bound to the reservation's
+// node), and the pod must not record wildcard host ports: the plugin wrote
+// this attempt's ports on it before Launch, and the earlier task's may
+// differ. Every other field the task's pod carries is the pod's spec, the
+// same for both attempts.
+//
+// Adopting rather than killing and launching again keeps the promise that
+// a pod runs as one Mesos task (the invariant counts ended tasks too), and
+// costs nothing: the task is already there, its executor waiting for the
+// pod to be bound as it.
+func adoptable(earlier []string, r *offers.Reservation, pod *v1.Pod, agentOf func(string) string) bool {
+	_, ports := pod.Annotations[taskinfo.HostPortsAnnotation]
+	return len(earlier) == 1 && agentOf(earlier[0]) == r.AgentID && !ports
+}
+
+// killEarlier kills a pod's earlier live tasks that cannot be adopted and
+// refuses the launch: the pod is scheduled again, and its next launch goes
+// ahead once Mesos has reported them ended. They are not recorded as
+// killed, so that a launch before then is refused too.
+func (l *Launcher) killEarlier(ctx context.Context, id string, pod *v1.Pod, earlier []string) error {
+	for _, t := range earlier {
+		if err := l.mesos.Kill(ctx, t, l.mesos.TaskAgent(t)); err != nil {
+			return &MesosError{Doing: fmt.Sprintf("killing task %s, an earlier attempt of pod %s/%s, before launching reservation %s", t, pod.Namespace, pod.Name, id), Err: err}
+		}
+	}
+	return fmt.Errorf("launching reservation %s of pod %s/%s: %w: %s is being killed; the pod is scheduled again once it has ended", id, pod.Namespace, pod.Name, ErrEarlierAttempt, strings.Join(earlier, ","))
 }
 
 // pruneLocked forgets, once a minute, the attempts ended longer than
@@ -217,6 +295,11 @@ func (l *Launcher) pruneLocked() {
 	for id, a := range l.attempts {
 		if !a.at.IsZero() && now.Sub(a.at) > l.opts.Remember {
 			delete(l.attempts, id)
+		}
+	}
+	for id, at := range l.killed {
+		if now.Sub(at) > l.opts.Remember {
+			delete(l.killed, id)
 		}
 	}
 }
@@ -238,6 +321,12 @@ func (l *Launcher) Kill(ctx context.Context, uid types.UID, agentID string) (str
 		tasks = append(tasks, taskinfo.TaskID(uid, ""))
 	}
 	sort.Strings(tasks)
+	l.mu.Lock()
+	now := l.opts.Clock.Now()
+	for _, task := range tasks {
+		l.killed[task] = now
+	}
+	l.mu.Unlock()
 	for _, task := range tasks {
 		if err := l.mesos.Kill(ctx, task, agentID); err != nil {
 			return task, &MesosError{Doing: "killing task " + task, Err: err}

@@ -33,6 +33,9 @@ type fakeMesos struct {
 	settled []string
 	// sent are the task ids of every ACCEPT, taken or not.
 	sent []string
+	// live are the live tasks Mesos told of (reconciliation, statuses):
+	// task id → agent id.
+	live map[string]string
 }
 
 func (f *fakeMesos) Launch(_ context.Context, l *offers.Launch, pods map[string]taskinfo.PodData) error {
@@ -55,7 +58,23 @@ func (f *fakeMesos) Launch(_ context.Context, l *offers.Launch, pods map[string]
 	return f.fail
 }
 
-func (f *fakeMesos) PodTasks(types.UID) []string { return nil }
+func (f *fakeMesos) PodTasks(uid types.UID) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.live {
+		if taskinfo.PodUID(id) == uid {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (f *fakeMesos) TaskAgent(taskID string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live[taskID]
+}
 
 func (f *fakeMesos) Settle(_ context.Context, _ string, tasks []string) (map[string]bool, error) {
 	f.mu.Lock()
@@ -378,5 +397,73 @@ func TestKill(t *testing.T) {
 	task, err = e.launcher.Kill(context.Background(), "uid-b", "a1")
 	if err != nil || task != l.TaskID || e.mesos.kills[len(e.mesos.kills)-1] != l.TaskID {
 		t.Errorf("Kill of a launched pod = %q %v, kills %v, want its task %s", task, err, e.mesos.kills, l.TaskID)
+	}
+}
+
+// TestLaunchAdoptsEarlierAttempt: a broker restarted after the master took
+// the ACCEPT of attempt 1 of a pod (the broker died before answering, the pod
+// stayed unbound) learns of that task by reconciliation; the scheduler's
+// Launch of attempt 2 on the same agent gets the task of attempt 1, which
+// the pod is then bound as: no second task is launched, and attempt 2's
+// reservation is released.
+func TestLaunchAdoptsEarlierAttempt(t *testing.T) {
+	e := newEnv(t)
+	earlier := taskinfo.TaskID("uid-a", "r-before-restart")
+	e.mesos.live = map[string]string{earlier: "a1"} // TASK_STAGING, reconciled
+	r := e.reserve(t, "a")
+	l, err := e.launch(t, r.ID, "a")
+	if err != nil {
+		t.Fatalf("launch of attempt 2 with attempt 1 live on its agent: %v, want attempt 1 adopted", err)
+	}
+	if l.TaskID != earlier || l.AgentID != "a1" {
+		t.Errorf("launched %+v, want the earlier attempt %s on a1", l, earlier)
+	}
+	if len(e.mesos.sent) != 0 || len(e.mesos.kills) != 0 {
+		t.Errorf("sent tasks %v, killed %v: want neither (the pod has one task)", e.mesos.sent, e.mesos.kills)
+	}
+	if _, err := e.cache.Get(r.ID); err == nil {
+		t.Errorf("reservation %s still held after its pod adopted an earlier task", r.ID)
+	}
+	if again, err := e.launch(t, r.ID, "a"); err != nil || again != l {
+		t.Errorf("retried launch: %+v, %v; want %+v again", again, err, l)
+	}
+}
+
+// TestLaunchRefusedWhileEarlierAttemptElsewhere: an earlier attempt that
+// cannot be adopted (it is on another agent than the new reservation, or
+// its wildcard host ports may differ from those the pod now records) is
+// killed, and the new Launch is refused until it has ended: the pod never
+// has two live tasks.
+func TestLaunchRefusedWhileEarlierAttemptElsewhere(t *testing.T) {
+	for name, c := range map[string]struct {
+		agent string
+		ports bool
+	}{
+		"other agent":    {agent: "a2"},
+		"wildcard ports": {agent: "a1", ports: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			earlier := taskinfo.TaskID("uid-a", "r-before-restart")
+			e.mesos.live = map[string]string{earlier: c.agent}
+			r := e.reserve(t, "a")
+			p, data := pod(t, "a")
+			if c.ports {
+				p.Annotations = map[string]string{taskinfo.HostPortsAnnotation: `[{"containerPort":80,"hostPort":31001}]`}
+			}
+			_, err := e.launcher.Launch(context.Background(), r.ID, p, data)
+			if !errors.Is(err, ErrEarlierAttempt) {
+				t.Fatalf("launch of attempt 2 with attempt 1 live on %s: %v, want ErrEarlierAttempt", c.agent, err)
+			}
+			if len(e.mesos.sent) != 0 {
+				t.Errorf("sent tasks %v, want none while attempt 1 lives", e.mesos.sent)
+			}
+			if len(e.mesos.kills) != 1 || e.mesos.kills[0] != earlier {
+				t.Errorf("killed %v, want the earlier attempt %s", e.mesos.kills, earlier)
+			}
+			if _, err := e.cache.Get(r.ID); err == nil {
+				t.Errorf("reservation %s still held after its launch was refused", r.ID)
+			}
+		})
 	}
 }

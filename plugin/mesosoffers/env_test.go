@@ -57,6 +57,7 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 }
 
 func (l *recordingLauncher) PodTasks(types.UID) []string { return nil }
+func (l *recordingLauncher) TaskAgent(string) string     { return "" }
 
 // Settle: no ACCEPT here ends without an answer.
 func (l *recordingLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {

@@ -80,6 +80,7 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 
 func (l *recordingLauncher) Kill(context.Context, string, string) error { return nil }
 func (l *recordingLauncher) PodTasks(types.UID) []string                { return nil }
+func (l *recordingLauncher) TaskAgent(string) string                    { return "" }
 func (l *recordingLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {
 	return nil, nil
 }
