@@ -77,6 +77,9 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 			if cur := fw.tasks[t.TaskID.Value]; cur == nil || cur.AgentID.Value == aid {
 				fw.tasks[t.TaskID.Value] = &t
 			}
+			if wasUnreachable {
+				m.announceReregistered(fw, &t)
+			}
 		} else if _, gone := m.completedFrameworks[fid]; gone {
 			conn.ShutdownFramework(fid)
 		} else {
@@ -90,6 +93,8 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 	}
 	if old := m.agents[aid]; old != nil && !wasUnreachable {
 		m.reconcileKnownAgent(aid, reg.Tasks)
+	} else if wasUnreachable {
+		m.forgetUnreported(aid, reg.Tasks)
 	}
 	_, known := m.agents[aid]
 	m.agents[aid] = ag
@@ -107,10 +112,7 @@ func (m *Master) RegisterAgent(reg AgentRegistration, conn AgentConn) (string, e
 // answers TASK_LOST (TASK_DROPPED when partition-aware) outside its status
 // update manager; the answer is produced here with the same content.
 func (m *Master) reconcileKnownAgent(aid string, reported []mesos.Task) {
-	known := map[string]bool{}
-	for _, t := range reported {
-		known[t.FrameworkID.Value+"/"+t.TaskID.Value] = true
-	}
+	known := reportedTasks(reported)
 	for _, fw := range m.frameworks {
 		for _, t := range fw.tasks {
 			if t.AgentID.Value != aid || known[fw.id+"/"+t.TaskID.Value] || isTerminal(t.GetState()) {
@@ -132,6 +134,53 @@ func (m *Master) reconcileKnownAgent(aid string, reported []mesos.Task) {
 			m.sendUpdate(fw, st)
 		}
 	}
+}
+
+// announceReregistered tells a framework that a task of an unreachable agent
+// is back, in the state the agent reports. Mesos 1.11 does the same in
+// Master::__reregisterSlave (src/master/master.cpp, tag 1.11.0, lines
+// 7010-7081): each reported task is erased from the framework's unreachable
+// tasks and a master-sourced update without uuid is forwarded to it, reason
+// REASON_SLAVE_REREGISTERED (REASON_AGENT_REREGISTERED in the v1 API),
+// message "Unreachable agent re-reregistered".
+func (m *Master) announceReregistered(fw *framework, t *mesos.Task) {
+	st := masterUpdate(t.TaskID, &t.AgentID, t.ExecutorID, t.GetState(), "Unreachable agent re-reregistered", mesos.REASON_AGENT_REREGISTERED)
+	if n := len(t.Statuses); n > 0 {
+		last := t.Statuses[n-1]
+		st.Healthy = last.Healthy
+		st.ContainerStatus = last.ContainerStatus
+	}
+	m.sendUpdate(fw, st)
+}
+
+// forgetUnreported drops the unreachable tasks of a re-registering agent that
+// the agent does not report (a launch that never reached it). Mesos 1.11's
+// Master::__reregisterSlave (master.cpp, tag 1.11.0, lines 7083-7098) erases
+// every unreachable task of the agent from its frameworks without a status
+// update; the framework learns the task's fate by explicit reconciliation,
+// which answers TASK_GONE (TASK_LOST when not partition-aware) for a task
+// unknown on a registered agent (Master::reconcileTasks case (3), lines
+// 9056-9074). Before, the task stayed TASK_UNREACHABLE for good and so did
+// reconciliation's answer. Unlike an agent the master still knew
+// (reconcileKnownAgent), no TASK_DROPPED is sent.
+func (m *Master) forgetUnreported(aid string, reported []mesos.Task) {
+	known := reportedTasks(reported)
+	for _, fw := range m.frameworks {
+		for id, t := range fw.tasks {
+			if t.AgentID.Value == aid && t.GetState() == mesos.TASK_UNREACHABLE && !known[fw.id+"/"+id] {
+				delete(fw.tasks, id)
+			}
+		}
+	}
+}
+
+// reportedTasks keys the tasks an agent reports by framework and task id.
+func reportedTasks(reported []mesos.Task) map[string]bool {
+	known := make(map[string]bool, len(reported))
+	for _, t := range reported {
+		known[t.FrameworkID.Value+"/"+t.TaskID.Value] = true
+	}
+	return known
 }
 
 // UnregisterAgent removes an agent that shut down cleanly: its tasks are gone.
