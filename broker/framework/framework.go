@@ -285,6 +285,11 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 		f.cfg.Driver.taskAt(taskID, agentID)
 	}
 	f.partitioned.observe(agentID, taskID, state)
+	if st.Reason != nil && *st.Reason == mesos.REASON_AGENT_REREGISTERED && agentID != "" {
+		// The master announces a task of an unreachable agent that
+		// re-registered: the agent is back, even if it offers nothing.
+		f.agentBack(ctx, agentID, "")
+	}
 	if agentGone(st) && f.cfg.Agents != nil {
 		f.cfg.Agents.AgentGone(ctx, agentID)
 	}

@@ -154,6 +154,11 @@ func newEnvWith(t testing.TB, ctx context.Context, spec string, allocation time.
 
 func startSim(t testing.TB, spec string, allocation time.Duration) *mesossim.Sim {
 	t.Helper()
+	return startSimWith(t, spec, master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: allocation, AgentPingTimeout: 100 * time.Millisecond})
+}
+
+func startSimWith(t testing.TB, spec string, mcfg master.Config) *mesossim.Sim {
+	t.Helper()
 	res, err := mesossim.ParseResources(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +166,7 @@ func startSim(t testing.TB, spec string, allocation time.Duration) *mesossim.Sim
 	sctx, scancel := context.WithCancel(context.Background())
 	sim, err := mesossim.Start(sctx, mesossim.Config{
 		WorkDir: t.TempDir(),
-		Master:  master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: allocation, AgentPingTimeout: 100 * time.Millisecond},
+		Master:  mcfg,
 		Agents:  []agent.Config{{Hostname: "node-a", Resources: res, Hollow: true, StatusUpdateRetryInterval: 200 * time.Millisecond}},
 	})
 	if err != nil {

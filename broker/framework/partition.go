@@ -31,10 +31,16 @@ func Capabilities(partitionAware bool) []mesos.FrameworkInfo_Capability {
 }
 
 // unreachable remembers the tasks Mesos reported TASK_UNREACHABLE, by agent.
-// A partitioned agent that re-registers brings its tasks back without a
-// status update (the master only adds them to its state again): when the
-// agent offers resources again, its unreachable tasks are reconciled, and
-// the master answers with their current state.
+// When a partitioned agent re-registers, the master (Mesos 1.11
+// Master::__reregisterSlave, src/master/master.cpp lines 7010-7098 at tag
+// 1.11.0) sends an update (REASON_AGENT_REREGISTERED) for each task the agent
+// reports and silently forgets the others — a launch that never reached the
+// agent — whose fate only explicit reconciliation tells: TASK_GONE, the task
+// being unknown on a registered agent (Master::reconcileTasks case (3), lines
+// 9056-9074). So as soon as the agent is seen back — such an update, or an
+// offer from it — its unreachable tasks are reconciled, instead of at the
+// next periodic reconciliation (--reconcile-interval, 5 minutes), while the
+// pod of the forgotten task stays Pending.
 type unreachable struct {
 	mu      sync.Mutex
 	byAgent map[string]map[string]bool
@@ -68,8 +74,8 @@ func (u *unreachable) observe(agentID, taskID string, state mesos.TaskState) {
 	}
 }
 
-// back takes the unreachable tasks of an agent that is offering resources
-// again. Each is asked about once per partition: an answer that is still
+// back takes the unreachable tasks of an agent that is back (offering
+// resources again, or announced by the master). Each is asked about once per partition: an answer that is still
 // TASK_UNREACHABLE records it again, and the periodic reconciliation covers
 // a lost answer.
 func (u *unreachable) back(agentID string) map[string]string {
@@ -90,16 +96,24 @@ func (u *unreachable) back(agentID string) map[string]string {
 // agentsBack reconciles the unreachable tasks of agents that offered again.
 func (f *Framework) agentsBack(ctx context.Context, os []mesos.Offer) {
 	for i := range os {
-		tasks := f.partitioned.back(os[i].AgentID.Value)
-		if len(tasks) == 0 {
-			continue
-		}
-		logger := klog.FromContext(ctx)
-		logger.Info("Agent is back after a partition: reconciling its unreachable tasks", "agent", os[i].AgentID.Value, "node", os[i].Hostname, "tasks", len(tasks))
-		go func() {
-			if err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(tasks))); err != nil {
-				logger.Error(err, "Reconciling the tasks of an agent back from a partition; the periodic reconciliation will", "agent", os[i].AgentID.Value)
-			}
-		}()
+		f.agentBack(ctx, os[i].AgentID.Value, os[i].Hostname)
 	}
+}
+
+// agentBack reconciles the unreachable tasks of an agent that is back.
+func (f *Framework) agentBack(ctx context.Context, agentID, hostname string) {
+	tasks := f.partitioned.back(agentID)
+	if len(tasks) == 0 {
+		return
+	}
+	logger := klog.FromContext(ctx)
+	logger.Info("Agent is back after a partition: reconciling its unreachable tasks", "agent", agentID, "node", hostname, "tasks", len(tasks))
+	// The status worker's context ends with the update's handling: the
+	// call must outlive it (the Caller bounds each call).
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		if err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(tasks))); err != nil {
+			logger.Error(err, "Reconciling the tasks of an agent back from a partition; the periodic reconciliation will", "agent", agentID)
+		}
+	}()
 }

@@ -2,6 +2,7 @@ package framework_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/component-base/metrics/testutil"
 
 	"github.com/k8sm/k8sm/broker/metrics"
+	"github.com/k8sm/k8sm/hack/mesos-sim/master"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
@@ -81,6 +83,59 @@ func TestPartitionedTaskComesBack(t *testing.T) {
 	tasks := masterTasks(t, e)
 	if len(tasks) != 1 || tasks[0]["id"] != id || tasks[0]["state"] != "TASK_RUNNING" {
 		t.Errorf("master holds %v, want the one task %s RUNNING", tasks, id)
+	}
+}
+
+// TestTaskLaunchedIntoPartitionSettled: a pod launched just as its agent was
+// cut off (the master took the task, the agent never got it) is
+// TASK_UNREACHABLE; when the agent comes back without it, the broker learns
+// at once that the task is gone (TASK_GONE, so the pod ends and its
+// controller replaces it) rather than at the next periodic reconciliation,
+// 5 minutes on — even though the broker, with no pod pending, suppresses
+// offers, so the agent offers nothing: the master's announcement of the
+// agent's other task says it is back.
+func TestTaskLaunchedIntoPartitionSettled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The master notices the partition only when told to, so the second
+	// launch reaches it.
+	sim := startSimWith(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: time.Hour})
+	e := startBroker(t, ctx, sim, brokerOpts{})
+	if st := launchOne(t, ctx, e, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("task of web-1 %s, want TASK_RUNNING", st)
+	}
+	kept := e.status.task(t, ctx, "uid-1")
+	r := reserve(t, ctx, e, "web-2", "uid-2", 0)
+	if err := e.sim.PartitionAgent(0, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-2", types.UID("uid-2"), false), PodContentType: "application/json"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.MarkAgentUnreachable(0); err != nil {
+		t.Fatal(err)
+	}
+	never := e.status.task(t, ctx, "uid-2")
+	e.status.wait(t, ctx, never, mesos.TASK_UNREACHABLE)
+	e.status.wait(t, ctx, kept, mesos.TASK_UNREACHABLE)
+	// Both pods are bound: none waits for resources.
+	e.driver.SetPending(false)
+	waitFor(t, ctx, "the framework to suppress offers", func() bool {
+		roles, _ := json.Marshal(frameworkState(t, e)["suppressed_roles"])
+		return string(roles) == `["*"]`
+	})
+	if err := e.sim.PartitionAgent(0, false); err != nil {
+		t.Fatal(err)
+	}
+	e.status.waitAfter(t, ctx, kept, mesos.TASK_UNREACHABLE, mesos.TASK_RUNNING)
+	e.status.waitAfter(t, ctx, never, mesos.TASK_UNREACHABLE, mesos.TASK_GONE)
+	e.status.mu.Lock()
+	seen := slices.Clone(e.status.m[kept])
+	e.status.mu.Unlock()
+	for _, st := range seen {
+		if taskinfo.Terminal(st) {
+			t.Errorf("the task the agent kept was reported %s (states %v)", st, seen)
+		}
 	}
 }
 
