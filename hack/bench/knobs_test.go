@@ -81,8 +81,10 @@ func TestKnobsInTheSchedulerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(base, []byte("percentageOfNodesToScore")) || bytes.Contains(base, []byte("opportunisticBatching: true")) {
-		t.Errorf("the base sets a knob:\n%s", base)
+	// The base is the profile as shipped: since the knob run of 2026-12-01
+	// that has percentageOfNodesToScore 10, and batching still off.
+	if !bytes.Contains(base, []byte("percentageOfNodesToScore: 10")) || bytes.Contains(base, []byte("opportunisticBatching: true")) {
+		t.Errorf("the base is not the shipped profile (percentageOfNodesToScore 10, no batching):\n%s", base)
 	}
 	if g := featureGates("", SchedulerKnobs{FeatureGates: "SchedulerAsyncAPICalls=true"}); g != "SchedulerAsyncAPICalls=true" {
 		t.Errorf("feature gates %q", g)
