@@ -93,9 +93,11 @@ type AgentLister interface {
 
 type agentState struct {
 	id, hostname string
-	attributes   map[string]string
-	capacity     podresources.Resources
-	lost         bool
+	// attributes as labels, shared with the agents of the same attributes:
+	// never modified.
+	attributes map[string]string
+	capacity   podresources.Resources
+	lost       bool
 }
 
 // syncState is what the mirror remembers of its last writes for an agent;
@@ -168,32 +170,6 @@ func New(cfg Config) *Mirror {
 	return m
 }
 
-// StripNode keeps of a cached Node only what the broker reads: its name,
-// uid, resourceVersion, labels, annotations, deletion, taints, Ready
-// condition, capacity and allocatable. At thousands of agents the rest (the
-// kubelet's images, addresses, node info, other conditions, managed fields)
-// is most of the informer's memory. The broker writes Nodes only by patches
-// of what it owns, so nothing the cache lacks is written back. Use it as the
-// informer's transform.
-func StripNode(obj any) (any, error) {
-	n, ok := obj.(*v1.Node)
-	if !ok {
-		return obj, nil
-	}
-	lean := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Generation: n.Generation,
-			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp, Labels: n.Labels, Annotations: n.Annotations},
-		Spec:   v1.NodeSpec{Taints: n.Spec.Taints, Unschedulable: n.Spec.Unschedulable},
-		Status: v1.NodeStatus{Capacity: n.Status.Capacity, Allocatable: n.Status.Allocatable},
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == v1.NodeReady {
-			lean.Status.Conditions = []v1.NodeCondition{c}
-		}
-	}
-	return lean, nil
-}
-
 // nodeChanged queues the agent of a Node someone else changed, when the
 // change undid what the broker keeps there (the node lifecycle controller
 // marked it Unknown after a missed Lease, a person deleted it), so that it
@@ -240,9 +216,10 @@ func (m *Mirror) AgentOffered(_ context.Context, o *mesos.Offer) {
 	a.hostname = o.Hostname
 	m.byHost[a.hostname] = a.id
 	a.lost = false
-	attrs := attributes(o.Attributes)
-	changed = changed || !maps.Equal(attrs, a.attributes)
-	a.attributes = attrs
+	if attrs := attributes(o.Attributes); !maps.Equal(attrs, a.attributes) {
+		changed = true
+		a.attributes = shared.set(attrs)
+	}
 	if v, ok := m.cfg.Cache.Agent(a.id); ok {
 		total := v.Capacity.Total()
 		changed = changed || total.Scalars != a.capacity.Scalars
@@ -270,7 +247,7 @@ func (m *Mirror) agentListed(info *mesos.AgentInfo) {
 		m.mu.Unlock()
 		return
 	case !ok:
-		a = &agentState{id: id, hostname: info.GetHostname(), attributes: attributes(info.Attributes),
+		a = &agentState{id: id, hostname: info.GetHostname(), attributes: shared.set(attributes(info.Attributes)),
 			capacity: podresources.FromMesos(info.Resources)[podresources.DefaultRole]}
 		m.byID[id] = a
 		m.state[id] = &syncState{}
@@ -522,8 +499,8 @@ func (m *Mirror) sync(ctx context.Context, a *agentState) error {
 		case err != nil:
 			return fmt.Errorf("reading the Lease of Node %s: %w", a.hostname, err)
 		default:
-			st.lease = l
 			st.kubelet.Store(kubeletRenews(l, m.cfg.LeaseDuration))
+			st.lease = leanLease(l)
 		}
 		if st.kubelet.Load() {
 			return nil
@@ -810,7 +787,7 @@ func (m *Mirror) renewLease(ctx context.Context, node *v1.Node, st *syncState) e
 			}
 			created, err := leases.Create(ctx, l, metav1.CreateOptions{FieldManager: LeaseHolder})
 			if err == nil {
-				st.lease = created
+				st.lease = leanLease(created)
 				return nil
 			}
 			if !apierrors.IsAlreadyExists(err) || attempt > 0 {
@@ -824,7 +801,7 @@ func (m *Mirror) renewLease(ctx context.Context, node *v1.Node, st *syncState) e
 			// The field manager tells the broker's renewals from a kubelet's.
 			updated, err := leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: LeaseHolder})
 			if err == nil {
-				st.lease = updated
+				st.lease = leanLease(updated)
 				return nil
 			}
 			if !(apierrors.IsConflict(err) || apierrors.IsNotFound(err)) || attempt > 0 {
@@ -840,11 +817,23 @@ func (m *Mirror) renewLease(ctx context.Context, node *v1.Node, st *syncState) e
 			st.lease = nil
 			return fmt.Errorf("reading the Lease of Node %s: %w", node.Name, err)
 		default:
-			st.lease = fresh
-			if kubeletRenews(fresh, m.cfg.LeaseDuration) {
+			renews := kubeletRenews(fresh, m.cfg.LeaseDuration)
+			st.lease = leanLease(fresh)
+			if renews {
 				st.kubelet.Store(true)
 				return nil
 			}
 		}
 	}
+}
+
+// leanLease is l without its managed fields, as the mirror keeps it for the
+// next renewal (one per agent: at 10,000 agents the managed fields were
+// a third of them). An Update that carries no managed fields leaves the API
+// server's as they are (it takes the live object's), so the field manager
+// of renewTime, which tells a kubelet's renewal from the broker's
+// (renewedByOther), is still tracked; only Leases read fresh are asked.
+func leanLease(l *coordinationv1.Lease) *coordinationv1.Lease {
+	l.ManagedFields = nil
+	return l
 }

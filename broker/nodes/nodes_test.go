@@ -141,6 +141,9 @@ func apiServerLike(t *testing.T, controllerTaints bool) *fake.Clientset {
 			created := action.(k8stesting.CreateAction).GetObject().DeepCopyObject()
 			meta := created.(metav1.Object)
 			nextRV(meta)
+			if ca, ok := action.(k8stesting.CreateActionImpl); ok {
+				trackFields(meta, nil, ca.CreateOptions.FieldManager)
+			}
 			if err := tracker.Create(gvr, created, meta.GetNamespace()); err != nil {
 				return true, nil, err
 			}
@@ -165,10 +168,32 @@ func apiServerLike(t *testing.T, controllerTaints bool) *fake.Clientset {
 				return true, nil, apierrors.NewConflict(gvr.GroupResource(), meta.GetName(), errors.New("the object has been modified"))
 			}
 			nextRV(meta)
+			if ua, ok := action.(k8stesting.UpdateActionImpl); ok {
+				trackFields(meta, stored.(metav1.Object), ua.UpdateOptions.FieldManager)
+			}
 			return true, obj, tracker.Update(gvr, obj, meta.GetNamespace())
 		})
 	}
 	return client
+}
+
+// trackFields keeps managed fields as the API server does, roughly: a write
+// that carries none keeps the stored object's, and its field manager gets an
+// entry of its own (here: for renewTime, what the mirror reads of them).
+func trackFields(obj, stored metav1.Object, manager string) {
+	if len(obj.GetManagedFields()) == 0 && stored != nil {
+		obj.SetManagedFields(stored.GetManagedFields())
+	}
+	if manager == "" {
+		return
+	}
+	for _, mf := range obj.GetManagedFields() {
+		if mf.Manager == manager {
+			return
+		}
+	}
+	obj.SetManagedFields(append(obj.GetManagedFields(), metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate,
+		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:renewTime":{}}}`)}}))
 }
 
 // startedMirror is a mirror whose Node informer runs, as in the broker.
