@@ -347,14 +347,24 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 		ev  *scheduler.Event
 		err error
 	}
-	// One decoded event waits while the handler works on the one before: an
-	// OFFERS event of 10,000 agents is ~13 MiB decoded, so a deeper read-ahead
-	// costs the broker's memory tens of MiB whenever the handler lags, and
-	// buys nothing (the socket buffers the stream anyway).
-	events := make(chan decoded, 1)
+	// The next event is decoded only once the handler is done with the one
+	// before: an OFFERS event of 10,000 agents is ~13 MiB decoded, so any
+	// read-ahead costs the broker's memory that much per event whenever the
+	// handler lags (a buffered channel of one held up to three: handled,
+	// queued, decoded and waiting), and buys nothing (the socket buffers the
+	// stream anyway). The reader goroutine is there so that the loop still
+	// watches the watchdog, ctx and a leader change while a read blocks.
+	events := make(chan decoded)
+	more := make(chan struct{}, 1)
+	more <- struct{}{}
 	go func() {
 		defer close(events)
 		for {
+			select {
+			case <-more:
+			case <-sctx.Done():
+				return
+			}
 			ev := new(scheduler.Event)
 			err := resp.Decode(ev)
 			select {
@@ -444,16 +454,16 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 				return subscribed, fmt.Errorf("Mesos sent ERROR: %s", msg)
 			}
 			watchdog.Reset(time.Duration(c.cfg.MissedHeartbeats) * interval)
-			if ev.Type == scheduler.Event_HEARTBEAT {
-				continue
-			}
-			if ev.Type == scheduler.Event_UPDATE {
+			switch ev.Type {
+			case scheduler.Event_HEARTBEAT:
+			case scheduler.Event_UPDATE:
 				statuses.enqueue(ev)
-				continue
+			default:
+				if err := h.HandleEvent(sctx, ev); err != nil {
+					logger.Error(err, "Handling a Mesos event", "event", ev.Type)
+				}
 			}
-			if err := h.HandleEvent(sctx, ev); err != nil {
-				logger.Error(err, "Handling a Mesos event", "event", ev.Type)
-			}
+			more <- struct{}{}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,7 +127,9 @@ func (f *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Mesos-Stream-Id", "stream-1")
 	w.WriteHeader(http.StatusOK)
 	send := func(rec string) {
-		fmt.Fprintf(w, "%d\n%s", len(rec), rec)
+		// Not through fmt: a blocked write would hold a copy of rec.
+		_, _ = io.WriteString(w, strconv.Itoa(len(rec))+"\n")
+		_, _ = io.WriteString(w, rec)
 		w.(http.Flusher).Flush()
 	}
 	send(fmt.Sprintf(`{"type":"SUBSCRIBED","subscribed":{"framework_id":{"value":"fw-1"},"heartbeat_interval_seconds":%g}}`, f.heartbeat))
