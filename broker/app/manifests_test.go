@@ -183,3 +183,45 @@ func TestSchedulerManifestServiceAccount(t *testing.T) {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// TestShippedBrokerMemoryLimit: the shipped Deployment gives the broker a
+// memory limit (as much as it requests), and the broker running under it
+// takes 90% of it as the Go runtime's soft limit without any flag.
+func TestShippedBrokerMemoryLimit(t *testing.T) {
+	var d appsv1.Deployment
+	strictInto(t, "broker Deployment", manifestDocs(t, "broker.yaml")["Deployment"][0], &d)
+	var c *corev1.Container
+	for i := range d.Spec.Template.Spec.Containers {
+		if d.Spec.Template.Spec.Containers[i].Name == "broker" {
+			c = &d.Spec.Template.Spec.Containers[i]
+		}
+	}
+	if c == nil {
+		t.Fatal("no broker container")
+	}
+	limit, request := c.Resources.Limits[corev1.ResourceMemory], c.Resources.Requests[corev1.ResourceMemory]
+	if limit.IsZero() || limit.Cmp(request) != 0 {
+		t.Fatalf("memory limit %s, request %s: want a limit, equal to the request", limit.String(), request.String())
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--memory-limit") {
+			t.Errorf("the Deployment sets %s: the soft limit should follow the container's", a)
+		}
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "pod"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "pod", "memory.max"), []byte(strconv.FormatInt(limit.Value(), 10)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self := filepath.Join(root, "self-cgroup")
+	if err := os.WriteFile(self, []byte("0::/pod\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOMEMLIMIT", "")
+	got, source, err := memoryLimit("", root, self)
+	if err != nil || got != int64(float64(limit.Value())*0.9) || source != "cgroup memory limit" {
+		t.Errorf("the broker under the shipped limit %s takes %d bytes from %q (%v), want 90%% of it from the cgroup", limit.String(), got, source, err)
+	}
+}
