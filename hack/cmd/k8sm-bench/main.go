@@ -68,7 +68,7 @@ func run(ctx context.Context) int {
 	fs.IntVar(&cfg.SchedulerVariationPercentage, "scheduler-variation-percentage", 10, "percentageOfNodesToScore of the knob runs that lower it (1-100)")
 	fs.IntVar(&cfg.ProfileSeconds, "profile-seconds", 10, "CPU profiles of broker, scheduler and driver during the k8sm burst at the largest size (0: none)")
 	brokerQPS := fs.Float64("broker-kube-qps", 50, "the broker's --kube-api-qps (burst twice that); 50 is k8sm-broker's default")
-	fs.StringVar(&cfg.BrokerMemoryLimit, "broker-memory-limit", "", "the broker's --memory-limit (the Go runtime's soft limit, e.g. 180Mi); empty: none, as shipped")
+	fs.StringVar(&cfg.BrokerMemoryLimit, "broker-memory-limit", "", "the broker's --memory-limit (the Go runtime's soft limit, e.g. 180Mi); empty: none (the shipped Deployment's 256Mi container limit gives the broker 90% of it)")
 	fs.IntVar(&cfg.SchedulerQPS, "scheduler-kube-qps", 500, "clientConnection.qps of the scheduler (burst twice that)")
 	fs.DurationVar(&cfg.PhaseTimeout, "phase-timeout", 5*time.Minute, "how long one phase may wait for its pods")
 	fs.DurationVar(&cfg.NodesTimeout, "nodes-timeout", 2*time.Minute, "how long to wait for every agent's Node to be Ready before going on with those that are")
