@@ -255,6 +255,20 @@ func (s *Sim) ClearCallFaults() {
 	s.faults.mu.Unlock()
 }
 
+// HoldUpdates makes the leading master hold back the task statuses it sends
+// frameworks (forwarded updates and reconciliation answers alike) while it
+// goes on taking calls, as a master too loaded to answer in time; releasing
+// (hold false) sends them in order. With LoseAnswer on an ACCEPT it makes
+// a launch whose outcome a framework cannot learn in time.
+func (s *Sim) HoldUpdates(hold bool) error {
+	m := s.Leader()
+	if m == nil {
+		return fmt.Errorf("holding task statuses: no leading master")
+	}
+	m.HoldUpdates(hold)
+	return nil
+}
+
 // ControlHandler serves the fault API over HTTP for tests in other
 // languages and for people:
 //
@@ -264,6 +278,7 @@ func (s *Sim) ClearCallFaults() {
 //	POST /agents/{i}/gone (MARK_AGENT_GONE)
 //	POST /calls/{TYPE}/drop?count=N | /calls/{TYPE}/delay?duration=2s&count=N | /calls/{TYPE}/rescind?count=N |
 //	     /calls/{TYPE}/lose-answer?count=N | /calls/clear
+//	POST /updates/hold | /updates/release (task statuses to frameworks)
 //	GET  /cluster  (masters, leader and agents)
 func (s *Sim) ControlHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -313,6 +328,8 @@ func (s *Sim) control(parts []string, r *http.Request) error {
 		return s.FailoverMaster()
 	case len(parts) == 3 && parts[0] == "offers" && parts[2] == "rescind":
 		return s.RescindOffer(parts[1])
+	case len(parts) == 2 && parts[0] == "updates" && (parts[1] == "hold" || parts[1] == "release"):
+		return s.HoldUpdates(parts[1] == "hold")
 	case len(parts) == 2 && parts[0] == "calls" && parts[1] == "clear":
 		s.ClearCallFaults()
 		return nil

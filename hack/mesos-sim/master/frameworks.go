@@ -322,6 +322,10 @@ func masterUpdate(taskID mesos.TaskID, agentID *mesos.AgentID, executorID *mesos
 }
 
 func (m *Master) sendUpdate(fw *framework, st mesos.TaskStatus) {
+	if m.heldUpdates != nil {
+		m.heldUpdates[fw.id] = append(m.heldUpdates[fw.id], st)
+		return
+	}
 	if fw.conn != nil {
 		fw.conn.Send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: st}})
 	}

@@ -83,7 +83,10 @@ type Master struct {
 	nextOffer           int
 	nextAgent           int
 	callHook            CallHook
-	orphanTasks         map[string][]*mesos.Task
+	// heldUpdates, while not nil, are the task statuses held back from
+	// the frameworks (HoldUpdates), by framework id, in order.
+	heldUpdates map[string][]mesos.TaskStatus
+	orphanTasks map[string][]*mesos.Task
 	// gone are the agents an operator marked gone (MARK_AGENT_GONE): they
 	// may never register again.
 	gone map[string]bool
@@ -231,6 +234,31 @@ func (m *Master) SetCallHook(h CallHook) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.callHook = h
+}
+
+// HoldUpdates holds back every task status the master would send a
+// framework (the agents' updates it forwards and its answers to
+// reconciliation), as an overloaded master does whose event stream lags
+// behind its work: calls are still taken. Releasing sends the held statuses
+// in the order the master made them.
+func (m *Master) HoldUpdates(hold bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if hold {
+		if m.heldUpdates == nil {
+			m.heldUpdates = map[string][]mesos.TaskStatus{}
+		}
+		return
+	}
+	held := m.heldUpdates
+	m.heldUpdates = nil
+	for id, sts := range held {
+		if fw := m.frameworks[id]; fw != nil {
+			for _, st := range sts {
+				m.sendUpdate(fw, st)
+			}
+		}
+	}
 }
 
 func (m *Master) shutdownStreams() {
