@@ -188,6 +188,8 @@ type brokerOpts struct {
 	executorArgs []string
 	// agents hears of the agents (the node mirror's part).
 	agents framework.AgentSink
+	// settleTimeout bounds the launcher's reconciliations (default 10s).
+	settleTimeout time.Duration
 }
 
 // startBroker runs a broker (framework, cache, gRPC server) against sim
@@ -221,7 +223,7 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	go func() { defer wg.Done(); fw.Run(rctx) }()
 	go func() { defer wg.Done(); driver.Run(rctx) }()
 
-	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond}))
+	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond, SettleTimeout: o.settleTimeout}))
 	// The framework's first role is every namespace's, as a deployment's
 	// role policy would say.
 	policy, err := rolepolicy.Parse([]byte("apiVersion: k8sm.io/v1alpha1\nkind: RolePolicy\ndefaultRole: \""+o.roles[0]+"\"\n"), "test")

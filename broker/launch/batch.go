@@ -166,7 +166,9 @@ func (b *batcher) flush(bt *batch) {
 // whose tasks may run: Mesos takes an ACCEPT whole, so one task the master
 // has means it was taken (nil). Otherwise the launch fails with err and the
 // pod is retried as another attempt (another task id), so a task of this
-// one that turns up later is killed, never confused with the retry's.
+// one that turns up later is killed, never confused with the retry's. If
+// Mesos answered nothing about them, the tasks are in doubt: the retry
+// launches nothing until Mesos has told (refuseInDoubt).
 func (b *batcher) settle(l *offers.Launch, pods map[string]taskinfo.PodData, err error) error {
 	ids := make([]string, 0, len(l.Tasks))
 	for _, t := range l.Tasks {
@@ -182,6 +184,14 @@ func (b *batcher) settle(l *offers.Launch, pods map[string]taskinfo.PodData, err
 			klog.InfoS("ACCEPT without an answer was taken: reconciliation found its tasks", "agent", l.AgentID, "tasks", ids, "err", err)
 			return nil
 		}
+	}
+	if len(known) == 0 {
+		// Not even the reconciliation was answered: the tasks may run.
+		b.l.recordInDoubt(l.AgentID, ids)
+		if serr == nil {
+			serr = errors.New("Mesos did not answer it in time")
+		}
+		return fmt.Errorf("%w; settling it by reconciliation: %v; its tasks are in doubt, and their pods are not launched again until Mesos has told of them", err, serr)
 	}
 	if serr != nil {
 		return fmt.Errorf("%w; settling it by reconciliation: %v", err, serr)

@@ -55,6 +55,18 @@ var ErrUnknownOutcome = errors.New("Mesos did not answer; the call may have been
 // scheduled again once it has ended.
 var ErrEarlierAttempt = errors.New("the pod has a live task of an earlier attempt")
 
+// ErrInDoubt: the pod has a task of an earlier attempt whose ACCEPT Mesos
+// neither answered nor told of since, which may run; the pod is scheduled
+// again once Mesos has told. It is an ErrEarlierAttempt (errors.Is).
+var ErrInDoubt error = inDoubtError{}
+
+type inDoubtError struct{}
+
+func (inDoubtError) Error() string {
+	return "the pod has a task of an earlier attempt that may run: Mesos has not told"
+}
+func (inDoubtError) Is(target error) bool { return target == ErrEarlierAttempt }
+
 // MesosError is a call Mesos did not take (it could not be reached, or it
 // refused): the pod is retried once Mesos answers again.
 type MesosError struct {
@@ -103,6 +115,8 @@ type Launcher struct {
 	// their way out, not earlier attempts a launch must settle first.
 	killed map[string]time.Time
 	pruned time.Time
+	// doubts are the tasks of ACCEPTs whose outcome is unknown (indoubt.go).
+	doubts *inDoubt
 }
 
 // attempt is one launch of a pod: done is closed once res and err are set.
@@ -134,7 +148,7 @@ func New(cache *offers.Cache, m Mesos, opts Options) *Launcher {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	l := &Launcher{cache: cache, mesos: m, opts: opts, attempts: map[string]*attempt{}, killed: map[string]time.Time{}}
+	l := &Launcher{cache: cache, mesos: m, opts: opts, attempts: map[string]*attempt{}, killed: map[string]time.Time{}, doubts: newInDoubt()}
 	l.batches = newBatcher(l)
 	return l
 }
@@ -209,6 +223,10 @@ func (l *Launcher) attempt(ctx context.Context, id string, pod *v1.Pod) (a *atte
 	}
 	if pod.Spec.NodeName != r.Hostname {
 		return nil, nil, fmt.Errorf("reservation %s is on node %q, the pod sent is bound to %q (spec.nodeName must name the reservation's node): %w", id, r.Hostname, pod.Spec.NodeName, offers.ErrInvalid)
+	}
+	// Nor beside a task of an earlier attempt whose ACCEPT is in doubt.
+	if err := l.refuseInDoubt(ctx, id, &r, pod); err != nil {
+		return nil, nil, err
 	}
 	earlier := l.earlierTasks(pod.UID, id)
 	l.mu.Lock()
