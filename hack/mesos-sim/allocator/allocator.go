@@ -37,7 +37,6 @@ type agent struct {
 }
 
 type filter struct {
-	agentID   string
 	resources mesos.Resources
 	expires   time.Time
 }
@@ -47,7 +46,11 @@ type framework struct {
 	roles      []string
 	suppressed map[string]bool
 	active     bool
-	filters    []filter
+	// filters by agent id: a cycle looks up each agent's, as the real
+	// allocator does (frameworkFilters by agent), instead of scanning every
+	// filter for every agent — with one filter per declined agent that
+	// was quadratic in the agents, under the master's lock.
+	filters map[string][]filter
 }
 
 // Allocator tracks agent resources and framework allocation state.
@@ -174,7 +177,10 @@ func (a *Allocator) Recover(fw, agentID string, rs mesos.Resources, refuse time.
 		}
 	}
 	if f := a.frameworks[fw]; f != nil && refuse > 0 && len(rs) > 0 {
-		f.filters = append(f.filters, filter{agentID: agentID, resources: rs, expires: now.Add(refuse)})
+		if f.filters == nil {
+			f.filters = map[string][]filter{}
+		}
+		f.filters[agentID] = append(f.filters[agentID], filter{resources: rs, expires: now.Add(refuse)})
 	}
 }
 
@@ -265,13 +271,19 @@ func cpusMem(rs mesos.Resources) usage {
 func (a *Allocator) Cycle(now time.Time) []Allocation {
 	var fws []string
 	for id, f := range a.frameworks {
-		kept := f.filters[:0]
-		for _, flt := range f.filters {
-			if now.Before(flt.expires) {
-				kept = append(kept, flt)
+		for aid, flts := range f.filters {
+			kept := flts[:0]
+			for _, flt := range flts {
+				if now.Before(flt.expires) {
+					kept = append(kept, flt)
+				}
+			}
+			if len(kept) == 0 {
+				delete(f.filters, aid)
+			} else {
+				f.filters[aid] = kept
 			}
 		}
-		f.filters = kept
 		if f.active {
 			fws = append(fws, id)
 		}
@@ -341,8 +353,8 @@ func (a *Allocator) Cycle(now time.Time) []Allocation {
 }
 
 func (f *framework) filtered(agentID string, offered mesos.Resources) bool {
-	for _, flt := range f.filters {
-		if flt.agentID == agentID && resources.ContainsAll(flt.resources, offered) {
+	for _, flt := range f.filters[agentID] {
+		if resources.ContainsAll(flt.resources, offered) {
 			return true
 		}
 	}
