@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -296,10 +297,22 @@ func (c *Client) newCaller(endpoint string) calls.Caller {
 	return httpsched.NewCaller(c.httpClient(endpoint+"/api/v1/scheduler"), httpsched.AllowReconnection(true), noCandidate)
 }
 
+// idleCalls is how many idle connections to the master the client keeps
+// for its calls (Go's default is 2). The broker's calls overlap: an
+// ACKNOWLEDGE per status from several status workers, an ACCEPT per agent a
+// batch flushes, DECLINEs, REVIVEs. With 2 idle connections every call
+// beyond the second opened a connection of its own (and over https paid a
+// TLS handshake on both sides) and closed it after one call.
+const idleCalls = 64
+
 // httpClient calls one API of the master as the framework's principal,
 // over the configured TLS.
 func (c *Client) httpClient(url string) *httpcli.Client {
-	do := []httpcli.ConfigOpt{}
+	do := []httpcli.ConfigOpt{httpcli.Transport(func(t *http.Transport) {
+		t.MaxIdleConns = idleCalls
+		t.MaxIdleConnsPerHost = idleCalls
+		t.IdleConnTimeout = 90 * time.Second
+	})}
 	if p := c.cfg.Framework.GetPrincipal(); p != "" && c.cfg.Secret != "" {
 		do = append(do, httpcli.BasicAuth(p, c.cfg.Secret))
 	}
