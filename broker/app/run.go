@@ -136,8 +136,8 @@ func (c *Config) Run(ctx context.Context) error {
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
 		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver, Workers: int(o.PodSyncWorkers),
 		AgentHostname: func(id string) (string, bool) {
-			v, ok := cache.Agent(id)
-			return v.Hostname, ok && v.Hostname != ""
+			host, ok := cache.AgentHostname(id)
+			return host, ok && host != ""
 		},
 	})
 	fw := framework.New(framework.Config{

@@ -220,8 +220,7 @@ func (m *Mirror) AgentOffered(_ context.Context, o *mesos.Offer) {
 		changed = true
 		a.attributes = shared.set(attrs)
 	}
-	if v, ok := m.cfg.Cache.Agent(a.id); ok {
-		total := v.Capacity.Total()
+	if total, ok := m.cfg.Cache.AgentCapacity(a.id); ok {
 		changed = changed || total.Scalars != a.capacity.Scalars
 		a.capacity = total
 	}

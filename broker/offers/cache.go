@@ -172,36 +172,79 @@ type AgentView struct {
 
 // Add records new offers. An offer id seen before is ignored, so redelivered
 // OFFERS events are harmless.
+//
+// An allocation brings an offer from (nearly) every agent in one event. What
+// can be worked out of an offer alone (its summary, its encoded resources,
+// its attributes) is done before taking the lock, and the offers go in a few
+// agents at a time, each batch under the lock on its own: a whole event
+// under the lock held every Reserve, Get and Take (the scheduler's and the
+// launcher's calls) for as long as it took.
 func (c *Cache) Add(offers ...mesos.Offer) {
 	now := c.cfg.Clock.Now()
+	prepared := make([]preparedOffer, len(offers))
+	for i := range offers {
+		prepared[i] = prepareOffer(&offers[i], now)
+	}
+	for len(prepared) > 0 {
+		n := min(len(prepared), addBatch)
+		c.addPrepared(prepared[:n])
+		prepared = prepared[n:]
+	}
+}
+
+// addBatch is how many offers go in under one hold of the lock: enough that
+// the lock is not taken per offer, few enough that a Reserve waits for tens
+// of microseconds, not for a whole allocation.
+const addBatch = 32
+
+// preparedOffer is an offer's record and what it says of its agent, made
+// without the cache's state.
+type preparedOffer struct {
+	agentID, hostname string
+	attributes        map[string]string
+	o                 *offer
+}
+
+func prepareOffer(o *mesos.Offer, now time.Time) preparedOffer {
+	byRole := compactRoles(podresources.FromMesos(o.Resources))
+	raw, err := encodeResources(o.Resources)
+	if err != nil {
+		// Kept without resources, so Declinable hands it back at once.
+		klog.ErrorS(err, "Offer kept for declining only", "offer", o.ID.Value, "agent", o.AgentID.Value)
+		byRole = nil
+	}
+	return preparedOffer{
+		agentID:    o.AgentID.Value,
+		hostname:   o.Hostname,
+		attributes: renderAttributes(o.Attributes),
+		o:          &offer{id: o.ID.Value, resources: raw, byRole: byRole, received: now, usable: !byRole.isZero()},
+	}
+}
+
+func (c *Cache) addPrepared(batch []preparedOffer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	touched := map[*agent]struct{}{}
-	for i := range offers {
-		o := &offers[i]
-		id := o.ID.Value
-		if _, dup := c.offerAgent[id]; dup {
+	// Agents in the order of their first offer, each announced once.
+	var touched []*agent
+	for i := range batch {
+		p := &batch[i]
+		if _, dup := c.offerAgent[p.o.id]; dup {
 			continue
 		}
-		a := c.agentLocked(o.AgentID.Value, o.Hostname)
-		c.attrs.use(a, renderAttributes(o.Attributes))
-		byRole := compactRoles(podresources.FromMesos(o.Resources))
-		raw, err := encodeResources(o.Resources)
-		if err != nil {
-			// Kept without resources, so Declinable hands it back at once.
-			klog.ErrorS(err, "Offer kept for declining only", "offer", id, "agent", a.id)
-			byRole = nil
-		}
-		a.offers = append(a.offers, &offer{id: id, resources: raw, byRole: byRole, received: now, usable: !byRole.isZero()})
-		c.offerAgent[id] = a
-		for _, e := range byRole {
+		a := c.agentLocked(p.agentID, p.hostname)
+		c.attrs.use(a, p.attributes)
+		a.offers = append(a.offers, p.o)
+		c.offerAgent[p.o.id] = a
+		for _, e := range p.o.byRole {
 			offered := a.offered.get(e.role).Add(e.res)
 			a.offered = a.offered.set(e.role, offered)
 			a.capacity = a.capacity.set(e.role, highWater(a.capacity.get(e.role), offered))
 		}
-		touched[a] = struct{}{}
+		if !slices.Contains(touched, a) {
+			touched = append(touched, a)
+		}
 	}
-	for a := range touched {
+	for _, a := range touched {
 		c.changedLocked(a)
 	}
 }
@@ -320,6 +363,35 @@ func (c *Cache) Agent(agentID string) (AgentView, bool) {
 		return AgentView{}, false
 	}
 	return c.viewLocked(a), true
+}
+
+// AgentHostname is the agent's hostname. It builds no view: the broker asks
+// it for every task status.
+func (c *Cache) AgentHostname(agentID string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.agents[agentID]
+	if !ok {
+		return "", false
+	}
+	return a.hostname, true
+}
+
+// AgentCapacity is the most the agent has offered, its roles summed (the
+// Total of its view's Capacity). It builds no view: the node mirror asks it
+// for every offer.
+func (c *Cache) AgentCapacity(agentID string) (podresources.Resources, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.agents[agentID]
+	if !ok {
+		return podresources.Resources{}, false
+	}
+	var total podresources.Resources
+	for _, e := range a.capacity {
+		total = total.Add(e.res)
+	}
+	return total, true
 }
 
 // Snapshot returns every agent's view, sorted by hostname, and the version.

@@ -21,50 +21,83 @@ type Decline struct {
 // those with nothing k8sm can use (revocable only, persistent volumes, ...).
 // An offer that backs a reservation is kept however old, because declining it
 // would make the reservation a lie.
+//
+// Like Add, it holds the lock a few agents at a time: declining a whole
+// allocation's offers at once held every Reserve, Get and Take meanwhile.
 func (c *Cache) Declinable() Decline {
 	now := c.cfg.Clock.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	d := Decline{RefuseSeconds: c.cfg.RefuseSeconds}
+	c.mu.Lock()
+	var due []*agent
 	for _, a := range c.agents {
-		var candidates []*offer
-		for _, o := range a.offers {
-			if !o.usable || now.Sub(o.received) >= c.cfg.DeclineAfter {
-				candidates = append(candidates, o)
-			}
+		if c.declineDueLocked(a, now) {
+			due = append(due, a)
 		}
-		if len(candidates) == 0 {
-			continue
-		}
-		sort.Slice(candidates, func(i, j int) bool {
-			if !candidates[i].received.Equal(candidates[j].received) {
-				return candidates[i].received.Before(candidates[j].received)
+	}
+	c.mu.Unlock()
+	for len(due) > 0 {
+		n := min(len(due), addBatch)
+		c.mu.Lock()
+		for _, a := range due[:n] {
+			if c.agents[a.id] != a {
+				continue // removed meanwhile
 			}
-			return candidates[i].id < candidates[j].id
-		})
-		offered := a.offered.byRole()
-		var drop []string
-		for _, o := range candidates {
-			if len(a.reservations) > 0 && !c.stillHoldsLocked(a, offered, o) {
-				continue
-			}
-			for _, e := range o.byRole {
-				offered[e.role] = offered[e.role].Subtract(e.res)
-			}
-			drop = append(drop, o.id)
+			d.OfferIDs = append(d.OfferIDs, c.declineLocked(a, now)...)
 		}
-		if len(drop) == 0 {
-			continue
-		}
-		c.removeOffersLocked(a, drop)
-		c.changedLocked(a)
-		d.OfferIDs = append(d.OfferIDs, drop...)
+		c.mu.Unlock()
+		due = due[n:]
 	}
 	sort.Strings(d.OfferIDs)
 	if len(d.OfferIDs) > 0 {
 		klog.V(4).InfoS("Declining unused offers", "offers", len(d.OfferIDs), "refuseSeconds", d.RefuseSeconds)
 	}
 	return d
+}
+
+// declineDueLocked is whether one of a's offers may be declined at now.
+func (c *Cache) declineDueLocked(a *agent, now time.Time) bool {
+	for _, o := range a.offers {
+		if !o.usable || now.Sub(o.received) >= c.cfg.DeclineAfter {
+			return true
+		}
+	}
+	return false
+}
+
+// declineLocked removes and returns a's offers to decline at now.
+func (c *Cache) declineLocked(a *agent, now time.Time) []string {
+	var candidates []*offer
+	for _, o := range a.offers {
+		if !o.usable || now.Sub(o.received) >= c.cfg.DeclineAfter {
+			candidates = append(candidates, o)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		if !candidates[i].received.Equal(candidates[j].received) {
+			return candidates[i].received.Before(candidates[j].received)
+		}
+		return candidates[i].id < candidates[j].id
+	})
+	offered := a.offered.byRole()
+	var drop []string
+	for _, o := range candidates {
+		if len(a.reservations) > 0 && !c.stillHoldsLocked(a, offered, o) {
+			continue
+		}
+		for _, e := range o.byRole {
+			offered[e.role] = offered[e.role].Subtract(e.res)
+		}
+		drop = append(drop, o.id)
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	c.removeOffersLocked(a, drop)
+	c.changedLocked(a)
+	return drop
 }
 
 // stillHoldsLocked reports whether offered without o still holds every
