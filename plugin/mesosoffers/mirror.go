@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -70,6 +72,16 @@ type mirror struct {
 	epoch  string
 	base   map[string]*agent // the broker's view, by hostname (= Node name)
 	agents map[string]*agent // base less the local claims, by hostname
+	// slots publishes agents to get without the lock: one slot per host
+	// ever seen in this view, holding the host's entry of agents (nil when
+	// it has none). Filter reads it for every node, from the scheduler's
+	// parallel workers; under the lock they all stalled whenever the offer
+	// watch waited for it to apply a change. The map is replaced, never
+	// changed, and only when a host appears.
+	slots atomic.Pointer[map[string]*atomic.Pointer[agent]]
+	// bulk holds publishing back while a snapshot rebuilds the view, which
+	// is then published whole.
+	bulk   bool
 	byID   map[string]string // agent id -> hostname
 	claims overlay
 	// fits indexes agents by the demand shapes they hold (fitIndex).
@@ -80,7 +92,7 @@ type mirror struct {
 }
 
 func newMirror(reset func(error)) *mirror {
-	return &mirror{
+	m := &mirror{
 		base:    map[string]*agent{},
 		agents:  map[string]*agent{},
 		byID:    map[string]string{},
@@ -89,6 +101,40 @@ func newMirror(reset func(error)) *mirror {
 		lastErr: errors.New("the offer watch has not started yet"),
 		reset:   reset,
 	}
+	m.publishAllLocked()
+	return m
+}
+
+// publishAllLocked publishes agents whole, replacing every slot.
+func (m *mirror) publishAllLocked() {
+	slots := make(map[string]*atomic.Pointer[agent], len(m.agents))
+	for host, a := range m.agents {
+		slot := new(atomic.Pointer[agent])
+		slot.Store(a)
+		slots[host] = slot
+	}
+	m.slots.Store(&slots)
+}
+
+// publishLocked makes a host's entry of agents the one get returns.
+func (m *mirror) publishLocked(host string, a *agent) {
+	if m.bulk {
+		return
+	}
+	slots := *m.slots.Load()
+	if slot := slots[host]; slot != nil {
+		slot.Store(a)
+		return
+	}
+	if a == nil {
+		return
+	}
+	next := make(map[string]*atomic.Pointer[agent], len(slots)+1)
+	maps.Copy(next, slots)
+	slot := new(atomic.Pointer[agent])
+	slot.Store(a)
+	next[host] = slot
+	m.slots.Store(&next)
 }
 
 // state returns whether the view is usable and, if not, why.
@@ -98,10 +144,13 @@ func (m *mirror) state() (bool, error) {
 	return m.synced, m.lastErr
 }
 
+// get is the host's agent in the view (base less claims), nil if none. It
+// takes no lock (slots).
 func (m *mirror) get(hostname string) *agent {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.agents[hostname]
+	if slot := (*m.slots.Load())[hostname]; slot != nil {
+		return slot.Load()
+	}
+	return nil
 }
 
 // each calls f for every agent while holding the read lock, until f
@@ -133,6 +182,7 @@ func (m *mirror) setLocked(host string, a *agent) {
 	} else {
 		m.agents[host] = a
 	}
+	m.publishLocked(host, a)
 	m.fits.changedLocked(host, a)
 }
 
@@ -145,6 +195,17 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 			m.reset(resetErr)
 		}
 	}()
+	// Decoded before taking the lock, which Reserve and PreFilter wait for.
+	var decoded []*agent
+	switch e := ev.GetEvent().(type) {
+	case *brokerv1.WatchOffersResponse_Snapshot:
+		decoded = make([]*agent, 0, len(e.Snapshot.GetAgents()))
+		for _, pa := range e.Snapshot.GetAgents() {
+			decoded = append(decoded, agentFromProto(pa))
+		}
+	case *brokerv1.WatchOffersResponse_Updated:
+		decoded = []*agent{agentFromProto(e.Updated)}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var changed []*agent
@@ -163,8 +224,7 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 		m.base = make(map[string]*agent, len(e.Snapshot.GetAgents()))
 		m.agents = make(map[string]*agent, len(e.Snapshot.GetAgents()))
 		m.byID = make(map[string]string, len(e.Snapshot.GetAgents()))
-		for _, pa := range e.Snapshot.GetAgents() {
-			a := agentFromProto(pa)
+		for _, a := range decoded {
 			m.base[a.hostname] = a
 			m.byID[a.id] = a.hostname
 		}
@@ -173,12 +233,15 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 				m.claims.dropHost(host)
 			}
 		}
+		m.bulk = true
 		for host := range m.base {
 			changed = append(changed, m.recomputeLocked(host))
 		}
+		m.bulk = false
+		m.publishAllLocked()
 		m.synced, m.lastErr = true, nil
 	case *brokerv1.WatchOffersResponse_Updated:
-		a := agentFromProto(e.Updated)
+		a := decoded[0]
 		if old, ok := m.byID[a.id]; ok && old != a.hostname {
 			m.removeLocked(old)
 		}
@@ -215,6 +278,7 @@ func (m *mirror) disconnected(err error) {
 	m.claims = newOverlay()
 	m.fits = newFitIndex()
 	m.epoch = ""
+	m.publishAllLocked()
 	m.mu.Unlock()
 	if m.reset != nil {
 		m.reset(err)

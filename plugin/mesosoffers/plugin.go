@@ -240,7 +240,10 @@ func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1
 		return nil
 	}
 	_, short := r.Fit(d)
-	klog.FromContext(ctx).V(5).Info("Offers do not hold the pod", "pod", klog.KObj(pod), "node", node.Name, "short", short.Error())
+	// Filter runs for every node: nothing is worded for a log that is off.
+	if logger := klog.FromContext(ctx).V(5); logger.Enabled() {
+		logger.Info("Offers do not hold the pod", "pod", klog.KObj(pod), "node", node.Name, "short", short.Error())
+	}
 	return fwk.NewStatus(fwk.Unschedulable, reasons(short, d)...)
 }
 
@@ -278,7 +281,9 @@ func (pl *MesosOffers) Reserve(ctx context.Context, state fwk.CycleState, pod *v
 	pl.priorities.assume(pod, nodeName)
 	pl.parked.unpark(pod.UID)
 	pl.waiters.done(pod.UID)
-	klog.FromContext(ctx).V(4).Info("Claimed Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "role", c.role, "claim", c.res.String())
+	if logger := klog.FromContext(ctx).V(4); logger.Enabled() {
+		logger.Info("Claimed Mesos resources", "pod", klog.KObj(pod), "node", nodeName, "role", c.role, "claim", c.res.String())
+	}
 	return nil
 }
 
