@@ -163,19 +163,23 @@ func (r *runner) brokerAlone(ctx context.Context, e *scenarioEnv) (*BrokerResult
 			continue
 		}
 		t1 := time.Now()
-		if _, err := client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: data.JSON, PodContentType: "application/json"}); err != nil {
+		launched, err := client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: data.JSON, PodContentType: "application/json"})
+		if err != nil {
 			klog.ErrorS(err, "Launch", "pod", refs[i].GetName(), "node", host)
 			res.FailedReserves++
 			continue
 		}
 		t2 := time.Now()
 		rl, rs, ln = append(rl, t2.Sub(t0)), append(rs, t1.Sub(t0)), append(ln, t2.Sub(t1))
-		// Bound as the plugin binds (not timed): the broker kills the task
-		// of a bound pod when the pod is deleted; an unbound pod's task
-		// would run on until the broker's next reconciliation.
+		// Bound as the plugin binds (not timed), naming the task it runs
+		// as: the broker kills the task of a bound pod when the pod is
+		// deleted, an unbound pod's task would run on until the broker's
+		// next reconciliation, and a pod bound without the task's name is
+		// taken to run as another task, this one killed as superseded.
 		if err := r.kube.CoreV1().Pods("default").Bind(ctx, &corev1.Binding{
-			ObjectMeta: metav1.ObjectMeta{Name: refs[i].GetName(), Namespace: "default", UID: types.UID(refs[i].GetUid())},
-			Target:     corev1.ObjectReference{Kind: "Node", Name: host},
+			ObjectMeta: metav1.ObjectMeta{Name: refs[i].GetName(), Namespace: "default", UID: types.UID(refs[i].GetUid()),
+				Annotations: map[string]string{taskinfo.TaskIDAnnotation: launched.GetTaskId()}},
+			Target: corev1.ObjectReference{Kind: "Node", Name: host},
 		}, metav1.CreateOptions{}); err != nil {
 			klog.ErrorS(err, "Binding", "pod", refs[i].GetName(), "node", host)
 		}
