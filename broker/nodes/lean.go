@@ -8,6 +8,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/k8sm/k8sm/pkg/mapkey"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
@@ -116,19 +117,7 @@ func (in *interner) set(m map[string]string) map[string]string {
 	if len(m) == 0 {
 		return m
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(m[k])
-		b.WriteByte(0)
-	}
-	key := b.String()
+	key := mapkey.Of(m)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if c, ok := in.sets[key]; ok {

@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
-	"strings"
 	"unique"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/k8sm/k8sm/pkg/mapkey"
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
@@ -146,30 +146,9 @@ type attrSet struct {
 	refs  int
 }
 
-// attributesKey is a canonical form of rendered attributes; equal sets have
-// equal keys.
-func attributesKey(attrs map[string]string) string {
-	if len(attrs) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(attrs))
-	for k := range attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(attrs[k])
-		b.WriteByte(0)
-	}
-	return b.String()
-}
-
 // use points a at the shared copy of attrs and lets go of the set a held.
 func (s attrSets) use(a *agent, attrs map[string]string) {
-	key := attributesKey(attrs)
+	key := mapkey.Of(attrs)
 	if a.attrKey == key && (key != "" || a.attributes == nil) {
 		return
 	}
