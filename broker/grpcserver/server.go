@@ -33,7 +33,7 @@ import (
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
-const errNotServing = "this broker replica is not serving offers (not the elected leader, or not subscribed to Mesos): watch the one whose health is SERVING"
+const errNotServing = "this broker replica is not serving offers (not the elected leader, not subscribed to Mesos, or the master has not yet answered its reconciliation): watch the one whose health is SERVING"
 
 // Launcher launches reserved pods and kills their tasks (*launch.Launcher).
 type Launcher interface {
@@ -236,7 +236,7 @@ func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brok
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &brokerv1.LaunchResponse{TaskId: res.TaskID, AgentId: res.AgentID, BatchSize: int32(res.BatchSize)}, nil
+	return &brokerv1.LaunchResponse{TaskId: res.TaskID, AgentId: res.AgentID, BatchSize: int32(res.BatchSize), NodeName: res.Hostname}, nil
 }
 
 // checkLaunch refuses a pod whose annotations are bad, that is not the

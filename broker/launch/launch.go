@@ -97,7 +97,11 @@ type Options struct {
 	// Remember is how long a launch's outcome answers retries of it
 	// (default 10m).
 	Remember time.Duration
-	Clock    clock.WithDelayedExecution
+	// AgentHostname names the node of an agent the offer cache has not
+	// seen offer (the broker's node mirror also lists the master's
+	// agents): the node an adopted earlier attempt runs on. Optional.
+	AgentHostname func(agentID string) (string, bool)
+	Clock         clock.WithDelayedExecution
 }
 
 // Launcher launches reserved pods and kills their tasks.
@@ -157,6 +161,9 @@ func New(cache *offers.Cache, m Mesos, opts Options) *Launcher {
 type Launched struct {
 	TaskID  string
 	AgentID string
+	// Hostname is the node the task runs on, which the pod is bound to: the
+	// reservation's, or an adopted earlier attempt's.
+	Hostname string
 	// BatchSize is how many pods went in the same ACCEPT (this one included).
 	BatchSize int
 }
@@ -174,7 +181,7 @@ type Launched struct {
 // A pod that already has a live task of another attempt (a broker that
 // died after the master took its ACCEPT, before it answered: the restarted
 // broker learns of the task by reconciliation) is not launched a second
-// time: see settleEarlier.
+// time: it is adopted, or killed and the Launch refused (adoptable).
 func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []byte) (Launched, error) {
 	a, first, err := l.attempt(ctx, id, pod)
 	if err != nil {
@@ -187,7 +194,7 @@ func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []by
 			size, err := l.batches.submit(context.Background(), *first, p)
 			l.mu.Lock()
 			if err == nil {
-				a.res = Launched{TaskID: taskinfo.NewTaskID(p), AgentID: first.AgentID, BatchSize: size}
+				a.res = Launched{TaskID: taskinfo.NewTaskID(p), AgentID: first.AgentID, Hostname: first.Hostname, BatchSize: size}
 			}
 			a.err, a.at = err, l.opts.Clock.Now()
 			l.mu.Unlock()
@@ -243,8 +250,9 @@ func (l *Launcher) attempt(ctx context.Context, id string, pod *v1.Pod) (a *atte
 	}
 	// The reservation is not launched either way: its offers go back.
 	l.cache.Unreserve(id, "")
-	if adoptable(earlier, &r, pod, l.mesos.TaskAgent) {
-		a.res = Launched{TaskID: earlier[0], AgentID: r.AgentID, BatchSize: 1}
+	adopted, why := l.adoptable(earlier, pod)
+	if why == "" {
+		a.res = adopted
 		a.at = l.opts.Clock.Now()
 		close(a.done)
 		l.attempts[id] = a // a retry gets the adopted task too
@@ -252,7 +260,7 @@ func (l *Launcher) attempt(ctx context.Context, id string, pod *v1.Pod) (a *atte
 		return a, nil, nil
 	}
 	l.mu.Unlock()
-	return nil, nil, l.killEarlier(ctx, id, pod, earlier)
+	return nil, nil, l.killEarlier(ctx, id, pod, earlier, why)
 }
 
 // earlierTasks are the live tasks of pod uid of attempts other than id
@@ -271,35 +279,56 @@ func (l *Launcher) earlierTasks(uid types.UID, id string) []string {
 	return out
 }
 
-// adoptable reports whether the pod's one earlier live task can be the
-// task of this launch, which the pod is then bound as (the plugin binds it
-// as the task Launch answers), instead of launching a second one. It must
-// run where the reservation is (the pod is bound to the reservation's
-// node), and the pod must not record wildcard host ports: the plugin wrote
-// this attempt's ports on it before Launch, and the earlier task's may
-// differ. Every other field the task's pod carries is the pod's spec, the
-// same for both attempts.
+// adoptable returns the pod's one earlier live task as this launch's, or
+// says why it cannot be. The pod is then bound as that task, on the node it
+// runs on, whichever node the scheduler picked for this attempt (the
+// plugin binds the pod to the node Launch answers): the task's resources
+// are already Mesos' own there, counted by the master and left out of the
+// offers, and the scheduler counts the pod there once it shows bound. The
+// pod must not record wildcard host ports: the plugin wrote this attempt's
+// ports on it before Launch (where the executor and endpoints read them),
+// and the earlier task's were chosen from another offer. Every other field
+// the task's pod carries is the pod's spec, the same for both attempts.
 //
 // Adopting rather than killing and launching again keeps the promise that
 // a pod runs as one Mesos task (the invariant counts ended tasks too), and
 // costs nothing: the task is already there, its executor waiting for the
 // pod to be bound as it.
-func adoptable(earlier []string, r *offers.Reservation, pod *v1.Pod, agentOf func(string) string) bool {
-	_, ports := pod.Annotations[taskinfo.HostPortsAnnotation]
-	return len(earlier) == 1 && agentOf(earlier[0]) == r.AgentID && !ports
+func (l *Launcher) adoptable(earlier []string, pod *v1.Pod) (Launched, string) {
+	if len(earlier) != 1 {
+		return Launched{}, fmt.Sprintf("the pod has %d live tasks", len(earlier))
+	}
+	if _, ports := pod.Annotations[taskinfo.HostPortsAnnotation]; ports {
+		return Launched{}, "the pod records this attempt's wildcard host ports, and the earlier attempt's may differ"
+	}
+	agentID := l.mesos.TaskAgent(earlier[0])
+	if agentID == "" {
+		return Launched{}, "its agent is not known"
+	}
+	host := ""
+	if v, ok := l.cache.Agent(agentID); ok {
+		host = v.Hostname
+	}
+	if host == "" && l.opts.AgentHostname != nil {
+		host, _ = l.opts.AgentHostname(agentID)
+	}
+	if host == "" {
+		return Launched{}, "the node of its agent " + agentID + " is not known"
+	}
+	return Launched{TaskID: earlier[0], AgentID: agentID, Hostname: host, BatchSize: 1}, ""
 }
 
-// killEarlier kills a pod's earlier live tasks that cannot be adopted and
-// refuses the launch: the pod is scheduled again, and its next launch goes
-// ahead once Mesos has reported them ended. They are not recorded as
+// killEarlier kills a pod's earlier live tasks that cannot be adopted (why)
+// and refuses the launch: the pod is scheduled again, and its next launch
+// goes ahead once Mesos has reported them ended. They are not recorded as
 // killed, so that a launch before then is refused too.
-func (l *Launcher) killEarlier(ctx context.Context, id string, pod *v1.Pod, earlier []string) error {
+func (l *Launcher) killEarlier(ctx context.Context, id string, pod *v1.Pod, earlier []string, why string) error {
 	for _, t := range earlier {
 		if err := l.mesos.Kill(ctx, t, l.mesos.TaskAgent(t)); err != nil {
 			return &MesosError{Doing: fmt.Sprintf("killing task %s, an earlier attempt of pod %s/%s, before launching reservation %s", t, pod.Namespace, pod.Name, id), Err: err}
 		}
 	}
-	return fmt.Errorf("launching reservation %s of pod %s/%s: %w: %s is being killed; the pod is scheduled again once it has ended", id, pod.Namespace, pod.Name, ErrEarlierAttempt, strings.Join(earlier, ","))
+	return fmt.Errorf("launching reservation %s of pod %s/%s: %w: %s cannot be adopted (%s) and is being killed; the pod is scheduled again once it has ended", id, pod.Namespace, pod.Name, ErrEarlierAttempt, strings.Join(earlier, ","), why)
 }
 
 // pruneLocked forgets, once a minute, the attempts ended longer than

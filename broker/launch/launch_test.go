@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -429,37 +430,70 @@ func TestLaunchAdoptsEarlierAttempt(t *testing.T) {
 	}
 }
 
-// TestLaunchRefusedWhileEarlierAttemptElsewhere: an earlier attempt that
-// cannot be adopted (it is on another agent than the new reservation, or
-// its wildcard host ports may differ from those the pod now records) is
-// killed, and the new Launch is refused until it has ended: the pod never
-// has two live tasks.
-func TestLaunchRefusedWhileEarlierAttemptElsewhere(t *testing.T) {
+// TestLaunchAdoptsEarlierAttemptOnAnotherAgent: the scheduler placed the
+// retry on another agent than the one attempt 1 runs on (attempt 1 uses
+// room there, so the spreading scores prefer the other). Launch answers
+// with attempt 1 and its agent's node, which the pod is bound to: the pod
+// stays one Mesos task, nothing is killed or launched, and the new
+// reservation is released.
+func TestLaunchAdoptsEarlierAttemptOnAnotherAgent(t *testing.T) {
+	e := newEnv(t)
+	r2 := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
+	e.cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o2"}, AgentID: mesos.AgentID{Value: "a2"}, Hostname: "node-2", Resources: podresources.ToMesos(r2, "*")})
+	earlier := taskinfo.TaskID("uid-a", "r-before-restart")
+	e.mesos.live = map[string]string{earlier: "a2"}
+	r := e.reserve(t, "a") // on node-1
+	l, err := e.launch(t, r.ID, "a")
+	if err != nil {
+		t.Fatalf("launch of attempt 2 on a1 with attempt 1 live on a2: %v, want attempt 1 adopted", err)
+	}
+	if l.TaskID != earlier || l.AgentID != "a2" || l.Hostname != "node-2" {
+		t.Errorf("launched %+v, want the earlier attempt %s on a2 (node-2)", l, earlier)
+	}
+	if len(e.mesos.sent) != 0 || len(e.mesos.kills) != 0 {
+		t.Errorf("sent tasks %v, killed %v: want neither (the pod has one task)", e.mesos.sent, e.mesos.kills)
+	}
+	if _, err := e.cache.Get(r.ID); err == nil {
+		t.Errorf("reservation %s still held after its pod adopted an earlier task", r.ID)
+	}
+	if again, err := e.launch(t, r.ID, "a"); err != nil || again != l {
+		t.Errorf("retried launch: %+v, %v; want %+v again", again, err, l)
+	}
+}
+
+// TestLaunchRefusedWhileEarlierAttemptCannotBeAdopted: an earlier attempt
+// that cannot be adopted — its wildcard host ports may differ from those
+// the pod now records, its agent's node is unknown, or the pod has two —
+// is killed, and the new Launch is refused, saying why, until it has
+// ended: the pod never has two live tasks.
+func TestLaunchRefusedWhileEarlierAttemptCannotBeAdopted(t *testing.T) {
 	for name, c := range map[string]struct {
-		agent string
+		live  map[string]string
 		ports bool
+		why   string
 	}{
-		"other agent":    {agent: "a2"},
-		"wildcard ports": {agent: "a1", ports: true},
+		"wildcard ports": {live: map[string]string{taskinfo.TaskID("uid-a", "r0"): "a1"}, ports: true, why: "host ports"},
+		"node unknown":   {live: map[string]string{taskinfo.TaskID("uid-a", "r0"): "a9"}, why: "node"},
+		"agent unknown":  {live: map[string]string{taskinfo.TaskID("uid-a", "r0"): ""}, why: "agent"},
+		"two live tasks": {live: map[string]string{taskinfo.TaskID("uid-a", "r0"): "a1", taskinfo.TaskID("uid-a", "r1"): "a1"}, why: "2 live tasks"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			earlier := taskinfo.TaskID("uid-a", "r-before-restart")
-			e.mesos.live = map[string]string{earlier: c.agent}
+			e.mesos.live = c.live
 			r := e.reserve(t, "a")
 			p, data := pod(t, "a")
 			if c.ports {
 				p.Annotations = map[string]string{taskinfo.HostPortsAnnotation: `[{"containerPort":80,"hostPort":31001}]`}
 			}
 			_, err := e.launcher.Launch(context.Background(), r.ID, p, data)
-			if !errors.Is(err, ErrEarlierAttempt) {
-				t.Fatalf("launch of attempt 2 with attempt 1 live on %s: %v, want ErrEarlierAttempt", c.agent, err)
+			if !errors.Is(err, ErrEarlierAttempt) || !strings.Contains(err.Error(), c.why) {
+				t.Fatalf("launch of attempt 2 with %v live: %v, want ErrEarlierAttempt saying %q", c.live, err, c.why)
 			}
 			if len(e.mesos.sent) != 0 {
-				t.Errorf("sent tasks %v, want none while attempt 1 lives", e.mesos.sent)
+				t.Errorf("sent tasks %v, want none while an earlier attempt lives", e.mesos.sent)
 			}
-			if len(e.mesos.kills) != 1 || e.mesos.kills[0] != earlier {
-				t.Errorf("killed %v, want the earlier attempt %s", e.mesos.kills, earlier)
+			if len(e.mesos.kills) != len(c.live) {
+				t.Errorf("killed %v, want every earlier attempt %v", e.mesos.kills, c.live)
 			}
 			if _, err := e.cache.Get(r.ID); err == nil {
 				t.Errorf("reservation %s still held after its launch was refused", r.ID)

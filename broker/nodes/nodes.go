@@ -230,6 +230,17 @@ func (m *Mirror) AgentOffered(_ context.Context, o *mesos.Offer) {
 	}
 }
 
+// AgentHostname names the host (the Node) of an agent the mirror knows, from
+// its offers or the master's agent list, lost or not.
+func (m *Mirror) AgentHostname(agentID string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.byID[agentID]; ok && a.hostname != "" {
+		return a.hostname, true
+	}
+	return "", false
+}
+
 // agentListed notes an active agent the master lists: one never offered (it
 // joined while offers were suppressed) gets its Node, with the capacity its
 // unreserved resources give until an offer says what the framework may use;

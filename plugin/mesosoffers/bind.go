@@ -8,10 +8,17 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apitypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
+
+// AdoptedTaskReason is the reason of the event on a pod bound to the node
+// of a live task of an earlier attempt, instead of the node the scheduler
+// picked.
+const AdoptedTaskReason = "MesosTaskAdopted"
 
 // What Bind does besides calling the broker: the pod's final shape (the one
 // place it gets it), its host ports recorded in the API server, and the
@@ -37,6 +44,27 @@ func (pl *MesosOffers) bind(ctx context.Context, p *v1.Pod, nodeName, taskID str
 		return c.WaitOnFinish(ctx, onFinish)
 	}
 	return pl.handle.ClientSet().CoreV1().Pods(p.Namespace).Bind(ctx, binding, metav1.CreateOptions{})
+}
+
+// adopted says, in the log and on the pod, that the broker answered the
+// Launch with a live task of an earlier attempt of the pod on another node
+// than the one the scheduler picked: a broker died after the master took
+// that attempt's ACCEPT, before it answered. The pod is bound there, as
+// that task; a second task would make the pod two Mesos tasks, and killing
+// the first one to launch on the picked node, two as well (one ended). The
+// scheduler's cache moves a pod assumed on one node and added on another
+// to the node it was added on (upstream cacheImpl.AddPod), so its
+// resources count where the task uses them; the reservation on the picked
+// node went back to the offers. The stock Scheduled event still names the
+// picked node, hence this one.
+func (pl *MesosOffers) adopted(logger klog.Logger, p *v1.Pod, picked string, resp *brokerv1.LaunchResponse) {
+	logger.Info("Binding the pod to the node of its earlier attempt's live task, which the broker adopted instead of launching", "pod", klog.KObj(p),
+		"picked", picked, "node", resp.GetNodeName(), "task", resp.GetTaskId(), "agent", resp.GetAgentId())
+	if rec := pl.handle.EventRecorder(); rec != nil {
+		rec.Eventf(p, nil, v1.EventTypeNormal, AdoptedTaskReason, "Binding",
+			"Bound to node %s as Mesos task %s, a live earlier attempt of the pod (the k8sm broker had launched it, then restarted before answering), instead of launching a second task on node %s",
+			resp.GetNodeName(), resp.GetTaskId(), picked)
+	}
 }
 
 // taskPod gives the pod its final shape, the one place it gets it: a copy

@@ -40,6 +40,9 @@ type recordingLauncher struct {
 	launched []*v1.Pod
 	tasks    []offers.Task
 	killed   []string
+	// live are the live tasks Mesos told of (reconciliation, statuses):
+	// task id → agent id.
+	live map[string]string
 }
 
 func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]taskinfo.PodData) error {
@@ -56,8 +59,23 @@ func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pod
 	return nil
 }
 
-func (l *recordingLauncher) PodTasks(types.UID) []string { return nil }
-func (l *recordingLauncher) TaskAgent(string) string     { return "" }
+func (l *recordingLauncher) PodTasks(uid types.UID) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for id := range l.live {
+		if taskinfo.PodUID(id) == uid {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (l *recordingLauncher) TaskAgent(id string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.live[id]
+}
 
 // Settle: no ACCEPT here ends without an answer.
 func (l *recordingLauncher) Settle(context.Context, string, []string) (map[string]bool, error) {

@@ -376,13 +376,21 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 	}
 	logger.V(3).Info("Launched Mesos task", "pod", klog.KObj(p), "node", nodeName, "task", resp.GetTaskId(), "agent", resp.GetAgentId(), "batch", resp.GetBatchSize())
 
-	if err := pl.bind(ctx, p, nodeName, resp.GetTaskId()); err != nil {
+	// The pod goes where its task runs: the reservation's node, or that of
+	// a live task of an earlier attempt the broker adopted instead of
+	// launching (pl.adopted).
+	target := nodeName
+	if n := resp.GetNodeName(); n != "" && n != nodeName {
+		target = n
+		pl.adopted(logger, p, nodeName, resp)
+	}
+	if err := pl.bind(ctx, p, target, resp.GetTaskId()); err != nil {
 		kctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
 		defer cancel()
 		if _, kerr := pl.client.Kill(kctx, &brokerv1.KillRequest{Pod: podRef(p), AgentId: resp.GetAgentId()}); kerr != nil {
 			logger.Error(kerr, "Killing the task of a pod whose Binding failed; the broker's reconciler must kill it", "pod", klog.KObj(p), "task", resp.GetTaskId())
 		}
-		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to node %s after launching task %s (killed): %w", p.Namespace, p.Name, nodeName, resp.GetTaskId(), err))
+		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s to node %s after launching task %s (killed): %w", p.Namespace, p.Name, target, resp.GetTaskId(), err))
 	}
 	pl.recordDefaults(state, p, r)
 	return nil

@@ -1165,11 +1165,16 @@ func (x *LaunchRequest) GetPodContentType() string {
 
 type LaunchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The Mesos task id, which is the pod uid.
+	// The Mesos task id: pod.<pod uid>.<attempt>. The attempt is the
+	// reservation's, or an earlier one's the broker adopted.
 	TaskId  string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	AgentId string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// How many pods went in the same ACCEPT (this one included).
-	BatchSize     int32 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	BatchSize int32 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// The node the task runs on, which the pod must be bound to: the
+	// reservation's node, or the node of an adopted earlier attempt. Empty
+	// from a broker older than this field: the reservation's node.
+	NodeName      string `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1223,6 +1228,13 @@ func (x *LaunchResponse) GetBatchSize() int32 {
 		return x.BatchSize
 	}
 	return 0
+}
+
+func (x *LaunchResponse) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
 }
 
 type KillRequest struct {
@@ -1407,12 +1419,13 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\rLaunchRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\fR\x03pod\x12(\n" +
-	"\x10pod_content_type\x18\x03 \x01(\tR\x0epodContentType\"c\n" +
+	"\x10pod_content_type\x18\x03 \x01(\tR\x0epodContentType\"\x80\x01\n" +
 	"\x0eLaunchResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
-	"batch_size\x18\x03 \x01(\x05R\tbatchSize\"R\n" +
+	"batch_size\x18\x03 \x01(\x05R\tbatchSize\x12\x1b\n" +
+	"\tnode_name\x18\x04 \x01(\tR\bnodeName\"R\n" +
 	"\vKillRequest\x12(\n" +
 	"\x03pod\x18\x01 \x01(\v2\x16.k8sm.broker.v1.PodRefR\x03pod\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"'\n" +

@@ -71,6 +71,13 @@ type BrokerClient interface {
 	// same agent within a short window into one ACCEPT, and returns the rest of
 	// the offers to Mesos. It returns once the ACCEPT was sent.
 	//
+	// A pod that already has a live task of an earlier attempt (a broker that
+	// died after the master took its ACCEPT) is not launched again: Launch
+	// answers with that task (adopted), on whatever node it runs, and releases
+	// the reservation; the caller binds the pod to the answer's node_name as
+	// that task. A task that cannot be adopted is killed and the Launch
+	// refused (ABORTED) until it has ended.
+	//
 	// Errors: INVALID_ARGUMENT (no reservation id, undecodable pod, pod uid not
 	// the reserved one, pod not bound to the reservation's node), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
 	// (the reservation expired or was released), ABORTED (the offers behind
@@ -183,6 +190,13 @@ type BrokerServer interface {
 	// agent's offers with one LAUNCH per pod, batching the pods reserved on the
 	// same agent within a short window into one ACCEPT, and returns the rest of
 	// the offers to Mesos. It returns once the ACCEPT was sent.
+	//
+	// A pod that already has a live task of an earlier attempt (a broker that
+	// died after the master took its ACCEPT) is not launched again: Launch
+	// answers with that task (adopted), on whatever node it runs, and releases
+	// the reservation; the caller binds the pod to the answer's node_name as
+	// that task. A task that cannot be adopted is killed and the Launch
+	// refused (ABORTED) until it has ended.
 	//
 	// Errors: INVALID_ARGUMENT (no reservation id, undecodable pod, pod uid not
 	// the reserved one, pod not bound to the reservation's node), NOT_FOUND (unknown reservation), FAILED_PRECONDITION
