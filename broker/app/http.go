@@ -18,8 +18,10 @@ import (
 
 // readiness is what /readyz checks; Run fills it in as it builds the parts.
 type readiness struct {
-	// subscribed while the broker holds a Mesos subscription: the
-	// scheduler plugin must not reserve against a broker without offers.
+	// subscribed while the broker holds a Mesos subscription whose
+	// reconciliation the master answered: the scheduler plugin must not
+	// reserve against a broker without offers, nor one that does not know
+	// yet of the tasks an earlier process launched.
 	subscribed atomic.Bool
 	// informersSynced reports whether the pod, Node, Service and
 	// host-private EndpointSlice informers are in
@@ -46,7 +48,7 @@ func (r *readiness) checks(ctx context.Context) []healthz.HealthChecker {
 						return fmt.Errorf("not subscribed to Mesos: %w", err)
 					}
 				}
-				return errors.New("not subscribed to Mesos (not the leader, or no master)")
+				return errors.New("not subscribed to Mesos (not the leader, or no master), or the master has not yet answered the reconciliation after subscribing")
 			}
 			return nil
 		}),

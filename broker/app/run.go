@@ -8,10 +8,8 @@ import (
 	"path"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"google.golang.org/grpc"
 	"k8s.io/client-go/informers"
 	"k8s.io/klog/v2"
@@ -29,29 +27,6 @@ import (
 	"github.com/k8sm/k8sm/pkg/failpoint"
 	"github.com/k8sm/k8sm/pkg/podresources"
 )
-
-// servingHandler flips the gRPC health and /readyz with the subscription:
-// the scheduler plugin must not reserve against a broker without offers.
-type servingHandler struct {
-	*framework.Framework
-	srv   *grpcserver.Server
-	ready *atomic.Bool
-}
-
-func (h servingHandler) HandleEvent(ctx context.Context, ev *scheduler.Event) error {
-	err := h.Framework.HandleEvent(ctx, ev)
-	if ev.Type == scheduler.Event_SUBSCRIBED {
-		h.srv.SetServing(true)
-		h.ready.Store(true)
-	}
-	return err
-}
-
-func (h servingHandler) Disconnected(ctx context.Context) {
-	h.srv.SetServing(false)
-	h.ready.Store(false)
-	h.Framework.Disconnected(ctx)
-}
 
 // Run runs the broker until ctx ends or leadership is lost.
 func (c *Config) Run(ctx context.Context) error {
@@ -140,16 +115,25 @@ func (c *Config) Run(ctx context.Context) error {
 			return host, ok && host != ""
 		},
 	})
+	// The gRPC health and /readyz follow the subscription, once its
+	// reconciliation was answered: the scheduler plugin must not reserve
+	// against a broker without offers, nor one that does not know yet of
+	// the tasks an earlier process launched (framework.Config.Serving).
+	var srv *grpcserver.Server
 	fw := framework.New(framework.Config{
 		Cache: cache, Caller: client, Driver: driver, FrameworkID: client.FrameworkID, Builder: c.Builder,
 		Roles: o.Roles, Executor: c.Executor, RefuseSeconds: o.RefuseSeconds, ReconcileInterval: o.ReconcileInterval,
 		Tasks: podc, Status: podc, Agents: mirror,
+		Serving: func(serving bool) {
+			srv.SetServing(serving)
+			ready.Store(serving)
+		},
 	})
 	// Host-private Services' EndpointSlices, from the same pods.
 	hostPrivate := hostprivate.New(hostprivate.Config{Client: c.Kube, Pods: podc.PodInformer()})
 	synced := func() bool { return podc.HasSynced() && hostPrivate.HasSynced() }
 	health.informersSynced.Store(&synced)
-	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow}))
+	srv = grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.BatchWindow, AgentHostname: mirror.AgentHostname}))
 	srv.SetRolePolicy(c.RolePolicy)
 	g := grpc.NewServer(c.GRPCServerOptions...)
 	srv.Register(g)
@@ -157,7 +141,7 @@ func (c *Config) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); _ = g.Serve(c.GRPCListener) }()
 	defer g.Stop()
 	defer srv.Shutdown()
-	logger.Info("Serving the Broker gRPC service (NOT_SERVING until leading and subscribed)", "address", c.GRPCListener.Addr().String(), "mutualTLS", o.GRPC.tls())
+	logger.Info("Serving the Broker gRPC service (NOT_SERVING until leading, subscribed and reconciled)", "address", c.GRPCListener.Addr().String(), "mutualTLS", o.GRPC.tls())
 
 	lctx := ctx
 	if o.LeaderElect {
@@ -193,7 +177,7 @@ func (c *Config) Run(ctx context.Context) error {
 	run(driver.Run)
 	run(mirror.Run)
 	run(func(ctx context.Context) {
-		if err := client.Run(ctx, servingHandler{Framework: fw, srv: srv, ready: ready}); errors.Is(err, brokermesos.ErrFailedOver) {
+		if err := client.Run(ctx, fw); errors.Is(err, brokermesos.ErrFailedOver) {
 			stepDown(err)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,9 +96,18 @@ type Config struct {
 	// 5m): a pod bound while the broker runs but never launched is only
 	// found by asking Mesos about it again.
 	ReconcileInterval time.Duration
-	Tasks             TaskSource
-	Status            StatusSink
-	Agents            AgentSink
+	// Serving is told when the broker may take reservations: once the
+	// reconciliation after a subscription was answered (the live tasks of
+	// every earlier broker process are known, so a launch goes nowhere
+	// beside one), and no longer once the subscription ended. Optional.
+	Serving func(serving bool)
+	// ReconciledWithin bounds that wait (default 10s): a master that does
+	// not answer (one just elected, whose agents have not re-registered,
+	// answers nothing for their tasks) delays the broker only so long.
+	ReconciledWithin time.Duration
+	Tasks            TaskSource
+	Status           StatusSink
+	Agents           AgentSink
 }
 
 // Framework handles a subscription's events; it implements
@@ -118,6 +128,12 @@ type Framework struct {
 	partitioned unreachable
 	// settling are the tasks Settle waits to hear about.
 	settling map[string]chan *mesos.TaskStatus
+	// sub counts subscriptions; the reconciliation of one that ended
+	// serves nothing. barrier is the task id whose answer ends the current
+	// subscription's first reconciliation, closing reconciled.
+	sub        uint64
+	barrier    string
+	reconciled chan struct{}
 }
 
 // New returns a Framework.
@@ -130,6 +146,9 @@ func New(cfg Config) *Framework {
 	}
 	if cfg.ReconcileInterval <= 0 {
 		cfg.ReconcileInterval = 5 * time.Minute
+	}
+	if cfg.ReconciledWithin <= 0 {
+		cfg.ReconciledWithin = 10 * time.Second
 	}
 	if len(cfg.Roles) == 0 {
 		cfg.Roles = []string{podresources.DefaultRole}
@@ -187,7 +206,7 @@ func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error 
 	switch ev.Type {
 	case scheduler.Event_SUBSCRIBED:
 		f.cfg.Driver.setSubscribed(true)
-		go f.reconcile(ctx)
+		go f.reconcileSubscription(ctx, f.newSubscription())
 	case scheduler.Event_OFFERS:
 		os := ev.GetOffers().Offers
 		f.mu.Lock()
@@ -278,12 +297,10 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 	if st.Reason != nil {
 		reason = st.Reason.String()
 	}
-	klog.FromContext(ctx).V(2).Info("Task status", "task", taskID, "state", state, "agent", agentID, "reason", reason, "message", st.GetMessage(), "source", st.GetSource())
-	if taskinfo.Terminal(state) {
-		f.cfg.Driver.taskEnded(taskID)
-	} else if agentID != "" {
-		f.cfg.Driver.taskAt(taskID, agentID)
+	if isBarrier(taskID) {
+		return nil // ObserveStatus heard it
 	}
+	klog.FromContext(ctx).V(2).Info("Task status", "task", taskID, "state", state, "agent", agentID, "reason", reason, "message", st.GetMessage(), "source", st.GetSource())
 	f.partitioned.observe(agentID, taskID, state)
 	if st.Reason != nil && *st.Reason == mesos.REASON_AGENT_REREGISTERED && agentID != "" {
 		// The master announces a task of an unreachable agent that
@@ -310,10 +327,159 @@ func (f *Framework) update(ctx context.Context, st *mesos.TaskStatus) error {
 	return f.cfg.Status.TaskStatus(ctx, st)
 }
 
+// ObserveStatus implements brokermesos.StatusObserver: where tasks run is
+// kept in the stream's order, so that once the answer to the barrier of a
+// reconciliation is seen, every task the master told of before it is known
+// to Launch (PodTasks).
+func (f *Framework) ObserveStatus(_ context.Context, st *mesos.TaskStatus) {
+	taskID, agentID := st.TaskID.Value, st.AgentID.GetValue()
+	if isBarrier(taskID) {
+		f.mu.Lock()
+		if taskID == f.barrier && f.reconciled != nil {
+			close(f.reconciled)
+			f.reconciled = nil
+		}
+		f.mu.Unlock()
+		return
+	}
+	if taskinfo.Terminal(st.GetState()) {
+		f.cfg.Driver.taskEnded(taskID)
+	} else if agentID != "" {
+		f.cfg.Driver.taskAt(taskID, agentID)
+	}
+}
+
+// barrierPrefix names the task ids no task has, which end a subscription's
+// first reconciliation (reconcileSubscription).
+const barrierPrefix = "k8sm-reconciled."
+
+func isBarrier(taskID string) bool { return strings.HasPrefix(taskID, barrierPrefix) }
+
+// newSubscription starts a subscription's count and its barrier.
+func (f *Framework) newSubscription() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sub++
+	f.barrier = fmt.Sprintf("%s%d.%d", barrierPrefix, time.Now().UnixNano(), f.sub)
+	f.reconciled = make(chan struct{})
+	return f.sub
+}
+
+// reconcileSubscription reconciles after subscription sub and serves once
+// the master answered. A restarted broker knows of the tasks an earlier
+// process launched (one whose pod is not bound yet: the process died after
+// the master took its ACCEPT) only from the answers to its implicit
+// reconciliation; a Launch before them would start a second task of the
+// pod. The master answers a RECONCILE before it handles the next call, on
+// the one event stream: so an explicit reconciliation sent after the
+// implicit one, carrying a task id no task has (the barrier, answered
+// TASK_UNKNOWN or TASK_LOST), is answered after every answer of the
+// implicit one. ObserveStatus sees them in that order.
+func (f *Framework) reconcileSubscription(ctx context.Context, sub uint64) {
+	logger := klog.FromContext(ctx)
+	f.mu.Lock()
+	barrier, reconciled := f.barrier, f.reconciled
+	f.mu.Unlock()
+	start := time.Now()
+	deadline := time.NewTimer(f.cfg.ReconciledWithin)
+	defer deadline.Stop()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-deadline.C:
+				logger.Info("The master did not answer the reconciliation after subscribing: serving anyway; a task an earlier broker process launched may be unknown yet", "within", f.cfg.ReconciledWithin)
+				f.serve(sub)
+				return
+			case <-time.After(time.Second):
+			}
+		}
+		if !f.current(sub) {
+			return
+		}
+		err := f.cfg.Caller.Call(ctx, calls.Reconcile())
+		if err == nil {
+			metrics.ReconcileRuns.WithLabelValues("implicit", "success").Inc()
+			err = f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(map[string]string{barrier: ""})))
+		} else {
+			metrics.ReconcileRuns.WithLabelValues("implicit", "error").Inc()
+		}
+		if err != nil {
+			logger.Error(err, "Reconciling after subscribing; trying again")
+			continue
+		}
+		break
+	}
+	// The tasks the API server expects, for the pods: their answers need
+	// not come before serving (a bound pod's task is answered by the
+	// implicit reconciliation too, if the master has it), and listing them
+	// waits for the pod informer.
+	go func() {
+		if err := f.reconcileKnown(ctx); err != nil {
+			logger.Error(err, "Explicit reconciliation after subscribing")
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return
+	case <-reconciled:
+		logger.Info("Reconciled after subscribing: serving", "took", time.Since(start))
+	case <-deadline.C:
+		logger.Info("The master did not answer the reconciliation after subscribing: serving anyway; a task an earlier broker process launched may be unknown yet", "within", f.cfg.ReconciledWithin)
+	}
+	f.serve(sub)
+}
+
+// reconcileKnown reconciles explicitly every task the API server expects.
+func (f *Framework) reconcileKnown(ctx context.Context) error {
+	if f.cfg.Tasks == nil {
+		return nil
+	}
+	tasks, err := f.cfg.Tasks.KnownTasks(ctx)
+	if err != nil {
+		metrics.ReconcileRuns.WithLabelValues("explicit", "error").Inc()
+		return fmt.Errorf("listing the tasks to reconcile: %w", err)
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(tasks))
+	for _, t := range tasks {
+		m[t.ID] = t.AgentID
+	}
+	if err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(m))); err != nil {
+		metrics.ReconcileRuns.WithLabelValues("explicit", "error").Inc()
+		return fmt.Errorf("explicit reconciliation of %d tasks: %w", len(m), err)
+	}
+	metrics.ReconcileRuns.WithLabelValues("explicit", "success").Inc()
+	klog.FromContext(ctx).Info("Explicit reconciliation sent", "tasks", len(m))
+	return nil
+}
+
+// current reports whether sub is the subscription in force.
+func (f *Framework) current(sub uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sub == sub && f.cfg.Driver.isSubscribed()
+}
+
+// serve tells Serving that subscription sub, if still in force, serves.
+func (f *Framework) serve(sub uint64) {
+	if f.cfg.Serving != nil && f.current(sub) {
+		f.cfg.Serving(true)
+	}
+}
+
 // Disconnected implements brokermesos.Handler: the offers of the old
 // subscription are void, so are the reservations on them.
 func (f *Framework) Disconnected(ctx context.Context) {
+	if f.cfg.Serving != nil {
+		f.cfg.Serving(false)
+	}
 	f.mu.Lock()
+	f.sub++ // its reconciliation serves nothing
+	f.reconciled = nil
 	ids := make([]string, 0, len(f.offerIDs))
 	for id := range f.offerIDs {
 		ids = append(ids, id)
@@ -331,29 +497,14 @@ func (f *Framework) Disconnected(ctx context.Context) {
 }
 
 // reconcile asks Mesos about every task the API server expects (explicit),
-// then about every task Mesos knows (implicit). The answers are ordinary
+// then about every task Mesos knows (implicit), every ReconcileInterval
+// (after a subscription: reconcileSubscription). The answers are ordinary
 // UPDATEs: the StatusSink fails pods whose tasks are gone and kills tasks
 // whose pods are.
 func (f *Framework) reconcile(ctx context.Context) {
 	logger := klog.FromContext(ctx)
-	if f.cfg.Tasks != nil {
-		tasks, err := f.cfg.Tasks.KnownTasks(ctx)
-		if err != nil {
-			metrics.ReconcileRuns.WithLabelValues("explicit", "error").Inc()
-			logger.Error(err, "Listing the tasks to reconcile")
-		} else if len(tasks) > 0 {
-			m := make(map[string]string, len(tasks))
-			for _, t := range tasks {
-				m[t.ID] = t.AgentID
-			}
-			if err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(m))); err != nil {
-				metrics.ReconcileRuns.WithLabelValues("explicit", "error").Inc()
-				logger.Error(err, "Explicit reconciliation", "tasks", len(tasks))
-			} else {
-				metrics.ReconcileRuns.WithLabelValues("explicit", "success").Inc()
-				logger.Info("Explicit reconciliation sent", "tasks", len(tasks))
-			}
-		}
+	if err := f.reconcileKnown(ctx); err != nil {
+		logger.Error(err, "Explicit reconciliation")
 	}
 	if err := f.cfg.Caller.Call(ctx, calls.Reconcile()); err != nil {
 		metrics.ReconcileRuns.WithLabelValues("implicit", "error").Inc()

@@ -10,7 +10,9 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,9 +118,18 @@ type timedCaller struct {
 	n       int
 	// refuse is the refuse_seconds filter of each ACCEPT, in order.
 	refuse []float64
+	// hold, when set, holds every RECONCILE call until it is closed.
+	hold chan struct{}
 }
 
 func (c *timedCaller) Call(ctx context.Context, call *scheduler.Call) error {
+	if call.Type == scheduler.Call_RECONCILE && c.hold != nil {
+		select {
+		case <-c.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	start := time.Now()
 	err := c.Caller.Call(ctx, call)
 	if call.Type == scheduler.Call_ACCEPT {
@@ -157,17 +168,24 @@ func startSim(t testing.TB, spec string, allocation time.Duration) *mesossim.Sim
 	return startSimWith(t, spec, master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: allocation, AgentPingTimeout: 100 * time.Millisecond})
 }
 
-func startSimWith(t testing.TB, spec string, mcfg master.Config) *mesossim.Sim {
+func startSimWith(t testing.TB, spec string, mcfg master.Config, hosts ...string) *mesossim.Sim {
 	t.Helper()
 	res, err := mesossim.ParseResources(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(hosts) == 0 {
+		hosts = []string{"node-a"}
+	}
+	var agents []agent.Config
+	for _, h := range hosts {
+		agents = append(agents, agent.Config{Hostname: h, Resources: res, Hollow: true, StatusUpdateRetryInterval: 200 * time.Millisecond})
+	}
 	sctx, scancel := context.WithCancel(context.Background())
 	sim, err := mesossim.Start(sctx, mesossim.Config{
 		WorkDir: t.TempDir(),
 		Master:  mcfg,
-		Agents:  []agent.Config{{Hostname: "node-a", Resources: res, Hollow: true, StatusUpdateRetryInterval: 200 * time.Millisecond}},
+		Agents:  agents,
 	})
 	if err != nil {
 		scancel()
@@ -190,6 +208,8 @@ type brokerOpts struct {
 	agents framework.AgentSink
 	// settleTimeout bounds the launcher's reconciliations (default 10s).
 	settleTimeout time.Duration
+	// holdReconcile holds the broker's RECONCILE calls until closed.
+	holdReconcile chan struct{}
 }
 
 // startBroker runs a broker (framework, cache, gRPC server) against sim
@@ -210,20 +230,17 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 		t.Fatal(err)
 	}
 	st := &statuses{m: map[string][]mesos.TaskState{}, ch: make(chan struct{}, 1)}
-	caller := &timedCaller{Caller: client}
+	caller := &timedCaller{Caller: client, hold: o.holdReconcile}
 	driver := framework.NewDriver(caller, o.roles)
+	// Serving as the broker's app wires it: once the reconciliation after
+	// subscribing was answered.
+	var srv *grpcserver.Server
 	fw := framework.New(framework.Config{
 		Cache: cache, Caller: caller, Driver: driver, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
 		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st, Agents: o.agents,
+		Serving: func(serving bool) { srv.SetServing(serving) },
 	})
-	rctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = client.Run(rctx, fw) }()
-	go func() { defer wg.Done(); fw.Run(rctx) }()
-	go func() { defer wg.Done(); driver.Run(rctx) }()
-
-	srv := grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond, SettleTimeout: o.settleTimeout}))
+	srv = grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond, SettleTimeout: o.settleTimeout}))
 	// The framework's first role is every namespace's, as a deployment's
 	// role policy would say.
 	policy, err := rolepolicy.Parse([]byte("apiVersion: k8sm.io/v1alpha1\nkind: RolePolicy\ndefaultRole: \""+o.roles[0]+"\"\n"), "test")
@@ -231,7 +248,12 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 		t.Fatal(err)
 	}
 	srv.SetRolePolicy(rolepolicy.Static(policy))
-	srv.SetServing(true)
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = client.Run(rctx, fw) }()
+	go func() { defer wg.Done(); fw.Run(rctx) }()
+	go func() { defer wg.Done(); driver.Run(rctx) }()
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	srv.Register(g)
@@ -252,6 +274,12 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 
 func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
 	t.Helper()
+	return podBytesOn(t, "node-a", name, uid, wildcard)
+}
+
+// podBytesOn is the pod bound to node, as the plugin sends it to Launch.
+func podBytesOn(t testing.TB, node, name string, uid types.UID, wildcard bool) []byte {
+	t.Helper()
 	ann := map[string]string{}
 	if wildcard {
 		ann[taskinfo.WildcardPortsAnnotation] = "true"
@@ -259,7 +287,7 @@ func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
 	b, err := json.Marshal(&v1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: uid, Annotations: ann},
-		Spec:       v1.PodSpec{NodeName: "node-a", Containers: []v1.Container{{Name: "c", Image: "webapp", Ports: []v1.ContainerPort{{ContainerPort: 8080}}}}},
+		Spec:       v1.PodSpec{NodeName: node, Containers: []v1.Container{{Name: "c", Image: "webapp", Ports: []v1.ContainerPort{{ContainerPort: 8080}}}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -270,10 +298,16 @@ func podBytes(t testing.TB, name string, uid types.UID, wildcard bool) []byte {
 // reserve retries until the offers of the agent arrived.
 func reserve(t *testing.T, ctx context.Context, e *env, name string, uid types.UID, wildcard int32) *brokerv1.Reservation {
 	t.Helper()
+	return reserveOn(t, ctx, e, "node-a", name, uid, wildcard)
+}
+
+// reserveOn retries until the offers of node arrived and the broker serves.
+func reserveOn(t *testing.T, ctx context.Context, e *env, node, name string, uid types.UID, wildcard int32) *brokerv1.Reservation {
+	t.Helper()
 	for {
 		resp, err := e.broker.Reserve(ctx, &brokerv1.ReserveRequest{
 			Pod:      &brokerv1.PodRef{Uid: string(uid), Namespace: "default", Name: name},
-			NodeName: "node-a",
+			NodeName: node,
 			Demand:   &brokerv1.Demand{Cpus: 0.5, MemMb: 128, WildcardPorts: wildcard},
 		})
 		if err == nil {
@@ -578,6 +612,82 @@ func TestRelaunchAdoptsLiveAttempt(t *testing.T) {
 		t.Errorf("second launch answered task %s, want the live first attempt %s", resp.GetTaskId(), first)
 	}
 	if tasks := masterTasks(t, e); len(tasks) != 1 {
+		t.Errorf("master has %d tasks of the pod, want 1", len(tasks))
+	}
+}
+
+// TestRestartedBrokerAdoptsAttemptOnAnotherAgent: the broker died after the
+// master took the ACCEPT of attempt 1 of a pod on node-a (the pod stayed
+// unbound); the scheduler retries the pod on node-b through the restarted
+// broker. Launch answers with attempt 1 on node-a, the node the plugin binds
+// the pod to: the master has one task of the pod, never killed.
+func TestRestartedBrokerAdoptsAttemptOnAnotherAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sim := startSimWith(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]",
+		master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: 100 * time.Millisecond},
+		"node-a", "node-b")
+	store := &brokermesos.MemoryIDStore{}
+	b1 := startBroker(t, ctx, sim, brokerOpts{store: store})
+	if st := launchOne(t, ctx, b1, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("first attempt: %s, want TASK_RUNNING", st)
+	}
+	first := b1.status.task(t, ctx, "uid-1")
+	b1.stop()
+
+	b2 := startBroker(t, ctx, sim, brokerOpts{store: store})
+	r := reserveOn(t, ctx, b2, "node-b", "web-1", "uid-1", 0)
+	resp, err := b2.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytesOn(t, "node-b", "web-1", "uid-1", false), PodContentType: "application/json"})
+	if err != nil {
+		t.Fatalf("launching web-1 on node-b with attempt 1 live on node-a: %v, want attempt 1 adopted", err)
+	}
+	if resp.GetTaskId() != first || resp.GetAgentId() != sim.Agent(0).ID() {
+		t.Errorf("launch answered task %s on agent %s, want attempt 1 %s on node-a's agent %s", resp.GetTaskId(), resp.GetAgentId(), first, sim.Agent(0).ID())
+	}
+	tasks := masterTasks(t, b2)
+	if len(tasks) != 1 || tasks[0]["state"] != "TASK_RUNNING" {
+		t.Errorf("master has tasks %v, want attempt 1 alone, running", tasks)
+	}
+}
+
+// TestRestartedBrokerReservesOnceReconciled: a restarted broker learns of
+// the tasks an earlier process launched only from the master's answers to
+// its reconciliation. Until they came it refuses Reserve (Unavailable: the
+// plugin tries again), so that a launch never goes beside a task it does
+// not know of yet; then the retry adopts that task.
+func TestRestartedBrokerReservesOnceReconciled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sim := startSim(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", 50*time.Millisecond)
+	store := &brokermesos.MemoryIDStore{}
+	b1 := startBroker(t, ctx, sim, brokerOpts{store: store})
+	if st := launchOne(t, ctx, b1, "web-1", "uid-1"); st != mesos.TASK_RUNNING {
+		t.Fatalf("first attempt: %s, want TASK_RUNNING", st)
+	}
+	first := b1.status.task(t, ctx, "uid-1")
+	b1.stop()
+
+	hold := make(chan struct{})
+	b2 := startBroker(t, ctx, sim, brokerOpts{store: store, holdReconcile: hold})
+	waitFor(t, ctx, "offers for the restarted broker", func() bool {
+		v, ok := b2.cache.Agent(sim.Agent(0).ID())
+		return ok && !v.Available.Total().IsZero()
+	})
+	req := &brokerv1.ReserveRequest{Pod: &brokerv1.PodRef{Uid: "uid-1", Namespace: "default", Name: "web-1"}, NodeName: "node-a", Demand: &brokerv1.Demand{Cpus: 0.5, MemMb: 128}}
+	if r, err := b2.broker.Reserve(ctx, req); status.Code(err) != codes.Unavailable {
+		if err == nil {
+			// Today's broker: the launch goes beside attempt 1.
+			_, _ = b2.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetReservation().GetId(), Pod: podBytes(t, "web-1", "uid-1", false), PodContentType: "application/json"})
+		}
+		t.Fatalf("Reserve before the reconciliation was answered: %v, want Unavailable (master tasks now %d)", err, len(masterTasks(t, b2)))
+	}
+	close(hold)
+	r := reserve(t, ctx, b2, "web-1", "uid-1", 0)
+	resp, err := b2.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-1", "uid-1", false), PodContentType: "application/json"})
+	if err != nil || resp.GetTaskId() != first {
+		t.Fatalf("launch once reconciled: %v, %v; want attempt 1 %s adopted", resp, err, first)
+	}
+	if tasks := masterTasks(t, b2); len(tasks) != 1 {
 		t.Errorf("master has %d tasks of the pod, want 1", len(tasks))
 	}
 }

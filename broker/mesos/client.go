@@ -101,6 +101,16 @@ type Handler interface {
 	Disconnected(ctx context.Context)
 }
 
+// StatusObserver is a Handler that also sees each task status on the event
+// loop, in the order of the stream, before the UPDATE is queued for
+// HandleEvent (which runs on status workers, one task's updates in order but
+// different tasks' in any). What must follow the stream's order across
+// tasks — where tasks run, and that the answers of a reconciliation arrived
+// before a later call's — is kept here. It must not block.
+type StatusObserver interface {
+	ObserveStatus(ctx context.Context, st *mesos.TaskStatus)
+}
+
 // Caller makes calls on the current subscription; the handler, the offer
 // declines and the launcher share it.
 type Caller interface {
@@ -470,6 +480,9 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 			switch ev.Type {
 			case scheduler.Event_HEARTBEAT:
 			case scheduler.Event_UPDATE:
+				if o, ok := h.(StatusObserver); ok {
+					o.ObserveStatus(sctx, &ev.GetUpdate().Status)
+				}
 				statuses.enqueue(ev)
 			default:
 				if err := h.HandleEvent(sctx, ev); err != nil {
