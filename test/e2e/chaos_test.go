@@ -220,10 +220,7 @@ func (e *k8smEnv) launchOne(t *testing.T, ns string, r *rand.Rand) {
 }
 
 // chaosShort are the faults of the short form (TestK8sm, about 3 minutes).
-// broker-sigkill-after-accept is left out: when the retry lands on another
-// agent than the task the master took, that task is killed before the pod
-// launches again, and the pod has had two tasks (docs/reliability.md).
-var chaosShort = []string{"broker-sigkill", "accept-answer-lost", "agent-partition-heal", "scheduler-sigkill-before-bind", "offer-rescinded-during-bind"}
+var chaosShort = []string{"broker-sigkill", "accept-answer-lost", "agent-partition-heal", "scheduler-sigkill-before-bind", "offer-rescinded-during-bind", "broker-sigkill-after-accept"}
 
 // faultStats is one row of the table.
 type faultStats struct {
