@@ -404,60 +404,42 @@ func TestKill(t *testing.T) {
 // TestLaunchAdoptsEarlierAttempt: a broker restarted after the master took
 // the ACCEPT of attempt 1 of a pod (the broker died before answering, the pod
 // stayed unbound) learns of that task by reconciliation; the scheduler's
-// Launch of attempt 2 on the same agent gets the task of attempt 1, which
-// the pod is then bound as: no second task is launched, and attempt 2's
-// reservation is released.
+// Launch of attempt 2 gets the task of attempt 1, which the pod is then bound
+// as — on attempt 2's agent, or on another one (attempt 1 uses room there,
+// so the spreading scores may prefer another), whose node the answer names.
+// No second task is launched, nothing is killed, and attempt 2's reservation
+// is released.
 func TestLaunchAdoptsEarlierAttempt(t *testing.T) {
-	e := newEnv(t)
-	earlier := taskinfo.TaskID("uid-a", "r-before-restart")
-	e.mesos.live = map[string]string{earlier: "a1"} // TASK_STAGING, reconciled
-	r := e.reserve(t, "a")
-	l, err := e.launch(t, r.ID, "a")
-	if err != nil {
-		t.Fatalf("launch of attempt 2 with attempt 1 live on its agent: %v, want attempt 1 adopted", err)
-	}
-	if l.TaskID != earlier || l.AgentID != "a1" {
-		t.Errorf("launched %+v, want the earlier attempt %s on a1", l, earlier)
-	}
-	if len(e.mesos.sent) != 0 || len(e.mesos.kills) != 0 {
-		t.Errorf("sent tasks %v, killed %v: want neither (the pod has one task)", e.mesos.sent, e.mesos.kills)
-	}
-	if _, err := e.cache.Get(r.ID); err == nil {
-		t.Errorf("reservation %s still held after its pod adopted an earlier task", r.ID)
-	}
-	if again, err := e.launch(t, r.ID, "a"); err != nil || again != l {
-		t.Errorf("retried launch: %+v, %v; want %+v again", again, err, l)
-	}
-}
-
-// TestLaunchAdoptsEarlierAttemptOnAnotherAgent: the scheduler placed the
-// retry on another agent than the one attempt 1 runs on (attempt 1 uses
-// room there, so the spreading scores prefer the other). Launch answers
-// with attempt 1 and its agent's node, which the pod is bound to: the pod
-// stays one Mesos task, nothing is killed or launched, and the new
-// reservation is released.
-func TestLaunchAdoptsEarlierAttemptOnAnotherAgent(t *testing.T) {
-	e := newEnv(t)
-	r2 := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
-	e.cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o2"}, AgentID: mesos.AgentID{Value: "a2"}, Hostname: "node-2", Resources: podresources.ToMesos(r2, "*")})
-	earlier := taskinfo.TaskID("uid-a", "r-before-restart")
-	e.mesos.live = map[string]string{earlier: "a2"}
-	r := e.reserve(t, "a") // on node-1
-	l, err := e.launch(t, r.ID, "a")
-	if err != nil {
-		t.Fatalf("launch of attempt 2 on a1 with attempt 1 live on a2: %v, want attempt 1 adopted", err)
-	}
-	if l.TaskID != earlier || l.AgentID != "a2" || l.Hostname != "node-2" {
-		t.Errorf("launched %+v, want the earlier attempt %s on a2 (node-2)", l, earlier)
-	}
-	if len(e.mesos.sent) != 0 || len(e.mesos.kills) != 0 {
-		t.Errorf("sent tasks %v, killed %v: want neither (the pod has one task)", e.mesos.sent, e.mesos.kills)
-	}
-	if _, err := e.cache.Get(r.ID); err == nil {
-		t.Errorf("reservation %s still held after its pod adopted an earlier task", r.ID)
-	}
-	if again, err := e.launch(t, r.ID, "a"); err != nil || again != l {
-		t.Errorf("retried launch: %+v, %v; want %+v again", again, err, l)
+	for name, c := range map[string]struct {
+		agent, hostname string // where attempt 1 runs
+	}{
+		"same agent":    {agent: "a1", hostname: "node-1"},
+		"another agent": {agent: "a2", hostname: "node-2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			r2 := podresources.Resources{Scalars: podresources.Scalars{CPUs: 4000, MemMB: 1024000}}
+			e.cache.Add(mesos.Offer{ID: mesos.OfferID{Value: "o2"}, AgentID: mesos.AgentID{Value: "a2"}, Hostname: "node-2", Resources: podresources.ToMesos(r2, "*")})
+			earlier := taskinfo.TaskID("uid-a", "r-before-restart")
+			e.mesos.live = map[string]string{earlier: c.agent} // TASK_STAGING, reconciled
+			r := e.reserve(t, "a")                             // on node-1
+			l, err := e.launch(t, r.ID, "a")
+			if err != nil {
+				t.Fatalf("launch of attempt 2 on a1 with attempt 1 live on %s: %v, want attempt 1 adopted", c.agent, err)
+			}
+			if l.TaskID != earlier || l.AgentID != c.agent || l.Hostname != c.hostname {
+				t.Errorf("launched %+v, want the earlier attempt %s on %s (%s)", l, earlier, c.agent, c.hostname)
+			}
+			if len(e.mesos.sent) != 0 || len(e.mesos.kills) != 0 {
+				t.Errorf("sent tasks %v, killed %v: want neither (the pod has one task)", e.mesos.sent, e.mesos.kills)
+			}
+			if _, err := e.cache.Get(r.ID); err == nil {
+				t.Errorf("reservation %s still held after its pod adopted an earlier task", r.ID)
+			}
+			if again, err := e.launch(t, r.ID, "a"); err != nil || again != l {
+				t.Errorf("retried launch: %+v, %v; want %+v again", again, err, l)
+			}
+		})
 	}
 }
 
