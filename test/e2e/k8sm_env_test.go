@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -73,7 +74,15 @@ func bringUp(t *testing.T, ctx context.Context) *k8smEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// K8SM_E2E_KEEP=1 keeps a failed run's state, its components'
+		// logs among it, for the post-mortem.
+		if t.Failed() && os.Getenv("K8SM_E2E_KEEP") != "" {
+			t.Logf("K8SM_E2E_KEEP: the failed run's state and logs are kept in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
 	var cfg cluster.Config
 	var cl *cluster.Cluster
 	start := time.Now()
@@ -98,6 +107,9 @@ func bringUp(t *testing.T, ctx context.Context) *k8smEnv {
 		stateDir := cfg.StateDir
 		cl, err = cluster.Up(ctx, cfg)
 		t.Cleanup(func() {
+			if t.Failed() && os.Getenv("K8SM_E2E_KEEP") != "" {
+				keepLogs(t, stateDir, filepath.Join(dir, "logs"))
+			}
 			if err := cluster.Down(context.Background(), stateDir); err != nil {
 				t.Errorf("tearing the cluster down: %v", err)
 			}
@@ -156,6 +168,31 @@ func bringUp(t *testing.T, ctx context.Context) *k8smEnv {
 
 // dumpLogs shows the tail of every component's log, so that a failed CI
 // run says why.
+// keepLogs copies the components' logs and the Mesos sandboxes' stdout and
+// stderr (the executors') out of stateDir, which the cluster's Down removes.
+func keepLogs(t *testing.T, stateDir, to string) {
+	err := filepath.WalkDir(stateDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if n := d.Name(); !strings.HasSuffix(n, ".log") && n != "stdout" && n != "stderr" {
+			return nil
+		}
+		rel, _ := filepath.Rel(stateDir, path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(to, rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Logf("keeping the logs of %s: %v", stateDir, err)
+	}
+}
+
 func dumpLogs(t *testing.T, stateDir string) {
 	logs, _ := filepath.Glob(filepath.Join(stateDir, "logs", "*.log"))
 	for _, l := range logs {
