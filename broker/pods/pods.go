@@ -110,22 +110,27 @@ type Controller struct {
 	// gone: pods deleted from the API server whose task is still to be
 	// killed. The informer no longer holds them.
 	gone map[types.UID]deletedPod
-	// ended: the last statuses of attempts that ended while their pod was
-	// not bound, by task id. A pod is bound as the attempt it launched
-	// just after the launch, and a launch failure may come first; the pod
-	// ends if it is bound as such an attempt (endedTTL).
-	ended map[string]endedTask
+	// ended: the last statuses of attempts that ended, by task id, for
+	// endedTTL. A pod is bound as the attempt it launched just after the
+	// launch, and a launch failure may come first: the pod ends if it is
+	// bound as such an attempt. And a pod that ended with its attempt may
+	// be written back to a live phase by a kubelet going down with its
+	// agent (its status manager patches from a view older than the
+	// broker's write, and Mesos says nothing more of the task): it is
+	// ended again.
+	ended     map[string]endedTask
+	lastPrune time.Time
 }
 
-// endedTask is an attempt that ended before its pod was bound.
+// endedTask is an attempt that ended.
 type endedTask struct {
 	st *mesos.TaskStatus
 	at time.Time
 }
 
-// endedTTL is how long the end of an attempt whose pod was not bound is
-// kept: the scheduler binds within seconds of the launch; after that the
-// pod is either bound as another attempt or reconciliation finds it.
+// endedTTL is how long the end of an attempt is kept: the scheduler binds
+// within seconds of the launch, and a kubelet that outlives its agent does
+// so for seconds; after that reconciliation finds what is left.
 const endedTTL = 10 * time.Minute
 
 // deletedPod is what the KILL of a deleted pod's task needs.
@@ -252,12 +257,11 @@ func (c *Controller) sync(ctx context.Context, uid types.UID) error {
 		return nil
 	}
 	if st, ok := c.endedAttempt(p); ok {
+		// The end is kept (endedTTL): a late write may make the pod
+		// live again.
 		if err := c.endPod(ctx, p, st); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		delete(c.ended, st.TaskID.Value)
-		c.mu.Unlock()
 	}
 	if !c.mayNeedEnding(p) {
 		return nil
@@ -265,8 +269,8 @@ func (c *Controller) sync(ctx context.Context, uid types.UID) error {
 	return c.terminate(ctx, p)
 }
 
-// endedAttempt is the status of the attempt a bound pod runs as, if that
-// attempt ended before the pod was bound.
+// endedAttempt is the status of the attempt a bound pod, not ended, runs
+// as, if that attempt ended.
 func (c *Controller) endedAttempt(p *v1.Pod) (*mesos.TaskStatus, bool) {
 	if p.Spec.NodeName == "" || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
 		return nil, false
@@ -535,6 +539,7 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	if err := c.endPod(ctx, pod, st); err != nil {
 		return err
 	}
+	c.rememberEnded(st)
 	if c.mayNeedEnding(pod) {
 		if kubelet, err := c.cfg.KubeletRuns(ctx, pod.Spec.NodeName); err == nil && !kubelet {
 			if err := c.removePod(ctx, pod); err != nil {
@@ -560,16 +565,22 @@ func launchRefused(st *mesos.TaskStatus) bool {
 	return false
 }
 
-// rememberEnded keeps the end of an attempt whose pod is not bound, and
-// forgets those older than endedTTL. The informer event of the Binding
-// queues the pod (observe), and sync ends it if it was bound as this one.
+// rememberEnded keeps the end of an attempt, and forgets those older than
+// endedTTL. An informer event of a pod bound as the attempt and not ended
+// (the Binding, or a late write of a live phase) queues the pod (observe),
+// and sync ends it.
 func (c *Controller) rememberEnded(st *mesos.TaskStatus) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for id, e := range c.ended {
-		if now.Sub(e.at) > endedTTL {
-			delete(c.ended, id)
+	// Pruned now and then, not on every status: thousands of tasks may
+	// end within the TTL.
+	if now.Sub(c.lastPrune) > endedTTL/10 {
+		c.lastPrune = now
+		for id, e := range c.ended {
+			if now.Sub(e.at) > endedTTL {
+				delete(c.ended, id)
+			}
 		}
 	}
 	c.ended[st.TaskID.Value] = endedTask{st: st, at: now}

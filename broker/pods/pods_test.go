@@ -541,3 +541,41 @@ func TestRefusedLaunchBeforeTheInformerSawThePod(t *testing.T) {
 		t.Errorf("pod %s: %q, want %s with the master's message", got.Status.Reason, got.Status.Message, ReasonTaskLost)
 	}
 }
+
+// TestPodWrittenLiveAfterItsAttemptEndedIsEndedAgain: an operator marks an
+// agent gone just as its kubelet reports the pod running; the broker fails
+// the pod (TASK_GONE_BY_OPERATOR), then the kubelet's status manager,
+// patching from its older view, writes Running back, and dies with its
+// agent. Mesos says nothing more of the task: the broker must end the pod
+// again, or its ReplicaSet counts it live until the pod GC deletes it.
+func TestPodWrittenLiveAfterItsAttemptEndedIsEndedAgain(t *testing.T) {
+	task := taskinfo.TaskID("u1", "r-1")
+	c, _, client := attemptsEnv(t, map[string]string{taskinfo.TaskIDAnnotation: task}, "n1")
+	ctx := context.Background()
+	eventually(t, "the pod in the informer", func() bool { return c.podByUID("u1") != nil })
+	st := status(task, mesos.TASK_GONE_BY_OPERATOR)
+	st.Reason = mesos.REASON_AGENT_REMOVED_BY_OPERATOR.Enum()
+	if err := c.TaskStatus(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if got := phase(t, client); got != v1.PodFailed {
+		t.Fatalf("pod %s after TASK_GONE_BY_OPERATOR of the attempt it runs as, want Failed", got)
+	}
+
+	// The dying kubelet's late write.
+	p, err := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase, p.Status.Reason, p.Status.Message = v1.PodRunning, "", ""
+	if _, err := client.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the pod written Running after its attempt ended to be Failed again", func() bool {
+		return phase(t, client) == v1.PodFailed
+	})
+	got, _ := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+	if got.Status.Reason != ReasonTaskLost || !strings.Contains(got.Status.Message, "TASK_GONE_BY_OPERATOR") {
+		t.Errorf("pod %s: %q, want %s saying the task is TASK_GONE_BY_OPERATOR", got.Status.Reason, got.Status.Message, ReasonTaskLost)
+	}
+}
