@@ -82,7 +82,7 @@ func (o *Options) Config(ctx context.Context) (*Config, error) {
 	}
 	c := &Config{Options: o, Builder: executorBuilder{exec: taskinfo.ExecutorConfig{
 		Command: o.ExecutorCommand, Kubeconfig: o.ExecutorKubeconfig, ContainerRuntimeEndpoint: o.ExecutorCRI,
-		RootDir: o.ExecutorRootDir, ExtraArgs: o.ExecutorArgs,
+		RootDir: o.ExecutorRootDir, ExtraArgs: o.ExecutorArgs, ShutdownGracePeriod: o.ExecutorShutdownGrace,
 	}}}
 	var err error
 	if c.MemoryLimit, c.MemoryLimitSource, err = memoryLimit(o.MemoryLimit, "/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {

@@ -52,18 +52,19 @@ type Options struct {
 	DefaultPodCPUs    float64
 	DefaultPodMemMB   float64
 
-	ExecutorCommand     string
-	ExecutorBinary      string
-	ExecutorURLBase     string
-	ExecutorBindAddress string
-	ExecutorURIs        []string
-	ExecutorSHA256      string
-	ExecutorKubeconfig  string
-	ExecutorCRI         string
-	ExecutorRootDir     string
-	ExecutorArgs        []string
-	ExecutorCPUs        float64
-	ExecutorMemMB       float64
+	ExecutorCommand       string
+	ExecutorBinary        string
+	ExecutorURLBase       string
+	ExecutorBindAddress   string
+	ExecutorURIs          []string
+	ExecutorSHA256        string
+	ExecutorKubeconfig    string
+	ExecutorCRI           string
+	ExecutorRootDir       string
+	ExecutorArgs          []string
+	ExecutorCPUs          float64
+	ExecutorMemMB         float64
+	ExecutorShutdownGrace time.Duration
 
 	Kubeconfig        string
 	KubeAPIQPS        float32
@@ -113,6 +114,9 @@ func NewOptions() *Options {
 		ExecutorBindAddress: "0.0.0.0:10352",
 		ExecutorCPUs:        0.25,
 		ExecutorMemMB:       128,
+		// A pod's default grace period (30 s) and the executor's own
+		// cleanup after its pods.
+		ExecutorShutdownGrace: 45 * time.Second,
 		// kube-scheduler's: the broker's writes (binding-time Node
 		// status, pod phases, Leases) grow with the scheduler's pods/s,
 		// which client-go's 5 QPS would throttle.
@@ -176,6 +180,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.StringSliceVar(&o.ExecutorArgs, "executor-arg", o.ExecutorArgs, "Extra --flag=value arguments of the executor.")
 	fs.Float64Var(&o.ExecutorCPUs, "executor-cpus", o.ExecutorCPUs, "CPUs charged once per agent for the executor and its kubelet.")
 	fs.Float64Var(&o.ExecutorMemMB, "executor-mem", o.ExecutorMemMB, "Memory (MB) charged once per agent for the executor and its kubelet.")
+	fs.DurationVar(&o.ExecutorShutdownGrace, "executor-shutdown-grace-period", o.ExecutorShutdownGrace, "How long an agent lets the executor stop its pods (each within its terminationGracePeriodSeconds, capped at 80% of this) and remove kube-proxy's rules after SHUTDOWN before killing it (ExecutorInfo.shutdown_grace_period; overrides the agent's --executor_shutdown_grace_period, 5s by default).")
 
 	fs = fss.FlagSet("kubernetes")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "The kubeconfig of the broker (user system:k8sm-broker); in-cluster configuration when empty.")
@@ -298,6 +303,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ExecutorCPUs < 0 || o.ExecutorMemMB < 0 {
 		errs = append(errs, errors.New("--executor-cpus and --executor-mem must not be negative"))
+	}
+	if o.ExecutorShutdownGrace < time.Second {
+		errs = append(errs, fmt.Errorf("--executor-shutdown-grace-period=%s is too short: the executor needs at least 1s to stop its pods and remove kube-proxy's rules (default 45s)", o.ExecutorShutdownGrace))
 	}
 	if o.KubeAPIQPS <= 0 || math.IsInf(float64(o.KubeAPIQPS), 0) || math.IsNaN(float64(o.KubeAPIQPS)) {
 		// client-go reads 0 as its default of 5 and a negative value as no

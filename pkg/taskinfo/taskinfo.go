@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
@@ -230,6 +231,12 @@ type ExecutorConfig struct {
 	ExtraArgs []string
 	// Resources are the executor's own resources, charged once per agent.
 	Resources []mesos.Resource
+	// ShutdownGracePeriod is how long the agent lets the executor stop its
+	// pods and clean up (kube-proxy's rules, the kubelet's mounts) after
+	// SHUTDOWN before it kills it; 0 leaves the agent's
+	// --executor_shutdown_grace_period (5 s by default), too short for a
+	// pod's own grace period.
+	ShutdownGracePeriod time.Duration
 }
 
 // Args returns the executor's command line arguments (argv[1:]). The node
@@ -273,6 +280,9 @@ func NewExecutorInfo(fw mesos.FrameworkID, c ExecutorConfig) *mesos.ExecutorInfo
 			URIs:      c.URIs,
 		},
 		Resources: c.Resources,
+	}
+	if c.ShutdownGracePeriod > 0 {
+		ei.ShutdownGracePeriod = &mesos.DurationInfo{Nanoseconds: int64(c.ShutdownGracePeriod)}
 	}
 	ei.ExecutorID = mesos.ExecutorID{Value: ExecutorID() + "-" + configHash(ei)}
 	return ei

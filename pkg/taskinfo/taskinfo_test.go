@@ -3,6 +3,7 @@ package taskinfo
 import (
 	"strings"
 	"testing"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	v1 "k8s.io/api/core/v1"
@@ -88,6 +89,13 @@ func TestExecutorInfo(t *testing.T) {
 	want := "/bin/k8sm-executor --kubeconfig=/k --container-runtime-endpoint=unix:///c.sock --root-dir=/r --v=2"
 	if got := strings.Join(e.Command.Arguments, " "); got != want {
 		t.Errorf("arguments %q, want %q", got, want)
+	}
+	if e.ShutdownGracePeriod != nil {
+		t.Errorf("shutdown grace period %v without one configured, want the agent's", e.ShutdownGracePeriod)
+	}
+	g := NewExecutorInfo(mesos.FrameworkID{Value: "fw"}, ExecutorConfig{Command: "/bin/k8sm-executor", ShutdownGracePeriod: 45 * time.Second})
+	if got := g.GetShutdownGracePeriod().GetNanoseconds(); got != int64(45*time.Second) {
+		t.Errorf("shutdown grace period %dns, want 45s", got)
 	}
 }
 
