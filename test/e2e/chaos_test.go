@@ -381,6 +381,9 @@ func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) 
 	var wg sync.WaitGroup
 	var persisting int
 	touched := map[types.UID]bool{}
+	// What an earlier fault left (a Failed pod its controller does not
+	// delete, an ended attempt of a pod that lives on) is not this one's.
+	before := e.interrupted(t, ns)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -405,11 +408,11 @@ func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) 
 				if p.Namespace != ns || p.DeletionTimestamp != nil {
 					continue
 				}
-				if p.Status.Phase == corev1.PodFailed {
+				if p.Status.Phase == corev1.PodFailed && !before["pod "+string(p.UID)] {
 					touched[p.UID] = true
 				}
 				for _, task := range tasks[string(p.UID)] {
-					if task.State != "TASK_RUNNING" && task.State != "TASK_STAGING" && task.State != "TASK_STARTING" {
+					if interruptedTask(task) && !before["task "+task.ID] {
 						touched[p.UID] = true
 					}
 				}
@@ -449,6 +452,45 @@ func (e *k8smEnv) monitor(t *testing.T, ns string, run *chaosRun, fault string) 
 		wg.Wait()
 		return persisting, len(touched)
 	}
+}
+
+// interruptedTask: a task not (or no longer) running as launched.
+func interruptedTask(t invariants.Task) bool {
+	return t.State != "TASK_RUNNING" && t.State != "TASK_STAGING" && t.State != "TASK_STARTING"
+}
+
+// interrupted names the Failed pods of ns ("pod <uid>") and the
+// interrupted tasks ("task <id>") there are now, so that a fault is not
+// counted as touching what an earlier one did.
+func (e *k8smEnv) interrupted(t *testing.T, ns string) map[string]bool {
+	for range 20 {
+		st, err := e.masterState()
+		if err != nil {
+			time.Sleep(500 * time.Millisecond) // the master is failing over
+			continue
+		}
+		pods, err := e.Pods(e.ctx)
+		if err != nil {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		out := map[string]bool{}
+		for _, p := range pods {
+			if p.Namespace == ns && p.Status.Phase == corev1.PodFailed {
+				out["pod "+string(p.UID)] = true
+			}
+		}
+		for _, ts := range tasksByUID(st) {
+			for _, task := range ts {
+				if interruptedTask(task) {
+					out["task "+task.ID] = true
+				}
+			}
+		}
+		return out
+	}
+	t.Logf("chaos: could not read the master and the pods before the fault; pods affected may count an earlier fault's")
+	return map[string]bool{}
 }
 
 // liveStates are the states of a task that may be running somewhere.
