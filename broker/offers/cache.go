@@ -34,6 +34,14 @@ type Config struct {
 	// Declinable hands it back (default 5s). Holding briefly lets pods that
 	// are being scheduled use it; holding long starves other frameworks.
 	DeclineAfter time.Duration
+	// HoldWhilePending is how long, counted from its arrival, an offer that a
+	// pending pod could use (SetPendingDemands) is kept before Declinable
+	// hands it back anyway. Zero (or anything not beyond DeclineAfter) keeps
+	// no offer past DeclineAfter: the behaviour without pending pods. Holding
+	// spares the DECLINE and re-offer of a whole allocation every
+	// DeclineAfter while a burst of pods is placed; the bound keeps the
+	// resources from other frameworks only so long.
+	HoldWhilePending time.Duration
 	// RefuseSeconds is the filter sent with declines (default 5): how long
 	// Mesos should not re-offer the declined resources to the framework.
 	RefuseSeconds float64
@@ -95,6 +103,9 @@ type Cache struct {
 	attrs        attrSets
 	seq          uint64
 	idPrefix     string
+	// pending are what the pods waiting for resources need, reduced
+	// (pending.go): an offer one of them could use is held, not declined.
+	pending []podresources.Demand
 }
 
 type ended struct {
