@@ -34,6 +34,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/k8sm/k8sm/broker/framework"
+	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/pkg/rolepolicy"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
 
@@ -78,6 +80,13 @@ type Config struct {
 	// Workers bounds the KILLs and pod removals in flight (default 5, as
 	// kube-controller-manager's --concurrent-*-syncs).
 	Workers int
+	// PendingDemands is told the distinct demands of the pending pods
+	// whenever they change (the offer cache holds offers they could use,
+	// offers.Cache.SetPendingDemands). Optional.
+	PendingDemands func([]podresources.Demand)
+	// RolePolicy resolves a pending pod's roles as Reserve will (default:
+	// the built-in policy). A pod the policy refuses has no demand.
+	RolePolicy rolepolicy.Source
 }
 
 // DefaultWorkers is Config.Workers' default.
@@ -104,8 +113,13 @@ type Controller struct {
 	// or a pod being deleted on a node without a kubelet to end.
 	queue workqueue.TypedRateLimitingInterface[types.UID]
 
-	mu         sync.Mutex
-	pending    map[types.UID]bool
+	publishMu sync.Mutex
+	mu        sync.Mutex
+	// pending are the pending pods, each with its demand's key ("" when it
+	// has none: the pod is invalid or the role policy refuses it), and
+	// demands the distinct demands of them, counted.
+	pending    map[types.UID]string
+	demands    map[string]*pendingDemand
 	lastRevive time.Time
 	// gone: pods deleted from the API server whose task is still to be
 	// killed. The informer no longer holds them.
@@ -120,6 +134,12 @@ type Controller struct {
 	// ended again.
 	ended     map[string]endedTask
 	lastPrune time.Time
+}
+
+// pendingDemand is one distinct demand of pending pods and how many have it.
+type pendingDemand struct {
+	d podresources.Demand
+	n int
 }
 
 // endedTask is an attempt that ended.
@@ -154,6 +174,9 @@ func New(cfg Config) *Controller {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
+	if cfg.RolePolicy == nil {
+		cfg.RolePolicy = rolepolicy.Static(rolepolicy.Default())
+	}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.schedulerName", cfg.SchedulerName).String()
@@ -167,7 +190,7 @@ func New(cfg Config) *Controller {
 		nodeFactory := informers.NewSharedInformerFactory(cfg.Client, cfg.Resync)
 		nodes, startNodes = nodeFactory.Core().V1().Nodes(), nodeFactory.Start
 	}
-	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]bool{},
+	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]string{}, demands: map[string]*pendingDemand{},
 		gone:   map[types.UID]deletedPod{},
 		ended:  map[string]endedTask{},
 		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
@@ -312,40 +335,111 @@ func isPending(p *v1.Pod) bool {
 }
 
 // observe notes whether the pod is pending (in memory: SUPPRESS and REVIVE
-// must not wait behind KILLs in the queue) and queues a pod being deleted.
+// must not wait behind KILLs in the queue), with its demand, and queues a pod
+// being deleted.
 func (c *Controller) observe(p *v1.Pod) {
 	if _, ended := c.endedAttempt(p); ended || c.mayNeedEnding(p) {
 		c.queue.Add(p.UID)
 	}
-	c.mu.Lock()
-	was := c.pending[p.UID]
 	now := isPending(p)
+	var d podresources.Demand
+	key := ""
 	if now {
-		c.pending[p.UID] = true
+		d, key = c.demandOf(p)
+	}
+	c.mu.Lock()
+	oldKey, was := c.pending[p.UID]
+	demandsChanged := false
+	if was && (!now || oldKey != key) {
+		demandsChanged = c.dropDemandLocked(oldKey)
+	}
+	if now {
+		if !was || oldKey != key {
+			demandsChanged = c.addDemandLocked(key, d) || demandsChanged
+		}
+		c.pending[p.UID] = key
 	} else {
 		delete(c.pending, p.UID)
 	}
 	c.mu.Unlock()
-	if now && !was {
+	switch {
+	case now && !was:
 		c.publishPending(true)
-	} else if was && !now {
+	case was && !now, demandsChanged:
 		c.publishPending(false)
 	}
 }
 
-// publishPending tells the framework; newPod asks for a REVIVE, which also
-// clears the refuse filters of offers declined while nothing was pending.
+// demandOf is what the pod asks of an agent, its roles those the role
+// policy lets it use, and the demand's key; "" when it has none (the pod is
+// invalid or refused: no offer is worth holding for it).
+func (c *Controller) demandOf(p *v1.Pod) (podresources.Demand, string) {
+	d, err := podresources.FromPod(p)
+	if err != nil {
+		return d, ""
+	}
+	if d.Roles, err = c.cfg.RolePolicy.Current().Resolve(p.Namespace, d.Roles); err != nil {
+		return d, ""
+	}
+	return d, d.String()
+}
+
+// addDemandLocked counts a pending pod's demand and reports whether it is a
+// new one.
+func (c *Controller) addDemandLocked(key string, d podresources.Demand) bool {
+	if key == "" {
+		return false
+	}
+	if pd := c.demands[key]; pd != nil {
+		pd.n++
+		return false
+	}
+	c.demands[key] = &pendingDemand{d: d, n: 1}
+	return true
+}
+
+// dropDemandLocked uncounts a pod's demand and reports whether no pending
+// pod has it any more.
+func (c *Controller) dropDemandLocked(key string) bool {
+	pd := c.demands[key]
+	if pd == nil {
+		return false
+	}
+	if pd.n--; pd.n > 0 {
+		return false
+	}
+	delete(c.demands, key)
+	return true
+}
+
+// publishPending tells the framework, and the offer cache the pending
+// demands; newPod asks for a REVIVE, which also clears the refuse filters of
+// offers declined while nothing was pending.
 func (c *Controller) publishPending(newPod bool) {
 	if !c.HasSynced() {
 		return
 	}
+	// The informer's handlers and Run publish: the last set read is the
+	// last one told, or a stale set could stay until the next change.
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
 	c.mu.Lock()
 	n := len(c.pending)
 	revive := newPod && time.Since(c.lastRevive) > time.Second
 	if revive {
 		c.lastRevive = time.Now()
 	}
+	var demands []podresources.Demand
+	if c.cfg.PendingDemands != nil {
+		demands = make([]podresources.Demand, 0, len(c.demands))
+		for _, pd := range c.demands {
+			demands = append(demands, pd.d)
+		}
+	}
 	c.mu.Unlock()
+	if c.cfg.PendingDemands != nil {
+		c.cfg.PendingDemands(demands)
+	}
 	if revive {
 		c.cfg.Framework.Revive()
 		return
@@ -362,7 +456,10 @@ func (c *Controller) deleted(obj any) {
 		return
 	}
 	c.mu.Lock()
-	was := c.pending[p.UID]
+	key, was := c.pending[p.UID]
+	if was {
+		c.dropDemandLocked(key)
+	}
 	delete(c.pending, p.UID)
 	// Any pod may have a task: the broker launches before the scheduler
 	// binds, so a pod deleted in between has a running task and no node.
