@@ -45,6 +45,7 @@ type Options struct {
 
 	RefuseSeconds     float64
 	DeclineAfter      time.Duration
+	HoldWhilePending  time.Duration
 	BatchWindow       time.Duration
 	DefaultTTL        time.Duration
 	MaxTTL            time.Duration
@@ -104,6 +105,7 @@ func NewOptions() *Options {
 		Hostname:            host,
 		RefuseSeconds:       5,
 		DeclineAfter:        5 * time.Second,
+		HoldWhilePending:    30 * time.Second,
 		BatchWindow:         100 * time.Millisecond,
 		DefaultTTL:          30 * time.Second,
 		MaxTTL:              5 * time.Minute,
@@ -159,6 +161,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs = fss.FlagSet("offers")
 	fs.Float64Var(&o.RefuseSeconds, "refuse-seconds", o.RefuseSeconds, "The filter sent with declined offers and with what a launch leaves of its offers: seconds before Mesos offers them again. While pods are pending, a launch's leftovers are sent back with 0 instead, so that the rest of the agent comes back at the next allocation.")
 	fs.DurationVar(&o.DeclineAfter, "decline-after", o.DeclineAfter, "How long an offer no pod reserved is held before it is declined.")
+	fs.DurationVar(&o.HoldWhilePending, "hold-offers-while-pending", o.HoldWhilePending, "While a pending pod could use an agent's offers (its resources, host ports and roles fit), they are held past --decline-after, up to this long from their arrival, then declined: a burst of pods is placed without declining and re-receiving every agent's offer each --decline-after. Other frameworks wait at most this long for those resources. 0 (or anything not beyond --decline-after): declined at --decline-after, as when nothing is pending.")
 	fs.DurationVar(&o.BatchWindow, "launch-batch-window", o.BatchWindow, "How long a launch waits for the other pods reserved on the same agent, to launch them in one ACCEPT.")
 	fs.DurationVar(&o.DefaultTTL, "reservation-ttl", o.DefaultTTL, "How long a reservation holds without a launch, when the scheduler asks for no TTL.")
 	fs.DurationVar(&o.MaxTTL, "reservation-max-ttl", o.MaxTTL, "The longest TTL a reservation may have.")
@@ -269,6 +272,9 @@ func (o *Options) Validate() error {
 	}
 	if o.DeclineAfter <= 0 || o.BatchWindow <= 0 || o.DefaultTTL <= 0 || o.MaxTTL < o.DefaultTTL {
 		errs = append(errs, errors.New("--decline-after, --launch-batch-window and --reservation-ttl must be positive and --reservation-max-ttl at least --reservation-ttl"))
+	}
+	if o.HoldWhilePending < 0 {
+		errs = append(errs, errors.New("--hold-offers-while-pending must not be negative"))
 	}
 	if o.ReconcileInterval <= 0 {
 		errs = append(errs, errors.New("--reconcile-interval must be positive"))

@@ -79,7 +79,7 @@ func (c *Config) Run(ctx context.Context) error {
 		defer masterSess.Close()
 	}
 
-	cache := offers.New(offers.Config{Executor: c.Executor, DefaultTTL: o.DefaultTTL, MaxTTL: o.MaxTTL, DeclineAfter: o.DeclineAfter, RefuseSeconds: o.RefuseSeconds,
+	cache := offers.New(offers.Config{Executor: c.Executor, DefaultTTL: o.DefaultTTL, MaxTTL: o.MaxTTL, DeclineAfter: o.DeclineAfter, HoldWhilePending: o.HoldWhilePending, RefuseSeconds: o.RefuseSeconds,
 		PodDefaults: podresources.Scalars{CPUs: podresources.MilliFromFloat(o.DefaultPodCPUs), MemMB: podresources.MilliFromFloat(o.DefaultPodMemMB)}})
 	var store brokermesos.IDStore = &brokermesos.MemoryIDStore{}
 	if sess != nil {
@@ -110,6 +110,7 @@ func (c *Config) Run(ctx context.Context) error {
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
 		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver, Workers: int(o.PodSyncWorkers),
+		PendingDemands: cache.SetPendingDemands, RolePolicy: c.RolePolicy,
 		AgentHostname: func(id string) (string, bool) {
 			host, ok := cache.AgentHostname(id)
 			return host, ok && host != ""

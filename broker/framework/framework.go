@@ -182,6 +182,10 @@ func (f *Framework) Run(ctx context.Context) {
 }
 
 func (f *Framework) decline(ctx context.Context, d offers.Decline) {
+	metrics.OffersHeldForPending.Set(float64(d.Held))
+	if len(d.OfferIDs) == 0 {
+		return
+	}
 	ids := make([]mesos.OfferID, len(d.OfferIDs))
 	f.mu.Lock()
 	for i, id := range d.OfferIDs {

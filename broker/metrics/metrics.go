@@ -21,6 +21,9 @@ var (
 	OffersRescinded = metrics.NewCounter(&metrics.CounterOpts{Subsystem: subsystem, Name: "offers_rescinded_total", Help: "Offers rescinded by Mesos.", StabilityLevel: metrics.ALPHA})
 	// OffersHeld is the number of offers in the cache.
 	OffersHeld = metrics.NewGauge(&metrics.GaugeOpts{Subsystem: subsystem, Name: "offers_held", Help: "Offers currently held by the broker.", StabilityLevel: metrics.ALPHA})
+	// OffersHeldForPending is the number of offers kept past --decline-after
+	// because a pending pod could use them.
+	OffersHeldForPending = metrics.NewGauge(&metrics.GaugeOpts{Subsystem: subsystem, Name: "offers_held_for_pending", Help: "Offers kept past --decline-after because a pending pod could use them (up to --hold-offers-while-pending).", StabilityLevel: metrics.ALPHA})
 	// Reservations counts Reserve outcomes.
 	Reservations = metrics.NewCounterVec(&metrics.CounterOpts{Subsystem: subsystem, Name: "reservations_total", Help: "Reservations, by result (lost, expired).", StabilityLevel: metrics.ALPHA}, []string{"result"})
 	// LaunchLatency is the time of one ACCEPT round trip.
@@ -53,7 +56,7 @@ var once sync.Once
 // Register adds the broker's metrics to the legacy registry (idempotent).
 func Register() {
 	once.Do(func() {
-		for _, m := range []metrics.Registerable{OffersReceived, OffersDeclined, OffersRescinded, OffersHeld, Reservations, LaunchLatency, Launches, Acks, Updates, ReconcileRuns, Subscriptions, Connected, Leader, Suppressed, Kills, NodeHostnameClashes} {
+		for _, m := range []metrics.Registerable{OffersReceived, OffersDeclined, OffersRescinded, OffersHeld, OffersHeldForPending, Reservations, LaunchLatency, Launches, Acks, Updates, ReconcileRuns, Subscriptions, Connected, Leader, Suppressed, Kills, NodeHostnameClashes} {
 			legacyregistry.MustRegister(m)
 		}
 	})
