@@ -45,6 +45,20 @@ func shapeKey(d podresources.Demand) string {
 // fittingLocked returns the agents of agents that hold d. The set is
 // shared: callers must not change it. The mirror's write lock is held.
 func (x *fitIndex) fittingLocked(d podresources.Demand, agents map[string]*agent) sets.Set[string] {
+	s := x.shapeLocked(d, agents)
+	s.shared = true
+	return s.hosts
+}
+
+// anyLocked is whether an agent of agents holds d. It hands out no set, so
+// the next change need not copy one: PreEnqueue asks it for every pod add
+// and update. The mirror's write lock is held.
+func (x *fitIndex) anyLocked(d podresources.Demand, agents map[string]*agent) bool {
+	return x.shapeLocked(d, agents).hosts.Len() > 0
+}
+
+// shapeLocked is d's shape, fitted against every agent when it is new.
+func (x *fitIndex) shapeLocked(d podresources.Demand, agents map[string]*agent) *fitShape {
 	x.tick++
 	key := shapeKey(d)
 	s := x.shapes[key]
@@ -60,8 +74,8 @@ func (x *fitIndex) fittingLocked(d podresources.Demand, agents map[string]*agent
 		}
 		x.shapes[key] = s
 	}
-	s.used, s.shared = x.tick, true
-	return s.hosts
+	s.used = x.tick
+	return s
 }
 
 func (x *fitIndex) evictLocked() {

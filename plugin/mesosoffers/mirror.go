@@ -174,6 +174,14 @@ func (m *mirror) fitting(d podresources.Demand) sets.Set[string] {
 	return m.fits.fittingLocked(d, m.agents)
 }
 
+// fitsAny is whether any agent's available resources hold d, from the
+// same index as fitting.
+func (m *mirror) fitsAny(d podresources.Demand) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fits.anyLocked(d, m.agents)
+}
+
 // setLocked puts a in the view as host's agent, or takes host out when a
 // is nil, and keeps the index in step.
 func (m *mirror) setLocked(host string, a *agent) {

@@ -7,7 +7,9 @@
 // The plugin keeps a local mirror of the broker's offer view through the
 // WatchOffers stream, so PreFilter and Filter never call the broker. When new
 // offers arrive, pods it turned away are activated at once: offers are not
-// Kubernetes objects, so no cluster event would requeue them.
+// Kubernetes objects, so no cluster event would requeue them. PreEnqueue
+// keeps a pod no offer holds out of the active queue meanwhile, for the
+// plugin's preemptionDelay at most (preenqueue.go).
 package mesosoffers
 
 import (
@@ -73,6 +75,7 @@ var (
 	_ fwk.ReservePlugin     = &MesosOffers{}
 	_ fwk.BindPlugin        = &MesosOffers{}
 	_ fwk.EnqueueExtensions = &MesosOffers{}
+	_ fwk.PreEnqueuePlugin  = &MesosOffers{}
 	_ fwk.SignPlugin        = &MesosOffers{}
 )
 
