@@ -556,8 +556,9 @@ func scheduleAttempts(ctx context.Context, schedWeb, profile string) map[string]
 }
 
 // ExtensionPoints are the scheduler's extension points a phase's report
-// breaks its time into (Bind runs in the parallel binding cycle).
-var ExtensionPoints = []string{"PreFilter", "Filter", "PostFilter", "PreScore", "Score", "Reserve", "Permit", "PreBind", "Bind"}
+// breaks its time into (PreEnqueue runs as pods enter the queue, Bind in
+// the parallel binding cycle).
+var ExtensionPoints = []string{"PreEnqueue", "PreFilter", "Filter", "PostFilter", "PreScore", "Score", "Reserve", "Permit", "PreBind", "Bind"}
 
 // extensionPointTotals reads, per extension point of profile, the sum of
 // its durations (s) and how many there were, from
