@@ -598,12 +598,14 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 			logger.Info("Killing a task whose pod does not exist", "task", taskID, "agent", agentID, "state", state)
 			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "orphan")
 		}
-		if launchRefused(st) {
-			// The master refuses an ACCEPT's launch at once, once (no
-			// uuid, no retry), possibly before this informer saw the pod
-			// the scheduler binds as this attempt: kept like the end of an
-			// unbound attempt, or the bound pod would wait for the next
-			// reconciliation without a task.
+		if !live {
+			// An attempt can end before this informer saw its pod, let
+			// alone its Binding: the master refuses an ACCEPT's launch at
+			// once, once (no uuid, no retry); an agent drops a task sent
+			// to an executor that is terminating; the informer lags an API
+			// server that restarted. Kept like the end of an unbound
+			// attempt, or a pod bound as it would wait for the next
+			// periodic reconciliation (--reconcile-interval) without a task.
 			c.rememberEnded(st)
 		}
 		return nil
@@ -646,20 +648,6 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 		}
 	}
 	return nil
-}
-
-// launchRefused reports whether st is the master refusing a launch as it
-// took the ACCEPT (offers gone meanwhile, an invalid task).
-func launchRefused(st *mesos.TaskStatus) bool {
-	if st.GetSource() != mesos.SOURCE_MASTER || st.Reason == nil {
-		return false
-	}
-	switch *st.Reason {
-	case mesos.REASON_INVALID_OFFERS, mesos.REASON_TASK_INVALID, mesos.REASON_TASK_GROUP_INVALID,
-		mesos.REASON_TASK_UNAUTHORIZED, mesos.REASON_TASK_GROUP_UNAUTHORIZED:
-		return true
-	}
-	return false
 }
 
 // rememberEnded keeps the end of an attempt, and forgets those older than

@@ -507,38 +507,54 @@ func TestUnboundAttemptEndsThePodOnlyOnceBound(t *testing.T) {
 	eventually(t, "the pod bound as the ended attempt fails", func() bool { return phase(t, client) == v1.PodFailed })
 }
 
-// TestRefusedLaunchBeforeTheInformerSawThePod: the master refuses a launch
-// as it takes the ACCEPT (TASK_DROPPED, invalid offers) and says so once.
-// If that status comes before the broker's informer has the pod, the pod
-// the scheduler then binds as that attempt still ends, at once, rather
-// than wait bound and task-less for the next reconciliation.
-func TestRefusedLaunchBeforeTheInformerSawThePod(t *testing.T) {
-	task := taskinfo.TaskID("u1", "r-1")
-	c, _, client := attemptsEnv(t, nil, "")
-	ctx := context.Background()
-	p, err := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The informer lags: it does not hold the pod yet.
-	if err := c.informer.GetIndexer().Delete(p); err != nil {
-		t.Fatal(err)
-	}
-	msg := "Task launched with invalid offers: Offer o-1 is no longer valid"
-	st := status(task, mesos.TASK_DROPPED)
-	st.Source, st.Reason, st.Message = mesos.SOURCE_MASTER.Enum(), mesos.REASON_INVALID_OFFERS.Enum(), &msg
-	if err := c.TaskStatus(ctx, st); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.NodeName = "n1"
-	p.Annotations = map[string]string{taskinfo.TaskIDAnnotation: task}
-	if _, err := client.CoreV1().Pods("default").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the pod bound as the refused attempt fails", func() bool { return phase(t, client) == v1.PodFailed })
-	got, _ := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
-	if got.Status.Reason != ReasonTaskLost || !strings.Contains(got.Status.Message, "invalid offers") {
-		t.Errorf("pod %s: %q, want %s with the master's message", got.Status.Reason, got.Status.Message, ReasonTaskLost)
+// TestAttemptEndedBeforeTheInformerSawThePod: an attempt ends before the
+// broker's informer holds its pod — the master refuses a launch as it takes
+// the ACCEPT (TASK_DROPPED, invalid offers) and says so once; an agent
+// drops a task sent to an executor that is terminating (the long chaos run:
+// an executor SIGKILL, then the API server restarted, so the informer
+// lagged). The pod the scheduler then binds as that attempt still ends, at
+// once, rather than wait bound and task-less for the next periodic
+// reconciliation (5 minutes).
+func TestAttemptEndedBeforeTheInformerSawThePod(t *testing.T) {
+	for _, tc := range []struct {
+		name, msg, reason string
+		source            mesos.TaskStatus_Source
+		why               mesos.TaskStatus_Reason
+	}{
+		{"master refused the launch", "Task launched with invalid offers: Offer o-1 is no longer valid", "invalid offers",
+			mesos.SOURCE_MASTER, mesos.REASON_INVALID_OFFERS},
+		{"agent dropped it: executor terminating", "Executor terminating", "Executor terminating",
+			mesos.SOURCE_AGENT, mesos.REASON_EXECUTOR_TERMINATED},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			task := taskinfo.TaskID("u1", "r-1")
+			c, _, client := attemptsEnv(t, nil, "")
+			ctx := context.Background()
+			p, err := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The informer lags: it does not hold the pod yet.
+			if err := c.informer.GetIndexer().Delete(p); err != nil {
+				t.Fatal(err)
+			}
+			st := status(task, mesos.TASK_DROPPED)
+			msg := tc.msg
+			st.Source, st.Reason, st.Message = tc.source.Enum(), tc.why.Enum(), &msg
+			if err := c.TaskStatus(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			p.Spec.NodeName = "n1"
+			p.Annotations = map[string]string{taskinfo.TaskIDAnnotation: task}
+			if _, err := client.CoreV1().Pods("default").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the pod bound as the ended attempt fails", func() bool { return phase(t, client) == v1.PodFailed })
+			got, _ := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+			if got.Status.Reason != ReasonTaskLost || !strings.Contains(got.Status.Message, tc.reason) {
+				t.Errorf("pod %s: %q, want %s with Mesos' message", got.Status.Reason, got.Status.Message, ReasonTaskLost)
+			}
+		})
 	}
 }
 
