@@ -21,6 +21,10 @@ type batcher struct {
 	l       *Launcher
 	mu      sync.Mutex
 	pending map[string]*batch // by agent id
+	// waiting holds the agent ids of pending, read without mu by
+	// reservationEnded, which runs under the offer cache's lock (the
+	// batcher takes the cache's lock under mu, never the other way).
+	waiting sync.Map
 }
 
 type batch struct {
@@ -42,7 +46,32 @@ type result struct {
 }
 
 func newBatcher(l *Launcher) *batcher {
-	return &batcher{l: l, pending: map[string]*batch{}}
+	b := &batcher{l: l, pending: map[string]*batch{}}
+	l.cache.OnReservationEnded(b.reservationEnded)
+	return b
+}
+
+// reservationEnded is the offer cache telling that a reservation of agentID
+// ended. A batch of that agent waiting for its other reservations to launch
+// goes as soon as none is left that has not asked: one that was released,
+// expired or lost will never ask, and waiting out the window for it only
+// delays the pods that did.
+func (b *batcher) reservationEnded(agentID string) {
+	if _, ok := b.waiting.Load(agentID); ok {
+		go b.recheck(agentID)
+	}
+}
+
+// recheck flushes the agent's batch if every live reservation of the agent
+// is in it.
+func (b *batcher) recheck(agentID string) {
+	b.mu.Lock()
+	bt := b.pending[agentID]
+	full := bt != nil && len(bt.entries) >= b.l.cache.Pending(agentID)
+	b.mu.Unlock()
+	if full {
+		b.flush(bt)
+	}
 }
 
 // submit queues one launch and waits for its batch's outcome: the batch's
@@ -54,6 +83,7 @@ func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod taskinfo
 	if !ok {
 		bt = &batch{agentID: r.AgentID, started: b.l.opts.Clock.Now()}
 		b.pending[r.AgentID] = bt
+		b.waiting.Store(r.AgentID, struct{}{})
 		b.armLocked(bt, b.l.opts.BatchWindow)
 	}
 	bt.entries = append(bt.entries, e)
@@ -107,6 +137,7 @@ func (b *batcher) flush(bt *batch) {
 		return // flushed already
 	}
 	delete(b.pending, bt.agentID)
+	b.waiting.Delete(bt.agentID)
 	bt.timer.Stop()
 	entries := bt.entries
 	b.mu.Unlock()

@@ -483,3 +483,87 @@ func TestLaunchRefusedWhileEarlierAttemptCannotBeAdopted(t *testing.T) {
 		})
 	}
 }
+
+// result waits for a launch started in the background. The bound is a
+// guard against a hang, not a speed limit: a launch that waits for the
+// batch window never returns here, since these tests never move the fake
+// clock.
+func awaitLaunch(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting although the fake clock never moved: the launch waits for the batch window", what)
+		return nil
+	}
+}
+
+// TestLoneLaunchGoesAtOnce: a pod alone on its agent launches without
+// waiting for the batch window (the fake clock never moves): nobody else
+// could join its ACCEPT.
+func TestLoneLaunchGoesAtOnce(t *testing.T) {
+	e := newEnv(t)
+	r := e.reserve(t, "a")
+	done := make(chan error, 1)
+	go func() { _, err := e.launch(t, r.ID, "a"); done <- err }()
+	if err := awaitLaunch(t, done, "a, the agent's only reservation"); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.mesos.launches) != 1 || e.clock.Since(t0) != 0 {
+		t.Errorf("%d ACCEPTs after %s, want one before the window closed", len(e.mesos.launches), e.clock.Since(t0))
+	}
+}
+
+// TestLaunchGoesOnceTheOtherReservationEnds: a's batch waits for b, reserved
+// on the same agent; when b's reservation ends without b asking to launch
+// (the scheduler released it, or its pod was deleted), a goes at once
+// instead of waiting out the window for a pod that will never ask. b's
+// share is not in a's ACCEPT, and b cannot launch afterwards.
+func TestLaunchGoesOnceTheOtherReservationEnds(t *testing.T) {
+	for name, end := range map[string]func(e *env, rb offers.Reservation){
+		"released by the scheduler": func(e *env, rb offers.Reservation) { e.cache.Unreserve(rb.ID, "") },
+		"its pod deleted": func(e *env, rb offers.Reservation) {
+			if _, err := e.launcher.Kill(context.Background(), rb.Pod.UID, "a1"); err != nil {
+				panic(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			ra, rb := e.reserve(t, "a"), e.reserve(t, "b")
+			type res struct {
+				l   Launched
+				err error
+			}
+			done := make(chan res, 1)
+			go func() {
+				l, err := e.launch(t, ra.ID, "a")
+				done <- res{l, err}
+			}()
+			// a's batch is waiting (its window's timer is set) for b.
+			for !e.clock.HasWaiters() {
+				time.Sleep(time.Millisecond)
+			}
+			e.mesos.mu.Lock()
+			early := len(e.mesos.launches)
+			e.mesos.mu.Unlock()
+			if early != 0 {
+				t.Fatalf("a launched while b, reserved on the same agent, could still ask")
+			}
+			end(e, rb)
+			errc := make(chan error, 1)
+			var la Launched
+			go func() { r := <-done; la = r.l; errc <- r.err }()
+			if err := awaitLaunch(t, errc, "a after b's reservation ended"); err != nil {
+				t.Fatal(err)
+			}
+			if la.BatchSize != 1 || len(e.mesos.launches) != 1 || len(e.mesos.launches[0].Tasks) != 1 {
+				t.Errorf("a launched in a batch of %d, %d ACCEPTs, want a alone in one", la.BatchSize, len(e.mesos.launches))
+			}
+			if _, err := e.launch(t, rb.ID, "b"); err == nil {
+				t.Error("b launched after its reservation ended")
+			}
+		})
+	}
+}

@@ -106,6 +106,8 @@ type Cache struct {
 	// pending are what the pods waiting for resources need, reduced
 	// (pending.go): an offer one of them could use is held, not declined.
 	pending []podresources.Demand
+	// onEnded hears of every reservation that ends (OnReservationEnded).
+	onEnded func(agentID string)
 }
 
 type ended struct {
@@ -622,6 +624,20 @@ func (c *Cache) endLocked(r *Reservation, why error) {
 	}
 	c.ended[r.ID] = ended{err: why, at: c.cfg.Clock.Now()}
 	klog.V(4).InfoS("Reservation ended", "reservation", r.ID, "pod", klog.KRef(r.Pod.Namespace, r.Pod.Name), "agent", r.AgentID, "reason", why)
+	if c.onEnded != nil {
+		c.onEnded(r.AgentID)
+	}
+}
+
+// OnReservationEnded has fn called with the agent of every reservation that
+// ends, however it ends (launched, released, expired, lost), so that a
+// launch waiting for the agent's other reservations need not wait longer
+// than they live. fn runs with the cache locked: it must neither block nor
+// call the cache. Set it before the cache is used.
+func (c *Cache) OnReservationEnded(fn func(agentID string)) {
+	c.mu.Lock()
+	c.onEnded = fn
+	c.mu.Unlock()
 }
 
 func renderAttributes(attrs []mesos.Attribute) map[string]string {
