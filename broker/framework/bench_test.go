@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/types"
 
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
@@ -55,4 +57,79 @@ func BenchmarkReserveLaunch(b *testing.B) {
 	e.caller.mu.Lock()
 	b.ReportMetric(float64(e.caller.accepts.Microseconds())/float64(e.caller.n), "accept-µs/op")
 	e.caller.mu.Unlock()
+}
+
+// BenchmarkLaunchBatchWindow measures one Launch (gRPC to the broker, the
+// batch, the ACCEPT to the in-process master) with the broker's default
+// batch window, 100ms: "alone", the agent's only reservation; "beside-
+// released", the agent holds a second reservation that is released 2 ms
+// after the Launch was sent, without ever launching (its pod's bind failed
+// before it, or the pod was deleted). Only the Launch is timed, the 2 ms
+// included.
+func BenchmarkLaunchBatchWindow(b *testing.B) {
+	for _, besideReleased := range []bool{false, true} {
+		name := "alone"
+		if besideReleased {
+			name = "beside-released"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			e := startBroker(b, ctx, startSim(b, "cpus:100000;mem:10000000;disk:10000;ports:[31000-32000]", 5*time.Millisecond), brokerOpts{batchWindow: 100 * time.Millisecond})
+			reserve := func(i int, who string) (string, []byte) {
+				name := fmt.Sprintf("bench-%d-%s", i, who)
+				uid := types.UID(fmt.Sprintf("bench-uid-%d-%s", i, who))
+				req := &brokerv1.ReserveRequest{
+					Pod:      &brokerv1.PodRef{Uid: string(uid), Namespace: "default", Name: name},
+					NodeName: "node-a",
+					Demand:   &brokerv1.Demand{Cpus: 0.01, MemMb: 1},
+				}
+				resp, err := e.broker.Reserve(ctx, req)
+				for status.Code(err) == codes.Unavailable { // not serving yet
+					time.Sleep(time.Millisecond)
+					resp, err = e.broker.Reserve(ctx, req)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				return resp.GetReservation().GetId(), podBytes(b, name, uid, false)
+			}
+			var launch time.Duration
+			n := 0
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				for {
+					views, _ := e.cache.Snapshot()
+					if len(views) == 1 && !views[0].Available.Total().IsZero() {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				id, data := reserve(i, "a")
+				var other string
+				if besideReleased {
+					other, _ = reserve(i, "b")
+				}
+				b.StartTimer()
+				t0 := time.Now()
+				done := make(chan error, 1)
+				go func() {
+					_, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: id, Pod: data, PodContentType: "application/json"})
+					done <- err
+				}()
+				if besideReleased {
+					time.Sleep(2 * time.Millisecond)
+					if _, err := e.broker.Unreserve(ctx, &brokerv1.UnreserveRequest{ReservationId: other}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				launch += time.Since(t0)
+				n++
+			}
+			b.ReportMetric(float64(launch.Microseconds())/1000/float64(n), "launch-ms/op")
+		})
+	}
 }

@@ -210,6 +210,8 @@ type brokerOpts struct {
 	settleTimeout time.Duration
 	// holdReconcile holds the broker's RECONCILE calls until closed.
 	holdReconcile chan struct{}
+	// batchWindow is the launcher's (default 20ms).
+	batchWindow time.Duration
 }
 
 // startBroker runs a broker (framework, cache, gRPC server) against sim
@@ -240,7 +242,10 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st, Agents: o.agents,
 		Serving: func(serving bool) { srv.SetServing(serving) },
 	})
-	srv = grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: 20 * time.Millisecond, SettleTimeout: o.settleTimeout}))
+	if o.batchWindow == 0 {
+		o.batchWindow = 20 * time.Millisecond
+	}
+	srv = grpcserver.New(cache, launch.New(cache, fw, launch.Options{BatchWindow: o.batchWindow, SettleTimeout: o.settleTimeout}))
 	// The framework's first role is every namespace's, as a deployment's
 	// role policy would say.
 	policy, err := rolepolicy.Parse([]byte("apiVersion: k8sm.io/v1alpha1\nkind: RolePolicy\ndefaultRole: \""+o.roles[0]+"\"\n"), "test")
