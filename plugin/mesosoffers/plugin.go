@@ -354,25 +354,34 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s: %w", p.Namespace, p.Name, errNoReservation))
 	}
 	bc := s.(*reservationState).bc
-	reserved, err := bc.await(ctx)
-	if err != nil {
-		return brokerStatus(fmt.Sprintf("reserving %s on node %s", bc.claim.res, nodeName), err)
-	}
-	r := reserved.GetReservation()
-
+	// The task's pod depends only on the local claim, so it is shaped,
+	// recorded and encoded while the broker answers Reserve rather than
+	// after: the host ports' patch is an API round trip.
 	pod, err := taskPod(p, nodeName, bc.claim.wildcard)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	var recorded chan error
 	if len(bc.claim.wildcard) > 0 {
-		if err := pl.recordHostPorts(ctx, pod); err != nil {
-			return fwk.AsStatus(err)
-		}
+		recorded = make(chan error, 1)
+		go func() { recorded <- pl.recordHostPorts(ctx, pod) }()
 	}
 	data, err := taskinfo.EncodePod(pod)
+	reserved, rerr := bc.await(ctx)
+	if recorded != nil {
+		// Awaited on every path: a patch of this attempt must not land
+		// after the next attempt's, naming ports this one chose.
+		if perr := <-recorded; err == nil {
+			err = perr
+		}
+	}
+	if rerr != nil {
+		return brokerStatus(fmt.Sprintf("reserving %s on node %s", bc.claim.res, nodeName), rerr)
+	}
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	r := reserved.GetReservation()
 	resp, err := pl.launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
 	if err != nil {
 		return brokerStatus(fmt.Sprintf("launching on node %s", nodeName), err)
