@@ -242,6 +242,29 @@ func WriteTable(w io.Writer, res *Results) {
 	tw.Flush()
 	fmt.Fprintln(w)
 
+	fmt.Fprintln(w, "### Mesos offers during each k8sm phase (the broker's k8sm_broker_offers_* metrics)")
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t load\t offers received\t offers declined\t offers held, peak\t held for pending pods, peak\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t")
+	for _, s := range res.Scenarios {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, p := range s.Phases {
+			if p.Scheduler != K8smScheduler {
+				continue
+			}
+			if o := p.Offers; o != nil {
+				fmt.Fprintf(tw, "| %d\t %s\t %.0f\t %.0f\t %.0f\t %.0f\t\n", s.Agents, p.Mode, o.Received, o.Declined, o.HeldPeak, o.HeldForPendingPeak)
+			} else {
+				fmt.Fprintf(tw, "| %d\t %s\t -\t -\t -\t -\t\n", s.Agents, p.Mode)
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
 	fmt.Fprintln(w, "### Broker alone (driver plays the plugin over gRPC on loopback) and process costs")
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
@@ -278,16 +301,16 @@ func WriteTable(w io.Writer, res *Results) {
 	if len(vars) > 0 {
 		fmt.Fprintf(w, "### What matters to Mesos (k8sm only, %d agents, %d pods, burst)\n\n", vars[0].Agents, vars[0].Pods)
 		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-		fmt.Fprintln(tw, "| scenario\t allocation interval\t refuse s\t batch window\t frameworks\t bound pods/s\t create→bound p50/p90/p99 ms\t create→RUNNING p50/p90/p99 ms\t offers received\t")
-		fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+		fmt.Fprintln(tw, "| scenario\t allocation interval\t refuse s\t batch window\t frameworks\t bound pods/s\t create→bound p50/p90/p99 ms\t create→RUNNING p50/p90/p99 ms\t offers received\t offers declined\t")
+		fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
 		for _, s := range vars {
 			p := findPhase(s, K8smScheduler, "burst")
 			if p == nil {
-				fmt.Fprintf(tw, "| %s\t error: %s\t\t\t\t\t\t\t\t\n", s.Name, strings.ReplaceAll(s.Error, "|", "/"))
+				fmt.Fprintf(tw, "| %s\t error: %s\t\t\t\t\t\t\t\t\t\n", s.Name, strings.ReplaceAll(s.Error, "|", "/"))
 				continue
 			}
-			fmt.Fprintf(tw, "| %s\t %v\t %g\t %v\t %d\t %.1f\t %s\t %s\t %.0f\t\n", s.Name, durString(s.AllocationInterval), s.RefuseSeconds,
-				durString(s.BatchWindow), s.Frameworks, p.BoundPerSecond, ms3(p.CreateToBound), ms3(p.CreateToRunning), s.OffersReceived)
+			fmt.Fprintf(tw, "| %s\t %v\t %g\t %v\t %d\t %.1f\t %s\t %s\t %.0f\t %.0f\t\n", s.Name, durString(s.AllocationInterval), s.RefuseSeconds,
+				durString(s.BatchWindow), s.Frameworks, p.BoundPerSecond, ms3(p.CreateToBound), ms3(p.CreateToRunning), s.OffersReceived, s.OffersDeclined)
 		}
 		tw.Flush()
 		fmt.Fprintln(w)

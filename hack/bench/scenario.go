@@ -134,7 +134,14 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 		}
 		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
 		epBefore := extensionPointTotals(ctx, e.schedWeb, p.scheduler)
+		var stopOffers func() *PhaseOffers
+		if p.scheduler == K8smScheduler {
+			stopOffers = watchOffers(ctx, e.brokerWeb+"/metrics")
+		}
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
+		if stopOffers != nil {
+			pr.Offers = stopOffers()
+		}
 		pr.ExtensionPointMeanMs = extensionPointMeans(epBefore, extensionPointTotals(ctx, e.schedWeb, p.scheduler))
 		if after := scheduleAttempts(ctx, e.schedWeb, p.scheduler); after != nil {
 			// before is nil when the profile had no attempt yet: the

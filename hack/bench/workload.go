@@ -53,7 +53,9 @@ type PhaseResult struct {
 	// ExtensionPointMeanMs is the mean duration of each extension point
 	// of this phase's profile while it ran (ms).
 	ExtensionPointMeanMs map[string]float64 `json:"extension_point_mean_ms,omitempty"`
-	Error                string             `json:"error,omitempty"`
+	// Offers is what the broker did with offers during a k8sm phase.
+	Offers *PhaseOffers `json:"broker_offers,omitempty"`
+	Error  string       `json:"error,omitempty"`
 }
 
 func benchPod(scheduler, name, run string) *corev1.Pod {
