@@ -125,7 +125,7 @@ type broker struct {
 	addr     string
 }
 
-func startBroker(t *testing.T, addr string, opts ...grpc.ServerOption) *broker {
+func startBroker(t testing.TB, addr string, opts ...grpc.ServerOption) *broker {
 	t.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -147,7 +147,7 @@ type env struct {
 	pl     *MesosOffers
 }
 
-func newPlugin(t *testing.T, addr string, extraArgs string) (*MesosOffers, *fakeHandle) {
+func newPlugin(t testing.TB, addr string, extraArgs string) (*MesosOffers, *fakeHandle) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -160,7 +160,7 @@ func newPlugin(t *testing.T, addr string, extraArgs string) (*MesosOffers, *fake
 	return p.(*MesosOffers), h
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	b := startBroker(t, "127.0.0.1:0")
 	pl, h := newPlugin(t, b.addr, "")
@@ -170,7 +170,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // waitFor polls a condition the plugin reaches asynchronously (the watch).
-func (e *env) waitFor(t *testing.T, what string, cond func() bool) {
+func (e *env) waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
 	if err != nil {
@@ -179,7 +179,7 @@ func (e *env) waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // offer adds an offer and waits until the plugin's mirror shows it.
-func (e *env) offer(t *testing.T, o mesos.Offer) {
+func (e *env) offer(t testing.TB, o mesos.Offer) {
 	t.Helper()
 	e.broker.cache.Add(o)
 	want, _ := e.broker.cache.Agent(o.AgentID.Value)
@@ -236,7 +236,7 @@ var agentTaint = v1.Taint{Key: taskinfo.AgentTaintKey, Effect: v1.TaintEffectNoS
 
 // schedule runs PreFilter and Filter over the nodes as the framework does and
 // returns the cycle state and each node's status (nil = fits).
-func (e *env) schedule(t *testing.T, pod *v1.Pod, nodes ...string) (fwk.CycleState, *fwk.Status, map[string]*fwk.Status) {
+func (e *env) schedule(t testing.TB, pod *v1.Pod, nodes ...string) (fwk.CycleState, *fwk.Status, map[string]*fwk.Status) {
 	t.Helper()
 	ctx := context.Background()
 	state := framework.NewCycleState()

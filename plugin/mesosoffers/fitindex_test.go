@@ -299,7 +299,7 @@ func TestDryRunLeavesTheIndexAlone(t *testing.T) {
 	}
 }
 
-func mustDemand(t *testing.T, p *v1.Pod) podresources.Demand {
+func mustDemand(t testing.TB, p *v1.Pod) podresources.Demand {
 	t.Helper()
 	d, err := podresources.FromPod(p)
 	if err != nil {
