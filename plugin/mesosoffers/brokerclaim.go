@@ -58,6 +58,20 @@ func (b *brokerClaims) remove(bc *brokerClaim) {
 	b.mu.Unlock()
 }
 
+// on returns the claims on host whose Reserve is still on its way, but
+// except.
+func (b *brokerClaims) on(host string, except *brokerClaim) []*brokerClaim {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*brokerClaim
+	for bc := range b.flight {
+		if bc != except && bc.claim.host == host {
+			out = append(out, bc)
+		}
+	}
+	return out
+}
+
 func (b *brokerClaims) all() []*brokerClaim {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -43,11 +43,14 @@ type recordingLauncher struct {
 	// live are the live tasks Mesos told of (reconciliation, statuses):
 	// task id → agent id.
 	live map[string]string
+	// accepts counts the ACCEPTs.
+	accepts int
 }
 
 func (l *recordingLauncher) Launch(_ context.Context, launch *offers.Launch, pods map[string]taskinfo.PodData) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.accepts++
 	l.tasks = append(l.tasks, launch.Tasks...)
 	for _, d := range pods {
 		var p v1.Pod

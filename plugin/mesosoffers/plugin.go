@@ -382,6 +382,15 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		return fwk.AsStatus(err)
 	}
 	r := reserved.GetReservation()
+	// An ACCEPT takes the agent's offers whole, and the broker batches
+	// only the reservations it knows of: a pod claimed on this agent whose
+	// Reserve is still on its way would lose its share to this launch and
+	// fail its bind. Its answer is a round trip away; once the broker
+	// holds its reservation, this launch waits in the agent's batch for
+	// that pod's, and both go in one ACCEPT.
+	for _, other := range pl.inflight.on(nodeName, bc) {
+		_, _ = other.await(ctx)
+	}
 	resp, err := pl.launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
 	if err != nil {
 		return brokerStatus(fmt.Sprintf("launching on node %s", nodeName), err)
