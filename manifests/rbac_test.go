@@ -49,6 +49,7 @@ func uses(ns, group, resource, why string, verbs ...string) []used {
 
 var brokerUses = slices.Concat(
 	uses("", "", "pods", "broker/pods: informer of mesos-scheduler pods, Get before a status write, Delete of a pod on a kubelet-less node", "get", "list", "watch", "delete"),
+	uses("", "", "pods", "broker/pods: JSON patch removing the k8sm.io/task finalizer (manifests/task-finalizer.yaml limits the broker's pod writes to that)", "patch"),
 	uses("", "", "pods/status", "broker/pods: UpdateStatus of a pod whose task ended", "update"),
 	uses("", "", "nodes", "broker/nodes: Node informer, Get, Create of an agent's Node, merge patch of its labels/annotation/taint, Delete of a gone agent's Node", "get", "list", "watch", "create", "patch", "delete"),
 	uses("", "", "nodes/status", "broker/nodes: strategic merge patch of the status (Ready, capacity) while no kubelet runs", "patch"),

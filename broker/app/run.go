@@ -110,7 +110,7 @@ func (c *Config) Run(ctx context.Context) error {
 	podc := pods.New(pods.Config{
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
 		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver, Workers: int(o.PodSyncWorkers),
-		PendingDemands: cache.SetPendingDemands, RolePolicy: c.RolePolicy,
+		PendingDemands: cache.SetPendingDemands, RolePolicy: c.RolePolicy, Reconciled: ready.Load,
 		AgentHostname: func(id string) (string, bool) {
 			host, ok := cache.AgentHostname(id)
 			return host, ok && host != ""

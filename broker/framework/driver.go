@@ -195,6 +195,16 @@ func (d *Driver) PodTasks(uid types.UID) []string {
 	return slices.Clone(d.podTasks[uid])
 }
 
+// ReconcileTasks asks the master for the state of these tasks (task id →
+// agent id, "" when unknown); the answers arrive as status updates.
+func (d *Driver) ReconcileTasks(ctx context.Context, tasks map[string]string) error {
+	if err := d.caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(tasks))); err != nil {
+		return fmt.Errorf("reconciling %d tasks: %w", len(tasks), err)
+	}
+	metrics.ReconcileRuns.WithLabelValues("explicit", "success").Inc()
+	return nil
+}
+
 // KillTask kills a task for a reason (metrics and logs say which); agentID
 // may be empty when unknown, and then the agent the task was last seen on
 // is named.

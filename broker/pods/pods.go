@@ -55,6 +55,9 @@ type Framework interface {
 	// PodTasks are the live tasks of a pod the framework knows of (the
 	// attempts it launched or heard of), whether or not the pod was bound.
 	PodTasks(uid types.UID) []string
+	// ReconcileTasks asks the master for the state of these tasks (task id
+	// → agent id); the answers come as statuses.
+	ReconcileTasks(ctx context.Context, tasks map[string]string) error
 }
 
 // Config of the controller.
@@ -87,6 +90,11 @@ type Config struct {
 	// RolePolicy resolves a pending pod's roles as Reserve will (default:
 	// the built-in policy). A pod the policy refuses has no demand.
 	RolePolicy rolepolicy.Source
+	// Reconciled reports whether the framework's subscription was
+	// reconciled (PodTasks then holds every task the master knows of).
+	// The task finalizer of an unbound pod is removed only then. Nil:
+	// always.
+	Reconciled func() bool
 }
 
 // DefaultWorkers is Config.Workers' default.
@@ -134,6 +142,12 @@ type Controller struct {
 	// ended again.
 	ended     map[string]endedTask
 	lastPrune time.Time
+	// released: pods whose task finalizer the broker removed, every task
+	// of them known ended; their deletion kills nothing.
+	released map[types.UID]struct{}
+	// asked: when the master was last asked the state of a deleted pod's
+	// attempt this broker knows nothing of.
+	asked map[types.UID]time.Time
 }
 
 // pendingDemand is one distinct demand of pending pods and how many have it.
@@ -191,9 +205,11 @@ func New(cfg Config) *Controller {
 		nodes, startNodes = nodeFactory.Core().V1().Nodes(), nodeFactory.Start
 	}
 	c := &Controller{cfg: cfg, factory: factory, informer: pods, nodes: nodes.Lister(), pending: map[types.UID]string{}, demands: map[string]*pendingDemand{},
-		gone:   map[types.UID]deletedPod{},
-		ended:  map[string]endedTask{},
-		synced: []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
+		gone:     map[types.UID]deletedPod{},
+		ended:    map[string]endedTask{},
+		released: map[types.UID]struct{}{},
+		asked:    map[types.UID]time.Time{},
+		synced:   []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: QueueName})}
 	_, _ = pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -286,10 +302,15 @@ func (c *Controller) sync(ctx context.Context, uid types.UID) error {
 			return err
 		}
 	}
-	if !c.mayNeedEnding(p) {
-		return nil
+	if c.mayNeedEnding(p) {
+		if err := c.terminate(ctx, p); err != nil {
+			return err
+		}
 	}
-	return c.terminate(ctx, p)
+	if heldForTasks(p) {
+		return c.release(ctx, p)
+	}
+	return nil
 }
 
 // endedAttempt is the status of the attempt a bound pod, not ended, runs
@@ -338,7 +359,7 @@ func isPending(p *v1.Pod) bool {
 // must not wait behind KILLs in the queue), with its demand, and queues a pod
 // being deleted.
 func (c *Controller) observe(p *v1.Pod) {
-	if _, ended := c.endedAttempt(p); ended || c.mayNeedEnding(p) {
+	if _, ended := c.endedAttempt(p); ended || c.mayNeedEnding(p) || heldForTasks(p) {
 		c.queue.Add(p.UID)
 	}
 	now := isPending(p)
@@ -461,6 +482,16 @@ func (c *Controller) deleted(obj any) {
 		c.dropDemandLocked(key)
 	}
 	delete(c.pending, p.UID)
+	delete(c.asked, p.UID)
+	if _, ok := c.released[p.UID]; ok {
+		// Every task of it ended before the broker let it go.
+		delete(c.released, p.UID)
+		c.mu.Unlock()
+		if was {
+			c.publishPending(false)
+		}
+		return
+	}
 	// Any pod may have a task: the broker launches before the scheduler
 	// binds, so a pod deleted in between has a running task and no node.
 	// Waiting for reconciliation would leave it running for minutes.
@@ -516,6 +547,9 @@ func (c *Controller) killDeleted(ctx context.Context, uid types.UID, d deletedPo
 func (c *Controller) terminate(ctx context.Context, p *v1.Pod) error {
 	logger := klog.FromContext(ctx)
 	if p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
+		if finalDelete(p) {
+			return nil // removed already; only the task finalizer holds it
+		}
 		return c.removePod(ctx, p)
 	}
 	kubelet, err := c.cfg.KubeletRuns(ctx, p.Spec.NodeName)
@@ -612,6 +646,10 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	}
 	bound := pod.Spec.NodeName != ""
 	current := bound && taskinfo.PodTaskID(pod) == taskID
+	if !live && heldForTasks(pod) {
+		// The end may be the last one the finalizer waits for (release).
+		defer c.queue.Add(pod.UID)
+	}
 	if live {
 		if host, ok := c.hostOf(agentID); ok && bound && pod.Spec.NodeName != host {
 			logger.Info("Killing a task whose pod is bound elsewhere", "task", taskID, "pod", klog.KObj(pod), "node", pod.Spec.NodeName, "agentHost", host)

@@ -72,6 +72,9 @@ type killRecorder struct {
 }
 
 func (k *killRecorder) PodTasks(types.UID) []string { return nil }
+func (k *killRecorder) ReconcileTasks(context.Context, map[string]string) error {
+	return nil
+}
 func (k *killRecorder) SetPending(bool)             {}
 func (k *killRecorder) Revive()                     {}
 func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason string) error {
@@ -201,6 +204,9 @@ func newGatedKiller(workers int, failOnce ...string) *gatedKiller {
 }
 
 func (g *gatedKiller) PodTasks(types.UID) []string { return nil }
+func (g *gatedKiller) ReconcileTasks(context.Context, map[string]string) error {
+	return nil
+}
 func (g *gatedKiller) SetPending(bool)             {}
 func (g *gatedKiller) Revive()                     {}
 func (g *gatedKiller) KillTask(ctx context.Context, taskID, agentID, reason string) error {

@@ -432,6 +432,9 @@ func startBroker(ctx context.Context, c Config) (*Process, error) {
 	if err := c.applyManifest(ctx, "host-private.yaml"); err != nil {
 		return nil, err
 	}
+	if err := c.applyManifest(ctx, "task-finalizer.yaml"); err != nil {
+		return nil, err
+	}
 	policy, err := c.writeRolePolicy()
 	if err != nil {
 		return nil, err

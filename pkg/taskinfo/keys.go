@@ -35,6 +35,13 @@ const (
 	// same write, so a bound pod always names its attempt; the broker applies
 	// only that task's statuses to the pod and kills any other task of it.
 	TaskIDAnnotation = "k8sm.io/task-id"
+	// TaskFinalizer holds a pod being deleted until Mesos said every task
+	// of it ended (the broker removes it). The master's view of a task can
+	// lag the agent's by the status update retry interval; without the
+	// finalizer a StatefulSet could recreate a pod of the same name, and
+	// Mesos would count two live tasks of one identity. Pods get it when
+	// created (manifests/task-finalizer.yaml, a MutatingAdmissionPolicy).
+	TaskFinalizer = "k8sm.io/task"
 
 	// HostPrivateSelectorAnnotation on a Service without spec.selector
 	// makes it a host-private Service: the broker publishes its
