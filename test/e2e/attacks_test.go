@@ -5,9 +5,11 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +20,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/k8sm/k8sm/pkg/taskinfo"
 	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
@@ -38,6 +43,7 @@ import (
 //	                                                              manifests (rbac_test.go)
 //	broker RBAC: Leases in any namespace, updates of any Node     manifests/rbac_test.go; here: the broker's user may not
 //	                                                              write kube-system's Leases
+//	broker RBAC: pod patch (its finalizer) rewrites any pod       admission policy k8sm-broker-pod-writes: here
 //	ZooKeeper: anyone deletes the framework id, blocks elections  digest auth, owner-only ACLs: here (make up gives the
 //	                                                              broker credentials) and broker/zk/auth_test.go
 //	Mesos framework credentials in cleartext, never checked       HTTP basic auth over https: broker/mesos/auth_test.go,
@@ -87,6 +93,41 @@ func (e *k8smEnv) attacks(t *testing.T, ns string) {
 		if strings.TrimSpace(out) != "no" {
 			t.Errorf("the broker's user may update kube-system's Leases (the schedulers' leader election): %q", out)
 		}
+	})
+
+	// The broker may patch pods (to remove its k8sm.io/task finalizer, which
+	// every mesos-scheduler pod gets when created), and nothing else there.
+	t.Run("broker-pod-writes", func(t *testing.T) {
+		p := e.createPod(t, ns, "broker-pod-writes", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10")} // never placed
+		})
+		if !slices.Contains(p.Finalizers, taskinfo.TaskFinalizer) {
+			t.Errorf("a mesos-scheduler pod was created without the %s finalizer (manifests/task-finalizer.yaml): %v", taskinfo.TaskFinalizer, p.Finalizers)
+		}
+		for _, patch := range []string{
+			`{"metadata":{"labels":{"app":"hijacked"}}}`,
+			`{"metadata":{"finalizers":["k8sm.io/task","example.com/forged"]}}`,
+			`{"spec":{"activeDeadlineSeconds":1}}`,
+		} {
+			out, err := e.kubectlErr("--as=system:k8sm-broker", "-n", ns, "patch", "pod", p.Name, "--type=merge", "-p", patch)
+			if err == nil || !strings.Contains(out, "k8sm-broker may only remove the k8sm.io/task finalizer") {
+				t.Errorf("the broker's user patched pod %s with %s: %v: %s", p.Name, patch, err, out)
+			}
+		}
+		// What it may do: a pod being deleted that never ran is let go.
+		if err := e.cs.CoreV1().Pods(ns).Delete(e.ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.eventually(t, time.Minute, "the broker to let pod "+p.Name+" go", func() (bool, string) {
+			q, err := e.cs.CoreV1().Pods(ns).Get(e.ctx, p.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, ""
+			}
+			if err != nil {
+				return false, err.Error()
+			}
+			return false, fmt.Sprintf("finalizers %v", q.Finalizers)
+		})
 	})
 
 	// A tenant's pods whose k8sm.io/ annotations overreach stay Pending,
