@@ -75,8 +75,8 @@ func (k *killRecorder) PodTasks(types.UID) []string { return nil }
 func (k *killRecorder) ReconcileTasks(context.Context, map[string]string) error {
 	return nil
 }
-func (k *killRecorder) SetPending(bool)             {}
-func (k *killRecorder) Revive()                     {}
+func (k *killRecorder) SetPending(bool) {}
+func (k *killRecorder) Revive()         {}
 func (k *killRecorder) KillTask(_ context.Context, taskID, agentID, reason string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -207,8 +207,8 @@ func (g *gatedKiller) PodTasks(types.UID) []string { return nil }
 func (g *gatedKiller) ReconcileTasks(context.Context, map[string]string) error {
 	return nil
 }
-func (g *gatedKiller) SetPending(bool)             {}
-func (g *gatedKiller) Revive()                     {}
+func (g *gatedKiller) SetPending(bool) {}
+func (g *gatedKiller) Revive()         {}
 func (g *gatedKiller) KillTask(ctx context.Context, taskID, agentID, reason string) error {
 	g.mu.Lock()
 	g.inFlight++
