@@ -49,6 +49,7 @@ func TestK8sm(t *testing.T) {
 	e.test(t, "priority-order", e.priorityOrder)
 	e.test(t, "affinity-spread", e.affinityAndSpread)
 	e.test(t, "statefulset", e.statefulSet)
+	e.test(t, "identity-waits-for-mesos", e.identityWaitsForMesos)
 	e.test(t, "jobs", e.jobs)
 	e.test(t, "oom-killed", e.oomKilled)
 	e.test(t, "init-sidecar", e.initAndSidecar)

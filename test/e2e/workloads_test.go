@@ -498,3 +498,55 @@ func (e *k8smEnv) daemonSetFollowsAgents(t *testing.T, ns string) {
 	// there any more, the daemon's pod goes with the namespace.
 	e.kubectl(t, "cordon", node)
 }
+
+// identityWaitsForMesos: a StatefulSet's pod is recreated only once Mesos
+// told k8sm that the old pod's task ended. The master holds back task
+// statuses (as when an update waits in an agent after a master failover):
+// the old db-0 stops and the master counts its task KILLED, but the broker
+// has not heard it, so the old pod stays Terminating and no second db-0
+// exists; once the statuses flow, db-0 runs again as a new pod.
+func (e *k8smEnv) identityWaitsForMesos(t *testing.T, ns string) {
+	e.createStatefulSet(t, ns, "db", 1)
+	old := e.waitRunning(t, ns, "app=db", 1, 3*time.Minute)[0]
+	e.control(t, "updates/hold")
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			e.control(t, "updates/release")
+		}
+	}
+	defer release()
+	if err := e.cs.CoreV1().Pods(ns).Delete(e.ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// No other db-0 while the framework has not heard the end.
+	noSecond := func() (bool, string) {
+		p, err := e.cs.CoreV1().Pods(ns).Get(e.ctx, old.Name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			return false, fmt.Sprintf("the old %s is gone (%v) while the broker has not heard its task end", old.Name, err)
+		case p.UID != old.UID:
+			return false, fmt.Sprintf("a new %s (%s) exists while the broker has not heard the old one's task end", old.Name, p.UID)
+		}
+		return true, ""
+	}
+	e.waitTasksEnded(t, []types.UID{old.UID}, "TASK_KILLED", 2*time.Minute)
+	// The kubelet removes a pod it stopped within a few seconds: give it
+	// ten more, checking all along.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if ok, why := noSecond(); !ok {
+			t.Fatal(why)
+		}
+	}
+	release()
+	e.eventually(t, 2*time.Minute, "db-0 to run again as a new pod", func() (bool, string) {
+		ps := e.pods(t, ns, "app=db")
+		for _, p := range ps {
+			if p.Name == old.Name && p.UID != old.UID && p.Status.Phase == corev1.PodRunning {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("pods %v", podNames(ps))
+	})
+}
