@@ -26,7 +26,6 @@ import (
 func TestPartitionedTaskComesBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	metrics.Register()
 	acks := func() float64 {
 		v, err := testutil.GetCounterMetricValue(metrics.Acks.WithLabelValues("success"))
 		if err != nil {

@@ -24,7 +24,6 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/feature"
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/queuesort"
 	frameworkruntime "k8s.io/kubernetes/pkg/scheduler/framework/runtime"
-	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 	tf "k8s.io/kubernetes/pkg/scheduler/testing/framework"
 )
 
@@ -39,7 +38,6 @@ func withPriority(p *v1.Pod, prio int32, labels map[string]string) *v1.Pod {
 // returns the victims it picks by node.
 func (e *env) dryRun(t *testing.T, pod *v1.Pod, nodes []string, pods []*v1.Pod, pdbs []*policyv1.PodDisruptionBudget) map[string][]string {
 	t.Helper()
-	schedmetrics.Register() // the scheduling queue records into them
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var ns []*v1.Node

@@ -18,7 +18,6 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/backend/queue"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
-	"k8s.io/kubernetes/pkg/scheduler/metrics"
 )
 
 // queueHandle activates pods in a real scheduling queue, the scheduler's
@@ -51,7 +50,6 @@ func newQueueEnv(t *testing.T, extraArgs string) *queueEnv {
 		t.Fatal(err)
 	}
 	pl := p.(*MesosOffers)
-	metrics.Register() // the queue records its own
 	q := queue.NewTestQueue(ctx, func(fwk.QueuedEntityInfo, fwk.QueuedEntityInfo) bool { return false },
 		queue.WithPreEnqueuePluginMap(map[string]map[string]fwk.PreEnqueuePlugin{"mesos-scheduler": {Name: pl}}))
 	t.Cleanup(q.Close)
