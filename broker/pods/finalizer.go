@@ -118,8 +118,13 @@ func (c *Controller) removeFinalizer(ctx context.Context, p *v1.Pod) error {
 	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},{"op":"test","path":"/metadata/finalizers/%d","value":%q},{"op":"remove","path":"/metadata/finalizers/%d"}]`,
 		p.UID, i, taskinfo.TaskFinalizer, i)
 	c.mu.Lock()
+	_, already := c.released[p.UID]
 	c.released[p.UID] = struct{}{}
 	c.mu.Unlock()
+	if already {
+		// Released by an earlier sync; this copy of the pod predates it.
+		return nil
+	}
 	_, err := c.cfg.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 	switch {
 	case err == nil:

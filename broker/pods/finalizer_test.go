@@ -82,6 +82,20 @@ func deletingPod(task, node string) *v1.Pod {
 	return p
 }
 
+// heldPodEnv runs a controller over web-0, deletingPod(task, node), with
+// the master counting the tasks live live.
+func heldPodEnv(t *testing.T, reconciled func() bool, task, node string, live ...string) (*Controller, *masterView, *fake.Clientset) {
+	t.Helper()
+	client := fake.NewSimpleClientset(deletingPod(task, node))
+	fw := &masterView{live: map[string]bool{}}
+	for _, id := range live {
+		fw.live[id] = true
+	}
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw, Reconciled: reconciled})
+	run(t, c)
+	return c, fw, client
+}
+
 func finalizersOf(t *testing.T, client *fake.Clientset) []string {
 	t.Helper()
 	p, err := client.CoreV1().Pods("default").Get(context.Background(), "web-0", metav1.GetOptions{})
@@ -105,10 +119,7 @@ func held(t *testing.T, client *fake.Clientset) bool {
 // then the broker removes its own finalizer and only its own.
 func TestDeletedPodWaitsForMesosToEndItsTask(t *testing.T) {
 	task := taskinfo.TaskID("u1", "r-1")
-	client := fake.NewSimpleClientset(deletingPod(task, "n1"))
-	fw := &masterView{live: map[string]bool{task: true}}
-	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw})
-	run(t, c)
+	c, fw, client := heldPodEnv(t, nil, task, "n1", task)
 	// The deletion is final: the task the master counts live is killed
 	// (what the object's removal did before), and the pod is kept.
 	eventually(t, "the KILL of the task of the deleted pod", func() bool { return len(fw.killed()) > 0 })
@@ -127,10 +138,7 @@ func TestDeletedPodWaitsForMesosToEndItsTask(t *testing.T) {
 // is held until that one ends too.
 func TestDeletedPodWithAnotherLiveAttempt(t *testing.T) {
 	first, second := taskinfo.TaskID("u1", "r-1"), taskinfo.TaskID("u1", "r-2")
-	client := fake.NewSimpleClientset(deletingPod(second, "n1"))
-	fw := &masterView{live: map[string]bool{first: true, second: true}}
-	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw})
-	run(t, c)
+	c, fw, client := heldPodEnv(t, nil, second, "n1", first, second)
 	fw.ended(t, c, second, mesos.TASK_KILLED)
 	eventually(t, "the KILL of the earlier attempt", func() bool {
 		return slices.ContainsFunc(fw.killed(), func(k string) bool { return strings.HasPrefix(k, first+"@") })
@@ -147,10 +155,7 @@ func TestDeletedPodWithAnotherLiveAttempt(t *testing.T) {
 // answer (the task is unknown there: ended long ago) lets the pod go.
 func TestDeletedPodOfAnAttemptTheBrokerNeverHeardOf(t *testing.T) {
 	task := taskinfo.TaskID("u1", "r-1")
-	client := fake.NewSimpleClientset(deletingPod(task, "n1"))
-	fw := &masterView{live: map[string]bool{}}
-	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw})
-	run(t, c)
+	c, fw, client := heldPodEnv(t, nil, task, "n1")
 	eventually(t, "the master to be asked about the attempt", func() bool { return slices.Contains(fw.askedAbout(), task) })
 	if !held(t, client) {
 		t.Fatal("the pod was let go before the master said anything of its task")
@@ -163,11 +168,8 @@ func TestDeletedPodOfAnAttemptTheBrokerNeverHeardOf(t *testing.T) {
 // attempt to wait for, but a launch an earlier broker made is known only
 // once the subscription was reconciled.
 func TestUnboundDeletedPodWaitsForReconciliation(t *testing.T) {
-	client := fake.NewSimpleClientset(deletingPod("", ""))
-	fw := &masterView{live: map[string]bool{}}
 	var reconciled atomic.Bool
-	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw, Reconciled: reconciled.Load})
-	run(t, c)
+	c, _, client := heldPodEnv(t, reconciled.Load, "", "")
 	// The controller looked at it (it queues a pod held for its tasks on
 	// every event) and must wait: hand it one more event to be sure it ran.
 	p, _ := client.CoreV1().Pods("default").Get(context.Background(), "web-0", metav1.GetOptions{})
@@ -191,10 +193,7 @@ func TestUnboundDeletedPodWaitsForReconciliation(t *testing.T) {
 // some other way still has its tasks killed on removal.
 func TestReleasedPodIsNotKilledAgain(t *testing.T) {
 	task := taskinfo.TaskID("u1", "r-1")
-	client := fake.NewSimpleClientset(deletingPod(task, "n1"))
-	fw := &masterView{live: map[string]bool{}}
-	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw})
-	run(t, c)
+	c, fw, client := heldPodEnv(t, nil, task, "n1")
 	fw.ended(t, c, task, mesos.TASK_KILLED)
 	eventually(t, "the release", func() bool { return !held(t, client) })
 	// Before its end was heard, the final deletion may have killed it:
@@ -226,5 +225,31 @@ func TestReleasedPodIsNotKilledAgain(t *testing.T) {
 		if strings.HasPrefix(k, task+"@") {
 			t.Errorf("web-0's task killed after the broker released the pod with every task ended: %v", k)
 		}
+	}
+}
+
+// TestStaleCopyDoesNotUndoTheRelease: a sync working from the informer's
+// copy from before the release tries again; that must neither fail nor
+// make the broker forget it let the pod go (whose removal would then kill
+// its ended task once more).
+func TestStaleCopyDoesNotUndoTheRelease(t *testing.T) {
+	task := taskinfo.TaskID("u1", "r-1")
+	stale := deletingPod(task, "n1")
+	client := fake.NewSimpleClientset(stale.DeepCopy())
+	fw := &masterView{live: map[string]bool{}}
+	c := New(Config{Client: client, SchedulerName: "mesos-scheduler", Framework: fw})
+	ctx := context.Background()
+	if err := c.removeFinalizer(ctx, stale); err != nil {
+		t.Fatalf("the release: %v", err)
+	}
+	if err := c.removeFinalizer(ctx, stale); err != nil {
+		t.Errorf("the second try from the stale copy: %v", err)
+	}
+	c.deleted(stale)
+	if err := c.sync(ctx, stale.UID); err != nil {
+		t.Fatal(err)
+	}
+	if k := fw.killed(); len(k) != 0 {
+		t.Errorf("KILLs on the removal of a pod released with every task ended: %v", k)
 	}
 }
