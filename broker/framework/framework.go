@@ -105,9 +105,15 @@ type Config struct {
 	// not answer (one just elected, whose agents have not re-registered,
 	// answers nothing for their tasks) delays the broker only so long.
 	ReconciledWithin time.Duration
-	Tasks            TaskSource
-	Status           StatusSink
-	Agents           AgentSink
+	// UnreachableReconcileInterval asks the master about the tasks it
+	// reported TASK_UNREACHABLE this often while there are any (default
+	// 15s). A healed agent that runs no other k8sm task is announced by no
+	// status, and offers nothing while the broker suppresses: only
+	// reconciliation tells that a launch it never received is gone.
+	UnreachableReconcileInterval time.Duration
+	Tasks                        TaskSource
+	Status                       StatusSink
+	Agents                       AgentSink
 }
 
 // Framework handles a subscription's events; it implements
@@ -147,6 +153,9 @@ func New(cfg Config) *Framework {
 	if cfg.ReconcileInterval <= 0 {
 		cfg.ReconcileInterval = 5 * time.Minute
 	}
+	if cfg.UnreachableReconcileInterval <= 0 {
+		cfg.UnreachableReconcileInterval = 15 * time.Second
+	}
 	if cfg.ReconciledWithin <= 0 {
 		cfg.ReconciledWithin = 10 * time.Second
 	}
@@ -169,6 +178,8 @@ func (f *Framework) Run(ctx context.Context) {
 	go f.cfg.Cache.Run(ctx, f.cfg.DeclineInterval, f.decline)
 	rt := time.NewTicker(f.cfg.ReconcileInterval)
 	defer rt.Stop()
+	ut := time.NewTicker(f.cfg.UnreachableReconcileInterval)
+	defer ut.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -176,6 +187,10 @@ func (f *Framework) Run(ctx context.Context) {
 		case <-rt.C:
 			if f.cfg.Driver.isSubscribed() {
 				f.reconcile(ctx)
+			}
+		case <-ut.C:
+			if f.cfg.Driver.isSubscribed() {
+				f.reconcileUnreachable(ctx)
 			}
 		}
 	}

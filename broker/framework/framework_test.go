@@ -209,7 +209,8 @@ type brokerOpts struct {
 	// settleTimeout bounds the launcher's reconciliations (default 10s).
 	settleTimeout time.Duration
 	// holdReconcile holds the broker's RECONCILE calls until closed.
-	holdReconcile chan struct{}
+	holdReconcile    chan struct{}
+	unreachableEvery time.Duration
 	// batchWindow is the launcher's (default 20ms).
 	batchWindow time.Duration
 }
@@ -240,7 +241,7 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	fw := framework.New(framework.Config{
 		Cache: cache, Caller: caller, Driver: driver, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
 		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st, Agents: o.agents,
-		Serving: func(serving bool) { srv.SetServing(serving) },
+		Serving: func(serving bool) { srv.SetServing(serving) }, UnreachableReconcileInterval: o.unreachableEvery,
 	})
 	if o.batchWindow == 0 {
 		o.batchWindow = 20 * time.Millisecond

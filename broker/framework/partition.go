@@ -93,6 +93,40 @@ func (u *unreachable) back(agentID string) map[string]string {
 	return out
 }
 
+// all lists every unreachable task (task id → agent id), keeping them:
+// an answer that is not TASK_UNREACHABLE forgets each (observe).
+func (u *unreachable) all() map[string]string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := map[string]string{}
+	for a, tasks := range u.byAgent {
+		for id := range tasks {
+			out[id] = a
+		}
+	}
+	return out
+}
+
+// reconcileUnreachable asks the master about every unreachable task: one
+// still cut off is answered TASK_UNREACHABLE again, one whose agent came
+// back with it TASK_RUNNING, and a launch the healed agent never received
+// TASK_GONE, which ends its pod. An agent back with no other k8sm task is
+// otherwise seen back only by its offers, and a broker with no pending pod
+// suppresses them: the forgotten pod stayed Pending, bound and task-less,
+// until the next periodic reconciliation (the long chaos run of 2 Dec
+// 2026, agent-partition-heal).
+func (f *Framework) reconcileUnreachable(ctx context.Context) {
+	tasks := f.partitioned.all()
+	if len(tasks) == 0 {
+		return
+	}
+	if err := f.cfg.Caller.Call(ctx, calls.Reconcile(calls.ReconcileTasks(tasks))); err != nil {
+		klog.FromContext(ctx).Error(err, "Reconciling unreachable tasks; trying again later", "tasks", len(tasks))
+		return
+	}
+	klog.FromContext(ctx).V(2).Info("Reconciled unreachable tasks", "tasks", len(tasks))
+}
+
 // agentsBack reconciles the unreachable tasks of agents that offered again.
 func (f *Framework) agentsBack(ctx context.Context, os []mesos.Offer) {
 	for i := range os {

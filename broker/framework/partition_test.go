@@ -138,6 +138,39 @@ func TestTaskLaunchedIntoPartitionSettled(t *testing.T) {
 	}
 }
 
+// TestLaunchIntoPartitionSettledOnAnIdleAgent: as above, but the healed
+// agent runs no other k8sm task, so no status announces it, and the
+// broker, suppressed, gets no offer from it: the launch it never received
+// is found gone by the periodic reconciliation of unreachable tasks, not
+// left to the 5-minute one with its pod Pending and task-less.
+func TestLaunchIntoPartitionSettledOnAnIdleAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sim := startSimWith(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: time.Hour})
+	e := startBroker(t, ctx, sim, brokerOpts{unreachableEvery: 500 * time.Millisecond})
+	r := reserve(t, ctx, e, "web-2", "uid-2", 0)
+	if err := e.sim.PartitionAgent(0, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-2", types.UID("uid-2"), false), PodContentType: "application/json"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.MarkAgentUnreachable(0); err != nil {
+		t.Fatal(err)
+	}
+	never := e.status.task(t, ctx, "uid-2")
+	e.status.wait(t, ctx, never, mesos.TASK_UNREACHABLE)
+	e.driver.SetPending(false)
+	waitFor(t, ctx, "the framework to suppress offers", func() bool {
+		roles, _ := json.Marshal(frameworkState(t, e)["suppressed_roles"])
+		return string(roles) == `["*"]`
+	})
+	if err := e.sim.PartitionAgent(0, false); err != nil {
+		t.Fatal(err)
+	}
+	e.status.waitAfter(t, ctx, never, mesos.TASK_UNREACHABLE, mesos.TASK_GONE)
+}
+
 // TestAgentMarkedGone: an operator marks the agent of a running task gone
 // (MARK_AGENT_GONE): the task ends TASK_GONE_BY_OPERATOR, which ends its
 // pod (unlike TASK_UNREACHABLE), and the agent's offers are gone.
