@@ -104,25 +104,8 @@ func TestTaskLaunchedIntoPartitionSettled(t *testing.T) {
 		t.Fatalf("task of web-1 %s, want TASK_RUNNING", st)
 	}
 	kept := e.status.task(t, ctx, "uid-1")
-	r := reserve(t, ctx, e, "web-2", "uid-2", 0)
-	if err := e.sim.PartitionAgent(0, true); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.broker.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: podBytes(t, "web-2", types.UID("uid-2"), false), PodContentType: "application/json"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.sim.MarkAgentUnreachable(0); err != nil {
-		t.Fatal(err)
-	}
-	never := e.status.task(t, ctx, "uid-2")
-	e.status.wait(t, ctx, never, mesos.TASK_UNREACHABLE)
+	never := launchIntoPartition(t, ctx, e)
 	e.status.wait(t, ctx, kept, mesos.TASK_UNREACHABLE)
-	// Both pods are bound: none waits for resources.
-	e.driver.SetPending(false)
-	waitFor(t, ctx, "the framework to suppress offers", func() bool {
-		roles, _ := json.Marshal(frameworkState(t, e)["suppressed_roles"])
-		return string(roles) == `["*"]`
-	})
 	if err := e.sim.PartitionAgent(0, false); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +131,19 @@ func TestLaunchIntoPartitionSettledOnAnIdleAgent(t *testing.T) {
 	defer cancel()
 	sim := startSimWith(t, "cpus:4;mem:4096;disk:10000;ports:[31000-32000]", master.Config{HeartbeatInterval: 200 * time.Millisecond, AllocationInterval: 50 * time.Millisecond, AgentPingTimeout: time.Hour})
 	e := startBroker(t, ctx, sim, brokerOpts{unreachableEvery: 500 * time.Millisecond})
+	never := launchIntoPartition(t, ctx, e)
+	if err := e.sim.PartitionAgent(0, false); err != nil {
+		t.Fatal(err)
+	}
+	e.status.waitAfter(t, ctx, never, mesos.TASK_UNREACHABLE, mesos.TASK_GONE)
+}
+
+// launchIntoPartition launches web-2 to agent 0 as it is cut off, until
+// the master reports the task TASK_UNREACHABLE, and makes the broker
+// suppress offers (no pod waits for resources): the returned task never
+// reached the agent.
+func launchIntoPartition(t *testing.T, ctx context.Context, e *env) string {
+	t.Helper()
 	r := reserve(t, ctx, e, "web-2", "uid-2", 0)
 	if err := e.sim.PartitionAgent(0, true); err != nil {
 		t.Fatal(err)
@@ -165,10 +161,7 @@ func TestLaunchIntoPartitionSettledOnAnIdleAgent(t *testing.T) {
 		roles, _ := json.Marshal(frameworkState(t, e)["suppressed_roles"])
 		return string(roles) == `["*"]`
 	})
-	if err := e.sim.PartitionAgent(0, false); err != nil {
-		t.Fatal(err)
-	}
-	e.status.waitAfter(t, ctx, never, mesos.TASK_UNREACHABLE, mesos.TASK_GONE)
+	return never
 }
 
 // TestAgentMarkedGone: an operator marks the agent of a running task gone
