@@ -236,7 +236,7 @@ func (s *Server) Launch(ctx context.Context, req *brokerv1.LaunchRequest) (*brok
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &brokerv1.LaunchResponse{TaskId: res.TaskID, AgentId: res.AgentID, BatchSize: int32(res.BatchSize), NodeName: res.Hostname}, nil
+	return &brokerv1.LaunchResponse{TaskId: res.TaskID, AgentId: res.AgentID, BatchSize: int32(res.BatchSize), NodeName: res.Hostname, ResourceVersion: res.ResourceVersion}, nil
 }
 
 // checkLaunch refuses a pod whose annotations are bad, that is not the

@@ -322,6 +322,45 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 	}
 }
 
+// TestLaunchAnswersTheVersionWithoutItsOffers: Launch answers with the
+// agent's resource_version once the ACCEPT's offers left the view, the
+// version from which the plugin's mirror may trust the agent again: the
+// watch's event of the agent at that version no longer shows the accepted
+// offer, and shows the one the ACCEPT left.
+func TestLaunchAnswersTheVersionWithoutItsOffers(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 1, 1024))
+	e.cache.Add(offer("o2", "a1", "node-1", 2, 1024))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, _ := watch(ctx, t, e)
+	reserved, err := e.client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: pbPod("a"), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 0.5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	launched, err := e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: reserved.GetReservation().GetId(), Pod: podJSON(t, "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := launched.GetResourceVersion(); v <= reserved.GetResourceVersion() {
+		t.Fatalf("Launch answered resource_version %d, Reserve %d: want a later one, the take's", v, reserved.GetResourceVersion())
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ev.GetUpdated()
+		if a.GetResourceVersion() < launched.GetResourceVersion() {
+			continue
+		}
+		if cpus := brokerapi.ByRoleFromProto(a.GetAvailable())["*"].CPUs; a.GetResourceVersion() != launched.GetResourceVersion() || cpus != 2000 {
+			t.Errorf("watch event at version %d with %s cpus; want version %d with o2's 2 cpus (o1 accepted)", a.GetResourceVersion(), cpus, launched.GetResourceVersion())
+		}
+		return
+	}
+}
+
 func TestLaunchFailureIsUnavailable(t *testing.T) {
 	e := newEnv(t)
 	e.cache.Add(offer("o1", "a1", "node-1", 4, 1024))

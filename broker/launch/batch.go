@@ -43,6 +43,9 @@ type entry struct {
 type result struct {
 	err       error
 	batchSize int
+	// version is the agent's offer-view version once the ACCEPT's offers
+	// left it (offers.Launch.Version).
+	version uint64
 }
 
 func newBatcher(l *Launcher) *batcher {
@@ -75,8 +78,9 @@ func (b *batcher) recheck(agentID string) {
 }
 
 // submit queues one launch and waits for its batch's outcome: the batch's
-// size, or why this pod did not launch.
-func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod taskinfo.PodData) (int, error) {
+// size and the version of the agent's view without the accepted offers, or
+// why this pod did not launch.
+func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod taskinfo.PodData) (result, error) {
 	e := &entry{r: r, pod: pod, done: make(chan result, 1)}
 	b.mu.Lock()
 	bt, ok := b.pending[r.AgentID]
@@ -94,9 +98,9 @@ func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod taskinfo
 	}
 	select {
 	case res := <-e.done:
-		return res.batchSize, res.err
+		return res, res.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return result{}, ctx.Err()
 	}
 }
 
@@ -187,7 +191,7 @@ func (b *batcher) flush(bt *batch) {
 		case launchErr != nil:
 			answer(e, result{err: launchErr})
 		default:
-			answer(e, result{batchSize: len(l.Tasks)})
+			answer(e, result{batchSize: len(l.Tasks), version: l.Version})
 		}
 	}
 }

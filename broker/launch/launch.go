@@ -166,6 +166,10 @@ type Launched struct {
 	Hostname string
 	// BatchSize is how many pods went in the same ACCEPT (this one included).
 	BatchSize int
+	// ResourceVersion is the agent's version in the offer cache once the
+	// ACCEPT's offers left it (offers.Launch.Version); 0 for an adopted
+	// task, which took no offers.
+	ResourceVersion uint64
 }
 
 // Launch starts the pod of reservation id as a Mesos task, batched with the
@@ -191,10 +195,10 @@ func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []by
 		p := taskinfo.PodData{Ref: taskinfo.RefOf(pod), JSON: data, Attempt: id}
 		go func() {
 			// Not the caller's context: a retry waits for this outcome.
-			size, err := l.batches.submit(context.Background(), *first, p)
+			res, err := l.batches.submit(context.Background(), *first, p)
 			l.mu.Lock()
 			if err == nil {
-				a.res = Launched{TaskID: taskinfo.NewTaskID(p), AgentID: first.AgentID, Hostname: first.Hostname, BatchSize: size}
+				a.res = Launched{TaskID: taskinfo.NewTaskID(p), AgentID: first.AgentID, Hostname: first.Hostname, BatchSize: res.batchSize, ResourceVersion: res.version}
 			}
 			a.err, a.at = err, l.opts.Clock.Now()
 			l.mu.Unlock()

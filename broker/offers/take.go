@@ -31,6 +31,11 @@ type Launch struct {
 	// ErrLost, ErrLaunched, ErrUnknownReservation, ErrInvalid for one on
 	// another agent).
 	Failed map[string]error
+	// Version is the agent's version once the offers left the cache: a
+	// watcher's view of the agent at this version or a later one no longer
+	// shows them. A scheduler that has sent a launch treats the agent as
+	// taken until its view gets there. 0 when nothing was taken.
+	Version uint64
 }
 
 // Task is one reserved pod's share of a Launch.
@@ -174,6 +179,7 @@ func (c *Cache) Take(ids ...string) (*Launch, error) {
 			ErrLost, r.ID, r.Pod.Namespace, r.Pod.Name, a.hostname), at: now}
 	}
 	c.changedLocked(a)
+	l.Version = a.version
 	klog.V(4).InfoS("Took offers for launch", "agent", a.id, "node", a.hostname, "offers", l.OfferIDs, "tasks", len(l.Tasks), "lost", len(l.Lost))
 	return l, nil
 }

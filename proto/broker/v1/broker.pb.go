@@ -1174,9 +1174,16 @@ type LaunchResponse struct {
 	// The node the task runs on, which the pod must be bound to: the
 	// reservation's node, or the node of an adopted earlier attempt. Empty
 	// from a broker older than this field: the reservation's node.
-	NodeName      string `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NodeName string `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	// The agent's resource_version once the ACCEPT's offers left the broker's
+	// view: a WatchOffers event of the agent with this version or a later one
+	// no longer shows them. An ACCEPT takes the offers whole, so until its
+	// mirror gets there the plugin places no other pod on the agent (its
+	// Reserve would find the offers gone). 0 when the launch took no offers
+	// (an adopted task) and from a broker older than this field.
+	ResourceVersion uint64 `protobuf:"varint,5,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LaunchResponse) Reset() {
@@ -1235,6 +1242,13 @@ func (x *LaunchResponse) GetNodeName() string {
 		return x.NodeName
 	}
 	return ""
+}
+
+func (x *LaunchResponse) GetResourceVersion() uint64 {
+	if x != nil {
+		return x.ResourceVersion
+	}
+	return 0
 }
 
 type KillRequest struct {
@@ -1419,13 +1433,14 @@ const file_proto_broker_v1_broker_proto_rawDesc = "" +
 	"\rLaunchRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\fR\x03pod\x12(\n" +
-	"\x10pod_content_type\x18\x03 \x01(\tR\x0epodContentType\"\x80\x01\n" +
+	"\x10pod_content_type\x18\x03 \x01(\tR\x0epodContentType\"\xab\x01\n" +
 	"\x0eLaunchResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
 	"batch_size\x18\x03 \x01(\x05R\tbatchSize\x12\x1b\n" +
-	"\tnode_name\x18\x04 \x01(\tR\bnodeName\"R\n" +
+	"\tnode_name\x18\x04 \x01(\tR\bnodeName\x12)\n" +
+	"\x10resource_version\x18\x05 \x01(\x04R\x0fresourceVersion\"R\n" +
 	"\vKillRequest\x12(\n" +
 	"\x03pod\x18\x01 \x01(\v2\x16.k8sm.broker.v1.PodRefR\x03pod\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"'\n" +
