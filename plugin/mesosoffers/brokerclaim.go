@@ -58,20 +58,6 @@ func (b *brokerClaims) remove(bc *brokerClaim) {
 	b.mu.Unlock()
 }
 
-// on returns the claims on host whose Reserve is still on its way, but
-// except.
-func (b *brokerClaims) on(host string, except *brokerClaim) []*brokerClaim {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []*brokerClaim
-	for bc := range b.flight {
-		if bc != except && bc.claim.host == host {
-			out = append(out, bc)
-		}
-	}
-	return out
-}
-
 func (b *brokerClaims) all() []*brokerClaim {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -87,7 +73,7 @@ func (b *brokerClaims) all() []*brokerClaim {
 func (pl *MesosOffers) sendReserve(ctx context.Context, req *brokerv1.ReserveRequest, c *claim) *brokerClaim {
 	// The RPC outlives the scheduling cycle that sent it.
 	rctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
-	bc := &brokerClaim{claim: c, pod: req.GetPod(), done: make(chan struct{}), cancel: cancel}
+	bc := &brokerClaim{claim: c, pod: req.GetPod(), done: c.done, cancel: cancel}
 	pl.inflight.add(bc)
 	go func() {
 		resp, err := pl.client.Reserve(rctx, req)

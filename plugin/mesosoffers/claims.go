@@ -30,6 +30,9 @@ type claim struct {
 	// version is the agent's version that includes the broker's
 	// reservation (ReserveResponse.resource_version); 0 until it answered.
 	version uint64
+	// done is closed once the broker's answer to the claim's Reserve is
+	// known (brokerClaim.done).
+	done chan struct{}
 }
 
 // overlay holds the claims by host and by pod.
@@ -74,6 +77,10 @@ func (o overlay) dropHost(host string) {
 // errNoOffers is the reason a claim fails on an agent the view lacks.
 var errNoOffers = errors.New("mesos: no outstanding offers from the node")
 
+// errLaunching is the reason a claim fails on an agent whose offers a
+// launch in flight takes (launching.go).
+var errLaunching = errors.New(reasonLaunching)
+
 // claim takes d from the agent's resources in the view for pod uid and
 // returns the claim and the view's epoch, or what is short. A pod holds one
 // claim: claiming again drops its earlier one.
@@ -91,6 +98,9 @@ func (m *mirror) claim(host string, uid types.UID, d podresources.Demand) (*clai
 	if a == nil {
 		return nil, "", nil, errNoOffers
 	}
+	if a.launching {
+		return nil, "", nil, errLaunching
+	}
 	role, short := a.available.Fit(d)
 	if !short.Fits() {
 		return nil, "", short, nil
@@ -99,7 +109,7 @@ func (m *mirror) claim(host string, uid types.UID, d podresources.Demand) (*clai
 	if !ok {
 		return nil, "", nil, fmt.Errorf("claiming %s on node %s: fit but could not be claimed", d, host)
 	}
-	c := &claim{uid: uid, host: host, role: role, res: res, wildcard: wildcard}
+	c := &claim{uid: uid, host: host, role: role, res: res, wildcard: wildcard, done: make(chan struct{})}
 	m.claims.add(c)
 	m.recomputeLocked(host)
 	return c, m.epoch, nil, nil
@@ -137,8 +147,9 @@ func (m *mirror) claimCount() int {
 }
 
 // recomputeLocked sets the host's agent in the view: the broker's copy less
-// the claims it does not show yet (claims it shows leave the overlay). It
-// returns the agent, nil when the broker has none.
+// the claims it does not show yet (claims it shows leave the overlay), or
+// nothing available while a launch it does not show yet takes the agent's
+// offers. It returns the agent, nil when the broker has none.
 func (m *mirror) recomputeLocked(host string) *agent {
 	b := m.base[host]
 	if b == nil {
@@ -152,6 +163,12 @@ func (m *mirror) recomputeLocked(host string) *agent {
 			continue
 		}
 		pending = append(pending, c)
+	}
+	if m.launchingLocked(host, b.version) {
+		cp := *b
+		cp.available, cp.sorted, cp.launching = podresources.ByRole{}, nil, true
+		m.setLocked(host, &cp)
+		return &cp
 	}
 	if len(pending) == 0 {
 		m.setLocked(host, b)

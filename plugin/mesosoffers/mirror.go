@@ -29,6 +29,10 @@ type agent struct {
 	version      uint64
 	// sorted is available by role in the roles' order (sortedRoles).
 	sorted []roleResources
+	// launching: a launch the plugin sent takes the agent's offers, and
+	// the broker's view does not show it yet; available is empty
+	// (launching.go).
+	launching bool
 }
 
 type roleResources struct {
@@ -84,6 +88,9 @@ type mirror struct {
 	bulk   bool
 	byID   map[string]string // agent id -> hostname
 	claims overlay
+	// launches are the launches in flight the broker's view does not show
+	// yet (launching.go).
+	launches launchMarks
 	// fits indexes agents by the demand shapes they hold (fitIndex).
 	fits fitIndex
 	// reset hears, outside the lock, that the overlay was dropped (the
@@ -93,13 +100,14 @@ type mirror struct {
 
 func newMirror(reset func(error)) *mirror {
 	m := &mirror{
-		base:    map[string]*agent{},
-		agents:  map[string]*agent{},
-		byID:    map[string]string{},
-		claims:  newOverlay(),
-		fits:    newFitIndex(),
-		lastErr: errors.New("the offer watch has not started yet"),
-		reset:   reset,
+		base:     map[string]*agent{},
+		agents:   map[string]*agent{},
+		byID:     map[string]string{},
+		claims:   newOverlay(),
+		launches: launchMarks{},
+		fits:     newFitIndex(),
+		lastErr:  errors.New("the offer watch has not started yet"),
+		reset:    reset,
 	}
 	m.publishAllLocked()
 	return m
@@ -225,6 +233,7 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 				resetErr = fmt.Errorf("the k8sm broker restarted (epoch %s, was %s)", epoch, m.epoch)
 			}
 			m.claims = newOverlay()
+			m.launches = launchMarks{}
 			m.epoch = epoch
 		}
 		// Every agent is fitted again on the next PreFilter.
@@ -239,6 +248,11 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 		for host := range m.claims.hosts() {
 			if m.base[host] == nil {
 				m.claims.dropHost(host)
+			}
+		}
+		for host := range m.launches {
+			if m.base[host] == nil {
+				delete(m.launches, host)
 			}
 		}
 		m.bulk = true
@@ -267,12 +281,14 @@ func (m *mirror) apply(ev *brokerv1.WatchOffersResponse) []*agent {
 	return changed
 }
 
-// removeLocked forgets an agent and the claims on it: the broker drops its
-// reservations on an agent whose offers are gone.
+// removeLocked forgets an agent and the claims and launches on it: the
+// broker drops its reservations on an agent whose offers are gone, and the
+// agent comes back, if ever, at a version past any launch's.
 func (m *mirror) removeLocked(host string) {
 	delete(m.base, host)
 	m.setLocked(host, nil)
 	m.claims.dropHost(host)
+	delete(m.launches, host)
 }
 
 // disconnected drops the view and the overlay: offers seen from a broker we
@@ -284,6 +300,7 @@ func (m *mirror) disconnected(err error) {
 	m.agents = map[string]*agent{}
 	m.byID = map[string]string{}
 	m.claims = newOverlay()
+	m.launches = launchMarks{}
 	m.fits = newFitIndex()
 	m.epoch = ""
 	m.publishAllLocked()

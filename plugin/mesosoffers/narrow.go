@@ -191,6 +191,10 @@ func (pl *MesosOffers) leftOut(ctx context.Context, state fwk.CycleState, pod *v
 			// Offers came back since PreFilter; the next attempt sees them.
 			continue
 		}
+		if a.launching {
+			counts[reasonLaunching]++
+			continue
+		}
 		for _, r := range reasons(short, ds.demand) {
 			counts[r]++
 		}

@@ -242,6 +242,9 @@ func (pl *MesosOffers) Filter(ctx context.Context, state fwk.CycleState, pod *v1
 	} else if a.holds(d) {
 		return nil
 	}
+	if a.launching {
+		return fwk.NewStatus(fwk.Unschedulable, reasonLaunching)
+	}
 	_, short := r.Fit(d)
 	// Filter runs for every node: nothing is worded for a log that is off.
 	if logger := klog.FromContext(ctx).V(5); logger.Enabled() {
@@ -387,11 +390,23 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 	// Reserve is still on its way would lose its share to this launch and
 	// fail its bind. Its answer is a round trip away; once the broker
 	// holds its reservation, this launch waits in the agent's batch for
-	// that pod's, and both go in one ACCEPT.
-	for _, other := range pl.inflight.on(nodeName, bc) {
-		_, _ = other.await(ctx)
+	// that pod's, and both go in one ACCEPT. From here until the view
+	// shows the ACCEPT, no new pod is claimed on the agent (launching.go).
+	mark, unanswered := pl.mirror.launching(nodeName, p.UID)
+	for _, done := range unanswered {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
 	}
 	resp, err := pl.launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
+	var took uint64 // the launch failed: it waits for no version
+	if err == nil {
+		took = resp.GetResourceVersion()
+	}
+	if a := pl.mirror.launched(mark, took); a != nil {
+		pl.parked.offersChanged(ctx, []*agent{a})
+	}
 	if err != nil {
 		return brokerStatus(fmt.Sprintf("launching on node %s", nodeName), err)
 	}
