@@ -94,6 +94,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the k8sm broker at %v: %w", args.BrokerAddresses, err)
 	}
+	RegisterMetrics()
 	pl := newWithConn(ctx, args, h, conn)
 	pl.policy = policy
 	return pl, nil
@@ -357,6 +358,7 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		return fwk.AsStatus(fmt.Errorf("binding pod %s/%s: %w", p.Namespace, p.Name, errNoReservation))
 	}
 	bc := s.(*reservationState).bc
+	phases := startPhases()
 	// The task's pod depends only on the local claim, so it is shaped,
 	// recorded and encoded while the broker answers Reserve rather than
 	// after: the host ports' patch is an API round trip.
@@ -371,12 +373,14 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 	}
 	data, err := taskinfo.EncodePod(pod)
 	reserved, rerr := bc.await(ctx)
+	phases.end(phaseReserve)
 	if recorded != nil {
 		// Awaited on every path: a patch of this attempt must not land
 		// after the next attempt's, naming ports this one chose.
 		if perr := <-recorded; err == nil {
 			err = perr
 		}
+		phases.end(phaseHostPorts)
 	}
 	if rerr != nil {
 		return brokerStatus(fmt.Sprintf("reserving %s on node %s", bc.claim.res, nodeName), rerr)
@@ -399,7 +403,9 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		case <-ctx.Done():
 		}
 	}
+	phases.end(phaseClaims)
 	resp, err := pl.launch(ctx, &brokerv1.LaunchRequest{ReservationId: r.GetId(), Pod: data.JSON, PodContentType: podJSON})
+	phases.end(phaseLaunch)
 	var took uint64 // the launch failed: it waits for no version
 	if err == nil {
 		took = resp.GetResourceVersion()
@@ -420,7 +426,9 @@ func (pl *MesosOffers) Bind(ctx context.Context, state fwk.CycleState, p *v1.Pod
 		target = n
 		pl.adopted(logger, p, nodeName, resp)
 	}
-	if err := pl.bind(ctx, p, target, resp.GetTaskId()); err != nil {
+	err = pl.bind(ctx, p, target, resp.GetTaskId())
+	phases.end(phaseBinding)
+	if err != nil {
 		kctx, cancel := pl.rpcContext(context.WithoutCancel(ctx))
 		defer cancel()
 		if _, kerr := pl.client.Kill(kctx, &brokerv1.KillRequest{Pod: podRef(p), AgentId: resp.GetAgentId()}); kerr != nil {

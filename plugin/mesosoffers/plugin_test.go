@@ -193,8 +193,18 @@ func TestReserveLaunchBind(t *testing.T) {
 	_, _, nodes = e.schedule(t, second, "n1")
 	wantReasons(t, nodes["n1"], fwk.Unschedulable, "mesos: not enough cpus offered (1 requested)")
 
+	before := bindPhaseCounts(t)
 	if st := e.pl.Bind(ctx, state, pod, "n1"); !st.IsSuccess() {
 		t.Fatalf("Bind: %v", st)
+	}
+	// Every phase ran once, the host ports' patch included (the pod has a
+	// wildcard port): the scheduler's /metrics tells where the bind's time
+	// went.
+	after := bindPhaseCounts(t)
+	for _, ph := range BindPhases {
+		if n := after[ph] - before[ph]; n != 1 {
+			t.Errorf("%s observations of phase %q after one Bind: %d, want 1", bindPhaseMetric, ph, n)
+		}
 	}
 	launched, _ := e.broker.launcher.snapshot()
 	if len(launched) != 1 {

@@ -1,0 +1,26 @@
+package mesosoffers
+
+import (
+	"testing"
+
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/component-base/metrics/testutil"
+)
+
+const bindPhaseMetric = "k8sm_mesosoffers_bind_phase_duration_seconds"
+
+// bindPhaseCounts reads, from the registry /metrics serves, how many
+// durations each phase of Bind has recorded.
+func bindPhaseCounts(t *testing.T) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, ph := range BindPhases {
+		vec, err := testutil.GetHistogramVecFromGatherer(legacyregistry.DefaultGatherer, bindPhaseMetric, map[string]string{"phase": ph})
+		if err != nil {
+			// A phase not observed yet has no series.
+			continue
+		}
+		out[ph] = vec.GetAggregatedSampleCount()
+	}
+	return out
+}
