@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
@@ -38,6 +39,8 @@ type entry struct {
 	r    offers.Reservation
 	pod  taskinfo.PodData
 	done chan result
+	// queued is when the entry joined its batch.
+	queued time.Time
 }
 
 type result struct {
@@ -81,7 +84,7 @@ func (b *batcher) recheck(agentID string) {
 // size and the version of the agent's view without the accepted offers, or
 // why this pod did not launch.
 func (b *batcher) submit(ctx context.Context, r offers.Reservation, pod taskinfo.PodData) (result, error) {
-	e := &entry{r: r, pod: pod, done: make(chan result, 1)}
+	e := &entry{r: r, pod: pod, done: make(chan result, 1), queued: b.l.opts.Clock.Now()}
 	b.mu.Lock()
 	bt, ok := b.pending[r.AgentID]
 	if !ok {
@@ -145,6 +148,10 @@ func (b *batcher) flush(bt *batch) {
 	bt.timer.Stop()
 	entries := bt.entries
 	b.mu.Unlock()
+	flushed := b.l.opts.Clock.Now()
+	for _, e := range entries {
+		metrics.LaunchPhases.WithLabelValues("batch_wait").Observe(flushed.Sub(e.queued).Seconds())
+	}
 
 	ids := make([]string, len(entries))
 	pods := make(map[string]taskinfo.PodData, len(entries))
@@ -152,7 +159,10 @@ func (b *batcher) flush(bt *batch) {
 		ids[i] = e.r.ID
 		pods[e.r.ID] = e.pod
 	}
-	answer := func(e *entry, res result) { e.done <- res }
+	answer := func(e *entry, res result) {
+		metrics.LaunchPhases.WithLabelValues("accept").Observe(b.l.opts.Clock.Since(flushed).Seconds())
+		e.done <- res
+	}
 	l, err := b.l.cache.Take(ids...)
 	if err != nil {
 		for _, e := range entries {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
+	"github.com/k8sm/k8sm/broker/metrics"
 	"github.com/k8sm/k8sm/broker/offers"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
 )
@@ -187,12 +188,14 @@ type Launched struct {
 // broker learns of the task by reconciliation) is not launched a second
 // time: it is adopted, or killed and the Launch refused (adoptable).
 func (l *Launcher) Launch(ctx context.Context, id string, pod *v1.Pod, data []byte) (Launched, error) {
+	start := l.opts.Clock.Now()
 	a, first, err := l.attempt(ctx, id, pod)
 	if err != nil {
 		return Launched{}, err
 	}
 	if first != nil {
 		p := taskinfo.PodData{Ref: taskinfo.RefOf(pod), JSON: data, Attempt: id}
+		metrics.LaunchPhases.WithLabelValues("admit").Observe(l.opts.Clock.Since(start).Seconds())
 		go func() {
 			// Not the caller's context: a retry waits for this outcome.
 			res, err := l.batches.submit(context.Background(), *first, p)

@@ -14,6 +14,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/component-base/metrics/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/k8sm/k8sm/broker/offers"
@@ -159,6 +161,7 @@ func (e *env) launch(t *testing.T, id, n string) (Launched, error) {
 func TestLaunchBatchesOneAgent(t *testing.T) {
 	e := newEnv(t)
 	ra, rb := e.reserve(t, "a"), e.reserve(t, "b")
+	before := launchPhaseCounts(t)
 	var wg sync.WaitGroup
 	got := make([]Launched, 2)
 	errs := make([]error, 2)
@@ -180,6 +183,14 @@ func TestLaunchBatchesOneAgent(t *testing.T) {
 	}
 	if len(e.mesos.launches) != 1 {
 		t.Fatalf("%d ACCEPTs, want 1", len(e.mesos.launches))
+	}
+	// /metrics tells where each pod's Launch spent its time: every phase
+	// once per pod.
+	after := launchPhaseCounts(t)
+	for _, ph := range []string{"admit", "batch_wait", "accept"} {
+		if n := after[ph] - before[ph]; n != 2 {
+			t.Errorf("k8sm_broker_launch_phase_duration_seconds observations of phase %q after two launches: %d, want 2", ph, n)
+		}
 	}
 	_, want := pod(t, "b")
 	if p := e.mesos.pods[0][rb.ID]; p.Ref.Name != "b" || string(p.JSON) != string(want) {
@@ -566,4 +577,19 @@ func TestLaunchGoesOnceTheOtherReservationEnds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// launchPhaseCounts reads, from the registry /metrics serves, how many
+// durations each phase of Launch has recorded.
+func launchPhaseCounts(t *testing.T) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, ph := range []string{"admit", "batch_wait", "accept"} {
+		vec, err := testutil.GetHistogramVecFromGatherer(legacyregistry.DefaultGatherer, "k8sm_broker_launch_phase_duration_seconds", map[string]string{"phase": ph})
+		if err != nil {
+			continue // not observed yet: no series
+		}
+		out[ph] = vec.GetAggregatedSampleCount()
+	}
+	return out
 }
