@@ -242,6 +242,8 @@ func WriteTable(w io.Writer, res *Results) {
 	tw.Flush()
 	fmt.Fprintln(w)
 
+	writeBindPhaseTable(w, res.Scenarios)
+
 	fmt.Fprintln(w, "### Mesos offers during each k8sm phase (the broker's k8sm_broker_offers_* metrics)")
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
@@ -334,3 +336,41 @@ func WriteTable(w io.Writer, res *Results) {
 }
 
 func durString(d Duration) string { return fmt.Sprint(timeDuration(d)) }
+
+// writeBindPhaseTable prints where k8sm's binds spent their time: Bind's
+// mean (the extension point) and then each phase of the plugin's Bind and
+// of the broker's Launch, which it contains.
+func writeBindPhaseTable(w io.Writer, ss []ScenarioResult) {
+	fmt.Fprintf(w, "### Where k8sm's Bind goes (scheduler: %s, phases of the plugin's Bind; broker: %s, phases of one pod's Launch, inside launch; during the phase)\n", BindPhaseMetric, LaunchPhaseMetric)
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t load\t component\t phase\t count\t mean ms\t p99 ms (from buckets)\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t")
+	for _, s := range ss {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, p := range s.Phases {
+			if p.Scheduler != K8smScheduler {
+				continue
+			}
+			bind := "-"
+			if v, ok := p.ExtensionPointMeanMs["Bind"]; ok {
+				bind = num3(v)
+			}
+			fmt.Fprintf(tw, "| %d\t %s\t scheduler\t Bind (extension point)\t -\t %s\t -\t\n", s.Agents, p.Mode, bind)
+			if len(p.BindPhases) == 0 {
+				fmt.Fprintf(tw, "| %d\t %s\t -\t no phase metrics\t -\t -\t -\t\n", s.Agents, p.Mode)
+			}
+			for _, t := range p.BindPhases {
+				p99 := num3(t.P99Ms)
+				if t.P99AboveMs > 0 {
+					p99 = "> " + num3(t.P99AboveMs)
+				}
+				fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.0f\t %s\t %s\t\n", s.Agents, p.Mode, t.Component, t.Phase, t.Count, num3(t.MeanMs), p99)
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}

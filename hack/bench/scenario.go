@@ -135,12 +135,15 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
 		epBefore := extensionPointTotals(ctx, e.schedWeb, p.scheduler)
 		var stopOffers func() *PhaseOffers
+		var bindBefore map[string]map[string]histo
 		if p.scheduler == K8smScheduler {
 			stopOffers = watchOffers(ctx, e.brokerWeb+"/metrics")
+			bindBefore = phaseHistograms(ctx, e.schedWeb, e.brokerWeb)
 		}
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
 		if stopOffers != nil {
 			pr.Offers = stopOffers()
+			pr.BindPhases = phaseTimings(bindBefore, phaseHistograms(ctx, e.schedWeb, e.brokerWeb))
 		}
 		pr.ExtensionPointMeanMs = extensionPointMeans(epBefore, extensionPointTotals(ctx, e.schedWeb, p.scheduler))
 		if after := scheduleAttempts(ctx, e.schedWeb, p.scheduler); after != nil {

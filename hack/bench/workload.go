@@ -55,7 +55,10 @@ type PhaseResult struct {
 	ExtensionPointMeanMs map[string]float64 `json:"extension_point_mean_ms,omitempty"`
 	// Offers is what the broker did with offers during a k8sm phase.
 	Offers *PhaseOffers `json:"broker_offers,omitempty"`
-	Error  string       `json:"error,omitempty"`
+	// BindPhases is where a k8sm phase's binds spent their time: the
+	// plugin's Bind and the broker's Launch, phase by phase.
+	BindPhases []PhaseTiming `json:"bind_phases,omitempty"`
+	Error      string        `json:"error,omitempty"`
 }
 
 func benchPod(scheduler, name, run string) *corev1.Pod {
