@@ -203,14 +203,29 @@ func (e *k8smEnv) resume(t *testing.T, point string) {
 }
 
 // launchOne deletes a running web pod: its ReplicaSet creates another,
-// which is launched whatever the scale did.
-func (e *k8smEnv) launchOne(t *testing.T, ns string, r *rand.Rand) {
+// which is launched whatever the scale did. It waits for the ReplicaSet to
+// have acted on the scale to want replicas first: a pod deleted before that
+// stands in for one a scale-down would have removed, and then nothing is
+// launched (the fault armed for the launch never strikes).
+func (e *k8smEnv) launchOne(t *testing.T, ns string, r *rand.Rand, want int32) {
 	t.Helper()
 	var running []corev1.Pod
-	for _, p := range e.pods(t, ns, "app=web") {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-			running = append(running, p)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		running = running[:0]
+		active := int32(0)
+		for _, p := range e.pods(t, ns, "app=web") {
+			if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			active++
+			if p.Status.Phase == corev1.PodRunning {
+				running = append(running, p)
+			}
 		}
+		if active == want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if len(running) == 0 {
 		return // the scale up launches
@@ -300,7 +315,7 @@ func (e *k8smEnv) chaos(t *testing.T, ns string, names []string, rounds int, see
 		e.scale(t, ns, "web", deploy)
 		e.scaleStatefulSet(t, ns, "db", sts)
 		if f.launch {
-			e.launchOne(t, ns, r)
+			e.launchOne(t, ns, r, deploy)
 		}
 		if !f.first {
 			inject()
