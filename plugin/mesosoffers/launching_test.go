@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -60,6 +61,25 @@ func (s heldStream) SendMsg(m any) error {
 	return s.ServerStream.SendMsg(m)
 }
 
+// launchHeld reserves a new pod on node (agent agentID), waits for the view
+// to show the reservation, then holds the offer stream and binds it: the
+// pod's launch is answered while the view has not seen the broker's take.
+func (e *env) launchHeld(ctx context.Context, t *testing.T, hold *streamHold, agentID, node string) *v1.Pod {
+	t.Helper()
+	p := mkPod("500m", "64Mi")
+	state, answered := e.reserveNew(t, p, node)
+	if st := <-answered; !st.IsSuccess() {
+		t.Fatalf("Reserve %s: %v", p.Name, st)
+	}
+	reserved, _ := e.broker.cache.Agent(agentID)
+	e.waitFor(t, p.Name+"'s reservation in the view", func() bool { return e.pl.mirror.get(node).version >= reserved.Version })
+	hold.hold()
+	if st := e.pl.Bind(ctx, state, p, node); !st.IsSuccess() {
+		t.Fatalf("Bind %s: %v", p.Name, st)
+	}
+	return p
+}
+
 const launchingReason = "mesos: the node's offers are being accepted for a launch"
 
 // TestPodGoesElsewhereWhileALaunchTakesTheAgentsOffers: pod a is launched
@@ -83,18 +103,7 @@ func TestPodGoesElsewhereWhileALaunchTakesTheAgentsOffers(t *testing.T) {
 	bindings := bindingsOf(h, nil)
 	ctx := context.Background()
 
-	pa := mkPod("500m", "64Mi")
-	sa, ra := e.reserveNew(t, pa, "n1")
-	if st := <-ra; !st.IsSuccess() {
-		t.Fatalf("Reserve a: %v", st)
-	}
-	// The view shows a's reservation; then the stream stops delivering.
-	reserved, _ := b.cache.Agent("a1")
-	e.waitFor(t, "a's reservation in the view", func() bool { return pl.mirror.get("n1").version >= reserved.Version })
-	hold.hold()
-	if st := pl.Bind(ctx, sa, pa, "n1"); !st.IsSuccess() {
-		t.Fatalf("Bind a: %v", st)
-	}
+	pa := e.launchHeld(ctx, t, &hold, "a1", "n1")
 	took, _ := b.cache.Agent("a1")
 	if v := pl.mirror.get("n1").version; v >= took.Version {
 		t.Fatalf("the view of n1 is at version %d, the broker's take at %d: the stream was not held", v, took.Version)
@@ -147,17 +156,7 @@ func TestLaunchMarkEndsWithTheWatch(t *testing.T) {
 	bindingsOf(h, nil)
 	ctx := context.Background()
 
-	pa := mkPod("500m", "64Mi")
-	sa, ra := e.reserveNew(t, pa, "n1")
-	if st := <-ra; !st.IsSuccess() {
-		t.Fatalf("Reserve a: %v", st)
-	}
-	reserved, _ := b1.cache.Agent("a1")
-	e.waitFor(t, "a's reservation in the view", func() bool { return pl.mirror.get("n1").version >= reserved.Version })
-	hold.hold()
-	if st := pl.Bind(ctx, sa, pa, "n1"); !st.IsSuccess() {
-		t.Fatalf("Bind a: %v", st)
-	}
+	e.launchHeld(ctx, t, &hold, "a1", "n1")
 	pb := mkPod("500m", "64Mi")
 	if _, _, nodes := e.schedule(t, pb, "n1"); nodes["n1"].Message() != launchingReason {
 		t.Fatalf("Filter b on n1 while a's launch is not in the view: %v, want %q", nodes["n1"], launchingReason)
