@@ -2,6 +2,7 @@ package mesosoffers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -13,10 +14,18 @@ import (
 // back: three or four per pod launched, and a whole allocation's worth after
 // a revive or a decline): the update decoded into the mirror, the demand
 // shapes of the index moved, and the parked pods checked against it. 1,000
-// agents, one demand shape indexed (a burst's), 20 pods parked.
+// agents, one demand shape indexed (a burst's), 20 pods parked, or 2,000
+// (a burst's pods that PreEnqueue holds back while no offer holds them:
+// the parked set's lock is the one PreEnqueue, PreFilter and Reserve take).
 //
 //	go test -run '^$' -bench ApplyUpdate -benchmem ./plugin/mesosoffers
 func BenchmarkApplyUpdate(b *testing.B) {
+	for _, parked := range []int{20, 2000} {
+		b.Run(fmt.Sprintf("parked=%d", parked), func(b *testing.B) { benchApplyUpdate(b, parked) })
+	}
+}
+
+func benchApplyUpdate(b *testing.B, parked int) {
 	c := newBenchCluster(b, 1000)
 	pl := c.pl
 	d, err := podresources.FromPod(benchPod(0, 0))
@@ -25,7 +34,7 @@ func BenchmarkApplyUpdate(b *testing.B) {
 	}
 	d = d.WithDefaults(podresources.DefaultPodScalars)
 	pl.mirror.fitting(d)
-	for i := range 20 {
+	for i := range parked {
 		p := benchPod(100000+i, 0)
 		pl.parked.park(p, podresources.Demand{Scalars: podresources.Scalars{CPUs: 100000}})
 	}
