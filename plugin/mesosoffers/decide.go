@@ -23,15 +23,15 @@ import (
 // fitsNoAgent explains why no agent's capacity (the most it ever offered)
 // holds d, or returns "" when one does. It names the largest amount any agent
 // offered, e.g. "at most 0.5 cpus offered, 2 requested".
-func fitsNoAgent(m *mirror, d podresources.Demand) string {
-	fits, agents := false, 0
+// It reads agents, the mirror's view, under the mirror's lock.
+func fitsNoAgent(agents map[string]*agent, d podresources.Demand) string {
+	fits := false
 	var most podresources.Resources
 	var closest podresources.Shortfalls
 	var closestHost string
-	m.each(func(a *agent) bool {
-		agents++
+	for _, a := range agents {
 		if _, fits = a.capacity.Holds(d); fits {
-			return false
+			break
 		}
 		_, short := a.capacity.Fit(d)
 		for _, r := range a.capacity {
@@ -41,12 +41,11 @@ func fitsNoAgent(m *mirror, d podresources.Demand) string {
 		if closest == nil || len(short) < len(closest) || (len(short) == len(closest) && a.hostname < closestHost) {
 			closest, closestHost = short, a.hostname
 		}
-		return true
-	})
+	}
 	switch {
 	case fits:
 		return ""
-	case agents == 0:
+	case len(agents) == 0:
 		return "mesos: no agent has offered resources yet"
 	}
 	if short := most.Fit(podresources.Demand{Scalars: d.Scalars, HostPorts: d.HostPorts}); !short.Fits() {

@@ -182,6 +182,46 @@ func (m *mirror) fitting(d podresources.Demand) sets.Set[string] {
 	return m.fits.fittingLocked(d, m.agents)
 }
 
+// preFilterView is what PreFilter reads of the view, under one hold of
+// the lock: every hold may wait for the watch applying an event, and on a
+// busy machine a goroutine that waited is woken late, in the serial
+// scheduling cycle (#16).
+type preFilterView struct {
+	synced bool
+	// why the view is not synced.
+	why error
+	// noAgent is fitsNoAgent's answer, "" when some agent could hold d.
+	noAgent string
+	// fitting is fitting's answer, when asked for and noAgent is "".
+	fitting sets.Set[string]
+}
+
+// preFilterView reads whether the view is usable, whether any agent could
+// ever hold d and, when withFitting, the agents that hold it now.
+func (m *mirror) preFilterView(d podresources.Demand, withFitting bool) preFilterView {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.synced {
+		return preFilterView{why: m.lastErr}
+	}
+	v := preFilterView{synced: true, noAgent: fitsNoAgent(m.agents, d)}
+	if v.noAgent == "" && withFitting {
+		v.fitting = m.fits.fittingLocked(d, m.agents)
+	}
+	return v
+}
+
+// usableAndFitsAny is state's first answer and fitsAny's, under one hold
+// of the lock (PreEnqueue).
+func (m *mirror) usableAndFitsAny(d podresources.Demand) (usable, fits bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.synced {
+		return false, false
+	}
+	return true, m.fits.anyLocked(d, m.agents)
+}
+
 // fitsAny is whether any agent's available resources hold d, from the
 // same index as fitting.
 func (m *mirror) fitsAny(d podresources.Demand) bool {

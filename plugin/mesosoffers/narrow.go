@@ -11,8 +11,6 @@ import (
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
-
-	"github.com/k8sm/k8sm/pkg/podresources"
 )
 
 // What keeps the scheduler's scan short: PreFilter names the agents whose
@@ -21,7 +19,7 @@ import (
 // once per cycle instead of once per node. Node events come with a
 // QueueingHint, so that a taint change requeues only the pods it helps.
 
-// candidateNodes are the nodes worth filtering for a pod that needs d: the
+// candidateNodes are the nodes worth filtering for the pod: the
 // agents whose offers (less the plugin's own claims) hold it, and, for a
 // pod that may preempt, every node running a pod of lower priority. Nodes
 // outside PreFilterResult.NodeNames are UnschedulableAndUnresolvable, which
@@ -42,17 +40,11 @@ import (
 // A pod that may preempt on (about) every node is not narrowed either:
 // naming every node costs a set as large as the cluster here and in the
 // scheduler, and saves no Filter.
-func candidateNodes(m *mirror, prios *priorities, pod *v1.Pod, d podresources.Demand, allNodes int) sets.Set[string] {
-	if failedBefore(pod) {
-		return nil
-	}
+//
+// names are the agents that hold the pod (mirror.fitting), asked for only
+// when narrows says so.
+func candidateNodes(names sets.Set[string], prios *priorities, pod *v1.Pod) sets.Set[string] {
 	prio, preempts := corev1helpers.PodPriority(pod), mayPreempt(pod)
-	if preempts {
-		if n := prios.nodesBelow(prio); n > 0 && n >= allNodes-allNodes/10 {
-			return nil
-		}
-	}
-	names := m.fitting(d)
 	var preemptible []string
 	if preempts {
 		preemptible = prios.below(prio, names)
@@ -75,6 +67,21 @@ func candidateNodes(m *mirror, prios *priorities, pod *v1.Pod, d podresources.De
 		out.Insert(nominated)
 	}
 	return out
+}
+
+// narrows is whether candidateNodes names nodes for the pod at all: not
+// for a pod that failed before, nor for one that may preempt on (about)
+// every one of allNodes.
+func narrows(prios *priorities, pod *v1.Pod, allNodes int) bool {
+	if failedBefore(pod) {
+		return false
+	}
+	if mayPreempt(pod) {
+		if n := prios.nodesBelow(corev1helpers.PodPriority(pod)); n > 0 && n >= allNodes-allNodes/10 {
+			return false
+		}
+	}
+	return true
 }
 
 // failedBefore is whether the scheduler has marked the pod unschedulable.

@@ -190,16 +190,21 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	pl.parked.park(pod, d)
 	pl.waiters.start(pod.UID, time.Now())
 
-	if ok, why := pl.mirror.state(); !ok {
-		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("mesos: no offer view from the k8sm broker %s: %v", strings.Join(pl.args.BrokerAddresses, ","), why))
+	narrow := narrows(pl.priorities, pod, len(nodes))
+	view := pl.mirror.preFilterView(d, narrow)
+	if !view.synced {
+		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("mesos: no offer view from the k8sm broker %s: %v", strings.Join(pl.args.BrokerAddresses, ","), view.why))
 	}
-	if msg := fitsNoAgent(pl.mirror, d); msg != "" {
+	if view.noAgent != "" {
 		// Unschedulable rather than unresolvable: a bigger agent may join,
 		// and then the watch activates the pod.
 		room.fitsNoAgent = true
-		return nil, fwk.NewStatus(fwk.Unschedulable, msg)
+		return nil, fwk.NewStatus(fwk.Unschedulable, view.noAgent)
 	}
-	if names := candidateNodes(pl.mirror, pl.priorities, pod, d, len(nodes)); names != nil {
+	if !narrow {
+		return nil, nil
+	}
+	if names := candidateNodes(view.fitting, pl.priorities, pod); names != nil {
 		ds.narrowed = names
 		return &fwk.PreFilterResult{NodeNames: names}, nil
 	}

@@ -47,9 +47,6 @@ func (pl *MesosOffers) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status 
 	if delay <= 0 {
 		return nil
 	}
-	if ok, _ := pl.mirror.state(); !ok {
-		return nil
-	}
 	d, err := podresources.FromPod(pod)
 	if err != nil {
 		return nil // PreFilter refuses it, saying why
@@ -58,7 +55,7 @@ func (pl *MesosOffers) PreEnqueue(ctx context.Context, pod *v1.Pod) *fwk.Status 
 		return nil
 	}
 	d = d.WithDefaults(podresources.DefaultPodScalars)
-	if pl.mirror.fitsAny(d) {
+	if usable, fits := pl.mirror.usableAndFitsAny(d); !usable || fits {
 		return nil
 	}
 	// Parked, then the view read again: an offer applied after that read
