@@ -1,7 +1,7 @@
 package mesosoffers
 
 import (
-	"fmt"
+	"strconv"
 
 	"k8s.io/apimachinery/pkg/util/sets"
 
@@ -37,9 +37,29 @@ type fitShape struct {
 
 func newFitIndex() fitIndex { return fitIndex{shapes: map[string]*fitShape{}} }
 
-// shapeKey names the demand's shape: everything Fit reads.
+// shapeKey names the demand's shape: everything Fit reads. PreEnqueue and
+// PreFilter name the pod's shape for the index and the parked pods, so it
+// is built without fmt: one allocation, the string.
 func shapeKey(d podresources.Demand) string {
-	return fmt.Sprintf("%d/%d/%d/%d/%v/%d/%q", d.CPUs, d.MemMB, d.DiskMB, d.GPUs, d.HostPorts, d.WildcardPorts, d.Roles)
+	var buf [96]byte
+	b := buf[:0]
+	for _, v := range [...]podresources.Milli{d.CPUs, d.MemMB, d.DiskMB, d.GPUs} {
+		b = strconv.AppendInt(b, int64(v), 10)
+		b = append(b, '/')
+	}
+	for i, p := range d.HostPorts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, p, 10)
+	}
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(d.WildcardPorts), 10)
+	for _, r := range d.Roles {
+		b = append(b, '/')
+		b = strconv.AppendQuote(b, r)
+	}
+	return string(b)
 }
 
 // fittingLocked returns the agents of agents that hold d. The set is

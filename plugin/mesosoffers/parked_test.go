@@ -54,3 +54,40 @@ func TestParkedActivatesPodsThatFit(t *testing.T) {
 		t.Errorf("%d pods still parked after all were activated", n)
 	}
 }
+
+// Demands that differ in anything Fit reads have different shape keys.
+func TestShapeKeyTellsShapesApart(t *testing.T) {
+	base := podresources.Demand{Scalars: podresources.Scalars{CPUs: 100, MemMB: 64000}}
+	shapes := []podresources.Demand{base}
+	for _, change := range []func(*podresources.Demand){
+		func(d *podresources.Demand) { d.CPUs = 1000 },
+		func(d *podresources.Demand) { d.MemMB = 100 },
+		func(d *podresources.Demand) { d.DiskMB = 100 },
+		func(d *podresources.Demand) { d.GPUs = 100 },
+		func(d *podresources.Demand) { d.HostPorts = []uint64{31000} },
+		func(d *podresources.Demand) { d.HostPorts = []uint64{3100, 0} },
+		func(d *podresources.Demand) { d.HostPorts = []uint64{31, 0} },
+		func(d *podresources.Demand) { d.WildcardPorts = 1 },
+		func(d *podresources.Demand) { d.Roles = []string{"web"} },
+		func(d *podresources.Demand) { d.Roles = []string{"web", "*"} },
+		func(d *podresources.Demand) { d.Roles = []string{"web/*"} },
+		func(d *podresources.Demand) { d.Roles = []string{""} },
+	} {
+		d := base
+		change(&d)
+		shapes = append(shapes, d)
+	}
+	seen := map[string]int{}
+	for i, d := range shapes {
+		k := shapeKey(d)
+		if j, ok := seen[k]; ok {
+			t.Errorf("demands %d (%v) and %d (%v) share the key %q", j, shapes[j], i, d, k)
+		}
+		seen[k] = i
+	}
+	same := base
+	same.Roles = []string{}
+	if shapeKey(same) != shapeKey(base) {
+		t.Errorf("no roles and an empty list of roles have different keys: %q, %q", shapeKey(same), shapeKey(base))
+	}
+}
