@@ -131,3 +131,52 @@ func TestRecoveryWithoutCheckpoint(t *testing.T) {
 	}
 	ack(t, ctx, sched, st)
 }
+
+// TestTaskQueuedThroughAnAgentRestartIsDropped: a task queued for an
+// executor that is still starting when the agent dies is in the agent's
+// checkpoint as STAGING, but the queue is not. When the recovered executor
+// subscribes without the task, the agent reports it TASK_DROPPED ("Task
+// launched during agent restart"), as Mesos' Slave::reregisterExecutor does,
+// so the framework can launch it again instead of waiting on a STAGING task
+// that will never start.
+func TestTaskQueuedThroughAnAgentRestartIsDropped(t *testing.T) {
+	mc := fastMaster()
+	mc.AgentPingTimeout = 5 * time.Second
+	ac := realAgent(t, "cpus:4;mem:2048")
+	ac.ExecutorEnvironment = map[string]string{"TESTEXECUTOR_SUBSCRIBE_DELAY": "3s"}
+	s := startSim(t, mesossim.Config{Master: mc, Agents: []agent.Config{ac}})
+	ctx := testCtx(t)
+	info := fwInfo("queued", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+	checkpoint := true
+	info.Checkpoint = &checkpoint
+	sched := subscribe(t, ctx, s.MasterURL(), wire.JSON, info)
+	o := nextOffer(t, ctx, sched)
+	if err := sched.MustAccept(ctx, launchCall(o, executorTask("t", testExecutor("slow"), resources(t, "cpus:1;mem:64")))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "the task queued for the starting executor", func() bool {
+		st := getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state")
+		for _, fw := range st["frameworks"].([]any) {
+			for _, e := range fw.(map[string]any)["executors"].([]any) {
+				if q, _ := e.(map[string]any)["queued_tasks"].([]any); len(q) == 1 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if err := s.KillAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RestartAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := sched.Update(ctx, "t", mesos.TASK_DROPPED)
+	if err != nil {
+		t.Fatalf("the task queued through the restart: %v (it stays TASK_STAGING)", err)
+	}
+	if dropped.GetReason() != mesos.REASON_AGENT_RESTARTED || dropped.GetSource() != mesos.SOURCE_AGENT {
+		t.Errorf("update %v, want reason %v from the agent", dropped, mesos.REASON_AGENT_RESTARTED)
+	}
+	ack(t, ctx, sched, dropped)
+}

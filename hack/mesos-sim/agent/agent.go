@@ -64,8 +64,13 @@ type executorRun struct {
 	taskInfos   map[string]mesos.TaskInfo
 	killing     map[string]bool
 	sentTask    bool
-	timer       *time.Timer
-	stopWatch   chan struct{}
+	// recovered: the run was recovered from its checkpoint after an agent
+	// restart and has not subscribed since; its launches queued before the
+	// restart were not checkpointed, so its STAGING tasks are dropped when
+	// it subscribes without them (slave.cpp, Slave::reregisterExecutor).
+	recovered bool
+	timer     *time.Timer
+	stopWatch chan struct{}
 	// fetching: the container is being fetched; the process starts after.
 	fetching bool
 	// pendingTermination is what its tasks end with when the container

@@ -159,6 +159,7 @@ func (a *Agent) subscribeLocked(e *executorRun, sub *executor.Call_Subscribe, co
 		e.stream.Close()
 	}
 	wasRegistering := e.state == registering
+	defer func() { e.recovered = false }()
 	e.state = running
 	e.stream = stream
 	if e.timer != nil && wasRegistering {
@@ -176,8 +177,10 @@ func (a *Agent) subscribeLocked(e *executorRun, sub *executor.Call_Subscribe, co
 		unacked[t.TaskID.Value] = true
 	}
 	// Tasks sent to an executor before an agent restart that the executor
-	// never saw are reported lost, as the real agent does.
-	if !wasRegistering || e.sentTask {
+	// never saw are reported lost, as the real agent does; so are tasks
+	// queued for a still-registering executor when the agent restarted (the
+	// queue died with the agent, the tasks stayed STAGING in its checkpoint).
+	if !wasRegistering || e.sentTask || e.recovered {
 		for id, t := range e.tasks {
 			if t.GetState() == mesos.TASK_STAGING && !unacked[id] && !a.isQueued(e, id) {
 				a.statusUpdateLocked(e.fw.id, e, a.newStatus(t.TaskID, e.info.ExecutorID.Value, lostOrDropped(e.fw.info), mesos.SOURCE_AGENT,

@@ -149,6 +149,7 @@ func (a *Agent) recover() {
 			a.executorTerminatedLocked(e, -1, mesos.REASON_EXECUTOR_TERMINATED, "Executor did not survive the agent restart")
 		default:
 			e.state = registering
+			e.recovered = true
 			done, status := watchPid(e.pid, nil)
 			a.watchExecutorLocked(e, done, status)
 			if e.kind == kindCommand {

@@ -58,6 +58,11 @@ func main() {
 		unTasks: map[string]mesos.TaskInfo{},
 	}
 	subscriber := calls.SenderWith(httpexec.NewSender(cli.Send, httpcli.Close(true)), opts...)
+	// TESTEXECUTOR_SUBSCRIBE_DELAY keeps the executor registering for a
+	// while, as a real one is while it starts.
+	if d, err := time.ParseDuration(os.Getenv("TESTEXECUTOR_SUBSCRIBE_DELAY")); err == nil {
+		time.Sleep(d)
+	}
 	lost := time.Time{}
 	for {
 		var tasks []mesos.TaskInfo
