@@ -2,9 +2,14 @@ package mesossim_test
 
 import (
 	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
+	"github.com/k8sm/k8sm/hack/mesos-sim/wire"
 )
 
 // TestUnreachableAgentIsCountedNotListed: Mesos 1.11's master moves an
@@ -36,5 +41,58 @@ func TestUnreachableAgentIsCountedNotListed(t *testing.T) {
 		if got := ids(getState(t, ctx, s.MasterURL()+path)["slaves"]); len(got) != 1 || got[0] != kept {
 			t.Errorf("%s slaves %v, want only %s", path, got, kept)
 		}
+	}
+}
+
+// TestUnreachableKeepsATerminalLatestState: a task whose end the agent
+// reported (latest state TASK_KILLED) while the framework has not
+// acknowledged it yet is not made live again when its agent becomes
+// unreachable. Mesos 1.11's Master::updateTask never overwrites a terminal
+// latest state; the framework still gets the TASK_UNREACHABLE update, and
+// the state endpoint shows the task's latest state, TASK_KILLED.
+func TestUnreachableKeepsATerminalLatestState(t *testing.T) {
+	mc := fastMaster()
+	mc.AgentPingTimeout = 5 * time.Second
+	s := startSim(t, mesossim.Config{Master: mc, Agents: []agent.Config{realAgent(t, "cpus:4;mem:2048")}})
+	ctx := testCtx(t)
+	info := fwInfo("ended", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+	checkpoint := true
+	info.Checkpoint = &checkpoint
+	sched := subscribe(t, ctx, s.MasterURL(), wire.JSON, info)
+	o := nextOffer(t, ctx, sched)
+	if err := sched.MustAccept(ctx, launchCall(o, executorTask("t", testExecutor("ends"), resources(t, "cpus:1;mem:64")))); err != nil {
+		t.Fatal(err)
+	}
+	running, err := sched.Update(ctx, "t", mesos.TASK_RUNNING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack(t, ctx, sched, running)
+	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sched.Update(ctx, "t", mesos.TASK_KILLED); err != nil {
+		t.Fatal(err) // not acknowledged: the update stays pending
+	}
+	if err := s.MarkAgentUnreachable(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sched.Update(ctx, "t", mesos.TASK_UNREACHABLE); err != nil {
+		t.Fatal(err)
+	}
+	state := ""
+	st := getState(t, ctx, s.MasterURL()+"/master/state")
+	for _, fw := range st["frameworks"].([]any) {
+		for _, list := range []string{"tasks", "unreachable_tasks", "completed_tasks"} {
+			ts, _ := fw.(map[string]any)[list].([]any)
+			for _, task := range ts {
+				if task.(map[string]any)["id"] == "t" {
+					state, _ = task.(map[string]any)["state"].(string)
+				}
+			}
+		}
+	}
+	if state != "TASK_KILLED" {
+		t.Errorf("/master/state lists task t as %q after its agent became unreachable, want its latest state TASK_KILLED", state)
 	}
 }

@@ -226,7 +226,12 @@ func (m *Master) loseAgent(ag *agentEntry, unreachable bool) {
 			if unreachable {
 				st.UnreachableTime = &now
 			}
-			t.State = &state
+			// A task whose end the agent reported keeps it as its latest
+			// state (Master::updateTask never overwrites a terminal one): it
+			// is not running, whatever the agent's reachability.
+			if !isTerminal(t.GetState()) {
+				t.State = &state
+			}
 			t.StatusUpdateState = &state
 			t.StatusUpdateUUID = nil
 			t.Statuses = append(t.Statuses, st)
