@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -54,16 +57,7 @@ func BenchmarkReserve(b *testing.B) {
 		if !st.IsSuccess() {
 			b.Fatalf("PreFilter: %v", st)
 		}
-		chosen := ""
-		for n := range res.NodeNames {
-			if ni := c.byName[n]; ni != nil && c.pl.Filter(ctx, state, pod, ni) == nil {
-				chosen = n
-				break
-			}
-		}
-		if chosen == "" {
-			b.Fatalf("pod %d found no node", i)
-		}
+		chosen := c.firstFit(ctx, b, state, pod, res.NodeNames)
 		c0, t0 := threadCPU(b), time.Now()
 		st = c.pl.Reserve(ctx, state, pod, chosen)
 		t1, c1 := time.Now(), threadCPU(b)
@@ -144,16 +138,7 @@ func BenchmarkCycleDuringWatch(b *testing.B) {
 		if !st.IsSuccess() {
 			b.Fatalf("PreFilter: %v", st)
 		}
-		chosen := ""
-		for n := range res.NodeNames {
-			if ni := c.byName[n]; ni != nil && c.pl.Filter(ctx, state, pod, ni) == nil {
-				chosen = n
-				break
-			}
-		}
-		if chosen == "" {
-			b.Fatalf("pod %d found no node", i)
-		}
+		chosen := c.firstFit(ctx, b, state, pod, res.NodeNames)
 		t1 := time.Now()
 		st = c.pl.Reserve(ctx, state, pod, chosen)
 		reserve += time.Since(t1)
@@ -174,4 +159,17 @@ func BenchmarkCycleDuringWatch(b *testing.B) {
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(b.N) }
 	b.ReportMetric(per(pre), "prefilter-µs/op")
 	b.ReportMetric(per(reserve), "reserve-µs/op")
+}
+
+// firstFit is the first of names whose Filter passes for pod, as the
+// scheduler's cycle would pick among PreFilter's nodes.
+func (c *benchCluster) firstFit(ctx context.Context, b *testing.B, state fwk.CycleState, pod *v1.Pod, names sets.Set[string]) string {
+	b.Helper()
+	for n := range names {
+		if ni := c.byName[n]; ni != nil && c.pl.Filter(ctx, state, pod, ni) == nil {
+			return n
+		}
+	}
+	b.Fatalf("pod %s found no node", pod.Name)
+	return ""
 }
