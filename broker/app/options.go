@@ -50,6 +50,7 @@ type Options struct {
 	DefaultTTL        time.Duration
 	MaxTTL            time.Duration
 	ReconcileInterval time.Duration
+	TaskLaunchTimeout time.Duration
 	DefaultPodCPUs    float64
 	DefaultPodMemMB   float64
 
@@ -110,6 +111,7 @@ func NewOptions() *Options {
 		DefaultTTL:          30 * time.Second,
 		MaxTTL:              5 * time.Minute,
 		ReconcileInterval:   5 * time.Minute,
+		TaskLaunchTimeout:   pods.DefaultLaunchTimeout,
 		DefaultPodCPUs:      podresources.DefaultPodCPUs.Float(),
 		DefaultPodMemMB:     podresources.DefaultPodMemMB.Float(),
 		ExecutorCommand:     "./k8sm-executor",
@@ -166,6 +168,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.DurationVar(&o.DefaultTTL, "reservation-ttl", o.DefaultTTL, "How long a reservation holds without a launch, when the scheduler asks for no TTL.")
 	fs.DurationVar(&o.MaxTTL, "reservation-max-ttl", o.MaxTTL, "The longest TTL a reservation may have.")
 	fs.DurationVar(&o.ReconcileInterval, "reconcile-interval", o.ReconcileInterval, "How often tasks are reconciled with Mesos besides after every subscription.")
+	fs.DurationVar(&o.TaskLaunchTimeout, "task-launch-timeout", o.TaskLaunchTimeout, "How long after its pod was bound a task may stay TASK_STAGING (the agent fetching the executor, the executor not registering) before the broker kills it; the pod then fails (reason MesosTaskLaunchTimeout) and its controller replaces it. As Marathon's task_launch_timeout, counted up to the executor's first status (TASK_STARTING: the pod handed to the kubelet); the kubelet's own waits (image pulls, readiness) are not cut short. 0 disables.")
 
 	fs.Float64Var(&o.DefaultPodCPUs, "default-pod-cpus", o.DefaultPodCPUs, "CPUs charged to a pod that requests none (BestEffort pods): Mesos refuses a task without resources. The scheduler plugin records the charge as a MesosDefaultResources event on the pod.")
 	fs.Float64Var(&o.DefaultPodMemMB, "default-pod-mem", o.DefaultPodMemMB, "Memory (MB) charged to a pod that requests none.")
@@ -275,6 +278,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HoldWhilePending < 0 {
 		errs = append(errs, errors.New("--hold-offers-while-pending must not be negative"))
+	}
+	if o.TaskLaunchTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--task-launch-timeout=%s must not be negative (0 disables)", o.TaskLaunchTimeout))
 	}
 	if o.ReconcileInterval <= 0 {
 		errs = append(errs, errors.New("--reconcile-interval must be positive"))

@@ -111,6 +111,7 @@ func (c *Config) Run(ctx context.Context) error {
 		KubeletRuns: mirror.KubeletRuns, Nodes: nodeInformer,
 		Client: c.Kube, SchedulerName: o.SchedulerName, Framework: driver, Workers: int(o.PodSyncWorkers),
 		PendingDemands: cache.SetPendingDemands, RolePolicy: c.RolePolicy, Reconciled: ready.Load,
+		LaunchTimeout: o.TaskLaunchTimeout,
 		AgentHostname: func(id string) (string, bool) {
 			host, ok := cache.AgentHostname(id)
 			return host, ok && host != ""

@@ -110,6 +110,16 @@ func (s *statuses) waitAfter(t *testing.T, ctx context.Context, task string, aft
 	}
 }
 
+// chainSink hands a status to first, then, if it took it, to then.
+type chainSink struct{ first, then framework.StatusSink }
+
+func (c chainSink) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error {
+	if err := c.first.TaskStatus(ctx, st); err != nil {
+		return err
+	}
+	return c.then.TaskStatus(ctx, st)
+}
+
 // timedCaller measures the ACCEPT round trips to the master.
 type timedCaller struct {
 	brokermesos.Caller
@@ -213,6 +223,11 @@ type brokerOpts struct {
 	unreachableEvery time.Duration
 	// batchWindow is the launcher's (default 20ms).
 	batchWindow time.Duration
+	// builder makes the ExecutorInfo (default: builder{executorArgs}).
+	builder framework.ExecutorBuilder
+	// sink, when set, is given every status before the recorder (the pod
+	// controller's part), made with the broker's Driver.
+	sink func(*framework.Driver) framework.StatusSink
 }
 
 // startBroker runs a broker (framework, cache, gRPC server) against sim
@@ -235,12 +250,19 @@ func startBroker(t testing.TB, ctx context.Context, sim *mesossim.Sim, o brokerO
 	st := &statuses{m: map[string][]mesos.TaskState{}, ch: make(chan struct{}, 1)}
 	caller := &timedCaller{Caller: client, hold: o.holdReconcile}
 	driver := framework.NewDriver(caller, o.roles)
+	var sink framework.StatusSink = st
+	if o.sink != nil {
+		sink = chainSink{o.sink(driver), st}
+	}
+	if o.builder == nil {
+		o.builder = builder{args: o.executorArgs}
+	}
 	// Serving as the broker's app wires it: once the reconciliation after
 	// subscribing was answered.
 	var srv *grpcserver.Server
 	fw := framework.New(framework.Config{
-		Cache: cache, Caller: caller, Driver: driver, FrameworkID: client.FrameworkID, Builder: builder{args: o.executorArgs}, Roles: o.roles,
-		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: st, Agents: o.agents,
+		Cache: cache, Caller: caller, Driver: driver, FrameworkID: client.FrameworkID, Builder: o.builder, Roles: o.roles,
+		Executor: testExecutor, RefuseSeconds: 1, DeclineInterval: 100 * time.Millisecond, Status: sink, Agents: o.agents,
 		Serving: func(serving bool) { srv.SetServing(serving) }, UnreachableReconcileInterval: o.unreachableEvery,
 	})
 	if o.batchWindow == 0 {

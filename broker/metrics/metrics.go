@@ -54,6 +54,9 @@ var (
 	Suppressed = metrics.NewGauge(&metrics.GaugeOpts{Subsystem: subsystem, Name: "offers_suppressed", Help: "1 while the framework has SUPPRESSed offers (no pod pending).", StabilityLevel: metrics.ALPHA})
 	// Kills counts KILL calls.
 	Kills = metrics.NewCounterVec(&metrics.CounterOpts{Subsystem: subsystem, Name: "task_kills_total", Help: "KILL calls, by reason.", StabilityLevel: metrics.ALPHA}, []string{"reason"})
+	// TaskLaunchTimeouts counts tasks killed because Mesos kept them
+	// TASK_STAGING past --task-launch-timeout.
+	TaskLaunchTimeouts = metrics.NewCounter(&metrics.CounterOpts{Subsystem: subsystem, Name: "task_launch_timeouts_total", Help: "Tasks killed because they were still TASK_STAGING --task-launch-timeout after their pod was bound (their pods fail with reason MesosTaskLaunchTimeout).", StabilityLevel: metrics.ALPHA})
 	// NodeHostnameClashes counts agents not mirrored because their
 	// hostname is a Node the broker did not create.
 	NodeHostnameClashes = metrics.NewCounter(&metrics.CounterOpts{Subsystem: subsystem, Name: "node_hostname_clashes_total", Help: "Mesos agents not mirrored as Nodes because a Node of their hostname exists that the broker did not create.", StabilityLevel: metrics.ALPHA})
@@ -64,7 +67,7 @@ var once sync.Once
 // Register adds the broker's metrics to the legacy registry (idempotent).
 func Register() {
 	once.Do(func() {
-		for _, m := range []metrics.Registerable{OffersReceived, OffersDeclined, OffersRescinded, OffersHeld, OffersHeldForPending, Reservations, LaunchLatency, LaunchPhases, Launches, Acks, Updates, ReconcileRuns, Subscriptions, Connected, Leader, Suppressed, Kills, NodeHostnameClashes} {
+		for _, m := range []metrics.Registerable{OffersReceived, OffersDeclined, OffersRescinded, OffersHeld, OffersHeldForPending, Reservations, LaunchLatency, LaunchPhases, Launches, Acks, Updates, ReconcileRuns, Subscriptions, Connected, Leader, Suppressed, Kills, TaskLaunchTimeouts, NodeHostnameClashes} {
 			legacyregistry.MustRegister(m)
 		}
 	})

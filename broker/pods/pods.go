@@ -28,10 +28,14 @@ import (
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/pkg/podresources"
@@ -95,6 +99,12 @@ type Config struct {
 	// The task finalizer of an unbound pod is removed only then. Nil:
 	// always.
 	Reconciled func() bool
+	// LaunchTimeout gives up on a task still TASK_STAGING this long after
+	// its pod was bound: it is killed and the pod fails
+	// (launchtimeout.go). 0 disables.
+	LaunchTimeout time.Duration
+	// Clock tells the time of launch deadlines (default: the real clock).
+	Clock clock.WithTicker
 }
 
 // DefaultWorkers is Config.Workers' default.
@@ -148,6 +158,11 @@ type Controller struct {
 	// asked: when the master was last asked the state of a deleted pod's
 	// attempt this broker knows nothing of.
 	asked map[types.UID]time.Time
+
+	// lt follows launches against LaunchTimeout.
+	lt        launchTimeouts
+	broadcast record.EventBroadcaster
+	recorder  record.EventRecorder
 }
 
 // pendingDemand is one distinct demand of pending pods and how many have it.
@@ -191,6 +206,9 @@ func New(cfg Config) *Controller {
 	if cfg.RolePolicy == nil {
 		cfg.RolePolicy = rolepolicy.Static(rolepolicy.Default())
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
 	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.Resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.schedulerName", cfg.SchedulerName).String()
@@ -209,6 +227,7 @@ func New(cfg Config) *Controller {
 		ended:    map[string]endedTask{},
 		released: map[types.UID]struct{}{},
 		asked:    map[types.UID]time.Time{},
+		lt:       newLaunchTimeouts(),
 		synced:   []cache.InformerSynced{pods.HasSynced, nodes.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[types.UID](),
 			workqueue.TypedRateLimitingQueueConfig[types.UID]{Name: QueueName})}
@@ -218,6 +237,8 @@ func New(cfg Config) *Controller {
 		DeleteFunc: c.deleted,
 	})
 	c.startNodes = startNodes
+	c.broadcast = record.NewBroadcaster()
+	c.recorder = c.broadcast.NewRecorder(scheme.Scheme, v1.EventSource{Component: "k8sm-broker"})
 	return c
 }
 
@@ -227,6 +248,8 @@ const QueueName = "k8sm_pods"
 // Run starts the informers and Workers workers and blocks until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	defer c.queue.ShutDown()
+	c.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cfg.Client.CoreV1().Events("")})
+	defer c.broadcast.Shutdown()
 	c.factory.Start(ctx.Done())
 	c.startNodes(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
@@ -235,6 +258,11 @@ func (c *Controller) Run(ctx context.Context) {
 	klog.FromContext(ctx).Info("Pod informer synced", "schedulerName", c.cfg.SchedulerName, "workers", c.cfg.Workers)
 	c.publishPending(false)
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.runLaunchTimeouts(ctx)
+	}()
 	for range c.cfg.Workers {
 		wg.Add(1)
 		go func() {
@@ -624,6 +652,9 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	taskID, agentID, state := st.TaskID.Value, st.AgentID.GetValue(), st.GetState()
 	pod := c.podByUID(taskinfo.PodUID(taskID))
 	live := !taskinfo.Terminal(state)
+	if !live {
+		c.launchEnded(taskID)
+	}
 	if pod == nil {
 		// The informer may lag a pod created a moment ago, but a task is
 		// only launched for a pod the scheduler saw: read the API server
@@ -659,6 +690,7 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 			logger.Info("Killing an earlier attempt of a pod bound as another", "task", taskID, "pod", klog.KObj(pod), "runsAs", taskinfo.PodTaskID(pod))
 			return c.cfg.Framework.KillTask(ctx, taskID, agentID, "superseded")
 		}
+		c.launchStatus(ctx, pod, st)
 		return nil
 	}
 	if !bound {
@@ -700,6 +732,7 @@ func (c *Controller) rememberEnded(st *mesos.TaskStatus) {
 	// end within the TTL.
 	if now.Sub(c.lastPrune) > endedTTL/10 {
 		c.lastPrune = now
+		c.pruneLaunches()
 		for id, e := range c.ended {
 			if now.Sub(e.at) > endedTTL {
 				delete(c.ended, id)
@@ -768,6 +801,9 @@ func (c *Controller) endPod(ctx context.Context, pod *v1.Pod, st *mesos.TaskStat
 	}
 	if r := st.Reason; r != nil {
 		msg += " (" + r.String() + ")"
+	}
+	if m, ok := c.launchTimedOut(pod, st); ok {
+		reason, msg = ReasonTaskLaunchTimeout, m
 	}
 	p := pod.DeepCopy()
 	p.Status.Phase = phase
