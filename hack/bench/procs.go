@@ -110,6 +110,38 @@ func procStats(pid int) (ProcStats, error) {
 	return s, nil
 }
 
+// PhaseCPU is the CPU (user+system seconds) the broker and the scheduler
+// spent over a stretch of a scenario.
+type PhaseCPU struct {
+	BrokerSeconds    float64 `json:"broker_seconds"`
+	SchedulerSeconds float64 `json:"scheduler_seconds"`
+}
+
+// cpuNow reads what the broker and the scheduler have spent so far; nil
+// when either cannot be read.
+func (e *scenarioEnv) cpuNow() *PhaseCPU {
+	if e.broker == nil || e.sched == nil {
+		return nil
+	}
+	b, err := procStats(e.broker.pid())
+	if err != nil {
+		return nil
+	}
+	s, err := procStats(e.sched.pid())
+	if err != nil {
+		return nil
+	}
+	return &PhaseCPU{BrokerSeconds: b.CPUSeconds, SchedulerSeconds: s.CPUSeconds}
+}
+
+// cpuSince is what was spent from before to after; nil if either is.
+func cpuSince(before, after *PhaseCPU) *PhaseCPU {
+	if before == nil || after == nil {
+		return nil
+	}
+	return &PhaseCPU{BrokerSeconds: after.BrokerSeconds - before.BrokerSeconds, SchedulerSeconds: after.SchedulerSeconds - before.SchedulerSeconds}
+}
+
 // fetch GETs url into path (a CPU profile takes as long as it asks).
 func fetch(ctx context.Context, url, path string) error {
 	client := &http.Client{Transport: &http.Transport{

@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +47,43 @@ scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"
 		if got != tc.want || ok != tc.found {
 			t.Errorf("%s%v = %v, %v; want %v, %v", tc.name, tc.labels, got, ok, tc.want, tc.found)
 		}
+	}
+}
+
+// TestCPUByPartRows: the table splits the broker's and the scheduler's CPU
+// by part of the run, per bound pod during a phase, and shows a part whose
+// CPU could not be read as unknown rather than as zero.
+func TestCPUByPartRows(t *testing.T) {
+	sc := ScenarioResult{
+		Scenario:        Scenario{Name: "n1000", Kind: "scale", Agents: 1000},
+		BeforePhasesCPU: &PhaseCPU{BrokerSeconds: 6.5, SchedulerSeconds: 2.25},
+		Phases: []PhaseResult{
+			{Scheduler: K8smScheduler, Mode: "burst", Pods: 1000, Bound: 1000,
+				CPU:       cpuSince(&PhaseCPU{BrokerSeconds: 6.5, SchedulerSeconds: 2.25}, &PhaseCPU{BrokerSeconds: 9.0, SchedulerSeconds: 5.75}),
+				DeleteCPU: &PhaseCPU{BrokerSeconds: 1.5, SchedulerSeconds: 0.5}},
+			{Scheduler: StockScheduler, Mode: "burst", Pods: 1000, Bound: 500, CPU: &PhaseCPU{BrokerSeconds: 0.5, SchedulerSeconds: 2}},
+		},
+		BrokerProc:    ProcStats{CPUSeconds: 18.2},
+		SchedulerProc: ProcStats{CPUSeconds: 18.7},
+	}
+	var b bytes.Buffer
+	WriteTable(&b, &Results{Scenarios: []ScenarioResult{sc}})
+	out := regexp.MustCompile(` +`).ReplaceAllString(b.String(), " ")
+	for _, want := range []string{
+		"### Broker and scheduler CPU by part of the run",
+		"| agents | part | broker CPU s | scheduler CPU s | broker ms per pod | scheduler ms per pod |",
+		"| 1000 | before the first phase (Nodes, broker alone, start) | 6.50 | 2.25 | - | - |",
+		"| 1000 | k8sm burst | 2.50 | 3.50 | 2.50 | 3.50 |",
+		"| 1000 | k8sm burst: deleting its pods | 1.50 | 0.50 | - | - |",
+		"| 1000 | stock burst | 0.50 | 2.00 | 1.00 | 4.00 |",
+		"| 1000 | stock burst: deleting its pods | - | - | - | - |",
+		"| 1000 | whole run | 18.20 | 18.70 | - | - |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if c := cpuSince(nil, &PhaseCPU{BrokerSeconds: 1}); c != nil {
+		t.Errorf("CPU since an unread start: %+v, want unknown", *c)
 	}
 }

@@ -294,6 +294,8 @@ func WriteTable(w io.Writer, res *Results) {
 	tw.Flush()
 	fmt.Fprintln(w)
 
+	writeCPUTable(w, res.Scenarios)
+
 	var vars []ScenarioResult
 	for _, s := range res.Scenarios {
 		if s.Kind == "variation" {
@@ -370,6 +372,46 @@ func writeBindPhaseTable(w io.Writer, ss []ScenarioResult) {
 				fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.0f\t %s\t %s\t\n", s.Agents, p.Mode, t.Component, t.Phase, t.Count, num3(t.MeanMs), p99)
 			}
 		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// writeCPUTable prints which part of each scale scenario the broker's and
+// the scheduler's CPU went to, and per bound pod during each phase.
+func writeCPUTable(w io.Writer, ss []ScenarioResult) {
+	fmt.Fprintln(w, "### Broker and scheduler CPU by part of the run (user+system s from /proc/<pid>/stat; ms per bound pod)")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t part\t broker CPU s\t scheduler CPU s\t broker ms per pod\t scheduler ms per pod\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t")
+	row := func(agents int, part string, c *PhaseCPU, pods int) {
+		if c == nil {
+			fmt.Fprintf(tw, "| %d\t %s\t -\t -\t -\t -\t\n", agents, part)
+			return
+		}
+		perPod := func(v float64) string {
+			if pods <= 0 {
+				return "-"
+			}
+			return num3(v * 1000 / float64(pods))
+		}
+		fmt.Fprintf(tw, "| %d\t %s\t %.2f\t %.2f\t %s\t %s\t\n", agents, part, c.BrokerSeconds, c.SchedulerSeconds, perPod(c.BrokerSeconds), perPod(c.SchedulerSeconds))
+	}
+	for _, s := range ss {
+		if s.Kind != "scale" {
+			continue
+		}
+		row(s.Agents, "before the first phase (Nodes, broker alone, start)", s.BeforePhasesCPU, 0)
+		for _, p := range s.Phases {
+			name := "k8sm"
+			if p.Scheduler != K8smScheduler {
+				name = "stock"
+			}
+			row(s.Agents, name+" "+p.Mode, p.CPU, p.Bound)
+			row(s.Agents, name+" "+p.Mode+": deleting its pods", p.DeleteCPU, 0)
+		}
+		row(s.Agents, "whole run", &PhaseCPU{BrokerSeconds: s.BrokerProc.CPUSeconds, SchedulerSeconds: s.SchedulerProc.CPUSeconds}, 0)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

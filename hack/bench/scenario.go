@@ -41,17 +41,21 @@ type ScenarioResult struct {
 	NodesReadySeconds float64 `json:"nodes_ready_seconds"`
 	// UsableNodes* count the agents' Nodes that were Ready and free of
 	// node.kubernetes.io taints before the first phase and after the last.
-	UsableNodesAtStart int                    `json:"usable_nodes_at_start"`
-	UsableNodesAtEnd   int                    `json:"usable_nodes_at_end"`
-	Notes              []string               `json:"notes,omitempty"`
-	Phases             []PhaseResult          `json:"phases"`
-	Broker             *BrokerResult          `json:"broker_alone,omitempty"`
-	BrokerProc         ProcStats              `json:"broker_process"`
-	SchedulerProc      ProcStats              `json:"scheduler_process"`
-	DriverProc         ProcStats              `json:"driver_process"`
-	OffersReceived     float64                `json:"broker_offers_received"`
-	OffersDeclined     float64                `json:"broker_offers_declined"`
-	OtherFrameworks    []OtherFrameworkResult `json:"other_frameworks,omitempty"`
+	UsableNodesAtStart int           `json:"usable_nodes_at_start"`
+	UsableNodesAtEnd   int           `json:"usable_nodes_at_end"`
+	Notes              []string      `json:"notes,omitempty"`
+	Phases             []PhaseResult `json:"phases"`
+	Broker             *BrokerResult `json:"broker_alone,omitempty"`
+	// BeforePhasesCPU is what the broker and the scheduler had spent when
+	// the first phase started: the agents mirrored as Nodes, the broker
+	// alone, the scheduler's start.
+	BeforePhasesCPU *PhaseCPU              `json:"before_phases_cpu,omitempty"`
+	BrokerProc      ProcStats              `json:"broker_process"`
+	SchedulerProc   ProcStats              `json:"scheduler_process"`
+	DriverProc      ProcStats              `json:"driver_process"`
+	OffersReceived  float64                `json:"broker_offers_received"`
+	OffersDeclined  float64                `json:"broker_offers_declined"`
+	OtherFrameworks []OtherFrameworkResult `json:"other_frameworks,omitempty"`
 	// Evidence shows the scheduler knobs of a "scheduler" scenario took
 	// effect.
 	Evidence    *KnobEvidence `json:"knob_evidence,omitempty"`
@@ -127,11 +131,13 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 			phases = append(phases, phase{StockScheduler, "paced", sc.PacedPods, false})
 		}
 	}
+	res.BeforePhasesCPU = e.cpuNow()
 	for _, p := range phases {
 		var stopProfiles func() []string
 		if p.profile {
 			stopProfiles = r.profile(ctx, e)
 		}
+		cpuStart := e.cpuNow()
 		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
 		epBefore := extensionPointTotals(ctx, e.schedWeb, p.scheduler)
 		var stopOffers func() *PhaseOffers
@@ -141,6 +147,8 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 			bindBefore = phaseHistograms(ctx, e.schedWeb, e.brokerWeb)
 		}
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
+		cpuEnd := e.cpuNow()
+		pr.CPU = cpuSince(cpuStart, cpuEnd)
 		if stopOffers != nil {
 			pr.Offers = stopOffers()
 			pr.BindPhases = phaseTimings(bindBefore, phaseHistograms(ctx, e.schedWeb, e.brokerWeb))
@@ -158,7 +166,9 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 			res.Profiles = stopProfiles()
 		}
 		res.Phases = append(res.Phases, pr)
-		if err := r.deletePods(ctx, e, "run="+pr.Label); err != nil {
+		err := r.deletePods(ctx, e, "run="+pr.Label)
+		res.Phases[len(res.Phases)-1].DeleteCPU = cpuSince(cpuEnd, e.cpuNow())
+		if err != nil {
 			res.Error = err.Error()
 			break
 		}

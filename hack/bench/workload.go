@@ -58,7 +58,13 @@ type PhaseResult struct {
 	// BindPhases is where a k8sm phase's binds spent their time: the
 	// plugin's Bind and the broker's Launch, phase by phase.
 	BindPhases []PhaseTiming `json:"bind_phases,omitempty"`
-	Error      string        `json:"error,omitempty"`
+	// CPU is what the broker and the scheduler spent from the phase's
+	// start to its last pod bound (or its timeout); DeleteCPU, while its
+	// pods were deleted after it. Both processes run for the whole
+	// scenario, so their totals alone cannot say which phase spent what.
+	CPU       *PhaseCPU `json:"cpu,omitempty"`
+	DeleteCPU *PhaseCPU `json:"delete_cpu,omitempty"`
+	Error     string    `json:"error,omitempty"`
 }
 
 func benchPod(scheduler, name, run string) *corev1.Pod {
