@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -300,7 +301,13 @@ func toStatus(err error) error {
 	switch {
 	case errors.As(err, &mesosErr):
 		// Mesos's own timeouts included: the broker could not reach it.
-		code = codes.Unavailable
+		// The detail tells the plugin it is the master, not the broker,
+		// that did not answer.
+		st := status.New(codes.Unavailable, err.Error())
+		if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: brokerv1.ReasonMesosUnavailable, Domain: brokerv1.ErrorDomain}); derr == nil {
+			st = withInfo
+		}
+		return st.Err()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, offers.ErrInvalid):

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -372,6 +374,30 @@ func TestLaunchFailureIsUnavailable(t *testing.T) {
 	}
 	_, err = e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: podJSON(t, "a")})
 	wantCode(t, err, codes.Unavailable, "connection refused")
+}
+
+// An operator reading a failed bind must know which machine to look at: the
+// broker answered, the Mesos master behind it did not.
+func TestMesosFailureNamesTheMaster(t *testing.T) {
+	e := newEnv(t)
+	e.cache.Add(offer("o1", "a1", "node-1", 4, 1024))
+	ctx := context.Background()
+	resp, err := e.client.Reserve(ctx, &brokerv1.ReserveRequest{Pod: pbPod("a"), NodeName: "node-1", Demand: &brokerv1.Demand{Cpus: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.launcher.fail = errors.New("timeout awaiting response headers")
+	_, err = e.client.Launch(ctx, &brokerv1.LaunchRequest{ReservationId: resp.GetReservation().GetId(), Pod: podJSON(t, "a")})
+	wantCode(t, err, codes.Unavailable, "timeout awaiting response headers")
+	var reasons []string
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reasons = append(reasons, info.GetDomain()+"/"+info.GetReason())
+		}
+	}
+	if want := brokerv1.ErrorDomain + "/" + brokerv1.ReasonMesosUnavailable; !slices.Contains(reasons, want) {
+		t.Fatalf("Launch failed by the master: error details %v, want %s", reasons, want)
+	}
 }
 
 func TestKill(t *testing.T) {

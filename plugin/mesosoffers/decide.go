@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	v1 "k8s.io/api/core/v1"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
+	brokerv1 "github.com/k8sm/k8sm/proto/broker/v1"
 )
 
 // The plugin's decisions, apart from its hooks (plugin.go): whether a pod
@@ -100,7 +102,21 @@ func brokerStatus(doing string, err error) *fwk.Status {
 	case codes.ResourceExhausted, codes.NotFound, codes.Aborted, codes.FailedPrecondition:
 		return fwk.NewStatus(fwk.Unschedulable, msg)
 	case codes.Unavailable, codes.DeadlineExceeded:
+		if mesosUnavailable(err) {
+			return fwk.NewStatus(fwk.Error, fmt.Sprintf("mesos: %s: the Mesos master did not answer the k8sm broker: %s", doing, status.Convert(err).Message()))
+		}
 		return fwk.NewStatus(fwk.Error, fmt.Sprintf("mesos: %s: the k8sm broker is unreachable: %s", doing, status.Convert(err).Message()))
 	}
 	return fwk.AsStatus(fmt.Errorf("%s: %w", doing, err))
+}
+
+// mesosUnavailable tells whether the broker said that the Mesos master, not
+// the broker itself, failed to answer.
+func mesosUnavailable(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == brokerv1.ErrorDomain && info.GetReason() == brokerv1.ReasonMesosUnavailable {
+			return true
+		}
+	}
+	return false
 }
