@@ -93,13 +93,7 @@ func TestStartedAfterKillIsKilledAgain(t *testing.T) {
 	if err := c.TaskStatus(ctx, status(task, mesos.TASK_KILLED)); err != nil {
 		t.Fatal(err)
 	}
-	p, err := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Status.Phase != v1.PodFailed || p.Status.Reason != ReasonTaskLaunchTimeout {
-		t.Errorf("pod %s/%s (%s), want Failed/%s", p.Status.Phase, p.Status.Reason, p.Status.Message, ReasonTaskLaunchTimeout)
-	}
+	p := wantLaunchTimeoutFailure(t, client)
 	for _, want := range []string{task, "agent-1", "n1", "5m0s", "TASK_KILLED"} {
 		if !strings.Contains(p.Status.Message, want) {
 			t.Errorf("message %q does not name %s", p.Status.Message, want)
@@ -119,13 +113,7 @@ func TestKillOfAnEarlierBrokerNamed(t *testing.T) {
 	if err := c.TaskStatus(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	p, err := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Status.Phase != v1.PodFailed || p.Status.Reason != ReasonTaskLaunchTimeout {
-		t.Errorf("pod %s/%s (%s), want Failed/%s", p.Status.Phase, p.Status.Reason, p.Status.Message, ReasonTaskLaunchTimeout)
-	}
+	wantLaunchTimeoutFailure(t, client)
 }
 
 // TestStartingStopsTheClock: a task its executor reported TASK_STARTING (the
@@ -148,4 +136,18 @@ func TestStartingStopsTheClock(t *testing.T) {
 	if got := phase(t, client); got == v1.PodFailed {
 		t.Errorf("pod of a started task failed")
 	}
+}
+
+// wantLaunchTimeoutFailure reads web-0 and wants it Failed for the launch
+// timeout.
+func wantLaunchTimeoutFailure(t *testing.T, client *fake.Clientset) *v1.Pod {
+	t.Helper()
+	p, err := client.CoreV1().Pods("default").Get(context.Background(), "web-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.Phase != v1.PodFailed || p.Status.Reason != ReasonTaskLaunchTimeout {
+		t.Errorf("pod %s/%s (%s), want Failed/%s", p.Status.Phase, p.Status.Reason, p.Status.Message, ReasonTaskLaunchTimeout)
+	}
+	return p
 }
