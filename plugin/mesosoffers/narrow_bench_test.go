@@ -79,6 +79,12 @@ func benchPod(i int, prio int32) *v1.Pod {
 }
 
 func newBenchCluster(b *testing.B, agents int) *benchCluster {
+	return newBenchClusterOffered(b, agents, 50)
+}
+
+// newBenchClusterOffered is newBenchCluster with offeredPct of every 100
+// agents offered at the start (and in the churn) instead of half.
+func newBenchClusterOffered(b *testing.B, agents, offeredPct int) *benchCluster {
 	args, err := argsFrom(nil)
 	if err != nil {
 		b.Fatal(err)
@@ -109,7 +115,7 @@ func newBenchCluster(b *testing.B, agents int) *benchCluster {
 		c.nodes = append(c.nodes, ni)
 		c.byName[host] = ni
 		c.view[host] = benchAgentProto(host, 1)
-		if i%2 == 0 {
+		if i%100 < offeredPct {
 			snap.Agents = append(snap.Agents, c.view[host])
 			c.offered[host] = true
 		} else {
