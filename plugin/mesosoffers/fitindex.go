@@ -70,6 +70,18 @@ func (x *fitIndex) fittingLocked(d podresources.Demand, agents map[string]*agent
 	return s.hosts
 }
 
+// fittingAtMostLocked is fittingLocked's set when it has at most limit
+// agents, and nil (no set handed out, so none to copy on the next change)
+// when it has more.
+func (x *fitIndex) fittingAtMostLocked(d podresources.Demand, agents map[string]*agent, limit int) sets.Set[string] {
+	s := x.shapeLocked(d, agents)
+	if s.hosts.Len() > limit {
+		return nil
+	}
+	s.shared = true
+	return s.hosts
+}
+
 // anyLocked is whether an agent of agents holds d. It hands out no set, so
 // the next change need not copy one: PreEnqueue asks it for every pod add
 // and update. The mirror's write lock is held.

@@ -194,11 +194,15 @@ type preFilterView struct {
 	noAgent string
 	// fitting is fitting's answer, when asked for and noAgent is "".
 	fitting sets.Set[string]
+	// wide is whether fitting was left out because more agents than the
+	// caller's limit hold d.
+	wide bool
 }
 
 // preFilterView reads whether the view is usable, whether any agent could
-// ever hold d and, when withFitting, the agents that hold it now.
-func (m *mirror) preFilterView(d podresources.Demand, withFitting bool) preFilterView {
+// ever hold d and, when withFitting, the agents that hold it now if they
+// are at most maxFitting (else wide).
+func (m *mirror) preFilterView(d podresources.Demand, withFitting bool, maxFitting int) preFilterView {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.synced {
@@ -206,7 +210,8 @@ func (m *mirror) preFilterView(d podresources.Demand, withFitting bool) preFilte
 	}
 	v := preFilterView{synced: true, noAgent: fitsNoAgent(m.agents, d)}
 	if v.noAgent == "" && withFitting {
-		v.fitting = m.fits.fittingLocked(d, m.agents)
+		v.fitting = m.fits.fittingAtMostLocked(d, m.agents, maxFitting)
+		v.wide = v.fitting == nil
 	}
 	return v
 }

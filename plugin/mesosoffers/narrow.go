@@ -3,6 +3,7 @@ package mesosoffers
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -42,7 +43,7 @@ import (
 // scheduler, and saves no Filter.
 //
 // names are the agents that hold the pod (mirror.fitting), asked for only
-// when narrows says so.
+// when narrows says so, and only when they are at most maxNarrowed.
 func candidateNodes(names sets.Set[string], prios *priorities, pod *v1.Pod) sets.Set[string] {
 	prio, preempts := corev1helpers.PodPriority(pod), mayPreempt(pod)
 	var preemptible []string
@@ -68,6 +69,27 @@ func candidateNodes(names sets.Set[string], prios *priorities, pod *v1.Pod) sets
 	}
 	return out
 }
+
+// maxNarrowed is the most agents PreFilter names out of allNodes. Naming
+// costs the scheduler per name and per attempt, whatever the set: it
+// clones NodeNames (PreFilterResult.Merge) and looks every name up in its
+// snapshot, and the fit index copies a set it handed out at the next
+// change; about 0.36 µs of CPU per name plus the garbage, 1.8 ms per
+// attempt at 5,000 agents all offered (docs/benchmarks.md, "Why the
+// serial cycle costs more at 5,000 agents"). Naming saves the Filter of
+// the nodes left out and, as percentageOfNodesToScore counts the named
+// nodes, some Score; past two thirds of the cluster it saves less than it
+// costs. Below minNarrowNodes the scheduler filters every node anyway and
+// naming is cheap: always name.
+func maxNarrowed(allNodes int) int {
+	if allNodes < minNarrowNodes {
+		return math.MaxInt
+	}
+	return allNodes * 2 / 3
+}
+
+// minNarrowNodes is the scheduler's minFeasibleNodesToFind.
+const minNarrowNodes = 100
 
 // narrows is whether candidateNodes names nodes for the pod at all: not
 // for a pod that failed before, nor for one that may preempt on (about)

@@ -2,6 +2,7 @@ package mesosoffers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -137,6 +138,38 @@ func TestNodeEventsRequeueOnlyPodsTheyHelp(t *testing.T) {
 	for _, ev := range events {
 		if ev.Event.Resource == fwk.Node && ev.QueueingHintFn == nil {
 			t.Errorf("node event %v has no QueueingHint: every taint change would requeue every parked pod", ev.Event)
+		}
+	}
+}
+
+// TestPreFilterNamesNoNodesWhenMostHoldThePod: naming costs the scheduler
+// per name and attempt (it clones NodeNames and looks each name up), and
+// when most of a cluster holds the pod it saves less Filter than that.
+// With two thirds of the nodes or fewer holding it, PreFilter names them.
+func TestPreFilterNamesNoNodesWhenMostHoldThePod(t *testing.T) {
+	for _, tc := range []struct {
+		offered int
+		narrow  bool
+	}{{offered: 100, narrow: true}, {offered: 120, narrow: false}, {offered: 150, narrow: false}} {
+		e := newEnv(t)
+		var nodes []fwk.NodeInfo
+		want := sets.New[string]()
+		for i := range 150 {
+			name := fmt.Sprintf("n%03d", i)
+			nodes = append(nodes, nodeInfo(name, agentTaint))
+			if i < tc.offered {
+				e.offer(t, mkOffer("a-"+name, name, res(4, 4096)))
+				want.Insert(name)
+			}
+		}
+		pod := mkPod("2", "1Gi")
+		pod.Spec.PreemptionPolicy = ptr.To(v1.PreemptNever)
+		got := preFilterNodes(t, e, pod, nodes...)
+		switch {
+		case tc.narrow && !got.Equal(want):
+			t.Errorf("%d of 150 nodes offered: NodeNames has %d names, want the %d offered", tc.offered, got.Len(), want.Len())
+		case !tc.narrow && got != nil:
+			t.Errorf("%d of 150 nodes offered: NodeNames has %d names, want all nodes (nil)", tc.offered, got.Len())
 		}
 	}
 }

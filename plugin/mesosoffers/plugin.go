@@ -191,7 +191,7 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 	pl.waiters.start(pod.UID, time.Now())
 
 	narrow := narrows(pl.priorities, pod, len(nodes))
-	view := pl.mirror.preFilterView(d, narrow)
+	view := pl.mirror.preFilterView(d, narrow, maxNarrowed(len(nodes)))
 	if !view.synced {
 		return nil, fwk.NewStatus(fwk.Unschedulable, fmt.Sprintf("mesos: no offer view from the k8sm broker %s: %v", strings.Join(pl.args.BrokerAddresses, ","), view.why))
 	}
@@ -201,7 +201,7 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 		room.fitsNoAgent = true
 		return nil, fwk.NewStatus(fwk.Unschedulable, view.noAgent)
 	}
-	if !narrow {
+	if !narrow || view.wide {
 		return nil, nil
 	}
 	if names := candidateNodes(view.fitting, pl.priorities, pod); names != nil {
