@@ -97,6 +97,9 @@ func Up(ctx context.Context, c Config) (*Cluster, error) {
 	if err := c.ensureRunDir(); err != nil {
 		return nil, err
 	}
+	if err := recordPodSubnet(c); err != nil {
+		return nil, err
+	}
 	apiserverIPs := []string{c.serviceIP()}
 	if c.Agents > 0 {
 		apiserverIPs = append(apiserverIPs, c.HostIP())
@@ -257,6 +260,24 @@ func Down(ctx context.Context, stateDir string) error {
 	// Shims and the containers under them outlive containerd by design.
 	for _, dir := range ctrdDirs {
 		killMatching(sockOf(dir))
+	}
+	// What a sandbox being made as containerd stopped left (its pods'
+	// veths end in the agents' namespaces: before those go).
+	if err := removeOwnPodNetns(stateDir); err != nil {
+		errs = append(errs, fmt.Errorf("removing the pods' network namespaces: %w", err))
+	}
+	// and their nat rules, on the host for the control plane's containerd
+	// (unless a live cluster took its bridge since).
+	nets := map[string]bool{}
+	for _, dir := range ctrdDirs {
+		if b, err := os.ReadFile(filepath.Join(dir, "bridge")); err == nil {
+			if br := strings.TrimSpace(string(b)); br != "" && bridgeOwner(br, stateDir) == "" {
+				nets[cniNetworkName(br)] = true
+			}
+		}
+	}
+	if len(nets) > 0 {
+		removeCNINatRules(func(n string) bool { return nets[n] })
 	}
 	if err := mounts.UnmountUnder(stateDir); err != nil {
 		errs = append(errs, err)

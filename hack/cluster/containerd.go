@@ -98,6 +98,10 @@ type podNetwork struct {
 	masquerade bool
 }
 
+// cniNetworkName is the CNI network of the pods on bridge: the plugins
+// name it in the nat rules they make (cnirules.go).
+func cniNetworkName(bridge string) string { return "k8sm-" + bridge }
+
 // cniConfig gives pods addresses of the network's subnet on its bridge and
 // host ports through portmap.
 func cniConfig(dir string, n podNetwork) ([]byte, error) {
@@ -113,7 +117,7 @@ func cniConfig(dir string, n podNetwork) ([]byte, error) {
 	}
 	conf := map[string]any{
 		"cniVersion": "0.4.0",
-		"name":       "k8sm-" + n.bridge,
+		"name":       cniNetworkName(n.bridge),
 		"plugins": []any{
 			map[string]any{
 				"type":        "bridge",
@@ -216,6 +220,10 @@ func criReady(ctx context.Context, sock string) error {
 
 // removeSandboxes stops and removes every CRI pod sandbox, which tears down
 // their network namespaces, veths and CNI iptables rules through CNI DEL.
+// A sandbox still being made at one listing (its RunPodSandbox was in
+// flight) is in the next: it lists again until none is left, three times
+// at most. What is made after that, podnetns.go cleans once containerd is
+// stopped.
 func removeSandboxes(ctx context.Context, sock string) error {
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -223,18 +231,24 @@ func removeSandboxes(ctx context.Context, sock string) error {
 	}
 	defer conn.Close()
 	rt := runtimeapi.NewRuntimeServiceClient(conn)
-	list, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return fmt.Errorf("listing pod sandboxes: %w", err)
-	}
 	var errs []string
-	for _, sb := range list.Items {
-		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			errs = append(errs, fmt.Sprintf("stopping %s: %v", sb.Id, err))
-			continue
+	for range 3 {
+		list, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+		if err != nil {
+			return fmt.Errorf("listing pod sandboxes: %w", err)
 		}
-		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			errs = append(errs, fmt.Sprintf("removing %s: %v", sb.Id, err))
+		if len(list.Items) == 0 {
+			return nil
+		}
+		errs = nil
+		for _, sb := range list.Items {
+			if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+				errs = append(errs, fmt.Sprintf("stopping %s: %v", sb.Id, err))
+				continue
+			}
+			if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+				errs = append(errs, fmt.Sprintf("removing %s: %v", sb.Id, err))
+			}
 		}
 	}
 	if len(errs) > 0 {

@@ -19,7 +19,8 @@ import (
 
 // cleanHostLeftovers removes host-wide things that containerd and CNI make
 // once and never remove: the portmap plugin's scaffolding chains in the nat
-// table and containerd's default "k8s.io" cgroups. They are shared by every
+// table, containerd's default "k8s.io" cgroups and pod network namespaces
+// no process holds (podnetns.go). They are shared by every
 // containerd on the host, so they are only touched when no containerd runs
 // any more, and only when empty.
 func cleanHostLeftovers() {
@@ -46,17 +47,29 @@ func cleanHostLeftovers() {
 			}
 		}
 	}
+	// No containerd is making a pod namespace: those left are leftovers.
+	removeOrphanPodNetns()
 	// Host directories containerd, its shims and CNI make on first use,
 	// once empty: shim sockets, runc state, CNI result cache, netns mounts.
 	removeEmptyDirs("/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd",
 		"/var/lib/cni/results", "/var/lib/cni", "/run/netns")
 	for _, dir := range glob("/sys/fs/cgroup/*/k8s.io") {
-		// rmdir fails on a cgroup that still has children or tasks: that
-		// is exactly the protection wanted.
-		if err := os.Remove(dir); err != nil && !os.IsNotExist(err) {
-			klog.V(2).InfoS("Keeping cgroup", "dir", dir, "err", err)
+		// Its children are the containers' (a pod whose containerd died
+		// and whose processes Down killed leaves them), then itself. rmdir
+		// fails on a cgroup that still has children or tasks: that is
+		// exactly the protection wanted.
+		dirs := append(glob(filepath.Join(dir, "*", "*")), append(glob(filepath.Join(dir, "*")), dir)...)
+		for _, d := range dirs {
+			if st, err := os.Lstat(d); err != nil || !st.IsDir() {
+				continue
+			}
+			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+				klog.V(2).InfoS("Keeping cgroup", "dir", d, "err", err)
+			}
 		}
 	}
+	// With no containerd, no pod of any CNI network is left.
+	removeCNINatRules(func(string) bool { return true })
 	removePortmapChains()
 }
 
