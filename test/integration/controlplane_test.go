@@ -261,6 +261,8 @@ func downLeavesNothing(t *testing.T, cl *cluster.Cluster, cfg cluster.Config) {
 	if _, err := os.Stat("/sys/class/net/" + cfg.CNIBridge); err == nil {
 		t.Errorf("bridge %s remains after down", cfg.CNIBridge)
 	}
+	// Their veths and addresses go with them.
+	checkNoPodNetworkLeft(t, cfg)
 	if out, _ := exec.Command("pgrep", "-f", cfg.StateDir).Output(); len(out) > 0 {
 		t.Errorf("processes naming %s remain after down: %s", cfg.StateDir, out)
 	}

@@ -99,6 +99,7 @@ func startExecutorWorld(t *testing.T, ctx context.Context) *executorWorld {
 		if err := cluster.Down(context.Background(), cfg.StateDir); err != nil {
 			t.Errorf("down: %v", err)
 		}
+		checkNoPodNetworkLeft(t, cfg)
 	})
 	if err != nil {
 		t.Fatalf("bringing the cluster up: %v", err)
