@@ -106,9 +106,9 @@ type podNetns struct {
 // removePodNetns removes each pod namespace that mine says is to go and that
 // no process holds; with kill, the processes in it are killed first (a
 // process holding it open from outside is never killed). Its interfaces go
-// first (deleting one end of a veth
-// deletes the other, on the host or in an agent's namespace, at once), then
-// the namespace, then the CNI plugins' cached results naming it.
+// first (deleting one end of a veth deletes the other, on the host or in an
+// agent's namespace, at once), then the namespace, then the CNI plugins'
+// cached results naming it.
 func removePodNetns(kill bool, mine func(podNetns) bool) error {
 	paths := glob(podNetnsGlob)
 	if len(paths) == 0 {

@@ -130,7 +130,7 @@ func TestRuleFieldsUnquotesComments(t *testing.T) {
 
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
-// waitGone waits for a link to disappear: a namespace's devices go with it
+// linkGone waits for a link to disappear: a namespace's devices go with it
 // when the kernel frees it, which it does a moment later.
 func linkGone(name string) bool {
 	deadline := time.Now().Add(10 * time.Second)
