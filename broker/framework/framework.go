@@ -219,6 +219,57 @@ func (f *Framework) decline(ctx context.Context, d offers.Decline) {
 	metrics.OffersDeclined.Add(float64(len(ids)))
 }
 
+// NewOfferBatch implements brokermesos.OffersHandler: the offers of an
+// OFFERS event go into the cache as compact records as they are decoded,
+// and the event is handled once it was read whole.
+func (f *Framework) NewOfferBatch() brokermesos.OfferBatch {
+	return &offerBatch{f: f, cache: f.cfg.Cache.NewBatch()}
+}
+
+var _ brokermesos.OffersHandler = (*Framework)(nil)
+
+// offerBatch is an OFFERS event on its way in: what the cache keeps of its
+// offers, and what the framework and the agent mirror read of them.
+type offerBatch struct {
+	f       *Framework
+	cache   *offers.Batch
+	offered []offered
+}
+
+// offered is what is read of an offer besides the cache's record.
+type offered struct {
+	id, agentID, hostname string
+	attributes            []mesos.Attribute
+}
+
+// Offer implements brokermesos.OfferBatch.
+func (b *offerBatch) Offer(o *mesos.Offer) {
+	b.cache.Put(o)
+	b.offered = append(b.offered, offered{id: o.ID.Value, agentID: o.AgentID.Value, hostname: o.Hostname, attributes: o.Attributes})
+}
+
+// Commit implements brokermesos.OfferBatch.
+func (b *offerBatch) Commit(ctx context.Context, _ *scheduler.Event) {
+	f, os := b.f, b.offered
+	f.mu.Lock()
+	for i := range os {
+		f.offerIDs[os[i].id] = struct{}{}
+	}
+	metrics.OffersHeld.Set(float64(len(f.offerIDs)))
+	f.mu.Unlock()
+	metrics.OffersReceived.Add(float64(len(os)))
+	f.cfg.Cache.AddBatch(b.cache)
+	for i := range os {
+		f.agentBack(ctx, os[i].agentID, os[i].hostname)
+	}
+	if f.cfg.Agents != nil {
+		for i := range os {
+			// The mirror reads the agent, its host and attributes.
+			f.cfg.Agents.AgentOffered(ctx, &mesos.Offer{ID: mesos.OfferID{Value: os[i].id}, AgentID: mesos.AgentID{Value: os[i].agentID}, Hostname: os[i].hostname, Attributes: os[i].attributes})
+		}
+	}
+}
+
 // HandleEvent implements brokermesos.Handler.
 func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error {
 	logger := klog.FromContext(ctx)
@@ -227,21 +278,12 @@ func (f *Framework) HandleEvent(ctx context.Context, ev *scheduler.Event) error 
 		f.cfg.Driver.setSubscribed(true)
 		go f.reconcileSubscription(ctx, f.newSubscription())
 	case scheduler.Event_OFFERS:
+		b := f.NewOfferBatch()
 		os := ev.GetOffers().Offers
-		f.mu.Lock()
 		for i := range os {
-			f.offerIDs[os[i].ID.Value] = struct{}{}
+			b.Offer(&os[i])
 		}
-		metrics.OffersHeld.Set(float64(len(f.offerIDs)))
-		f.mu.Unlock()
-		metrics.OffersReceived.Add(float64(len(os)))
-		f.cfg.Cache.Add(os...)
-		f.agentsBack(ctx, os)
-		if f.cfg.Agents != nil {
-			for i := range os {
-				f.cfg.Agents.AgentOffered(ctx, &os[i])
-			}
-		}
+		b.Commit(ctx, ev)
 	case scheduler.Event_RESCIND:
 		id := ev.GetRescind().OfferID.Value
 		f.mu.Lock()

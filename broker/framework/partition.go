@@ -127,13 +127,6 @@ func (f *Framework) reconcileUnreachable(ctx context.Context) {
 	klog.FromContext(ctx).V(2).Info("Reconciled unreachable tasks", "tasks", len(tasks))
 }
 
-// agentsBack reconciles the unreachable tasks of agents that offered again.
-func (f *Framework) agentsBack(ctx context.Context, os []mesos.Offer) {
-	for i := range os {
-		f.agentBack(ctx, os[i].AgentID.Value, os[i].Hostname)
-	}
-}
-
 // agentBack reconciles the unreachable tasks of an agent that is back.
 func (f *Framework) agentBack(ctx context.Context, agentID, hostname string) {
 	tasks := f.partitioned.back(agentID)

@@ -101,6 +101,28 @@ type Handler interface {
 	Disconnected(ctx context.Context)
 }
 
+// OffersHandler is a Handler that takes the offers of an OFFERS event one
+// at a time, as they are decoded from the stream: the client then never
+// holds a whole decoded OFFERS event (~13 MiB at 10,000 agents, for ~3 MiB
+// on the wire) besides what the handler keeps of it.
+type OffersHandler interface {
+	Handler
+	// NewOfferBatch is called at the first offer of an event.
+	NewOfferBatch() OfferBatch
+}
+
+// OfferBatch takes the offers of one OFFERS event.
+type OfferBatch interface {
+	// Offer is called for each offer as it is decoded, off the event loop
+	// (the loop handles nothing meanwhile). It must change no state but the
+	// batch's: the rest of the event may turn out malformed, and then the
+	// batch is dropped without Commit.
+	Offer(o *mesos.Offer)
+	// Commit is called on the event loop once the whole event was read, in
+	// place of HandleEvent; ev is the event without its offers.
+	Commit(ctx context.Context, ev *scheduler.Event)
+}
+
 // StatusObserver is a Handler that also sees each task status on the event
 // loop, in the order of the stream, before the UPDATE is queued for
 // HandleEvent (which runs on status workers, one task's updates in order but
@@ -296,7 +318,7 @@ func (c *Client) backoff() wait.Backoff {
 	return wait.Backoff{Duration: c.cfg.MinBackoff / 2, Factor: 2, Jitter: 1, Cap: c.cfg.MaxBackoff / 2, Steps: math.MaxInt32}
 }
 
-func (c *Client) newCaller(endpoint string) calls.Caller {
+func (c *Client) newCaller(endpoint string, stream *atomic.Pointer[http.Response]) calls.Caller {
 	// Without a candidate, httpsched returns every error but a redirect
 	// as it is. Its default retries the same endpoint for any error (up to
 	// 9 times over a minute) and reports a failed non-SUBSCRIBE call as a
@@ -304,7 +326,7 @@ func (c *Client) newCaller(endpoint string) calls.Caller {
 	// show only as "no answer to SUBSCRIBE" and calls would fail silently.
 	// Run's own backoff retries subscriptions.
 	noCandidate := httpsched.EndpointCandidates(func() string { return "" })
-	return httpsched.NewCaller(c.httpClient(endpoint+"/api/v1/scheduler"), httpsched.AllowReconnection(true), noCandidate)
+	return httpsched.NewCaller(c.httpClient(endpoint+"/api/v1/scheduler", stream), httpsched.AllowReconnection(true), noCandidate)
 }
 
 // idleCalls is how many idle connections to the master the client keeps
@@ -316,8 +338,10 @@ func (c *Client) newCaller(endpoint string) calls.Caller {
 const idleCalls = 64
 
 // httpClient calls one API of the master as the framework's principal,
-// over the configured TLS.
-func (c *Client) httpClient(url string) *httpcli.Client {
+// over the configured TLS. The response that opens an event stream (a 200
+// with a Mesos-Stream-Id) is kept in stream, when not nil: the client reads
+// the stream itself (eventReader), not through mesos-go's decoder.
+func (c *Client) httpClient(url string, stream *atomic.Pointer[http.Response]) *httpcli.Client {
 	do := []httpcli.ConfigOpt{httpcli.Transport(func(t *http.Transport) {
 		t.MaxIdleConns = idleCalls
 		t.MaxIdleConnsPerHost = idleCalls
@@ -329,7 +353,18 @@ func (c *Client) httpClient(url string) *httpcli.Client {
 	if c.cfg.TLS != nil {
 		do = append(do, httpcli.TLSConfig(c.cfg.TLS.Clone()))
 	}
-	return httpcli.New(httpcli.Endpoint(url), httpcli.Codec(c.codec), httpcli.Do(httpcli.With(do...)))
+	doer := httpcli.With(do...)
+	if stream != nil {
+		next := doer
+		doer = func(req *http.Request) (*http.Response, error) {
+			res, err := next(req)
+			if err == nil && res.StatusCode == http.StatusOK && res.Header.Get("Mesos-Stream-Id") != "" {
+				stream.Store(res)
+			}
+			return res, err
+		}
+	}
+	return httpcli.New(httpcli.Endpoint(url), httpcli.Codec(c.codec), httpcli.Do(doer))
 }
 
 // subscribeOnce runs one subscription; subscribed reports whether SUBSCRIBED arrived.
@@ -344,7 +379,8 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 	if id != "" {
 		info.ID = &mesos.FrameworkID{Value: id}
 	}
-	caller := c.newCaller(master)
+	stream := new(atomic.Pointer[http.Response])
+	caller := c.newCaller(master, stream)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	logger.Info("Subscribing to Mesos", "frameworkID", id, "roles", info.Roles)
@@ -365,10 +401,17 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 		return false, fmt.Errorf("subscribing to %s: %w", master, err)
 	}
 	defer resp.Close()
+	res := stream.Load()
+	if res == nil {
+		return false, fmt.Errorf("subscribing to %s: the answer to SUBSCRIBE opened no event stream (no Mesos-Stream-Id)", master)
+	}
+	reader := newEventReader(res.Body, c.cfg.MediaType == string(codecs.MediaTypeJSON))
+	offersHandler, _ := h.(OffersHandler)
 
 	type decoded struct {
-		ev  *scheduler.Event
-		err error
+		ev    *scheduler.Event
+		batch OfferBatch
+		err   error
 	}
 	// The next event is decoded only once the handler is done with the one
 	// before: an OFFERS event of 10,000 agents is ~13 MiB decoded, so any
@@ -388,10 +431,22 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 			case <-sctx.Done():
 				return
 			}
-			ev := new(scheduler.Event)
-			err := resp.Decode(ev)
+			var batch OfferBatch
+			var offer func(*mesos.Offer)
+			if offersHandler != nil {
+				offer = func(o *mesos.Offer) {
+					if batch == nil {
+						batch = offersHandler.NewOfferBatch()
+					}
+					batch.Offer(o)
+				}
+			}
+			ev, err := reader.next(offer)
+			if err != nil {
+				batch = nil // a malformed event's offers go nowhere
+			}
 			select {
-			case events <- decoded{ev, err}:
+			case events <- decoded{ev, batch, err}:
 			case <-sctx.Done():
 				return
 			}
@@ -484,6 +539,12 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 					o.ObserveStatus(sctx, &ev.GetUpdate().Status)
 				}
 				statuses.enqueue(ev)
+			case scheduler.Event_OFFERS:
+				if d.batch != nil {
+					d.batch.Commit(sctx, ev)
+				} else if err := h.HandleEvent(sctx, ev); err != nil {
+					logger.Error(err, "Handling a Mesos event", "event", ev.Type)
+				}
 			default:
 				if err := h.HandleEvent(sctx, ev); err != nil {
 					logger.Error(err, "Handling a Mesos event", "event", ev.Type)

@@ -23,7 +23,7 @@ func (c *Client) Agents(ctx context.Context) ([]master.Response_GetAgents_Agent,
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
-	resp, err := httpmaster.NewSender(c.httpClient(endpoint+"/api/v1").Send).Send(ctx, mastercalls.NonStreaming(mastercalls.GetAgents()))
+	resp, err := httpmaster.NewSender(c.httpClient(endpoint+"/api/v1", nil).Send).Send(ctx, mastercalls.NonStreaming(mastercalls.GetAgents()))
 	if err != nil {
 		return nil, fmt.Errorf("listing agents at %s (GET_AGENTS): %w", endpoint, err)
 	}
