@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
+	"github.com/k8sm/k8sm/broker/mesos/eventstream"
 	"github.com/k8sm/k8sm/broker/metrics"
 )
 
@@ -340,7 +341,7 @@ const idleCalls = 64
 // httpClient calls one API of the master as the framework's principal,
 // over the configured TLS. The response that opens an event stream (a 200
 // with a Mesos-Stream-Id) is kept in stream, when not nil: the client reads
-// the stream itself (eventReader), not through mesos-go's decoder.
+// the stream itself (eventstream), not through mesos-go's decoder.
 func (c *Client) httpClient(url string, stream *atomic.Pointer[http.Response]) *httpcli.Client {
 	do := []httpcli.ConfigOpt{httpcli.Transport(func(t *http.Transport) {
 		t.MaxIdleConns = idleCalls
@@ -405,7 +406,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 	if res == nil {
 		return false, fmt.Errorf("subscribing to %s: the answer to SUBSCRIBE opened no event stream (no Mesos-Stream-Id)", master)
 	}
-	reader := newEventReader(res.Body, c.cfg.MediaType == string(codecs.MediaTypeJSON))
+	reader := eventstream.NewReader(res.Body, c.cfg.MediaType == string(codecs.MediaTypeJSON))
 	offersHandler, _ := h.(OffersHandler)
 
 	type decoded struct {
@@ -441,7 +442,7 @@ func (c *Client) subscribeOnce(ctx context.Context, master string, changed <-cha
 					batch.Offer(o)
 				}
 			}
-			ev, err := reader.next(offer)
+			ev, err := reader.Next(offer)
 			if err != nil {
 				batch = nil // a malformed event's offers go nowhere
 			}

@@ -1,4 +1,4 @@
-package mesos
+package eventstream
 
 import (
 	"bytes"
@@ -109,14 +109,14 @@ func TestEventReaderDecodesAsAWholeRecordDecoder(t *testing.T) {
 				recs = append(recs, encode(t, json_, ev))
 			}
 			for _, streaming := range []bool{true, false} {
-				r := newEventReader(bytes.NewReader(stream(recs...)), json_)
+				r := NewReader(bytes.NewReader(stream(recs...)), json_)
 				for i, sent := range events {
 					var got []mesos.Offer
 					var offer func(*mesos.Offer)
 					if streaming {
 						offer = func(o *mesos.Offer) { got = append(got, *o) }
 					}
-					ev, err := r.next(offer)
+					ev, err := r.Next(offer)
 					if err != nil {
 						t.Fatalf("event %d (%s): %v", i, sent.Type, err)
 					}
@@ -139,7 +139,7 @@ func TestEventReaderDecodesAsAWholeRecordDecoder(t *testing.T) {
 						t.Errorf("event %d: %d offers, sent %d", i, n, len(sent.GetOffers().GetOffers()))
 					}
 				}
-				if _, err := r.next(nil); err != io.EOF {
+				if _, err := r.Next(nil); err != io.EOF {
 					t.Errorf("at the end of the stream: %v, want io.EOF", err)
 				}
 			}
@@ -189,9 +189,9 @@ func TestEventReaderMalformed(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := newEventReader(bytes.NewReader(c.stream), c.json)
+			r := NewReader(bytes.NewReader(c.stream), c.json)
 			n := 0
-			ev, err := r.next(func(*mesos.Offer) { n++ })
+			ev, err := r.Next(func(*mesos.Offer) { n++ })
 			if err == nil {
 				t.Fatalf("read %v with %d offers, want an error", ev, n)
 			}

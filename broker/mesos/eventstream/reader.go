@@ -1,4 +1,7 @@
-package mesos
+// Package eventstream reads the event stream of a Mesos v1 scheduler
+// subscription (RecordIO records of protobuf or JSON Events) and hands the
+// offers of an OFFERS event on one at a time as it decodes them.
+package eventstream
 
 import (
 	"bufio"
@@ -13,7 +16,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 )
 
-// eventReader reads the subscription's RecordIO stream of scheduler events
+// Reader reads the subscription's RecordIO stream of scheduler events
 // (the Mesos v1 scheduler API: each record is "<length>\n" and that many
 // bytes of one Event, protobuf or JSON) and hands the offers of an OFFERS
 // event on one at a time as it decodes them. mesos-go's reader buffered a
@@ -22,7 +25,7 @@ import (
 // 10,000 agents ~3 MiB of record and ~13 MiB of decoded event, all garbage
 // once the offer cache took its compact records. Here what is held is one
 // offer's bytes and decoded offer at a time, and the event's other fields.
-type eventReader struct {
+type Reader struct {
 	r    *bufio.Reader
 	json bool
 	// buf holds one offer's bytes at a time (protobuf).
@@ -36,16 +39,18 @@ const readerBuffer = 64 << 10
 // header is taken for garbage, not for an event to wait for.
 const maxRecord = 1 << 30
 
-func newEventReader(r io.Reader, json bool) *eventReader {
-	return &eventReader{r: bufio.NewReaderSize(r, readerBuffer), json: json}
+// NewReader reads the stream r, of JSON records when json is set, else
+// of protobuf records.
+func NewReader(r io.Reader, json bool) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, readerBuffer), json: json}
 }
 
-// next reads the next event. Each offer of an OFFERS event goes to offer as
+// Next reads the next event. Each offer of an OFFERS event goes to offer as
 // it is decoded (o is the callee's to keep); with a nil offer they are put
 // into the event, as a whole-record decoder would. An error means the
 // stream cannot be read further; offers already handed on belong to a
 // malformed event and must be dropped by the caller.
-func (er *eventReader) next(offer func(o *mesos.Offer)) (*scheduler.Event, error) {
+func (er *Reader) Next(offer func(o *mesos.Offer)) (*scheduler.Event, error) {
 	n, err := er.header()
 	if err != nil {
 		return nil, err
@@ -74,7 +79,7 @@ func (er *eventReader) next(offer func(o *mesos.Offer)) (*scheduler.Event, error
 }
 
 // header reads a record's length, skipping empty records.
-func (er *eventReader) header() (uint64, error) {
+func (er *Reader) header() (uint64, error) {
 	for {
 		// The length is decimal, at most 20 digits for a uint64.
 		var digits [21]byte
@@ -171,7 +176,7 @@ const (
 
 // decodeProtobuf reads an Event field by field: the offers one at a time,
 // every other field copied as it is and decoded at the end.
-func (er *eventReader) decodeProtobuf(rec *record, offer func(*mesos.Offer)) (*scheduler.Event, error) {
+func (er *Reader) decodeProtobuf(rec *record, offer func(*mesos.Offer)) (*scheduler.Event, error) {
 	var rest []byte
 	sawOffers := false
 	for rec.left > 0 {
@@ -216,7 +221,7 @@ func (er *eventReader) decodeProtobuf(rec *record, offer func(*mesos.Offer)) (*s
 // protobufOffers decodes the Event.Offers message that ends when end bytes
 // of the record are left, handing on each Offer; it returns the message's
 // other fields, encoded.
-func (er *eventReader) protobufOffers(rec *record, end uint64, offer func(*mesos.Offer)) ([]byte, error) {
+func (er *Reader) protobufOffers(rec *record, end uint64, offer func(*mesos.Offer)) ([]byte, error) {
 	var other []byte
 	for i := 0; rec.left > end; {
 		key, err := binary.ReadUvarint(rec)
@@ -287,7 +292,7 @@ func copyField(rec *record, dst []byte, key uint64) ([]byte, error) {
 
 // decodeJSON reads an Event object member by member: the offers one at a
 // time, every other member kept as it is and decoded at the end.
-func (er *eventReader) decodeJSON(rec *record, offer func(*mesos.Offer)) (*scheduler.Event, error) {
+func (er *Reader) decodeJSON(rec *record, offer func(*mesos.Offer)) (*scheduler.Event, error) {
 	dec := json.NewDecoder(rec)
 	rest := map[string]json.RawMessage{}
 	if err := jsonDelim(dec, '{'); err != nil {

@@ -1,0 +1,159 @@
+package framework_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"testing"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
+	"github.com/mesos/mesos-go/api/v1/lib/recordio"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
+	"github.com/k8sm/k8sm/broker/framework"
+	"github.com/k8sm/k8sm/broker/mesos/eventstream"
+	"github.com/k8sm/k8sm/broker/offers"
+	"github.com/k8sm/k8sm/pkg/podresources"
+)
+
+// heapAgents is the size the broker's memory target is set at (#16).
+const heapAgents = 10000
+
+// simOffers are offers shaped as mesos-sim's master sends them to k8sm-bench's
+// hollow agents (cpus:8;mem:32768;disk:100000;ports:[31000-32000], attribute
+// rack:r1, allocation info, the agent's URL).
+func simOffers(n int) []mesos.Offer {
+	role := "*"
+	path := "/slave(1)"
+	out := make([]mesos.Offer, n)
+	for i := range out {
+		host := fmt.Sprintf("hollow-%05d", i)
+		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
+		out[i] = mesos.Offer{
+			ID:             mesos.OfferID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-O%d", i)},
+			FrameworkID:    mesos.FrameworkID{Value: "2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-0000"},
+			AgentID:        mesos.AgentID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-S%d", i)},
+			Hostname:       host,
+			URL:            &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: &host, IP: &ip, Port: 5051}, Path: &path},
+			Attributes:     []mesos.Attribute{{Name: "rack", Type: mesos.TEXT, Text: &mesos.Value_Text{Value: "r1"}}},
+			AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
+			Resources: podresources.ToMesos(podresources.Resources{
+				Scalars: podresources.Scalars{CPUs: podresources.MilliFromFloat(8), MemMB: podresources.MilliFromFloat(32768), DiskMB: podresources.MilliFromFloat(100000)},
+				Ports:   podresources.NewRanges(podresources.Range{Begin: 31000, End: 32000}),
+			}, role),
+		}
+	}
+	return out
+}
+
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkOffersEventHeap feeds one OFFERS event of heapAgents offers, as
+// the master frames it on the subscription stream, through the event reader
+// into the framework and its offer cache, old beside new:
+//
+//   - whole: mesos-go's RecordIO reader and decoder (what the client used
+//     before eventstream; its reader refuses a record over 4 MiB, so the
+//     JSON event, which main cannot read at all, is read with the limit
+//     lifted to 16 MiB), then HandleEvent;
+//   - stream: eventstream's reader handing each offer to the framework's
+//     OfferBatch, then Commit.
+//
+// Metrics: wire-MiB, the record; held-MiB, live heap (after a full
+// collection) once the event is read and before the cache takes it in
+// (whole: the decoded event and the reader's buffer; stream: the batch's
+// records); peak-MiB, the most of held and live heap once the cache holds
+// the offers while the event is still referenced; cache-MiB, live heap after
+// the event is dropped; alloc-MiB, all that reading and adding allocated.
+//
+//	go test -run '^$' -bench OffersEventHeap -benchtime=1x ./broker/framework
+func BenchmarkOffersEventHeap(b *testing.B) {
+	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(heapAgents)}}
+	for _, mt := range []encoding.MediaType{codecs.MediaTypeProtobuf, codecs.MediaTypeJSON} {
+		var rec []byte
+		var err error
+		if mt == codecs.MediaTypeJSON {
+			rec, err = json.Marshal(ev)
+		} else {
+			rec, err = ev.Marshal()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire := append([]byte(strconv.Itoa(len(rec))+"\n"), rec...)
+		rec = nil
+		name := map[encoding.MediaType]string{codecs.MediaTypeProtobuf: "protobuf", codecs.MediaTypeJSON: "json"}[mt]
+		for _, how := range []string{"whole", "stream"} {
+			b.Run(name+"/"+how, func(b *testing.B) {
+				var held, peak, cache, alloc uint64
+				for i := 0; i < b.N; i++ {
+					c := offers.New(offers.Config{})
+					f := framework.New(framework.Config{Cache: c})
+					ctx := context.Background()
+					base := liveHeap()
+					var ms0, ms1 runtime.MemStats
+					runtime.ReadMemStats(&ms0)
+					var keep any
+					switch how {
+					case "whole":
+						var r io.Reader = bytes.NewReader(wire)
+						src := func() framing.Reader { return recordio.NewReader(r) }
+						if len(wire) > 4<<20 {
+							// The smallest lifted limit that reads it
+							// (the reader starts with half of it).
+							src = func() framing.Reader { return recordio.NewReader(r, recordio.MaxMessageSize(16<<20)) }
+						}
+						dec := codecs.ByMediaType[mt].NewDecoder(src)
+						got := new(scheduler.Event)
+						if err := dec.Decode(got); err != nil {
+							b.Fatal(err)
+						}
+						held = liveHeap() - base
+						if err := f.HandleEvent(ctx, got); err != nil {
+							b.Fatal(err)
+						}
+						keep = []any{dec, got}
+					case "stream":
+						r := eventstream.NewReader(bytes.NewReader(wire), mt == codecs.MediaTypeJSON)
+						batch := f.NewOfferBatch()
+						got, err := r.Next(batch.Offer)
+						if err != nil {
+							b.Fatal(err)
+						}
+						held = liveHeap() - base
+						batch.Commit(ctx, got)
+						keep = []any{r, got, batch}
+					}
+					peak = max(held, liveHeap()-base)
+					runtime.ReadMemStats(&ms1)
+					runtime.KeepAlive(keep)
+					keep = nil
+					cache = liveHeap() - base
+					alloc = ms1.TotalAlloc - ms0.TotalAlloc
+					if views, _ := c.Snapshot(); len(views) != heapAgents {
+						b.Fatalf("%d agents in the cache, want %d", len(views), heapAgents)
+					}
+					runtime.KeepAlive(f)
+				}
+				b.ReportMetric(float64(len(wire))/(1<<20), "wire-MiB")
+				b.ReportMetric(float64(held)/(1<<20), "held-MiB")
+				b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
+				b.ReportMetric(float64(cache)/(1<<20), "cache-MiB")
+				b.ReportMetric(float64(alloc)/(1<<20), "alloc-MiB")
+			})
+		}
+	}
+}
