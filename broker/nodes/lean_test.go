@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/k8sm/k8sm/pkg/podresources"
 	"github.com/k8sm/k8sm/pkg/taskinfo"
@@ -187,8 +188,12 @@ func TestKeptLeaseHasNoManagedFields(t *testing.T) {
 			t.Fatalf("sync %d: %v", i, err)
 		}
 		st := m.state[a.id]
-		if st == nil || st.lease == nil || len(st.lease.ManagedFields) != 0 {
-			t.Fatalf("sync %d: kept Lease %+v, want one without managed fields", i, st)
+		if st == nil || st.lease == nil {
+			t.Fatalf("sync %d: no Lease kept", i)
+		}
+		kept, err := st.lease.decode()
+		if err != nil || len(kept.ManagedFields) != 0 || kept.Name != "h1" {
+			t.Fatalf("sync %d: kept Lease %+v (%v), want h1's without managed fields", i, kept, err)
 		}
 	}
 	got, err := client.CoordinationV1().Leases(leaseNamespace).Get(ctx, "h1", metav1.GetOptions{})
@@ -237,4 +242,45 @@ func BenchmarkNodeCacheHeap(b *testing.B) {
 	}
 	b.ReportMetric(perNode, "heapB/node")
 	b.ReportMetric(perNode*agents/(1<<20), "MiB/10k")
+}
+
+// TestRenewalKeepsWhatOthersPutOnTheLease: the mirror renews from the Lease
+// it kept, so what another writer put on the Lease (a label, an
+// annotation) survives the broker's renewals, and renewTime moves on.
+func TestRenewalKeepsWhatOthersPutOnTheLease(t *testing.T) {
+	client := apiServerLike(t, false)
+	m, ctx := startedMirror(t, client)
+	a := &agentState{id: "S1", hostname: "h1"}
+	if err := m.sync(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	leases := client.CoordinationV1().Leases(leaseNamespace)
+	l, err := leases.Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Labels = map[string]string{"team": "infra"}
+	l.Annotations = map[string]string{"note": "kept"}
+	theirs, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := m.sync(ctx, a); err != nil {
+			t.Fatalf("sync %d: %v", i, err)
+		}
+	}
+	got, err := leases.Get(ctx, "h1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels["team"] != "infra" || got.Annotations["note"] != "kept" {
+		t.Errorf("after the broker's renewals the Lease has labels %v, annotations %v: another writer's were dropped", got.Labels, got.Annotations)
+	}
+	if got.ResourceVersion == theirs.ResourceVersion || ptr.Deref(got.Spec.HolderIdentity, "") != LeaseHolder {
+		t.Errorf("the Lease is at version %s (the other writer's: %s), held by %q: want the broker's renewal on top", got.ResourceVersion, theirs.ResourceVersion, ptr.Deref(got.Spec.HolderIdentity, ""))
+	}
+	if len(got.OwnerReferences) != 1 || got.OwnerReferences[0].Kind != "Node" {
+		t.Errorf("the Lease's owners %v, want its Node", got.OwnerReferences)
+	}
 }
