@@ -157,3 +157,59 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOffersEventTime is the time to read one OFFERS event of
+// heapAgents offers and take it into the framework and its cache, as
+// BenchmarkOffersEventHeap does it, without its collections.
+//
+//	go test -run '^$' -bench OffersEventTime -benchtime=10x ./broker/framework
+func BenchmarkOffersEventTime(b *testing.B) {
+	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(heapAgents)}}
+	for _, mt := range []encoding.MediaType{codecs.MediaTypeProtobuf, codecs.MediaTypeJSON} {
+		var rec []byte
+		var err error
+		if mt == codecs.MediaTypeJSON {
+			rec, err = json.Marshal(ev)
+		} else {
+			rec, err = ev.Marshal()
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire := append([]byte(strconv.Itoa(len(rec))+"\n"), rec...)
+		name := map[encoding.MediaType]string{codecs.MediaTypeProtobuf: "protobuf", codecs.MediaTypeJSON: "json"}[mt]
+		for _, how := range []string{"whole", "stream"} {
+			b.Run(name+"/"+how, func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					f := framework.New(framework.Config{Cache: offers.New(offers.Config{})})
+					ctx := context.Background()
+					b.StartTimer()
+					switch how {
+					case "whole":
+						var r io.Reader = bytes.NewReader(wire)
+						src := func() framing.Reader { return recordio.NewReader(r) }
+						if len(wire) > 4<<20 {
+							src = func() framing.Reader { return recordio.NewReader(r, recordio.MaxMessageSize(16<<20)) }
+						}
+						got := new(scheduler.Event)
+						if err := codecs.ByMediaType[mt].NewDecoder(src).Decode(got); err != nil {
+							b.Fatal(err)
+						}
+						if err := f.HandleEvent(ctx, got); err != nil {
+							b.Fatal(err)
+						}
+					case "stream":
+						batch := f.NewOfferBatch()
+						got, err := eventstream.NewReader(bytes.NewReader(wire), mt == codecs.MediaTypeJSON).Next(batch.Offer)
+						if err != nil {
+							b.Fatal(err)
+						}
+						batch.Commit(ctx, got)
+					}
+				}
+			})
+		}
+	}
+}
