@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -76,13 +74,12 @@ type mirror struct {
 	epoch  string
 	base   map[string]*agent // the broker's view, by hostname (= Node name)
 	agents map[string]*agent // base less the local claims, by hostname
-	// slots publishes agents to get without the lock: one slot per host
-	// ever seen in this view, holding the host's entry of agents (nil when
-	// it has none). Filter reads it for every node, from the scheduler's
-	// parallel workers; under the lock they all stalled whenever the offer
-	// watch waited for it to apply a change. The map is replaced, never
-	// changed, and only when a host appears.
-	slots atomic.Pointer[map[string]*atomic.Pointer[agent]]
+	// slots publishes agents to get without the lock (hostSlots): one
+	// slot per host ever seen in this view, holding the host's entry of
+	// agents (nil when it has none). Filter reads it for every node, from
+	// the scheduler's parallel workers; under the lock they all stalled
+	// whenever the offer watch waited for it to apply a change.
+	slots hostSlots
 	// bulk holds publishing back while a snapshot rebuilds the view, which
 	// is then published whole.
 	bulk   bool
@@ -114,35 +111,20 @@ func newMirror(reset func(error)) *mirror {
 }
 
 // publishAllLocked publishes agents whole, replacing every slot.
-func (m *mirror) publishAllLocked() {
-	slots := make(map[string]*atomic.Pointer[agent], len(m.agents))
-	for host, a := range m.agents {
-		slot := new(atomic.Pointer[agent])
-		slot.Store(a)
-		slots[host] = slot
-	}
-	m.slots.Store(&slots)
-}
+func (m *mirror) publishAllLocked() { m.slots.reset(m.agents) }
 
 // publishLocked makes a host's entry of agents the one get returns.
 func (m *mirror) publishLocked(host string, a *agent) {
 	if m.bulk {
 		return
 	}
-	slots := *m.slots.Load()
-	if slot := slots[host]; slot != nil {
+	if slot := m.slots.slotToWrite(host); slot != nil {
 		slot.Store(a)
 		return
 	}
-	if a == nil {
-		return
+	if a != nil {
+		m.slots.add(host, a)
 	}
-	next := make(map[string]*atomic.Pointer[agent], len(slots)+1)
-	maps.Copy(next, slots)
-	slot := new(atomic.Pointer[agent])
-	slot.Store(a)
-	next[host] = slot
-	m.slots.Store(&next)
 }
 
 // state returns whether the view is usable and, if not, why.
@@ -155,7 +137,7 @@ func (m *mirror) state() (bool, error) {
 // get is the host's agent in the view (base less claims), nil if none. It
 // takes no lock (slots).
 func (m *mirror) get(hostname string) *agent {
-	if slot := (*m.slots.Load())[hostname]; slot != nil {
+	if slot := m.slots.slot(hostname); slot != nil {
 		return slot.Load()
 	}
 	return nil

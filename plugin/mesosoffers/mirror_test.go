@@ -2,6 +2,8 @@ package mesosoffers
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/k8sm/k8sm/pkg/brokerapi"
@@ -98,5 +100,55 @@ func TestRefusedOrResetClaimsLeaveTheView(t *testing.T) {
 	m.disconnected(errors.New("stream broke"))
 	if n := m.claimCount(); n != 0 || len(resets) != 2 {
 		t.Errorf("after a disconnect: %d claims, %d resets; want 0 and 2", n, len(resets))
+	}
+}
+
+// TestGetFollowsHostsJoiningAndLeaving: agents that first appear after the
+// snapshot are found by get (Filter's lock-free read) as they join, with
+// their latest view, while readers run (go test -race); one taken out reads
+// nil, and comes back when offered again.
+func TestGetFollowsHostsJoiningAndLeaving(t *testing.T) {
+	m := newMirror(nil)
+	m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Snapshot{Snapshot: &brokerv1.Snapshot{Epoch: "e1"}}})
+	const hosts = 300
+	name := func(i int) string { return fmt.Sprintf("agent-%03d", i) }
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if a := m.get(name(i % hosts)); a != nil && a.hostname != name(i%hosts) {
+					t.Errorf("get(%s) returned %s", name(i%hosts), a.hostname)
+				}
+			}
+		}()
+	}
+	for v := uint64(1); v <= 2; v++ {
+		for i := range hosts {
+			m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: benchAgentProto(name(i), v)}})
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for i := range hosts {
+		if a := m.get(name(i)); a == nil || a.version != 2 {
+			t.Fatalf("get(%s) = %+v, want the agent at version 2", name(i), a)
+		}
+	}
+	gone := benchAgentProto(name(7), 3)
+	m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Removed{Removed: &brokerv1.AgentRemoved{AgentId: gone.AgentId, Hostname: gone.Hostname}}})
+	if a := m.get(name(7)); a != nil {
+		t.Fatalf("get(%s) after its offers went = version %d, want nil", name(7), a.version)
+	}
+	m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: gone}})
+	if a := m.get(name(7)); a == nil || a.version != 3 {
+		t.Fatalf("get(%s) after it was offered again = %+v, want version 3", name(7), a)
 	}
 }
