@@ -206,6 +206,17 @@ func (c *benchCluster) attempt(b *testing.B, pod *v1.Pod, start int) (string, ph
 // the launch takes the agent's offers out and the agent out longest is
 // offered again.
 func (c *benchCluster) brokerGrants(cl *claim) {
+	for _, ev := range c.grantEvents(cl) {
+		if ev != nil {
+			c.pl.mirror.apply(ev)
+		}
+	}
+}
+
+// grantEvents notes the broker's answer to cl in the mirror and returns
+// the watch events that follow it: the agent's view with the reservation,
+// its offers going in the launch, and the agent out longest offered again.
+func (c *benchCluster) grantEvents(cl *claim) []*brokerv1.WatchOffersResponse {
 	old := c.view[cl.host]
 	avail := brokerapi.ByRoleFromProto(old.GetAvailable())
 	avail[cl.role] = avail[cl.role].Subtract(cl.res)
@@ -213,8 +224,10 @@ func (c *benchCluster) brokerGrants(cl *claim) {
 		Capacity: old.Capacity, ResourceVersion: old.ResourceVersion + 1, Attributes: old.Attributes}
 	c.view[cl.host] = next
 	c.pl.mirror.answered(cl, next.ResourceVersion)
-	c.pl.mirror.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: next}})
-	c.pl.mirror.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Removed{Removed: &brokerv1.AgentRemoved{AgentId: next.AgentId, Hostname: next.Hostname}}})
+	evs := []*brokerv1.WatchOffersResponse{
+		{Event: &brokerv1.WatchOffersResponse_Updated{Updated: next}},
+		{Event: &brokerv1.WatchOffersResponse_Removed{Removed: &brokerv1.AgentRemoved{AgentId: next.AgentId, Hostname: next.Hostname}}},
+	}
 	c.offered[cl.host] = false
 	c.out = append(c.out, cl.host)
 	back := c.out[0]
@@ -222,7 +235,7 @@ func (c *benchCluster) brokerGrants(cl *claim) {
 	a := c.view[back]
 	a.ResourceVersion++
 	c.offered[back] = true
-	c.pl.mirror.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: a}})
+	return append(evs, &brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: a}})
 }
 
 func benchPreFilterFilter(b *testing.B, agents int, highPriority bool) {

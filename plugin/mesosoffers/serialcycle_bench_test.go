@@ -46,12 +46,14 @@ func BenchmarkSerialCycle(b *testing.B) {
 	for _, agents := range []int{1000, 5000} {
 		for _, prof := range []string{"default-scheduler", "mesos-scheduler"} {
 			for _, offered := range []int{50, 90, 100} {
-				if prof == "default-scheduler" && offered != 100 {
-					continue // offers do not matter to the stock profile
+				for _, watch := range []string{"sync", "async"} {
+					if prof == "default-scheduler" && (offered != 100 || watch != "sync") {
+						continue // offers do not matter to the stock profile
+					}
+					b.Run(fmt.Sprintf("agents=%d/profile=%s/offered=%d%%/watch=%s", agents, prof, offered, watch), func(b *testing.B) {
+						benchSerialCycle(b, agents, prof, offered, watch == "async")
+					})
 				}
-				b.Run(fmt.Sprintf("agents=%d/profile=%s/offered=%d%%", agents, prof, offered), func(b *testing.B) {
-					benchSerialCycle(b, agents, prof, offered)
-				})
 			}
 		}
 	}
@@ -79,11 +81,16 @@ profiles:
 // benchCount counts, per attempt, the nodes that reached the end of
 // Filter (every filter passed) and the nodes handed to PreScore (the ones
 // Score scores); for the mesos-scheduler profile its Reserve is the claim
-// and the broker's answer, and its Bind succeeds at once in both.
+// and the broker's answer, and its Bind succeeds at once in both. With
+// granted set (watch=async) Reserve only claims, as MesosOffers' Reserve
+// does, and the broker's answer and the offer churn reach the mirror on
+// another goroutine, as the offer watch's events do in k8sm: the view and
+// the fit index change between and during attempts.
 type benchCount struct {
 	c                  *benchCluster // nil in the stock profile
 	filtered, prescore atomic.Int64
 	mesosFiltered      atomic.Int64 // MesosOffers' Filter calls (every visited node)
+	granted            chan *claim
 }
 
 func (*benchCount) Name() string { return "BenchCount" }
@@ -109,8 +116,28 @@ func (bc *benchCount) Reserve(ctx context.Context, state fwk.CycleState, pod *v1
 	}
 	bc.c.pl.parked.unpark(pod.UID)
 	bc.c.pl.waiters.done(pod.UID)
+	if bc.granted != nil {
+		bc.granted <- cl
+		return nil
+	}
 	bc.c.brokerGrants(cl)
 	return nil
+}
+
+// watchGrants plays the broker and the offer watch for the claims Reserve
+// sends: brokerGrants' events, applied and handed to the parked pods as
+// mirror.watchOnce does, until claims is closed.
+func (c *benchCluster) watchGrants(ctx context.Context, claims <-chan *claim) {
+	for cl := range claims {
+		for _, ev := range c.grantEvents(cl) {
+			if ev == nil {
+				continue
+			}
+			if agents := c.pl.mirror.apply(ev); len(agents) > 0 {
+				c.pl.parked.offersChanged(ctx, agents)
+			}
+		}
+	}
 }
 
 func (*benchCount) Unreserve(context.Context, fwk.CycleState, *v1.Pod, string) {}
@@ -137,14 +164,14 @@ func extensionPoint(b *testing.B, point, profile string) (float64, uint64) {
 	return vec.GetAggregatedSampleSum(), vec.GetAggregatedSampleCount()
 }
 
-func benchSerialCycle(b *testing.B, agents int, profile string, offeredPct int) {
+func benchSerialCycle(b *testing.B, agents int, profile string, offeredPct int, async bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := klog.FromContext(ctx)
 	c := newBenchClusterOffered(b, agents, offeredPct)
 	// Every agent was in the view once, as after the 5,000 hollow agents'
-	// first offers: the mirror's first sight of a host copies its map of
-	// hosts (publishLocked), a cost of the start, not of the burst.
+	// first offers: the mirror's first sight of a host adds its slot
+	// (publishLocked), a cost of the start, not of the burst.
 	for _, host := range c.out {
 		a := c.view[host]
 		c.pl.mirror.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: a}})
@@ -203,6 +230,18 @@ func benchSerialCycle(b *testing.B, agents int, profile string, offeredPct int) 
 		}
 	}
 	bc := counts[profile]
+	if async && bc.c != nil {
+		bc.granted = make(chan *claim, 1<<16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.watchGrants(ctx, bc.granted)
+		}()
+		defer func() {
+			close(bc.granted)
+			<-done
+		}()
+	}
 
 	sum0 := map[string]float64{}
 	n0 := map[string]uint64{}
