@@ -15,11 +15,18 @@ import (
 // mostly share a few shapes (a Deployment's replicas have one), and a
 // change touches one agent. The mirror's lock guards it.
 //
-// A set handed out is shared and never changed again: the next change
-// copies it first (the scheduler keeps PreFilterResult.NodeNames for the
-// cycle, PostFilter reads it later). Changes that leave an agent on the
+// A set handed out is shared and does not change until the index hands
+// out the same shape's set again: changes meanwhile wait in pending, and
+// that next hand-out applies them, one per agent that changed (copying the
+// set instead cost the watch, under the mirror's lock, a set as large as
+// the agents offered per pod at 5,000 agents: docs/benchmarks.md). That is
+// safe because sets are handed out only to PreFilter (fitting is for
+// tests), which runs in the scheduler's serial cycle, and a cycle's readers
+// of the set are done before the next cycle's PreFilter: the scheduler
+// clones NodeNames before Filter (PreFilterResult.Merge), and PostFilter
+// (leftOut) runs in the same cycle. Changes that leave an agent on the
 // same side of the shape (a small pod's claim on a big agent, the common
-// case) copy nothing.
+// case) record nothing.
 type fitIndex struct {
 	shapes map[string]*fitShape
 	tick   uint64
@@ -31,8 +38,42 @@ const maxFitShapes = 16
 type fitShape struct {
 	demand podresources.Demand
 	hosts  sets.Set[string]
-	shared bool
-	used   uint64
+	// shared is whether hosts was handed out; its changes then wait in
+	// pending: each host whose side differs from hosts', and the side.
+	shared  bool
+	pending map[string]bool
+	// count is how many agents hold the shape now (hosts with pending).
+	count int
+	used  uint64
+}
+
+// has is whether host holds the shape now.
+func (s *fitShape) has(host string) bool {
+	if holds, ok := s.pending[host]; ok {
+		return holds
+	}
+	return s.hosts.Has(host)
+}
+
+// handOut applies the pending changes and marks hosts handed out: the
+// set handed out last is no longer read (fitIndex).
+func (s *fitShape) handOut() sets.Set[string] {
+	s.settle()
+	s.shared = true
+	return s.hosts
+}
+
+// settle applies the pending changes to hosts, which is no longer read.
+func (s *fitShape) settle() {
+	for host, holds := range s.pending {
+		if holds {
+			s.hosts.Insert(host)
+		} else {
+			s.hosts.Delete(host)
+		}
+	}
+	clear(s.pending)
+	s.shared = false
 }
 
 func newFitIndex() fitIndex { return fitIndex{shapes: map[string]*fitShape{}} }
@@ -63,30 +104,31 @@ func shapeKey(d podresources.Demand) string {
 }
 
 // fittingLocked returns the agents of agents that hold d. The set is
-// shared: callers must not change it. The mirror's write lock is held.
+// shared: callers must not change it, and must be done reading the set
+// this index handed out last for d (fitIndex). The mirror's write lock is
+// held.
 func (x *fitIndex) fittingLocked(d podresources.Demand, agents map[string]*agent) sets.Set[string] {
-	s := x.shapeLocked(d, agents)
-	s.shared = true
-	return s.hosts
+	return x.shapeLocked(d, agents).handOut()
 }
 
 // fittingAtMostLocked is fittingLocked's set when it has at most limit
-// agents, and nil (no set handed out, so none to copy on the next change)
-// when it has more.
+// agents, and nil (no set handed out: changes then apply to the index's
+// set in place) when it has more.
 func (x *fitIndex) fittingAtMostLocked(d podresources.Demand, agents map[string]*agent, limit int) sets.Set[string] {
 	s := x.shapeLocked(d, agents)
-	if s.hosts.Len() > limit {
+	if s.count > limit {
+		// The caller hands the index's last set out no more either.
+		s.settle()
 		return nil
 	}
-	s.shared = true
-	return s.hosts
+	return s.handOut()
 }
 
 // anyLocked is whether an agent of agents holds d. It hands out no set, so
 // the next change need not copy one: PreEnqueue asks it for every pod add
 // and update. The mirror's write lock is held.
 func (x *fitIndex) anyLocked(d podresources.Demand, agents map[string]*agent) bool {
-	return x.shapeLocked(d, agents).hosts.Len() > 0
+	return x.shapeLocked(d, agents).count > 0
 }
 
 // shapeLocked is d's shape, fitted against every agent when it is new.
@@ -104,6 +146,7 @@ func (x *fitIndex) shapeLocked(d podresources.Demand, agents map[string]*agent) 
 				s.hosts.Insert(host)
 			}
 		}
+		s.count = s.hosts.Len()
 		x.shapes[key] = s
 	}
 	s.used = x.tick
@@ -125,16 +168,28 @@ func (x *fitIndex) evictLocked() {
 func (x *fitIndex) changedLocked(host string, a *agent) {
 	for _, s := range x.shapes {
 		holds := a != nil && a.holds(s.demand)
-		if holds == s.hosts.Has(host) {
+		if holds == s.has(host) {
 			continue
 		}
-		if s.shared {
-			s.hosts, s.shared = s.hosts.Clone(), false
-		}
 		if holds {
-			s.hosts.Insert(host)
+			s.count++
 		} else {
-			s.hosts.Delete(host)
+			s.count--
+		}
+		switch {
+		case !s.shared:
+			if holds {
+				s.hosts.Insert(host)
+			} else {
+				s.hosts.Delete(host)
+			}
+		case holds == s.hosts.Has(host):
+			delete(s.pending, host) // back to the side handed out
+		default:
+			if s.pending == nil {
+				s.pending = map[string]bool{}
+			}
+			s.pending[host] = holds
 		}
 	}
 }

@@ -43,7 +43,8 @@ func protoAgent(host string, version uint64, r podresources.Resources) *brokerv1
 // The index answers as a scan of the view after every change the offer
 // watch and the plugin's claims make: offers updated and rescinded,
 // claims made, answered, shown by the broker and dropped, an epoch reset
-// and a disconnect. A set handed out earlier never changes.
+// and a disconnect. A set handed out does not change until its shape's set
+// is handed out again.
 func TestFitIndexFollowsTheView(t *testing.T) {
 	rnd := rand.New(rand.NewSource(3))
 	m := newMirror(nil)
@@ -80,20 +81,27 @@ func TestFitIndexFollowsTheView(t *testing.T) {
 	type handed struct {
 		set, copy sets.Set[string]
 	}
-	var given []handed
+	// The sets handed out last, by shape: each must stay as it was until
+	// its shape's set is handed out again (the next scheduling cycle).
+	given := map[string]handed{}
 	check := func(step string) {
 		t.Helper()
+		for key, h := range given {
+			if !h.set.Equal(h.copy) {
+				t.Fatalf("after %s: a set handed out earlier for %s changed from %v to %v", step, key, sets.List(h.copy), sets.List(h.set))
+			}
+		}
+		for _, d := range shapes {
+			if got, want := m.fitsAny(d), fittingByScan(m, d).Len() > 0; got != want {
+				t.Fatalf("after %s: fitsAny(%s) = %v, a scan of the view says %v", step, d, got, want)
+			}
+		}
 		for _, d := range shapes[:5+rnd.Intn(len(shapes)-5)] {
 			got, want := m.fitting(d), fittingByScan(m, d)
 			if !got.Equal(want) {
 				t.Fatalf("after %s: fitting(%s) = %v, a scan of the view says %v", step, d, sets.List(got), sets.List(want))
 			}
-			given = append(given, handed{got, got.Clone()})
-		}
-		for _, h := range given {
-			if !h.set.Equal(h.copy) {
-				t.Fatalf("after %s: a set handed out earlier changed from %v to %v", step, sets.List(h.copy), sets.List(h.set))
-			}
+			given[shapeKey(d)] = handed{got, got.Clone()}
 		}
 	}
 
@@ -306,4 +314,58 @@ func mustDemand(t testing.TB, p *v1.Pod) podresources.Demand {
 		t.Fatal(err)
 	}
 	return d.WithDefaults(podresources.DefaultPodScalars)
+}
+
+// A shape's set handed out to PreFilter stays as it was while offers come
+// and go (the scheduler may still read it in that cycle); the next
+// PreFilter's answer, named or too wide to name, is the view's at that
+// time, and a named set after a wide answer holds every change since.
+func TestFitIndexHandsOutTheViewOfEachCycle(t *testing.T) {
+	m := newMirror(nil)
+	big := res(4, 4096, podresources.Range{Begin: 31000, End: 31010})
+	hosts := make([]string, 9)
+	snap := &brokerv1.Snapshot{Epoch: "e1"}
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("h%d", i)
+		if i < 3 {
+			snap.Agents = append(snap.Agents, protoAgent(hosts[i], 1, big))
+		}
+	}
+	m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Snapshot{Snapshot: snap}})
+	d := podresources.Demand{Scalars: podresources.Scalars{CPUs: 1000, MemMB: 512000}}
+	offer := func(h string, v uint64) {
+		m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Updated{Updated: protoAgent(h, v, big)}})
+	}
+	rescind := func(h string) {
+		m.apply(&brokerv1.WatchOffersResponse{Event: &brokerv1.WatchOffersResponse_Removed{Removed: &brokerv1.AgentRemoved{AgentId: "id-" + h, Hostname: h}}})
+	}
+
+	first := m.preFilterView(d, true, 5)
+	if !first.fitting.Equal(sets.New("h0", "h1", "h2")) {
+		t.Fatalf("first cycle: fitting %v, want h0 h1 h2", sets.List(first.fitting))
+	}
+	for i, h := range hosts[3:] {
+		offer(h, uint64(2+i))
+	}
+	rescind("h1")
+	offer("h1", 20) // back on the side handed out
+	rescind("h0")
+	if !first.fitting.Equal(sets.New("h0", "h1", "h2")) {
+		t.Fatalf("the set handed out changed within its cycle: %v", sets.List(first.fitting))
+	}
+	if !m.fitsAny(d) {
+		t.Fatal("fitsAny: no agent holds the pod, want 8")
+	}
+
+	wide := m.preFilterView(d, true, 5) // h1..h8 hold it: too many to name
+	if !wide.wide || wide.fitting != nil {
+		t.Fatalf("second cycle: wide %v fitting %v, want wide with no set", wide.wide, sets.List(wide.fitting))
+	}
+	for _, h := range hosts[1:7] {
+		rescind(h)
+	}
+	third := m.preFilterView(d, true, 5)
+	if want := fittingByScan(m, d); third.wide || !third.fitting.Equal(want) || !want.Equal(sets.New("h7", "h8")) {
+		t.Fatalf("third cycle: wide %v fitting %v, want %v (h7 h8)", third.wide, sets.List(third.fitting), sets.List(want))
+	}
 }

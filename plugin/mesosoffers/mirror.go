@@ -157,7 +157,7 @@ func (m *mirror) each(f func(*agent) bool) {
 
 // fitting returns the hostnames of the agents whose available resources
 // hold d, from the index (fitIndex). The set is shared: callers must not
-// change it.
+// change it, and must be done reading the one returned last for d.
 func (m *mirror) fitting(d podresources.Demand) sets.Set[string] {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -36,7 +36,9 @@ import (
 // Both parts come from indexes kept as offers and pods change (fitIndex,
 // priorities), so the cost grows with the set returned, not with the agents
 // and their pods. The set may be the index's own: callers must not change
-// it (the scheduler merges PreFilter results into sets of its own).
+// it, nor read it after the scheduling cycle (the scheduler merges
+// PreFilter results into sets of its own; the index applies the changes
+// since at the next cycle's PreFilter, fitIndex).
 //
 // A pod that may preempt on (about) every node is not narrowed either:
 // naming every node costs a set as large as the cluster here and in the
@@ -73,10 +75,10 @@ func candidateNodes(names sets.Set[string], prios *priorities, pod *v1.Pod) sets
 // maxNarrowed is the most agents PreFilter names out of allNodes. Naming
 // costs the scheduler per name and per attempt, whatever the set: it
 // clones NodeNames (PreFilterResult.Merge) and looks every name up in its
-// snapshot, and the fit index copies a set it handed out at the next
-// change; about 0.36 µs of CPU per name plus the garbage, 1.8 ms per
-// attempt at 5,000 agents all offered (docs/benchmarks.md, "Why the
-// serial cycle costs more at 5,000 agents"). Naming saves the Filter of
+// snapshot; about 0.36 µs of CPU per name plus the garbage, 1.8 ms per
+// attempt at 5,000 agents all offered with the fit index's copy of the set
+// at the next change, which it no longer makes (docs/benchmarks.md, "Why
+// the serial cycle costs more at 5,000 agents"). Naming saves the Filter of
 // the nodes left out and, as percentageOfNodesToScore counts the named
 // nodes, some Score; past two thirds of the cluster it saves less than it
 // costs. Below minNarrowNodes the scheduler filters every node anyway and

@@ -154,7 +154,9 @@ type demandState struct {
 	demand, requested podresources.Demand
 	tolerations       []v1.Toleration
 	// narrowed is the PreFilterResult's NodeNames, nil when PreFilter did
-	// not narrow; PostFilter explains the nodes it left out.
+	// not narrow; PostFilter explains the nodes it left out. It may be the
+	// fit index's set, which changes at the next cycle's PreFilter: read
+	// it in this cycle only.
 	narrowed sets.Set[string]
 }
 
