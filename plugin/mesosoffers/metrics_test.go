@@ -7,6 +7,26 @@ import (
 	"k8s.io/component-base/metrics/testutil"
 )
 
+// preFilterCount is the scheduler's /metrics count of PreFilter answers
+// of result.
+func preFilterCount(t *testing.T, result string) float64 {
+	t.Helper()
+	v, err := testutil.GetCounterMetricValue(preFilterResults.WithLabelValues(result))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func namedNodesCount(t *testing.T) float64 {
+	t.Helper()
+	v, err := testutil.GetCounterMetricValue(preFilterNamedNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 const bindPhaseMetric = "k8sm_mesosoffers_bind_phase_duration_seconds"
 
 // bindPhaseCounts reads, from the registry /metrics serves, how many

@@ -151,6 +151,7 @@ func TestPreFilterNamesNoNodesWhenMostHoldThePod(t *testing.T) {
 		offered int
 		narrow  bool
 	}{{offered: 100, narrow: true}, {offered: 120, narrow: false}, {offered: 150, narrow: false}} {
+		named0, wide0, names0 := preFilterCount(t, preFilterNamed), preFilterCount(t, preFilterWide), namedNodesCount(t)
 		e := newEnv(t)
 		var nodes []fwk.NodeInfo
 		want := sets.New[string]()
@@ -170,6 +171,14 @@ func TestPreFilterNamesNoNodesWhenMostHoldThePod(t *testing.T) {
 			t.Errorf("%d of 150 nodes offered: NodeNames has %d names, want the %d offered", tc.offered, got.Len(), want.Len())
 		case !tc.narrow && got != nil:
 			t.Errorf("%d of 150 nodes offered: NodeNames has %d names, want all nodes (nil)", tc.offered, got.Len())
+		}
+		// The scheduler's /metrics says which answer each attempt got.
+		named, wide, names := preFilterCount(t, preFilterNamed)-named0, preFilterCount(t, preFilterWide)-wide0, namedNodesCount(t)-names0
+		if tc.narrow && (named != 1 || wide != 0 || names != float64(want.Len())) {
+			t.Errorf("%d of 150 nodes offered: metrics say %v named (%v names), %v wide; want 1 named of %d names", tc.offered, named, names, wide, want.Len())
+		}
+		if !tc.narrow && (named != 0 || wide != 1 || names != 0) {
+			t.Errorf("%d of 150 nodes offered: metrics say %v named (%v names), %v wide; want 1 wide", tc.offered, named, names, wide)
 		}
 	}
 }

@@ -203,13 +203,21 @@ func (pl *MesosOffers) PreFilter(ctx context.Context, state fwk.CycleState, pod 
 		room.fitsNoAgent = true
 		return nil, fwk.NewStatus(fwk.Unschedulable, view.noAgent)
 	}
-	if !narrow || view.wide {
+	switch {
+	case !narrow:
+		preFilterResults.WithLabelValues(preFilterNotNarrowed).Inc()
+		return nil, nil
+	case view.wide:
+		preFilterResults.WithLabelValues(preFilterWide).Inc()
 		return nil, nil
 	}
 	if names := candidateNodes(view.fitting, pl.priorities, pod); names != nil {
 		ds.narrowed = names
+		preFilterResults.WithLabelValues(preFilterNamed).Inc()
+		preFilterNamedNodes.Add(float64(names.Len()))
 		return &fwk.PreFilterResult{NodeNames: names}, nil
 	}
+	preFilterResults.WithLabelValues(preFilterNoneHold).Inc()
 	return nil, nil
 }
 
