@@ -8,11 +8,12 @@ import (
 
 // BenchmarkLaunchMarkCrossing is what one launch costs the fit index at
 // 1,000 agents (500 offered, the bench's pod shape), as in a burst: the
-// shape's set was handed to the scheduler (PreFilter of the next pod), so
-// Bind's launch mark, which moves the agent out of the shape, copies it
-// under the mirror's lock; the mark's end moves it back, after the next
-// PreFilter handed the set out again, and copies it again. Those locks are
-// the ones PreFilter and Reserve take in the serial cycle.
+// shape's set was handed to the scheduler (PreFilter of the next pod), and
+// Bind's launch mark moves the agent out of the shape under the mirror's
+// lock; the mark's end moves it back, after the next PreFilter handed the
+// set out again. Those locks are the ones PreFilter and Reserve take in
+// the serial cycle. Each crossing copied the 500-host set until the index
+// kept changes to a handed-out set aside (fitShape.pending).
 //
 //	go test -run '^$' -bench LaunchMarkCrossing -benchmem ./plugin/mesosoffers
 func BenchmarkLaunchMarkCrossing(b *testing.B) {
