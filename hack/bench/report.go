@@ -295,6 +295,7 @@ func WriteTable(w io.Writer, res *Results) {
 	fmt.Fprintln(w)
 
 	writeCPUTable(w, res.Scenarios)
+	writeEventTables(w, res.Scenarios)
 
 	var vars []ScenarioResult
 	for _, s := range res.Scenarios {
@@ -412,6 +413,141 @@ func writeCPUTable(w io.Writer, ss []ScenarioResult) {
 			row(s.Agents, name+" "+p.Mode+": deleting its pods", p.DeleteCPU, 0)
 		}
 		row(s.Agents, "whole run", &PhaseCPU{BrokerSeconds: s.BrokerProc.CPUSeconds, SchedulerSeconds: s.SchedulerProc.CPUSeconds}, 0)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// partName names a phase as the CPU table does ("k8sm burst").
+func partName(p PhaseResult) string {
+	if p.Scheduler == K8smScheduler {
+		return "k8sm " + p.Mode
+	}
+	return "stock " + p.Mode
+}
+
+// writeEventTables prints, per phase of each scale scenario, what the
+// scheduler handled besides its attempts and what the API server wrote to
+// pods and Nodes, per bound pod (the CPU table's stretch), and MesosOffers'
+// PreFilter answers during each k8sm phase: what tells the scheduler's CPU
+// per pod in k8sm's phase from the stock one's (#16).
+func writeEventTables(w io.Writer, ss []ScenarioResult) {
+	perPod := func(v float64, pods int) string {
+		if pods <= 0 {
+			return "-"
+		}
+		return num3(v / float64(pods))
+	}
+	fmt.Fprintf(w, "### The scheduler's events during each phase (%s by event: handled, and the handlers' time; %s by event, summed over queues; per bound pod)\n", EventHandlingMetric, QueueIncomingMetric)
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t part\t event\t handled\t handled per pod\t handler µs per pod\t pods queued per pod\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t")
+	for _, s := range ss {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, p := range s.Phases {
+			ev := p.Events
+			if ev == nil {
+				fmt.Fprintf(tw, "| %d\t %s\t -\t not read\t -\t -\t -\t\n", s.Agents, partName(p))
+				continue
+			}
+			labels := map[string]bool{}
+			for k := range ev.Handled {
+				labels[k] = true
+			}
+			for k := range ev.QueueIncoming {
+				labels[k] = true
+			}
+			for _, k := range sortedKeys(labels) {
+				c := ev.Handled[k]
+				fmt.Fprintf(tw, "| %d\t %s\t %s\t %.0f\t %s\t %s\t %s\t\n", s.Agents, partName(p), k, c.Count,
+					perPod(c.Count, p.Bound), perPod(c.Seconds*1e6, p.Bound), perPod(ev.QueueIncoming[k], p.Bound))
+			}
+			t := ev.Total()
+			queued := 0.0
+			for _, v := range ev.QueueIncoming {
+				queued += v
+			}
+			fmt.Fprintf(tw, "| %d\t %s\t all\t %.0f\t %s\t %s\t %s\t\n", s.Agents, partName(p), t.Count,
+				perPod(t.Count, p.Bound), perPod(t.Seconds*1e6, p.Bound), perPod(queued, p.Bound))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "AssignedPodUpdate counts an update of a bound pod twice when it changes no label, request or toleration (kube-scheduler records the whole handling, then the requeue for the event it derives): the pod writes below count each once.")
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "### Writes to pods and Nodes during each phase (the API server's %s, 2xx, every client's; per bound pod)\n", APIRequestsMetric)
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| agents\t part\t write\t count\t per bound pod\t")
+	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t")
+	for _, s := range ss {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, p := range s.Phases {
+			if p.Events == nil || p.Events.APIWrites == nil {
+				fmt.Fprintf(tw, "| %d\t %s\t not read\t -\t -\t\n", s.Agents, partName(p))
+				continue
+			}
+			total := 0.0
+			for _, k := range sortedKeys(p.Events.APIWrites) {
+				v := p.Events.APIWrites[k]
+				total += v
+				fmt.Fprintf(tw, "| %d\t %s\t %s\t %.0f\t %s\t\n", s.Agents, partName(p), k, v, perPod(v, p.Bound))
+			}
+			fmt.Fprintf(tw, "| %d\t %s\t all\t %.0f\t %s\t\n", s.Agents, partName(p), total, perPod(total, p.Bound))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "### MesosOffers' PreFilter during each k8sm phase (%s by result, %s)\n", PreFilterResultsMetric, PreFilterNamedNodesMetric)
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprint(tw, "| agents\t load\t answers\t answers per bound pod\t")
+	for _, r := range preFilterResultOrder {
+		fmt.Fprintf(tw, " %s\t", r)
+	}
+	fmt.Fprintln(tw, " named share\t names per named answer\t")
+	fmt.Fprint(tw, "|---\t---\t---\t---\t")
+	for range preFilterResultOrder {
+		fmt.Fprint(tw, "---\t")
+	}
+	fmt.Fprintln(tw, "---\t---\t")
+	for _, s := range ss {
+		if s.Kind != "scale" {
+			continue
+		}
+		for _, p := range s.Phases {
+			if p.Scheduler != K8smScheduler {
+				continue
+			}
+			if p.Events == nil {
+				fmt.Fprintf(tw, "| %d\t %s\t not read\t -\t", s.Agents, p.Mode)
+				for range preFilterResultOrder {
+					fmt.Fprint(tw, " -\t")
+				}
+				fmt.Fprintln(tw, " -\t -\t")
+				continue
+			}
+			answers, share, names := p.Events.PreFilterAnswers()
+			fmt.Fprintf(tw, "| %d\t %s\t %.0f\t %s\t", s.Agents, p.Mode, answers, perPod(answers, p.Bound))
+			for _, r := range preFilterResultOrder {
+				fmt.Fprintf(tw, " %.0f\t", p.Events.PreFilter[r])
+			}
+			shareCell, namesCell := "-", "-"
+			if answers > 0 {
+				shareCell = fmt.Sprintf("%.1f%%", share*100)
+			}
+			if p.Events.PreFilter["named"] > 0 {
+				namesCell = num(names)
+			}
+			fmt.Fprintf(tw, " %s\t %s\t\n", shareCell, namesCell)
+		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -140,6 +140,7 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 		cpuStart := e.cpuNow()
 		before := scheduleAttempts(ctx, e.schedWeb, p.scheduler)
 		epBefore := extensionPointTotals(ctx, e.schedWeb, p.scheduler)
+		eventsBefore, writesBefore := schedulerCounters(ctx, e.schedWeb), apiWrites(ctx, r.kube)
 		var stopOffers func() *PhaseOffers
 		var bindBefore map[string]map[string]histo
 		if p.scheduler == K8smScheduler {
@@ -149,6 +150,7 @@ func (r *runner) runScenario(ctx context.Context, sc Scenario) (res ScenarioResu
 		pr := r.runPhase(ctx, e, p.scheduler, p.mode, p.pods)
 		cpuEnd := e.cpuNow()
 		pr.CPU = cpuSince(cpuStart, cpuEnd)
+		pr.Events = phaseEvents(eventsBefore, schedulerCounters(ctx, e.schedWeb), writesBefore, apiWrites(ctx, r.kube))
 		if stopOffers != nil {
 			pr.Offers = stopOffers()
 			pr.BindPhases = phaseTimings(bindBefore, phaseHistograms(ctx, e.schedWeb, e.brokerWeb))

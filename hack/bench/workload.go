@@ -64,7 +64,11 @@ type PhaseResult struct {
 	// scenario, so their totals alone cannot say which phase spent what.
 	CPU       *PhaseCPU `json:"cpu,omitempty"`
 	DeleteCPU *PhaseCPU `json:"delete_cpu,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	// Events is what the scheduler handled (informer events, pods queued,
+	// MesosOffers' PreFilter answers) and the API server wrote to pods and
+	// Nodes over the same stretch as CPU.
+	Events *PhaseEvents `json:"events,omitempty"`
+	Error  string       `json:"error,omitempty"`
 }
 
 func benchPod(scheduler, name, run string) *corev1.Pod {
