@@ -154,11 +154,15 @@ func TestTaskQueuedThroughAnAgentRestartIsDropped(t *testing.T) {
 	if err := sched.MustAccept(ctx, launchCall(o, executorTask("t", testExecutor("slow"), resources(t, "cpus:1;mem:64")))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, ctx, "the task queued for the starting executor", func() bool {
+	// Started: its process runs (a pid), it has not subscribed. Killed
+	// before the fork (still fetching), the agent would fail the task
+	// instead, as the real one destroys a container it was launching.
+	eventually(t, ctx, "the task queued for the started executor", func() bool {
 		st := getState(t, ctx, "http://"+s.Agent(0).Endpoint()+"/state")
 		for _, fw := range st["frameworks"].([]any) {
 			for _, e := range fw.(map[string]any)["executors"].([]any) {
-				if q, _ := e.(map[string]any)["queued_tasks"].([]any); len(q) == 1 {
+				e := e.(map[string]any)
+				if q, _ := e["queued_tasks"].([]any); len(q) == 1 && e["pid"] != nil && e["pid"] != 0.0 {
 					return true
 				}
 			}
