@@ -2,6 +2,7 @@ package mesossim_test
 
 import (
 	"encoding/json"
+	"maps"
 	"syscall"
 	"testing"
 	"time"
@@ -183,4 +184,88 @@ func TestTaskQueuedThroughAnAgentRestartIsDropped(t *testing.T) {
 		t.Errorf("update %v, want reason %v from the agent", dropped, mesos.REASON_AGENT_RESTARTED)
 	}
 	ack(t, ctx, sched, dropped)
+}
+
+// TestHollowAgentRestartRecovery: a hollow agent's checkpoint of a
+// checkpointing framework's tasks brings back, after the agent restarts,
+// each task it had not finished with its latest state, the update not yet
+// acknowledged (resent with the same uuid), and nothing of a task whose
+// terminal update was acknowledged.
+func TestHollowAgentRestartRecovery(t *testing.T) {
+	mc := fastMaster()
+	mc.AgentPingTimeout = 5 * time.Second
+	s := startSim(t, mesossim.Config{Master: mc, Agents: []agent.Config{hollowAgent(t, "cpus:4;mem:2048")}})
+	ctx := testCtx(t)
+	info := fwInfo("hollow-recover", mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+	checkpoint := true
+	info.Checkpoint = &checkpoint
+	sched := subscribe(t, ctx, s.MasterURL(), wire.Protobuf, info)
+	o := nextOffer(t, ctx, sched)
+	exec := testExecutor("shared")
+	res := resources(t, "cpus:1;mem:64")
+	if err := sched.MustAccept(ctx, launchCall(o, executorTask("acked", exec, res), executorTask("unacked", exec, res), executorTask("done", exec, res))); err != nil {
+		t.Fatal(err)
+	}
+	running := map[string]*mesos.TaskStatus{}
+	for _, id := range []string{"acked", "unacked", "done"} {
+		st, err := sched.Update(ctx, id, mesos.TASK_RUNNING)
+		if err != nil {
+			t.Fatal(err)
+		}
+		running[id] = st
+	}
+	ack(t, ctx, sched, running["acked"])
+	ack(t, ctx, sched, running["done"])
+	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "done"}}}); err != nil {
+		t.Fatal(err)
+	}
+	killed, err := sched.Update(ctx, "done", mesos.TASK_KILLED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack(t, ctx, sched, killed)
+	eventually(t, ctx, "the agent to forget the finished task", func() bool {
+		return len(agentTasks(t, s)) == 2
+	})
+
+	if err := s.KillAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RestartAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sched.Wait(ctx, func(e *scheduler.Event) bool {
+		return e.Type == scheduler.Event_UPDATE && string(e.Update.Status.UUID) == string(running["unacked"].UUID)
+	})
+	if err != nil {
+		t.Fatalf("the unacknowledged update after the restart: %v", err)
+	}
+	if again.Update.Status.TaskID.Value != "unacked" || again.Update.Status.GetState() != mesos.TASK_RUNNING {
+		t.Errorf("resent update %v", again.Update.Status)
+	}
+	ack(t, ctx, sched, &again.Update.Status)
+	if got, want := agentTasks(t, s), map[string]string{"acked": "TASK_RUNNING", "unacked": "TASK_RUNNING"}; !maps.Equal(got, want) {
+		t.Errorf("the restarted agent's tasks: %v, want %v", got, want)
+	}
+	for _, ev := range sched.Events() {
+		if ev.Type == scheduler.Event_UPDATE && ev.Update.Status.TaskID.Value == "done" && ev.Update.Status.GetState() != mesos.TASK_RUNNING && ev.Update.Status.GetState() != mesos.TASK_KILLED {
+			t.Errorf("the finished task came back after the restart: %v", ev.Update.Status)
+		}
+	}
+}
+
+// agentTasks is the agent's /state: each task's state by task id.
+func agentTasks(t *testing.T, s *mesossim.Sim) map[string]string {
+	t.Helper()
+	st := getState(t, testCtx(t), "http://"+s.Agent(0).Endpoint()+"/state")
+	out := map[string]string{}
+	for _, fw := range st["frameworks"].([]any) {
+		for _, e := range fw.(map[string]any)["executors"].([]any) {
+			for _, task := range e.(map[string]any)["tasks"].([]any) {
+				task := task.(map[string]any)
+				out[task["id"].(string)] = task["state"].(string)
+			}
+		}
+	}
+	return out
 }

@@ -78,6 +78,12 @@ type executorRun struct {
 	pendingTermination *termination
 	// children are a default executor's tasks by task id.
 	children map[string]*child
+	// written is the executor record last checkpointed (nil: none yet),
+	// writtenTasks the tasks checkpointed in log, its open task log
+	// (checkpoint.go).
+	written      *checkpointed
+	writtenTasks map[string]bool
+	log          *os.File
 }
 
 type termination struct {
@@ -281,6 +287,7 @@ func (a *Agent) Stop() {
 				close(e.stopWatch)
 				e.stopWatch = nil
 			}
+			e.closeTaskLog()
 		}
 	}
 	for _, s := range a.updates {
@@ -424,7 +431,7 @@ func (a *Agent) statusUpdateLocked(fwID string, e *executorRun, st mesos.TaskSta
 	s.pending = append(s.pending, st)
 	if e != nil {
 		// Checkpointed before it is sent: a crash now must not lose it.
-		a.checkpoint(e)
+		a.checkpointUpdate(e, st)
 	}
 	if len(s.pending) == 1 {
 		a.forwardLocked(s)
@@ -501,7 +508,7 @@ func (a *Agent) acknowledge(fwID, taskID string, id []byte) {
 		}
 	}
 	if e != nil {
-		a.checkpoint(e)
+		a.checkpointAck(e, taskID, id)
 		a.maybeRemoveExecutorLocked(e)
 	}
 }
@@ -517,6 +524,7 @@ func (a *Agent) maybeRemoveExecutorLocked(e *executorRun) {
 		}
 	}
 	delete(e.fw.executors, e.info.ExecutorID.Value)
+	e.closeTaskLog()
 	_ = os.RemoveAll(a.metaExecutorDir(e.fw.id, e.info.ExecutorID.Value))
 	if len(e.fw.executors) == 0 {
 		delete(a.frameworks, e.fw.id)
