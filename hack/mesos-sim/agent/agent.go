@@ -79,11 +79,9 @@ type executorRun struct {
 	// children are a default executor's tasks by task id.
 	children map[string]*child
 	// written is the executor record last checkpointed (nil: none yet),
-	// writtenTasks the tasks checkpointed in log, its open task log
-	// (checkpoint.go).
+	// writtenTasks the tasks checkpointed (checkpoint.go).
 	written      *checkpointed
 	writtenTasks map[string]bool
-	log          *os.File
 }
 
 type termination struct {
@@ -117,6 +115,8 @@ type Agent struct {
 	frameworks map[string]*frameworkState
 	updates    map[string]*updateStream // by framework id + "/" + task id
 	connected  bool
+	// log is the checkpoint, open for appending (checkpoint.go).
+	log *os.File
 
 	fetcher *fetcher.Fetcher
 	// containers gives executors cgroups of their own (linux launcher).
@@ -260,6 +260,9 @@ func (a *Agent) Register() error {
 	if err := a.writeMeta(filepath.Join(a.cfg.WorkDir, "meta", "slaves", "latest"), []byte(id)); err != nil {
 		klog.ErrorS(err, "Checkpointing agent id", "agent", id)
 	}
+	if !(a.cfg.Hollow && a.cfg.HollowNoCheckpoint) && a.ctx.Err() == nil {
+		a.openLog()
+	}
 	// Updates that were waiting for a master go out now.
 	for _, s := range a.updates {
 		a.forwardLocked(s)
@@ -287,9 +290,9 @@ func (a *Agent) Stop() {
 				close(e.stopWatch)
 				e.stopWatch = nil
 			}
-			e.closeTaskLog()
 		}
 	}
+	a.closeLog()
 	for _, s := range a.updates {
 		if s.timer != nil {
 			s.timer.Stop()
@@ -524,10 +527,8 @@ func (a *Agent) maybeRemoveExecutorLocked(e *executorRun) {
 		}
 	}
 	delete(e.fw.executors, e.info.ExecutorID.Value)
-	e.closeTaskLog()
-	_ = os.RemoveAll(a.metaExecutorDir(e.fw.id, e.info.ExecutorID.Value))
 	if len(e.fw.executors) == 0 {
 		delete(a.frameworks, e.fw.id)
-		_ = os.RemoveAll(a.metaFrameworkDir(e.fw.id))
 	}
+	a.checkpointRemoved(e)
 }

@@ -24,20 +24,22 @@ import (
 // and acknowledgements as a StatusUpdateRecord; every record prefixed by
 // its length as a 4-byte little-endian integer (stout's protobuf::write),
 // and nothing fsynced (state::checkpoint's sync defaults to false). The
-// sim writes those same records, but appended to one file per executor
-// run (runs/<container>/tasks.log, each record in an envelope naming its
-// task) instead of task.info and task.updates in a directory per task:
-// on these hosts creating a file or a directory costs 100–200 µs of CPU
-// against 2 µs for an append to an open file, and hollow agents share the
-// cores with what a benchmark measures. A real agent's checkpoint costs
-// its own machine.
+// sim writes those same records, each in an envelope naming its
+// framework, executor and task, appended to one open file per agent
+// (meta/slaves/<agent>/checkpoint.log) instead of task.info and
+// task.updates in a directory per task under directories per framework,
+// executor and run: on these hosts creating a file or a directory costs
+// 100–200 µs of CPU against 2 µs for an append to an open file, and
+// hollow agents share the cores with what a benchmark measures. A real
+// agent's checkpoint costs its own machine.
 //
-// The executor itself is described by a record of the sim's own
-// (executor.json: what its containerizer and launcher would keep, the
-// pid, the container, the kind), rewritten only when it changes. It is
-// kept for executors of non-checkpointing frameworks too, only so that a
-// restarted agent can find and kill them, as the real agent destroys such
-// orphaned containers.
+// The executor itself is described by a record of the sim's own (JSON:
+// what its containerizer and launcher would keep, the pid, the container,
+// the kind), appended when it changes. It is kept for executors of
+// non-checkpointing frameworks too, only so that a restarted agent can
+// find and kill them, as the real agent destroys such orphaned
+// containers. An executor the agent forgets is marked removed, and the
+// log is emptied whenever the agent is left with no executor.
 
 // checkpointed is the executor record.
 type checkpointed struct {
@@ -56,16 +58,8 @@ func (c *checkpointed) same(o *checkpointed) bool {
 		c.SentTask == o.SentTask && c.Terminated == o.Terminated && c.Framework.Equal(&o.Framework) && c.Executor.Equal(&o.Executor)
 }
 
-func (a *Agent) metaFrameworkDir(fwID string) string {
-	return filepath.Join(a.cfg.WorkDir, "meta", "slaves", a.id, "frameworks", fwID)
-}
-
-func (a *Agent) metaExecutorDir(fwID, execID string) string {
-	return filepath.Join(a.metaFrameworkDir(fwID), "executors", execID)
-}
-
-func (a *Agent) taskLogPath(e *executorRun) string {
-	return filepath.Join(a.metaExecutorDir(e.fw.id, e.info.ExecutorID.Value), "runs", e.containerID, "tasks.log")
+func (a *Agent) logPath() string {
+	return filepath.Join(a.cfg.WorkDir, "meta", "slaves", a.id, "checkpoint.log")
 }
 
 func (a *Agent) writeMeta(path string, b []byte) error {
@@ -101,8 +95,7 @@ func (a *Agent) checkpoint(e *executorRun) {
 			klog.ErrorS(err, "Encoding executor checkpoint", "executor", e.info.ExecutorID.Value)
 			return
 		}
-		if err := a.writeMeta(filepath.Join(a.metaExecutorDir(e.fw.id, e.info.ExecutorID.Value), "executor.json"), b); err != nil {
-			klog.ErrorS(err, "Checkpointing executor", "executor", e.info.ExecutorID.Value)
+		if !a.appendLog(e, "", logExecutor, b) {
 			return
 		}
 		e.written = c
@@ -123,7 +116,7 @@ func (a *Agent) checkpoint(e *executorRun) {
 			klog.ErrorS(err, "Encoding task checkpoint", "task", id)
 			continue
 		}
-		if !a.appendTaskLog(e, id, logTask, b) {
+		if !a.appendLog(e, id, logTask, b) {
 			continue
 		}
 		if e.writtenTasks == nil {
@@ -144,82 +137,105 @@ func (a *Agent) checkpointUpdate(e *executorRun, st mesos.TaskStatus) {
 		a.checkpoint(e)
 	}
 	if rec := updateRecord(e.fw.id, e.info.ExecutorID.Value, a.id, st); rec != nil {
-		a.appendTaskLog(e, id, logUpdateRecord, rec)
+		a.appendLog(e, id, logUpdateRecord, rec)
 	}
 }
 
-// checkpointAck records the acknowledgement of a task's oldest pending
-// update. When the executor is left with no task and no update to
-// deliver, nothing in its log is needed any more: it is emptied, so that
-// the log of a long-lived executor does not grow without end.
+// checkpointAck records the acknowledgement of a task's oldest pending update.
 func (a *Agent) checkpointAck(e *executorRun, taskID string, uuid []byte) {
 	if !a.checkpointing(e) || !e.fw.info.GetCheckpoint() {
 		return
 	}
-	a.appendTaskLog(e, taskID, logUpdateRecord, ackRecord(uuid))
+	a.appendLog(e, taskID, logUpdateRecord, ackRecord(uuid))
 	if _, ok := e.tasks[taskID]; !ok {
 		delete(e.writtenTasks, taskID)
 	}
-	if len(e.tasks) > 0 || e.log == nil {
+}
+
+// checkpointRemoved records that the agent forgot an executor; left with
+// none, it empties its log, so that it does not grow without end.
+func (a *Agent) checkpointRemoved(e *executorRun) {
+	if !a.checkpointing(e) || e.written == nil {
 		return
 	}
-	for _, s := range a.updates {
-		if s.fw == e.fw.id && s.exec == e.info.ExecutorID.Value {
-			return
-		}
+	a.appendLog(e, "", logRemoved, nil)
+	if len(a.frameworks) > 0 || len(a.updates) > 0 || a.log == nil {
+		return
 	}
-	if err := e.log.Truncate(0); err != nil {
-		klog.ErrorS(err, "Emptying the task log of an executor without tasks", "executor", e.info.ExecutorID.Value)
+	if err := a.log.Truncate(0); err != nil {
+		klog.ErrorS(err, "Emptying the checkpoint of an agent without executors", "agent", a.id)
 	}
 }
 
-// Kinds of the records of a task log: what Mesos writes in task.info and
-// in task.updates.
+// Fields of a checkpoint log's envelope; the record is one of logExecutor
+// (the executor record), logTask (what Mesos writes in task.info),
+// logUpdateRecord (what it appends to task.updates) or logRemoved.
 const (
+	logTaskID       = 1
 	logTask         = 2 // a Task
 	logUpdateRecord = 3 // a StatusUpdateRecord
+	logFramework    = 4
+	logExecutorID   = 5
+	logExecutor     = 6 // the executor record, JSON
+	logRemoved      = 7 // the executor was forgotten
 )
 
-// appendTaskLog appends one record of a task, in its envelope (field 1:
-// the task id; field kind: the record), with one write.
-func (a *Agent) appendTaskLog(e *executorRun, taskID string, kind protowire.Number, rec []byte) bool {
-	if e.log == nil {
-		path := a.taskLogPath(e)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if errors.Is(err, fs.ErrNotExist) {
-			if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
-				f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-			}
-		}
-		if err != nil {
-			klog.ErrorS(err, "Opening the executor's task log", "executor", e.info.ExecutorID.Value)
-			return false
-		}
-		e.log = f
+// appendLog appends one record about e (and its task taskID, if any), in
+// its envelope, with one write.
+func (a *Agent) appendLog(e *executorRun, taskID string, kind protowire.Number, rec []byte) bool {
+	if !a.openLog() {
+		return false
 	}
 	var env []byte
-	env = protowire.AppendTag(env, 1, protowire.BytesType)
-	env = protowire.AppendString(env, taskID)
+	env = protowire.AppendTag(env, logFramework, protowire.BytesType)
+	env = protowire.AppendString(env, e.fw.id)
+	env = protowire.AppendTag(env, logExecutorID, protowire.BytesType)
+	env = protowire.AppendString(env, e.info.ExecutorID.Value)
+	if taskID != "" {
+		env = protowire.AppendTag(env, logTaskID, protowire.BytesType)
+		env = protowire.AppendString(env, taskID)
+	}
 	env = protowire.AppendTag(env, kind, protowire.BytesType)
 	env = protowire.AppendBytes(env, rec)
-	_, err := e.log.Write(appendRecord(nil, env))
+	_, err := a.log.Write(appendRecord(nil, env))
 	if a.ctx.Err() != nil {
-		// Stop closed the logs; what a step taken under the agent's lock
-		// as it stopped still writes is not kept open.
-		e.closeTaskLog()
+		// Stop closed the log; what a step taken under the agent's lock
+		// as it stopped still writes does not keep it open.
+		a.closeLog()
 	}
 	if err != nil {
-		klog.ErrorS(err, "Checkpointing a task", "task", taskID)
+		klog.ErrorS(err, "Checkpointing", "executor", e.info.ExecutorID.Value, "task", taskID)
 		return false
 	}
 	return true
 }
 
-// closeTaskLog closes the executor's task log, if open.
-func (e *executorRun) closeTaskLog() {
-	if e.log != nil {
-		_ = e.log.Close()
-		e.log = nil
+// openLog opens the agent's checkpoint log for appending, unless it is
+// open. Register opens it, so that creating it is not a launch's cost.
+func (a *Agent) openLog() bool {
+	if a.log != nil {
+		return true
+	}
+	path := a.logPath()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		}
+	}
+	if err != nil {
+		klog.ErrorS(err, "Opening the agent's checkpoint", "agent", a.id)
+		return false
+	}
+	a.log = f
+	return true
+}
+
+// closeLog closes the agent's checkpoint log, if open.
+func (a *Agent) closeLog() {
+	if a.log != nil {
+		_ = a.log.Close()
+		a.log = nil
 	}
 }
 
@@ -347,40 +363,29 @@ func protoFields(b []byte, f func(num protowire.Number, wt protowire.Type, v []b
 	return nil
 }
 
-// recoverTasks reads the task log of a recovered executor of a
-// checkpointing framework: each task as launched, then its updates
-// replayed in order (the latest state, every status, and the updates not
-// yet acknowledged, which go back to the status update manager), as
-// TaskState::recover and the status update manager's recovery do. A task
-// whose terminal update was acknowledged is forgotten, as acknowledge does.
-func (a *Agent) recoverTasks(e *executorRun) {
-	b, err := os.ReadFile(a.taskLogPath(e))
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			klog.ErrorS(err, "Reading the executor's task log", "executor", e.info.ExecutorID.Value)
-		}
-		return
-	}
+// logEntry is a record of a checkpoint log about one executor.
+type logEntry struct {
+	task string
+	kind protowire.Number
+	rec  []byte
+}
+
+// replayTasks rebuilds a recovered executor's tasks from its records:
+// each task as launched, then its updates replayed in order (the latest
+// state, every status, and the updates not yet acknowledged, which go back
+// to the status update manager), as TaskState::recover and the status
+// update manager's recovery do. A task whose terminal update was
+// acknowledged is forgotten, as acknowledge does.
+func (a *Agent) replayTasks(e *executorRun, entries []logEntry) {
 	pending := map[string][]mesos.TaskStatus{}
-	for _, env := range readRecords(b) {
-		var id string
-		var kind protowire.Number
-		var rec []byte
-		if err := protoFields(env, func(num protowire.Number, wt protowire.Type, v []byte, _ uint64) error {
-			switch {
-			case num == 1 && wt == protowire.BytesType:
-				id = string(v)
-			case (num == logTask || num == logUpdateRecord) && wt == protowire.BytesType:
-				kind, rec = num, v
-			}
-			return nil
-		}); err != nil || id == "" {
-			klog.ErrorS(err, "Decoding the executor's task log", "executor", e.info.ExecutorID.Value)
-			break
+	for _, en := range entries {
+		id := en.task
+		if id == "" {
+			continue
 		}
-		if kind == logTask {
+		if en.kind == logTask {
 			var t mesos.Task
-			if err := t.Unmarshal(rec); err != nil {
+			if err := t.Unmarshal(en.rec); err != nil {
 				klog.ErrorS(err, "Decoding a checkpointed task", "task", id)
 				continue
 			}
@@ -391,7 +396,10 @@ func (a *Agent) recoverTasks(e *executorRun) {
 			e.writtenTasks[id] = true
 			continue
 		}
-		typ, st, uuid, err := decodeRecord(rec)
+		if en.kind != logUpdateRecord {
+			continue
+		}
+		typ, st, uuid, err := decodeRecord(en.rec)
 		if err != nil {
 			klog.ErrorS(err, "Decoding a checkpointed status update", "task", id)
 			continue
@@ -427,23 +435,106 @@ func (a *Agent) recoverTasks(e *executorRun) {
 	}
 }
 
+// readLog reads the agent's checkpoint log: the records of each executor
+// not removed, in order, with its latest executor record and its
+// envelopes as written (raw); stale says whether the log holds removed
+// executors.
+func (a *Agent) readLog() (order []string, records map[string]*checkpointed, entries map[string][]logEntry, raw map[string][][]byte, stale bool) {
+	records, entries, raw = map[string]*checkpointed{}, map[string][]logEntry{}, map[string][][]byte{}
+	b, err := os.ReadFile(a.logPath())
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			klog.ErrorS(err, "Reading the agent's checkpoint", "agent", a.id)
+		}
+		return nil, records, entries, raw, false
+	}
+	for _, env := range readRecords(b) {
+		var fw, exec string
+		var en logEntry
+		if err := protoFields(env, func(num protowire.Number, wt protowire.Type, v []byte, _ uint64) error {
+			switch {
+			case wt != protowire.BytesType:
+			case num == logFramework:
+				fw = string(v)
+			case num == logExecutorID:
+				exec = string(v)
+			case num == logTaskID:
+				en.task = string(v)
+			default:
+				en.kind, en.rec = num, v
+			}
+			return nil
+		}); err != nil {
+			klog.ErrorS(err, "Decoding the agent's checkpoint", "agent", a.id)
+			break
+		}
+		key := fw + "/" + exec
+		if en.kind == logRemoved {
+			delete(records, key)
+			delete(entries, key)
+			delete(raw, key)
+			stale = true
+			continue
+		}
+		raw[key] = append(raw[key], env)
+		switch en.kind {
+		case logExecutor:
+			var c checkpointed
+			if err := json.Unmarshal(en.rec, &c); err != nil {
+				klog.ErrorS(err, "Decoding an executor checkpoint", "executor", exec)
+				continue
+			}
+			if _, ok := records[key]; !ok {
+				order = append(order, key)
+			}
+			records[key] = &c
+		default:
+			entries[key] = append(entries[key], en)
+		}
+	}
+	return order, records, entries, raw, stale
+}
+
+// compactLog rewrites the checkpoint log with the envelopes of the
+// executors in keep only, as they were written.
+func (a *Agent) compactLog(order []string, keep map[string]bool, raw map[string][][]byte) {
+	var b []byte
+	for _, key := range order {
+		if keep[key] {
+			for _, env := range raw[key] {
+				b = appendRecord(b, env)
+			}
+		}
+	}
+	if err := a.writeMeta(a.logPath(), b); err != nil {
+		klog.ErrorS(err, "Compacting the agent's checkpoint", "agent", a.id)
+	}
+}
+
 // recover re-adopts checkpointed executors. Live ones get
 // ExecutorReregistrationTimeout to re-subscribe; dead ones are reported.
 func (a *Agent) recover() {
 	if a.id == "" {
 		return
 	}
-	paths, _ := filepath.Glob(filepath.Join(a.cfg.WorkDir, "meta", "slaves", a.id, "frameworks", "*", "executors", "*", "executor.json"))
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			klog.ErrorS(err, "Reading executor checkpoint", "path", p)
-			continue
+	order, records, entries, raw, stale := a.readLog()
+	// What recovery forgets (the executors of non-checkpointing
+	// frameworks, killed below) leaves the log first, with the records of
+	// executors forgotten before the agent stopped; before anything is
+	// appended to it.
+	keep := map[string]bool{}
+	for key, c := range records {
+		if c.Framework.GetCheckpoint() {
+			keep[key] = true
 		}
-		var c checkpointed
-		if err := json.Unmarshal(b, &c); err != nil {
-			klog.ErrorS(err, "Decoding executor checkpoint", "path", p)
-			continue
+	}
+	if stale || len(keep) < len(records) {
+		a.compactLog(order, keep, raw)
+	}
+	for _, key := range order {
+		c := records[key]
+		if c == nil {
+			continue // removed
 		}
 		fwID := c.Framework.GetID().GetValue()
 		if !c.Framework.GetCheckpoint() {
@@ -456,7 +547,6 @@ func (a *Agent) recover() {
 					klog.ErrorS(err, "Destroying an orphaned container", "container", c.ContainerID)
 				}
 			}
-			_ = os.RemoveAll(filepath.Dir(p))
 			continue
 		}
 		fw := a.frameworks[fwID]
@@ -465,8 +555,8 @@ func (a *Agent) recover() {
 			a.frameworks[fwID] = fw
 		}
 		e := &executorRun{info: c.Executor, fw: fw, containerID: c.ContainerID, dir: c.Directory, pid: c.PID, kind: c.Kind,
-			sentTask: c.SentTask, tasks: map[string]*mesos.Task{}, taskInfos: map[string]mesos.TaskInfo{}, killing: map[string]bool{}, written: &c}
-		a.recoverTasks(e)
+			sentTask: c.SentTask, tasks: map[string]*mesos.Task{}, taskInfos: map[string]mesos.TaskInfo{}, killing: map[string]bool{}, written: c}
+		a.replayTasks(e, entries[key])
 		fw.executors[e.info.ExecutorID.Value] = e
 		switch {
 		case c.Terminated:
