@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/k8sm/k8sm/manifests"
 )
@@ -228,9 +227,7 @@ func writeKnobTable(w io.Writer, ss []ScenarioResult) {
 		return
 	}
 	fmt.Fprintf(w, "### Scheduler knobs (k8sm only, %d agents, %d pods burst, %d paced)\n\n", knobs[0].Agents, knobs[0].Pods, knobs[0].PacedPods)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| scenario\t knob\t burst pods/s (÷ base)\t burst create→bound p50/p90/p99 ms\t paced pods/s (÷ base)\t paced create→bound p50/p99 ms\t attempts/pod burst\t PreFilter / Filter / Score ms\t evaluated / feasible nodes per pod\t batch hints used / tried\t async API calls\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	tw := startTable(w, "scenario", "knob", "burst pods/s (÷ base)", "burst create→bound p50/p90/p99 ms", "paced pods/s (÷ base)", "paced create→bound p50/p99 ms", "attempts/pod burst", "PreFilter / Filter / Score ms", "evaluated / feasible nodes per pod", "batch hints used / tried", "async API calls")
 	rate := func(s ScenarioResult, mode string) string {
 		p := findPhase(s, K8smScheduler, mode)
 		if p == nil {
@@ -288,8 +285,7 @@ func writeKnobTable(w io.Writer, ss []ScenarioResult) {
 		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t %s\t\n", s.Name, s.Knobs, rate(s, "burst"), burst,
 			rate(s, "paced"), paced, attempts, eps, nodes, hints, async)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 }
 
 func epMs(m map[string]float64, ep string) string {

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"text/tabwriter"
 )
@@ -14,6 +15,46 @@ func findPhase(s ScenarioResult, scheduler, mode string) *PhaseResult {
 		}
 	}
 	return nil
+}
+
+// scalePhases yields the phases of the scale scenarios in order, each with
+// its scenario: the rows of most of the report's tables.
+func scalePhases(ss []ScenarioResult) iter.Seq2[ScenarioResult, PhaseResult] {
+	return func(yield func(ScenarioResult, PhaseResult) bool) {
+		for _, s := range ss {
+			if s.Kind != "scale" {
+				continue
+			}
+			for _, p := range s.Phases {
+				if !yield(s, p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// startTable begins a Markdown table of these columns (its header and
+// separator rows) in a tabwriter, so that the text lines up in a terminal
+// as well; endTable flushes it and ends the paragraph.
+func startTable(w io.Writer, columns ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| "+strings.Join(columns, "\t ")+"\t")
+	fmt.Fprintln(tw, "|"+strings.Repeat("---\t", len(columns)))
+	return tw
+}
+
+func endTable(w io.Writer, tw *tabwriter.Writer) {
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// perPod is v per bound pod, "-" when the phase bound none.
+func perPod(v float64, pods int) string {
+	if pods <= 0 {
+		return "-"
+	}
+	return num3(v / float64(pods))
 }
 
 func scaleAt(ss []ScenarioResult, agents int) *ScenarioResult {
@@ -145,9 +186,7 @@ func WriteTable(w io.Writer, res *Results) {
 
 	fmt.Fprintln(w, "### Scheduling: k8sm (mesos-scheduler profile) beside the stock scheduler, same process, same Nodes")
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t pods\t scheduler\t load\t bound pods/s\t create→bound p50/p90/p99 ms\t running pods/s\t create→RUNNING p50/p90/p99 ms\t attempts/pod (unschedulable, error)\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	tw := startTable(w, "agents", "pods", "scheduler", "load", "bound pods/s", "create→bound p50/p90/p99 ms", "running pods/s", "create→RUNNING p50/p90/p99 ms", "attempts/pod (unschedulable, error)")
 	for _, s := range res.Scenarios {
 		if s.Kind != "scale" {
 			continue
@@ -186,9 +225,7 @@ func WriteTable(w io.Writer, res *Results) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "### k8sm ÷ stock")
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t load\t throughput\t p50 latency\t p99 latency\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t")
+	tw = startTable(w, "agents", "load", "throughput", "p50 latency", "p99 latency")
 	for _, s := range res.Scenarios {
 		if s.Kind != "scale" {
 			continue
@@ -202,76 +239,49 @@ func WriteTable(w io.Writer, res *Results) {
 				ratio(k.CreateToBound.P50Ms, st.CreateToBound.P50Ms), ratio(k.CreateToBound.P99Ms, st.CreateToBound.P99Ms))
 		}
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 
 	fmt.Fprintln(w, "### Where an attempt's time goes (scheduler_framework_extension_point_duration_seconds, mean ms during the phase)")
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprint(tw, "| agents\t scheduler\t load\t")
-	for _, ep := range ExtensionPoints {
-		fmt.Fprintf(tw, " %s\t", ep)
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprint(tw, "|---\t---\t---\t")
-	for range ExtensionPoints {
-		fmt.Fprint(tw, "---\t")
-	}
-	fmt.Fprintln(tw)
-	for _, s := range res.Scenarios {
-		if s.Kind != "scale" {
-			continue
+	tw = startTable(w, append([]string{"agents", "scheduler", "load"}, ExtensionPoints...)...)
+	for s, p := range scalePhases(res.Scenarios) {
+		name := "k8sm"
+		if p.Scheduler == StockScheduler {
+			name = "stock"
 		}
-		for _, p := range s.Phases {
-			name := "k8sm"
-			if p.Scheduler == StockScheduler {
-				name = "stock"
+		fmt.Fprintf(tw, "| %d\t %s\t %s\t", s.Agents, name, p.Mode)
+		for _, ep := range ExtensionPoints {
+			v, ok := p.ExtensionPointMeanMs[ep]
+			if !ok {
+				fmt.Fprint(tw, " -\t")
+				continue
 			}
-			fmt.Fprintf(tw, "| %d\t %s\t %s\t", s.Agents, name, p.Mode)
-			for _, ep := range ExtensionPoints {
-				v, ok := p.ExtensionPointMeanMs[ep]
-				if !ok {
-					fmt.Fprint(tw, " -\t")
-					continue
-				}
-				fmt.Fprintf(tw, " %s\t", num3(v))
-			}
-			fmt.Fprintln(tw)
+			fmt.Fprintf(tw, " %s\t", num3(v))
 		}
+		fmt.Fprintln(tw)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 
 	writeBindPhaseTable(w, res.Scenarios)
 
 	fmt.Fprintln(w, "### Mesos offers during each k8sm phase (the broker's k8sm_broker_offers_* metrics)")
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t load\t offers received\t offers declined\t offers held, peak\t held for pending pods, peak\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t")
-	for _, s := range res.Scenarios {
-		if s.Kind != "scale" {
+	tw = startTable(w, "agents", "load", "offers received", "offers declined", "offers held, peak", "held for pending pods, peak")
+	for s, p := range scalePhases(res.Scenarios) {
+		if p.Scheduler != K8smScheduler {
 			continue
 		}
-		for _, p := range s.Phases {
-			if p.Scheduler != K8smScheduler {
-				continue
-			}
-			if o := p.Offers; o != nil {
-				fmt.Fprintf(tw, "| %d\t %s\t %.0f\t %.0f\t %.0f\t %.0f\t\n", s.Agents, p.Mode, o.Received, o.Declined, o.HeldPeak, o.HeldForPendingPeak)
-			} else {
-				fmt.Fprintf(tw, "| %d\t %s\t -\t -\t -\t -\t\n", s.Agents, p.Mode)
-			}
+		if o := p.Offers; o != nil {
+			fmt.Fprintf(tw, "| %d\t %s\t %.0f\t %.0f\t %.0f\t %.0f\t\n", s.Agents, p.Mode, o.Received, o.Declined, o.HeldPeak, o.HeldForPendingPeak)
+		} else {
+			fmt.Fprintf(tw, "| %d\t %s\t -\t -\t -\t -\t\n", s.Agents, p.Mode)
 		}
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 
 	fmt.Fprintln(w, "### Broker alone (driver plays the plugin over gRPC on loopback) and process costs")
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t Reserve+Launch p50/p90/p99 ms\t Reserve p99 ms\t Launch p99 ms\t offers/s (burst)\t all Nodes Ready after s\t usable Nodes start→end\t broker peak RSS MiB\t broker CPU s\t scheduler peak RSS MiB\t scheduler CPU s\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+	tw = startTable(w, "agents", "Reserve+Launch p50/p90/p99 ms", "Reserve p99 ms", "Launch p99 ms", "offers/s (burst)", "all Nodes Ready after s", "usable Nodes start→end", "broker peak RSS MiB", "broker CPU s", "scheduler peak RSS MiB", "scheduler CPU s")
 	for _, s := range res.Scenarios {
 		if s.Kind != "scale" {
 			continue
@@ -291,8 +301,7 @@ func WriteTable(w io.Writer, res *Results) {
 		fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %s\t %s\t %d→%d\t %.0f\t %.1f\t %.0f\t %.1f\t\n", s.Agents, rl, r, l, ops, ready,
 			s.UsableNodesAtStart, s.UsableNodesAtEnd, s.BrokerProc.PeakRSSMiB, s.BrokerProc.CPUSeconds, s.SchedulerProc.PeakRSSMiB, s.SchedulerProc.CPUSeconds)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 
 	writeCPUTable(w, res.Scenarios)
 	writeEventTables(w, res.Scenarios)
@@ -305,9 +314,7 @@ func WriteTable(w io.Writer, res *Results) {
 	}
 	if len(vars) > 0 {
 		fmt.Fprintf(w, "### What matters to Mesos (k8sm only, %d agents, %d pods, burst)\n\n", vars[0].Agents, vars[0].Pods)
-		tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-		fmt.Fprintln(tw, "| scenario\t allocation interval\t refuse s\t batch window\t frameworks\t bound pods/s\t create→bound p50/p90/p99 ms\t create→RUNNING p50/p90/p99 ms\t offers received\t offers declined\t")
-		fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t---\t---\t")
+		tw = startTable(w, "scenario", "allocation interval", "refuse s", "batch window", "frameworks", "bound pods/s", "create→bound p50/p90/p99 ms", "create→RUNNING p50/p90/p99 ms", "offers received", "offers declined")
 		for _, s := range vars {
 			p := findPhase(s, K8smScheduler, "burst")
 			if p == nil {
@@ -325,9 +332,7 @@ func WriteTable(w io.Writer, res *Results) {
 
 	fmt.Fprintln(w, "### Targets (reported, never enforced)")
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| target\t goal\t achieved\t verdict\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t")
+	tw = startTable(w, "target", "goal", "achieved", "verdict")
 	for _, t := range res.Targets {
 		a := "-"
 		if t.Measured {
@@ -346,36 +351,28 @@ func durString(d Duration) string { return fmt.Sprint(timeDuration(d)) }
 func writeBindPhaseTable(w io.Writer, ss []ScenarioResult) {
 	fmt.Fprintf(w, "### Where k8sm's Bind goes (scheduler: %s, phases of the plugin's Bind; broker: %s, phases of one pod's Launch, inside launch; during the phase)\n", BindPhaseMetric, LaunchPhaseMetric)
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t load\t component\t phase\t count\t mean ms\t p99 ms (from buckets)\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t")
-	for _, s := range ss {
-		if s.Kind != "scale" {
+	tw := startTable(w, "agents", "load", "component", "phase", "count", "mean ms", "p99 ms (from buckets)")
+	for s, p := range scalePhases(ss) {
+		if p.Scheduler != K8smScheduler {
 			continue
 		}
-		for _, p := range s.Phases {
-			if p.Scheduler != K8smScheduler {
-				continue
+		bind := "-"
+		if v, ok := p.ExtensionPointMeanMs["Bind"]; ok {
+			bind = num3(v)
+		}
+		fmt.Fprintf(tw, "| %d\t %s\t scheduler\t Bind (extension point)\t -\t %s\t -\t\n", s.Agents, p.Mode, bind)
+		if len(p.BindPhases) == 0 {
+			fmt.Fprintf(tw, "| %d\t %s\t -\t no phase metrics\t -\t -\t -\t\n", s.Agents, p.Mode)
+		}
+		for _, t := range p.BindPhases {
+			p99 := num3(t.P99Ms)
+			if t.P99AboveMs > 0 {
+				p99 = "> " + num3(t.P99AboveMs)
 			}
-			bind := "-"
-			if v, ok := p.ExtensionPointMeanMs["Bind"]; ok {
-				bind = num3(v)
-			}
-			fmt.Fprintf(tw, "| %d\t %s\t scheduler\t Bind (extension point)\t -\t %s\t -\t\n", s.Agents, p.Mode, bind)
-			if len(p.BindPhases) == 0 {
-				fmt.Fprintf(tw, "| %d\t %s\t -\t no phase metrics\t -\t -\t -\t\n", s.Agents, p.Mode)
-			}
-			for _, t := range p.BindPhases {
-				p99 := num3(t.P99Ms)
-				if t.P99AboveMs > 0 {
-					p99 = "> " + num3(t.P99AboveMs)
-				}
-				fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.0f\t %s\t %s\t\n", s.Agents, p.Mode, t.Component, t.Phase, t.Count, num3(t.MeanMs), p99)
-			}
+			fmt.Fprintf(tw, "| %d\t %s\t %s\t %s\t %.0f\t %s\t %s\t\n", s.Agents, p.Mode, t.Component, t.Phase, t.Count, num3(t.MeanMs), p99)
 		}
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 }
 
 // writeCPUTable prints which part of each scale scenario the broker's and
@@ -383,21 +380,13 @@ func writeBindPhaseTable(w io.Writer, ss []ScenarioResult) {
 func writeCPUTable(w io.Writer, ss []ScenarioResult) {
 	fmt.Fprintln(w, "### Broker and scheduler CPU by part of the run (user+system s from /proc/<pid>/stat; ms per bound pod)")
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t part\t broker CPU s\t scheduler CPU s\t broker ms per pod\t scheduler ms per pod\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t")
+	tw := startTable(w, "agents", "part", "broker CPU s", "scheduler CPU s", "broker ms per pod", "scheduler ms per pod")
 	row := func(agents int, part string, c *PhaseCPU, pods int) {
 		if c == nil {
 			fmt.Fprintf(tw, "| %d\t %s\t -\t -\t -\t -\t\n", agents, part)
 			return
 		}
-		perPod := func(v float64) string {
-			if pods <= 0 {
-				return "-"
-			}
-			return num3(v * 1000 / float64(pods))
-		}
-		fmt.Fprintf(tw, "| %d\t %s\t %.2f\t %.2f\t %s\t %s\t\n", agents, part, c.BrokerSeconds, c.SchedulerSeconds, perPod(c.BrokerSeconds), perPod(c.SchedulerSeconds))
+		fmt.Fprintf(tw, "| %d\t %s\t %.2f\t %.2f\t %s\t %s\t\n", agents, part, c.BrokerSeconds, c.SchedulerSeconds, perPod(c.BrokerSeconds*1000, pods), perPod(c.SchedulerSeconds*1000, pods))
 	}
 	for _, s := range ss {
 		if s.Kind != "scale" {
@@ -405,17 +394,12 @@ func writeCPUTable(w io.Writer, ss []ScenarioResult) {
 		}
 		row(s.Agents, "before the first phase (Nodes, broker alone, start)", s.BeforePhasesCPU, 0)
 		for _, p := range s.Phases {
-			name := "k8sm"
-			if p.Scheduler != K8smScheduler {
-				name = "stock"
-			}
-			row(s.Agents, name+" "+p.Mode, p.CPU, p.Bound)
-			row(s.Agents, name+" "+p.Mode+": deleting its pods", p.DeleteCPU, 0)
+			row(s.Agents, partName(p), p.CPU, p.Bound)
+			row(s.Agents, partName(p)+": deleting its pods", p.DeleteCPU, 0)
 		}
 		row(s.Agents, "whole run", &PhaseCPU{BrokerSeconds: s.BrokerProc.CPUSeconds, SchedulerSeconds: s.SchedulerProc.CPUSeconds}, 0)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 }
 
 // partName names a phase as the CPU table does ("k8sm burst").
@@ -432,123 +416,86 @@ func partName(p PhaseResult) string {
 // PreFilter answers during each k8sm phase: what tells the scheduler's CPU
 // per pod in k8sm's phase from the stock one's (#16).
 func writeEventTables(w io.Writer, ss []ScenarioResult) {
-	perPod := func(v float64, pods int) string {
-		if pods <= 0 {
-			return "-"
-		}
-		return num3(v / float64(pods))
-	}
 	fmt.Fprintf(w, "### The scheduler's events during each phase (%s by event: handled, and the handlers' time; %s by event, summed over queues; per bound pod)\n", EventHandlingMetric, QueueIncomingMetric)
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t part\t event\t handled\t handled per pod\t handler µs per pod\t pods queued per pod\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t")
-	for _, s := range ss {
-		if s.Kind != "scale" {
+	tw := startTable(w, "agents", "part", "event", "handled", "handled per pod", "handler µs per pod", "pods queued per pod")
+	for s, p := range scalePhases(ss) {
+		ev := p.Events
+		if ev == nil {
+			fmt.Fprintf(tw, "| %d\t %s\t -\t not read\t -\t -\t -\t\n", s.Agents, partName(p))
 			continue
 		}
-		for _, p := range s.Phases {
-			ev := p.Events
-			if ev == nil {
-				fmt.Fprintf(tw, "| %d\t %s\t -\t not read\t -\t -\t -\t\n", s.Agents, partName(p))
-				continue
-			}
-			labels := map[string]bool{}
-			for k := range ev.Handled {
-				labels[k] = true
-			}
-			for k := range ev.QueueIncoming {
-				labels[k] = true
-			}
-			for _, k := range sortedKeys(labels) {
-				c := ev.Handled[k]
-				fmt.Fprintf(tw, "| %d\t %s\t %s\t %.0f\t %s\t %s\t %s\t\n", s.Agents, partName(p), k, c.Count,
-					perPod(c.Count, p.Bound), perPod(c.Seconds*1e6, p.Bound), perPod(ev.QueueIncoming[k], p.Bound))
-			}
-			t := ev.Total()
-			queued := 0.0
-			for _, v := range ev.QueueIncoming {
-				queued += v
-			}
-			fmt.Fprintf(tw, "| %d\t %s\t all\t %.0f\t %s\t %s\t %s\t\n", s.Agents, partName(p), t.Count,
-				perPod(t.Count, p.Bound), perPod(t.Seconds*1e6, p.Bound), perPod(queued, p.Bound))
+		labels := map[string]bool{}
+		for k := range ev.Handled {
+			labels[k] = true
 		}
+		for k := range ev.QueueIncoming {
+			labels[k] = true
+		}
+		for _, k := range sortedKeys(labels) {
+			c := ev.Handled[k]
+			fmt.Fprintf(tw, "| %d\t %s\t %s\t %.0f\t %s\t %s\t %s\t\n", s.Agents, partName(p), k, c.Count,
+				perPod(c.Count, p.Bound), perPod(c.Seconds*1e6, p.Bound), perPod(ev.QueueIncoming[k], p.Bound))
+		}
+		t := ev.Total()
+		queued := 0.0
+		for _, v := range ev.QueueIncoming {
+			queued += v
+		}
+		fmt.Fprintf(tw, "| %d\t %s\t all\t %.0f\t %s\t %s\t %s\t\n", s.Agents, partName(p), t.Count,
+			perPod(t.Count, p.Bound), perPod(t.Seconds*1e6, p.Bound), perPod(queued, p.Bound))
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 	fmt.Fprintln(w, "AssignedPodUpdate counts an update of a bound pod twice when it changes no label, request or toleration (kube-scheduler records the whole handling, then the requeue for the event it derives): the pod writes below count each once.")
 	fmt.Fprintln(w)
 
 	fmt.Fprintf(w, "### Writes to pods and Nodes during each phase (the API server's %s, 2xx, every client's; per bound pod)\n", APIRequestsMetric)
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| agents\t part\t write\t count\t per bound pod\t")
-	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t")
-	for _, s := range ss {
-		if s.Kind != "scale" {
+	tw = startTable(w, "agents", "part", "write", "count", "per bound pod")
+	for s, p := range scalePhases(ss) {
+		if p.Events == nil || p.Events.APIWrites == nil {
+			fmt.Fprintf(tw, "| %d\t %s\t not read\t -\t -\t\n", s.Agents, partName(p))
 			continue
 		}
-		for _, p := range s.Phases {
-			if p.Events == nil || p.Events.APIWrites == nil {
-				fmt.Fprintf(tw, "| %d\t %s\t not read\t -\t -\t\n", s.Agents, partName(p))
-				continue
-			}
-			total := 0.0
-			for _, k := range sortedKeys(p.Events.APIWrites) {
-				v := p.Events.APIWrites[k]
-				total += v
-				fmt.Fprintf(tw, "| %d\t %s\t %s\t %.0f\t %s\t\n", s.Agents, partName(p), k, v, perPod(v, p.Bound))
-			}
-			fmt.Fprintf(tw, "| %d\t %s\t all\t %.0f\t %s\t\n", s.Agents, partName(p), total, perPod(total, p.Bound))
+		total := 0.0
+		for _, k := range sortedKeys(p.Events.APIWrites) {
+			v := p.Events.APIWrites[k]
+			total += v
+			fmt.Fprintf(tw, "| %d\t %s\t %s\t %.0f\t %s\t\n", s.Agents, partName(p), k, v, perPod(v, p.Bound))
 		}
+		fmt.Fprintf(tw, "| %d\t %s\t all\t %.0f\t %s\t\n", s.Agents, partName(p), total, perPod(total, p.Bound))
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 
 	fmt.Fprintf(w, "### MesosOffers' PreFilter during each k8sm phase (%s by result, %s)\n", PreFilterResultsMetric, PreFilterNamedNodesMetric)
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprint(tw, "| agents\t load\t answers\t answers per bound pod\t")
-	for _, r := range preFilterResultOrder {
-		fmt.Fprintf(tw, " %s\t", r)
-	}
-	fmt.Fprintln(tw, " named share\t names per named answer\t")
-	fmt.Fprint(tw, "|---\t---\t---\t---\t")
-	for range preFilterResultOrder {
-		fmt.Fprint(tw, "---\t")
-	}
-	fmt.Fprintln(tw, "---\t---\t")
-	for _, s := range ss {
-		if s.Kind != "scale" {
+	cols := append([]string{"agents", "load", "answers", "answers per bound pod"}, preFilterResultOrder...)
+	tw = startTable(w, append(cols, "named share", "names per named answer")...)
+	for s, p := range scalePhases(ss) {
+		if p.Scheduler != K8smScheduler {
 			continue
 		}
-		for _, p := range s.Phases {
-			if p.Scheduler != K8smScheduler {
-				continue
+		if p.Events == nil {
+			fmt.Fprintf(tw, "| %d\t %s\t not read\t -\t", s.Agents, p.Mode)
+			for range preFilterResultOrder {
+				fmt.Fprint(tw, " -\t")
 			}
-			if p.Events == nil {
-				fmt.Fprintf(tw, "| %d\t %s\t not read\t -\t", s.Agents, p.Mode)
-				for range preFilterResultOrder {
-					fmt.Fprint(tw, " -\t")
-				}
-				fmt.Fprintln(tw, " -\t -\t")
-				continue
-			}
-			answers, share, names := p.Events.PreFilterAnswers()
-			fmt.Fprintf(tw, "| %d\t %s\t %.0f\t %s\t", s.Agents, p.Mode, answers, perPod(answers, p.Bound))
-			for _, r := range preFilterResultOrder {
-				fmt.Fprintf(tw, " %.0f\t", p.Events.PreFilter[r])
-			}
-			shareCell, namesCell := "-", "-"
-			if answers > 0 {
-				shareCell = fmt.Sprintf("%.1f%%", share*100)
-			}
-			if p.Events.PreFilter["named"] > 0 {
-				namesCell = num(names)
-			}
-			fmt.Fprintf(tw, " %s\t %s\t\n", shareCell, namesCell)
+			fmt.Fprintln(tw, " -\t -\t")
+			continue
 		}
+		answers, share, names := p.Events.PreFilterAnswers()
+		fmt.Fprintf(tw, "| %d\t %s\t %.0f\t %s\t", s.Agents, p.Mode, answers, perPod(answers, p.Bound))
+		for _, r := range preFilterResultOrder {
+			fmt.Fprintf(tw, " %.0f\t", p.Events.PreFilter[r])
+		}
+		shareCell, namesCell := "-", "-"
+		if answers > 0 {
+			shareCell = fmt.Sprintf("%.1f%%", share*100)
+		}
+		if p.Events.PreFilter["named"] > 0 {
+			namesCell = num(names)
+		}
+		fmt.Fprintf(tw, " %s\t %s\t\n", shareCell, namesCell)
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	endTable(w, tw)
 }
