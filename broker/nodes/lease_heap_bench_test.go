@@ -2,7 +2,6 @@ package nodes
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -35,24 +34,11 @@ func BenchmarkLeaseHeap(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	var perLease float64
-	for range b.N {
-		kept := make([]any, agents)
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for i, w := range wire {
-			l := &coordinationv1.Lease{}
-			if err := l.Unmarshal(w); err != nil {
-				b.Fatal(err)
-			}
-			kept[i] = leanLease(l)
+	reportKeptHeap(b, wire, "lease", func(w []byte) (any, error) {
+		l := &coordinationv1.Lease{}
+		if err := l.Unmarshal(w); err != nil {
+			return nil, err
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perLease = float64(after.HeapAlloc-before.HeapAlloc) / agents
-		runtime.KeepAlive(kept)
-	}
-	b.ReportMetric(perLease, "heapB/lease")
-	b.ReportMetric(perLease*agents/(1<<20), "MiB/10k")
+		return leanLease(l), nil
+	})
 }
