@@ -53,6 +53,45 @@ func simOffers(n int) []mesos.Offer {
 	return out
 }
 
+// encodings are the subscription's two media types, by the names of the
+// benchmarks' sub-benchmarks.
+var encodings = []struct {
+	name string
+	mt   encoding.MediaType
+}{{"protobuf", codecs.MediaTypeProtobuf}, {"json", codecs.MediaTypeJSON}}
+
+// framed is ev as the master sends it on the subscription stream in mt:
+// one RecordIO record.
+func framed(b *testing.B, ev *scheduler.Event, mt encoding.MediaType) []byte {
+	var rec []byte
+	var err error
+	if mt == codecs.MediaTypeJSON {
+		rec, err = json.Marshal(ev)
+	} else {
+		rec, err = ev.Marshal()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return append([]byte(strconv.Itoa(len(rec))+"\n"), rec...)
+}
+
+// decodeWhole reads the event of the record wire as the client did before
+// eventstream: mesos-go's RecordIO reader and mt's decoder. The reader
+// refuses a record over 4 MiB; a longer one is read with the smallest
+// lifted limit that reads it (the reader starts with half of it). The
+// decoder is returned for a caller to keep the reader's buffer live.
+func decodeWhole(wire []byte, mt encoding.MediaType) (encoding.Decoder, *scheduler.Event, error) {
+	var r io.Reader = bytes.NewReader(wire)
+	src := func() framing.Reader { return recordio.NewReader(r) }
+	if len(wire) > 4<<20 {
+		src = func() framing.Reader { return recordio.NewReader(r, recordio.MaxMessageSize(16<<20)) }
+	}
+	dec := codecs.ByMediaType[mt].NewDecoder(src)
+	got := new(scheduler.Event)
+	return dec, got, dec.Decode(got)
+}
+
 func liveHeap() uint64 {
 	var ms runtime.MemStats
 	runtime.GC()
@@ -82,22 +121,10 @@ func liveHeap() uint64 {
 //	go test -run '^$' -bench OffersEventHeap -benchtime=1x ./broker/framework
 func BenchmarkOffersEventHeap(b *testing.B) {
 	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(heapAgents)}}
-	for _, mt := range []encoding.MediaType{codecs.MediaTypeProtobuf, codecs.MediaTypeJSON} {
-		var rec []byte
-		var err error
-		if mt == codecs.MediaTypeJSON {
-			rec, err = json.Marshal(ev)
-		} else {
-			rec, err = ev.Marshal()
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		wire := append([]byte(strconv.Itoa(len(rec))+"\n"), rec...)
-		rec = nil
-		name := map[encoding.MediaType]string{codecs.MediaTypeProtobuf: "protobuf", codecs.MediaTypeJSON: "json"}[mt]
+	for _, enc := range encodings {
+		mt, wire := enc.mt, framed(b, ev, enc.mt)
 		for _, how := range []string{"whole", "stream"} {
-			b.Run(name+"/"+how, func(b *testing.B) {
+			b.Run(enc.name+"/"+how, func(b *testing.B) {
 				var held, peak, cache, alloc uint64
 				for i := 0; i < b.N; i++ {
 					c := offers.New(offers.Config{})
@@ -109,16 +136,8 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 					var keep any
 					switch how {
 					case "whole":
-						var r io.Reader = bytes.NewReader(wire)
-						src := func() framing.Reader { return recordio.NewReader(r) }
-						if len(wire) > 4<<20 {
-							// The smallest lifted limit that reads it
-							// (the reader starts with half of it).
-							src = func() framing.Reader { return recordio.NewReader(r, recordio.MaxMessageSize(16<<20)) }
-						}
-						dec := codecs.ByMediaType[mt].NewDecoder(src)
-						got := new(scheduler.Event)
-						if err := dec.Decode(got); err != nil {
+						dec, got, err := decodeWhole(wire, mt)
+						if err != nil {
 							b.Fatal(err)
 						}
 						held = liveHeap() - base
@@ -165,21 +184,10 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 //	go test -run '^$' -bench OffersEventTime -benchtime=10x ./broker/framework
 func BenchmarkOffersEventTime(b *testing.B) {
 	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(heapAgents)}}
-	for _, mt := range []encoding.MediaType{codecs.MediaTypeProtobuf, codecs.MediaTypeJSON} {
-		var rec []byte
-		var err error
-		if mt == codecs.MediaTypeJSON {
-			rec, err = json.Marshal(ev)
-		} else {
-			rec, err = ev.Marshal()
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		wire := append([]byte(strconv.Itoa(len(rec))+"\n"), rec...)
-		name := map[encoding.MediaType]string{codecs.MediaTypeProtobuf: "protobuf", codecs.MediaTypeJSON: "json"}[mt]
+	for _, enc := range encodings {
+		mt, wire := enc.mt, framed(b, ev, enc.mt)
 		for _, how := range []string{"whole", "stream"} {
-			b.Run(name+"/"+how, func(b *testing.B) {
+			b.Run(enc.name+"/"+how, func(b *testing.B) {
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
@@ -188,13 +196,8 @@ func BenchmarkOffersEventTime(b *testing.B) {
 					b.StartTimer()
 					switch how {
 					case "whole":
-						var r io.Reader = bytes.NewReader(wire)
-						src := func() framing.Reader { return recordio.NewReader(r) }
-						if len(wire) > 4<<20 {
-							src = func() framing.Reader { return recordio.NewReader(r, recordio.MaxMessageSize(16<<20)) }
-						}
-						got := new(scheduler.Event)
-						if err := codecs.ByMediaType[mt].NewDecoder(src).Decode(got); err != nil {
+						_, got, err := decodeWhole(wire, mt)
+						if err != nil {
 							b.Fatal(err)
 						}
 						if err := f.HandleEvent(ctx, got); err != nil {
