@@ -299,29 +299,21 @@ func (er *Reader) decodeJSON(rec *record, offer func(*mesos.Offer)) (*scheduler.
 		return nil, err
 	}
 	sawOffers := false
-	for dec.More() {
-		key, err := jsonKey(dec)
-		if err != nil {
-			return nil, err
-		}
-		if key != "offers" {
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return nil, fmt.Errorf("reading %q: %w", key, err)
-			}
-			rest[key] = v
-			continue
-		}
+	err := jsonMembers(dec, "", rest, func() error {
 		other, err := jsonOffers(dec, offer)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		sawOffers = true
 		if len(other) > 0 {
-			if rest[key], err = json.Marshal(other); err != nil {
-				return nil, err
+			if rest["offers"], err = json.Marshal(other); err != nil {
+				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := jsonDelim(dec, '}'); err != nil {
 		return nil, err
@@ -357,41 +349,55 @@ func jsonOffers(dec *json.Decoder, offer func(*mesos.Offer)) (map[string]json.Ra
 		return nil, fmt.Errorf("\"offers\" is %v, not an object", tok)
 	}
 	other := map[string]json.RawMessage{}
-	for dec.More() {
-		key, err := jsonKey(dec)
-		if err != nil {
-			return nil, err
-		}
-		if key != "offers" {
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return nil, fmt.Errorf("reading \"offers\".%q: %w", key, err)
-			}
-			other[key] = v
-			continue
-		}
+	err = jsonMembers(dec, `"offers".`, other, func() error {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("reading the offers: %w", err)
+			return fmt.Errorf("reading the offers: %w", err)
 		}
 		if tok == nil {
-			continue
+			return nil
 		}
 		if tok != json.Delim('[') {
-			return nil, fmt.Errorf("\"offers\".\"offers\" is %v, not an array", tok)
+			return fmt.Errorf("\"offers\".\"offers\" is %v, not an array", tok)
 		}
 		for i := 0; dec.More(); i++ {
 			o := new(mesos.Offer)
 			if err := dec.Decode(o); err != nil {
-				return nil, fmt.Errorf("decoding offer %d: %w", i, err)
+				return fmt.Errorf("decoding offer %d: %w", i, err)
 			}
 			offer(o)
 		}
-		if err := jsonDelim(dec, ']'); err != nil {
-			return nil, err
-		}
+		return jsonDelim(dec, ']')
+	})
+	if err != nil {
+		return nil, err
 	}
 	return other, jsonDelim(dec, '}')
+}
+
+// jsonMembers reads the members of an object whose '{' is read, up to its
+// '}': the value of a member named "offers" is offers' to read, every other
+// one is kept undecoded in rest. path, before a member's name, says in an
+// error which object it is in.
+func jsonMembers(dec *json.Decoder, path string, rest map[string]json.RawMessage, offers func() error) error {
+	for dec.More() {
+		key, err := jsonKey(dec)
+		if err != nil {
+			return err
+		}
+		if key == "offers" {
+			if err := offers(); err != nil {
+				return err
+			}
+			continue
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("reading %s%q: %w", path, key, err)
+		}
+		rest[key] = v
+	}
+	return nil
 }
 
 func jsonKey(dec *json.Decoder) (string, error) {
