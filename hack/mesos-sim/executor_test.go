@@ -26,6 +26,20 @@ func ack(t *testing.T, ctx context.Context, s *simtest.Scheduler, st *mesos.Task
 	}
 }
 
+// killTask kills task id and returns its TASK_KILLED update, not
+// acknowledged.
+func killTask(t *testing.T, ctx context.Context, s *simtest.Scheduler, id string) *mesos.TaskStatus {
+	t.Helper()
+	if err := s.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: id}}}); err != nil {
+		t.Fatal(err)
+	}
+	killed, err := s.Update(ctx, id, mesos.TASK_KILLED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return killed
+}
+
 // TestRealExecutor runs the test executor as a real child process: its
 // environment, LAUNCH, MESSAGE both ways, KILL, and SHUTDOWN.
 func TestRealExecutor(t *testing.T) {
@@ -111,13 +125,7 @@ func TestRealExecutor(t *testing.T) {
 			}
 			ack(t, ctx, sched, st2)
 
-			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t1"}}}); err != nil {
-				t.Fatal(err)
-			}
-			killed, err := sched.Update(ctx, "t1", mesos.TASK_KILLED)
-			if err != nil {
-				t.Fatal(err)
-			}
+			killed := killTask(t, ctx, sched, "t1")
 			if killed.GetSource() != mesos.SOURCE_EXECUTOR {
 				t.Errorf("KILLED source %v", killed.GetSource())
 			}
@@ -251,12 +259,7 @@ func TestCommandTask(t *testing.T) {
 					t.Errorf("failed command message %q", st.GetMessage())
 				}
 			}
-			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "long"}}}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := sched.Update(ctx, "long", mesos.TASK_KILLED); err != nil {
-				t.Fatal(err)
-			}
+			killTask(t, ctx, sched, "long")
 		})
 	}
 }

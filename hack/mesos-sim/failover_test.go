@@ -239,12 +239,7 @@ func TestCallFaults(t *testing.T) {
 			if err := s.InjectCallFault(mesossim.CallFault{Type: scheduler.Call_KILL, Delay: 100 * time.Millisecond}); err != nil {
 				t.Fatal(err)
 			}
-			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := sched.Update(ctx, "t", mesos.TASK_KILLED); err != nil {
-				t.Fatal(err)
-			}
+			killTask(t, ctx, sched, "t")
 			s.ClearCallFaults()
 		})
 	}

@@ -78,13 +78,7 @@ func TestAgentRestartRecovery(t *testing.T) {
 			if pid := agentExecutorPID(t, s); pid != pidBefore {
 				t.Errorf("executor pid changed from %v to %v: it was relaunched, not recovered", pidBefore, pid)
 			}
-			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
-				t.Fatal(err)
-			}
-			killed, err := sched.Update(ctx, "t", mesos.TASK_KILLED)
-			if err != nil {
-				t.Fatal(err)
-			}
+			killed := killTask(t, ctx, sched, "t")
 			ack(t, ctx, sched, killed)
 		})
 	}
@@ -216,13 +210,7 @@ func TestHollowAgentRestartRecovery(t *testing.T) {
 	}
 	ack(t, ctx, sched, running["acked"])
 	ack(t, ctx, sched, running["done"])
-	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "done"}}}); err != nil {
-		t.Fatal(err)
-	}
-	killed, err := sched.Update(ctx, "done", mesos.TASK_KILLED)
-	if err != nil {
-		t.Fatal(err)
-	}
+	killed := killTask(t, ctx, sched, "done")
 	ack(t, ctx, sched, killed)
 	eventually(t, ctx, "the agent to forget the finished task", func() bool {
 		return len(agentTasks(t, s)) == 2

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
-	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 
 	mesossim "github.com/k8sm/k8sm/hack/mesos-sim"
 	"github.com/k8sm/k8sm/hack/mesos-sim/agent"
@@ -68,12 +67,7 @@ func TestUnreachableKeepsATerminalLatestState(t *testing.T) {
 		t.Fatal(err)
 	}
 	ack(t, ctx, sched, running)
-	if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t"}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sched.Update(ctx, "t", mesos.TASK_KILLED); err != nil {
-		t.Fatal(err) // not acknowledged: the update stays pending
-	}
+	killTask(t, ctx, sched, "t") // not acknowledged: the update stays pending
 	if err := s.MarkAgentUnreachable(0); err != nil {
 		t.Fatal(err)
 	}

@@ -79,13 +79,7 @@ func TestLaunchAckKillReconcile(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			if err := sched.MustAccept(ctx, &scheduler.Call{Type: scheduler.Call_KILL, Kill: &scheduler.Call_Kill{TaskID: mesos.TaskID{Value: "t1"}}}); err != nil {
-				t.Fatal(err)
-			}
-			killed, err := sched.Update(ctx, "t1", mesos.TASK_KILLED)
-			if err != nil {
-				t.Fatal(err)
-			}
+			killed := killTask(t, ctx, sched, "t1")
 			if err := sched.Ack(ctx, killed); err != nil {
 				t.Fatal(err)
 			}
