@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"runtime"
 	"strconv"
 	"testing"
 
-	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
@@ -20,38 +18,11 @@ import (
 	"github.com/k8sm/k8sm/broker/framework"
 	"github.com/k8sm/k8sm/broker/mesos/eventstream"
 	"github.com/k8sm/k8sm/broker/offers"
-	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/broker/offers/offerstest"
 )
 
 // heapAgents is the size the broker's memory target is set at (#16).
 const heapAgents = 10000
-
-// simOffers are offers shaped as mesos-sim's master sends them to k8sm-bench's
-// hollow agents (cpus:8;mem:32768;disk:100000;ports:[31000-32000], attribute
-// rack:r1, allocation info, the agent's URL).
-func simOffers(n int) []mesos.Offer {
-	role := "*"
-	path := "/slave(1)"
-	out := make([]mesos.Offer, n)
-	for i := range out {
-		host := fmt.Sprintf("hollow-%05d", i)
-		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
-		out[i] = mesos.Offer{
-			ID:             mesos.OfferID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-O%d", i)},
-			FrameworkID:    mesos.FrameworkID{Value: "2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-0000"},
-			AgentID:        mesos.AgentID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-S%d", i)},
-			Hostname:       host,
-			URL:            &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: &host, IP: &ip, Port: 5051}, Path: &path},
-			Attributes:     []mesos.Attribute{{Name: "rack", Type: mesos.TEXT, Text: &mesos.Value_Text{Value: "r1"}}},
-			AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
-			Resources: podresources.ToMesos(podresources.Resources{
-				Scalars: podresources.Scalars{CPUs: podresources.MilliFromFloat(8), MemMB: podresources.MilliFromFloat(32768), DiskMB: podresources.MilliFromFloat(100000)},
-				Ports:   podresources.NewRanges(podresources.Range{Begin: 31000, End: 32000}),
-			}, role),
-		}
-	}
-	return out
-}
 
 // encodings are the subscription's two media types, by the names of the
 // benchmarks' sub-benchmarks.
@@ -92,14 +63,6 @@ func decodeWhole(wire []byte, mt encoding.MediaType) (encoding.Decoder, *schedul
 	return dec, got, dec.Decode(got)
 }
 
-func liveHeap() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 // BenchmarkOffersEventHeap feeds one OFFERS event of heapAgents offers, as
 // the master frames it on the subscription stream, through the event reader
 // into the framework and its offer cache, old beside new:
@@ -120,7 +83,7 @@ func liveHeap() uint64 {
 //
 //	go test -run '^$' -bench OffersEventHeap -benchtime=1x ./broker/framework
 func BenchmarkOffersEventHeap(b *testing.B) {
-	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(heapAgents)}}
+	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: offerstest.SimOffers(heapAgents)}}
 	for _, enc := range encodings {
 		mt, wire := enc.mt, framed(b, ev, enc.mt)
 		for _, how := range []string{"whole", "stream"} {
@@ -130,7 +93,7 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 					c := offers.New(offers.Config{})
 					f := framework.New(framework.Config{Cache: c})
 					ctx := context.Background()
-					base := liveHeap()
+					base := offerstest.LiveHeap()
 					var ms0, ms1 runtime.MemStats
 					runtime.ReadMemStats(&ms0)
 					var keep any
@@ -140,7 +103,7 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						held = liveHeap() - base
+						held = offerstest.LiveHeap() - base
 						if err := f.HandleEvent(ctx, got); err != nil {
 							b.Fatal(err)
 						}
@@ -152,15 +115,15 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						held = liveHeap() - base
+						held = offerstest.LiveHeap() - base
 						batch.Commit(ctx, got)
 						keep = []any{r, got, batch}
 					}
-					peak = max(held, liveHeap()-base)
+					peak = max(held, offerstest.LiveHeap()-base)
 					runtime.ReadMemStats(&ms1)
 					runtime.KeepAlive(keep)
 					keep = nil
-					cache = liveHeap() - base
+					cache = offerstest.LiveHeap() - base
 					alloc = ms1.TotalAlloc - ms0.TotalAlloc
 					if views, _ := c.Snapshot(); len(views) != heapAgents {
 						b.Fatalf("%d agents in the cache, want %d", len(views), heapAgents)
@@ -183,7 +146,7 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 //
 //	go test -run '^$' -bench OffersEventTime -benchtime=10x ./broker/framework
 func BenchmarkOffersEventTime(b *testing.B) {
-	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(heapAgents)}}
+	ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: offerstest.SimOffers(heapAgents)}}
 	for _, enc := range encodings {
 		mt, wire := enc.mt, framed(b, ev, enc.mt)
 		for _, how := range []string{"whole", "stream"} {

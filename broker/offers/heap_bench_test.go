@@ -2,14 +2,12 @@ package offers
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"testing"
 
-	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 
-	"github.com/k8sm/k8sm/pkg/podresources"
+	"github.com/k8sm/k8sm/broker/offers/offerstest"
 )
 
 // The benchmarks in this file measure memory, not time: what the broker keeps
@@ -19,53 +17,10 @@ import (
 //
 //	go test -run '^$' -bench 'Heap' -benchtime=1x ./broker/offers
 
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
-// simOffers are offers shaped as mesos-sim's master sends them to a
-// MULTI_ROLE framework for k8sm-bench's hollow agents (cpus:8;mem:32768;
-// disk:100000;ports:[31000-32000], attribute rack:r1): resources with
-// allocation info, the agent's URL, the offer's allocation info.
-func simOffers(n int) []mesos.Offer {
-	role := "*"
-	out := make([]mesos.Offer, n)
-	for i := range out {
-		host := fmt.Sprintf("hollow-%05d", i)
-		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
-		rs := podresources.ToMesos(podresources.Resources{
-			Scalars: podresources.Scalars{CPUs: podresources.MilliFromFloat(8), MemMB: podresources.MilliFromFloat(32768), DiskMB: podresources.MilliFromFloat(100000)},
-			Ports:   podresources.NewRanges(podresources.Range{Begin: 31000, End: 32000}),
-		}, role)
-		out[i] = mesos.Offer{
-			ID:          mesos.OfferID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-O%d", i)},
-			FrameworkID: mesos.FrameworkID{Value: "2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-0000"},
-			AgentID:     mesos.AgentID{Value: fmt.Sprintf("2f1c7f3e-5a3e-4b1e-9d2c-7a1f0e6b9c11-S%d", i)},
-			Hostname:    host,
-			URL: &mesos.URL{
-				Scheme:  "http",
-				Address: mesos.Address{Hostname: &host, IP: &ip, Port: 5051},
-				Path:    strPtr("/slave(1)"),
-			},
-			Attributes:     []mesos.Attribute{{Name: "rack", Type: mesos.TEXT, Text: &mesos.Value_Text{Value: "r1"}}},
-			AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
-			Resources:      rs,
-		}
-	}
-	return out
-}
-
-func strPtr(s string) *string { return &s }
-
-// offersEvent is the protobuf OFFERS event of n simOffers, as read from the
+// offersEvent is the protobuf OFFERS event of n offerstest.SimOffers, as read from the
 // subscription's RecordIO stream.
 func offersEvent(b *testing.B, n int) []byte {
-	ev := scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: simOffers(n)}}
+	ev := scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: offerstest.SimOffers(n)}}
 	wire, err := ev.Marshal()
 	if err != nil {
 		b.Fatal(err)
@@ -89,12 +44,12 @@ func BenchmarkCacheHeap(b *testing.B) {
 	var live uint64
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		before := liveHeap()
+		before := offerstest.LiveHeap()
 		ev := decodeEvent(b, wire)
 		c := New(Config{Executor: res(0.1, 32)})
 		c.Add(ev.GetOffers().Offers...)
 		ev = nil
-		live = liveHeap() - before
+		live = offerstest.LiveHeap() - before
 		runtime.KeepAlive(c)
 	}
 	b.ReportMetric(float64(live)/benchAgents, "heap-B/agent")
@@ -111,11 +66,11 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		c := New(Config{Executor: res(0.1, 32)})
-		before := liveHeap()
+		before := offerstest.LiveHeap()
 		var ms0, ms1 runtime.MemStats
 		runtime.ReadMemStats(&ms0)
 		ev := decodeEvent(b, wire)
-		decoded = liveHeap() - before
+		decoded = offerstest.LiveHeap() - before
 		c.Add(ev.GetOffers().Offers...)
 		runtime.ReadMemStats(&ms1)
 		alloc = ms1.TotalAlloc - ms0.TotalAlloc
@@ -132,17 +87,17 @@ func BenchmarkOffersEventHeap(b *testing.B) {
 // cache; the gRPC server converts it to messages a chunk at a time).
 func BenchmarkSnapshotHeap(b *testing.B) {
 	c := New(Config{Executor: res(0.1, 32)})
-	c.Add(simOffers(benchAgents)...)
+	c.Add(offerstest.SimOffers(benchAgents)...)
 	var live uint64
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		w := c.Watch()
-		before := liveHeap()
+		before := offerstest.LiveHeap()
 		ev, err := w.Next(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
-		live = liveHeap() - before
+		live = offerstest.LiveHeap() - before
 		runtime.KeepAlive(ev)
 		w.Stop()
 	}

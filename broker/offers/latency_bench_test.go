@@ -10,6 +10,8 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/k8sm/k8sm/broker/offers/offerstest"
 )
 
 // latencyAgents is the size of the bench's burst runs.
@@ -53,7 +55,7 @@ func benchReserveDuringOffers(b *testing.B) {
 			}
 		}
 	}()
-	base := simOffers(latencyAgents)
+	base := offerstest.SimOffers(latencyAgents)
 	// One agent keeps an offer that is never declined, for the Reserves.
 	keep := mkOffer("keep", "keep-agent", "keep-node", "*", res(1000, 1<<20))
 	c.Add(keep)
