@@ -79,10 +79,7 @@ func TestBindPhaseRows(t *testing.T) {
 		{Scheduler: StockScheduler, Mode: "burst", Pods: 100, Bound: 100, ExtensionPointMeanMs: map[string]float64{"Bind": 350}},
 		{Scheduler: K8smScheduler, Mode: "paced", Pods: 100, Bound: 100},
 	}}
-	var b bytes.Buffer
-	WriteTable(&b, &Results{Scenarios: []ScenarioResult{sc}})
-	// Cells are padded to the column's width: compare with single spaces.
-	out := regexp.MustCompile(` +`).ReplaceAllString(b.String(), " ")
+	out := reportOf(sc)
 	for _, want := range []string{
 		"### Where k8sm's Bind goes",
 		"| agents | load | component | phase | count | mean ms | p99 ms (from buckets) |",
@@ -104,4 +101,12 @@ func TestBindPhaseRows(t *testing.T) {
 	if strings.Contains(out, "| stock | Bind (extension point)") || strings.Contains(out, "| burst | scheduler | Bind (extension point) | - | 350") {
 		t.Errorf("the stock phase has bind phase rows:\n%s", out)
 	}
+}
+
+// reportOf is the report of the one scenario sc, each run of spaces made
+// one: cells are padded to their column's width.
+func reportOf(sc ScenarioResult) string {
+	var b bytes.Buffer
+	WriteTable(&b, &Results{Scenarios: []ScenarioResult{sc}})
+	return regexp.MustCompile(` +`).ReplaceAllString(b.String(), " ")
 }

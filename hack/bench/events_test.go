@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -147,9 +145,7 @@ func TestEventRows(t *testing.T) {
 		{Scheduler: StockScheduler, Mode: "burst", Pods: 1000, Bound: 1000, Events: stock},
 		{Scheduler: K8smScheduler, Mode: "paced", Pods: 1000, Bound: 1000},
 	}}
-	var b bytes.Buffer
-	WriteTable(&b, &Results{Scenarios: []ScenarioResult{sc}})
-	out := regexp.MustCompile(` +`).ReplaceAllString(b.String(), " ")
+	out := reportOf(sc)
 	for _, want := range []string{
 		"### The scheduler's events during each phase",
 		"| agents | part | event | handled | handled per pod | handler µs per pod | pods queued per pod |",

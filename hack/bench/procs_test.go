@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -66,9 +64,7 @@ func TestCPUByPartRows(t *testing.T) {
 		BrokerProc:    ProcStats{CPUSeconds: 18.2},
 		SchedulerProc: ProcStats{CPUSeconds: 18.7},
 	}
-	var b bytes.Buffer
-	WriteTable(&b, &Results{Scenarios: []ScenarioResult{sc}})
-	out := regexp.MustCompile(` +`).ReplaceAllString(b.String(), " ")
+	out := reportOf(sc)
 	for _, want := range []string{
 		"### Broker and scheduler CPU by part of the run",
 		"| agents | part | broker CPU s | scheduler CPU s | broker ms per pod | scheduler ms per pod |",
