@@ -146,7 +146,7 @@ func TestEventRows(t *testing.T) {
 		{Scheduler: K8smScheduler, Mode: "paced", Pods: 1000, Bound: 1000},
 	}}
 	out := reportOf(sc)
-	for _, want := range []string{
+	lacksNone(t, out,
 		"### The scheduler's events during each phase",
 		"| agents | part | event | handled | handled per pod | handler µs per pod | pods queued per pod |",
 		"| 5000 | k8sm burst | AssignedPodUpdate | 3000 | 3.00 | 300 | 0.000 |",
@@ -165,11 +165,7 @@ func TestEventRows(t *testing.T) {
 		"| agents | load | answers | answers per bound pod | named | wide | none_hold | not_narrowed | named share | names per named answer |",
 		"| 5000 | burst | 1010 | 1.01 | 250 | 750 | 10 | 0 | 24.8% | 1800 |",
 		"| 5000 | paced | not read | - | - | - | - | - | - | - |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("tables lack %q:\n%s", want, out)
-		}
-	}
+	)
 	_, preFilter, _ := strings.Cut(out, "### MesosOffers' PreFilter")
 	if n := strings.Count(preFilter, "| 5000 | burst |"); n != 1 {
 		t.Errorf("%d burst rows in the PreFilter table, want k8sm's alone:\n%s", n, preFilter)
