@@ -192,6 +192,10 @@ func (a *Agent) runTask(fwInfo mesos.FrameworkInfo, exec *mesos.ExecutorInfo, ta
 		e.queued = append(e.queued, l)
 	case e.kind == kindHollow:
 		e.state = running
+		// A real agent checkpoints the executor and its tasks before it
+		// starts them; written after the updates, a scheduler could see
+		// TASK_RUNNING of a task the agent would not recover.
+		a.checkpoint(e)
 		for _, t := range tasks {
 			a.statusUpdateLocked(fwID, e, a.newStatus(t.TaskID, e.info.ExecutorID.Value, mesos.TASK_RUNNING, mesos.SOURCE_EXECUTOR, nil, ""))
 		}
