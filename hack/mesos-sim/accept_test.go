@@ -3,6 +3,7 @@ package mesossim_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -79,4 +80,50 @@ func TestHollowNoCheckpoint(t *testing.T) {
 			t.Errorf("by default the hollow agent checkpoints its executor; meta holds %v", entries)
 		}
 	}
+}
+
+// TestIdleHollowAgentsHoldNoFile: an agent without executors keeps no
+// checkpoint file open. The bench runs 10,000 hollow agents in one process
+// under a 20,000-descriptor limit: one open log per agent, beside each
+// agent's listener and connection, ran it out of descriptors.
+func TestIdleHollowAgentsHoldNoFile(t *testing.T) {
+	var agents []agent.Config
+	for range 20 {
+		agents = append(agents, hollowAgent(t, "cpus:4;mem:2048"))
+	}
+	workDir := t.TempDir()
+	s := startSim(t, mesossim.Config{Agents: agents, WorkDir: workDir})
+	ctx := testCtx(t)
+	sched := subscribe(t, ctx, s.MasterURL(), "application/json", fwInfo("idle"))
+	o := nextOffer(t, ctx, sched)
+	if open := openFilesUnder(t, workDir); len(open) != 0 {
+		t.Errorf("20 registered agents without executors hold %d files open: %v", len(open), open)
+	}
+	// A launch opens its agent's log; checkpointing still works.
+	if err := sched.MustAccept(ctx, launchCall(o, commandTask("t", "sleep 100", resources(t, "cpus:1;mem:64")))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sched.Update(ctx, "t", mesos.TASK_RUNNING); err != nil {
+		t.Fatal(err)
+	}
+	if open := openFilesUnder(t, workDir); len(open) > 1 {
+		t.Errorf("with one executor on one agent %d files are open: %v", len(open), open)
+	}
+}
+
+// openFilesUnder lists the files under dir this process holds open.
+func openFilesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("listing this process's descriptors: %v", err)
+	}
+	var open []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			open = append(open, target)
+		}
+	}
+	return open
 }

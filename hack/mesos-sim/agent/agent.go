@@ -261,7 +261,12 @@ func (a *Agent) Register() error {
 		klog.ErrorS(err, "Checkpointing agent id", "agent", id)
 	}
 	if !(a.cfg.Hollow && a.cfg.HollowNoCheckpoint) && a.ctx.Err() == nil {
-		a.openLog()
+		// Create the log now, so that a launch only opens it; an agent
+		// without executors holds no descriptor (10,000 hollow agents
+		// share one process's limit).
+		if a.openLog() {
+			a.closeLog()
+		}
 	}
 	// Updates that were waiting for a master go out now.
 	for _, s := range a.updates {

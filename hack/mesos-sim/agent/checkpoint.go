@@ -165,6 +165,7 @@ func (a *Agent) checkpointRemoved(e *executorRun) {
 	if err := a.log.Truncate(0); err != nil {
 		klog.ErrorS(err, "Emptying the checkpoint of an agent without executors", "agent", a.id)
 	}
+	a.closeLog()
 }
 
 // Fields of a checkpoint log's envelope; the record is one of logExecutor
@@ -211,7 +212,8 @@ func (a *Agent) appendLog(e *executorRun, taskID string, kind protowire.Number, 
 }
 
 // openLog opens the agent's checkpoint log for appending, unless it is
-// open. Register opens it, so that creating it is not a launch's cost.
+// open. Register creates it, so that creating it is not a launch's cost;
+// it stays open while the agent has executors.
 func (a *Agent) openLog() bool {
 	if a.log != nil {
 		return true
