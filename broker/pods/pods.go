@@ -651,6 +651,7 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	logger := klog.FromContext(ctx)
 	taskID, agentID, state := st.TaskID.Value, st.AgentID.GetValue(), st.GetState()
 	pod := c.podByUID(taskinfo.PodUID(taskID))
+	afterStatusRead()
 	live := !taskinfo.Terminal(state)
 	if !live {
 		c.launchEnded(taskID)
@@ -671,7 +672,7 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 			// server that restarted. Kept like the end of an unbound
 			// attempt, or a pod bound as it would wait for the next
 			// periodic reconciliation (--reconcile-interval) without a task.
-			c.rememberEnded(st)
+			c.keepEnd(st)
 		}
 		return nil
 	}
@@ -697,7 +698,7 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 		// The pod may yet be bound as this attempt (its launch failed
 		// before the Binding) or as another (the scheduler tries again):
 		// keep the end for the first case, fail nothing now.
-		c.rememberEnded(st)
+		c.keepEnd(st)
 		logger.V(2).Info("Attempt of an unbound pod ended; the pod ends if it is bound as it", "task", taskID, "pod", klog.KObj(pod), "state", state)
 		return nil
 	}
@@ -719,6 +720,24 @@ func (c *Controller) TaskStatus(ctx context.Context, st *mesos.TaskStatus) error
 	}
 	return nil
 }
+
+// keepEnd keeps the end of an attempt whose pod was not bound as it when
+// read, then reads the pod again: a Binding the informer delivered in
+// between found no end to apply (observe), and the pod would wait bound and
+// task-less for the periodic reconciliation, by when the master, the update
+// acknowledged, no longer knows the task.
+func (c *Controller) keepEnd(st *mesos.TaskStatus) {
+	c.rememberEnded(st)
+	if p := c.podByUID(taskinfo.PodUID(st.TaskID.Value)); p != nil {
+		if _, ended := c.endedAttempt(p); ended {
+			c.queue.Add(p.UID)
+		}
+	}
+}
+
+// afterStatusRead is a test's hook between TaskStatus reading the pod and
+// acting on what it read.
+var afterStatusRead = func() {}
 
 // rememberEnded keeps the end of an attempt, and forgets those older than
 // endedTTL. An informer event of a pod bound as the attempt and not ended

@@ -601,3 +601,46 @@ func TestPodWrittenLiveAfterItsAttemptEndedIsEndedAgain(t *testing.T) {
 		t.Errorf("pod %s: %q, want %s saying the task is TASK_GONE_BY_OPERATOR", got.Status.Reason, got.Status.Message, ReasonTaskLost)
 	}
 }
+
+// TestBindingBetweenStatusReadAndRemember: an attempt's end arrives while its
+// pod is unbound, and the pod's Binding reaches the informer after the
+// status handler read the pod but before it kept the end. The Binding's
+// informer event then finds no end to apply, and the end, once kept, must
+// still end the pod. It did not: the pod stayed bound and task-less until the
+// periodic reconciliation, by when the master, its update acknowledged, had
+// forgotten the task (TASK_GONE: MesosTaskLost instead of Mesos' own reason;
+// a CI run's TestBrokerContainerLaunchFailure, the fetch failing at once).
+func TestBindingBetweenStatusReadAndRemember(t *testing.T) {
+	task := taskinfo.TaskID("u1", "r-1")
+	c, _, client := attemptsEnv(t, nil, "")
+	ctx := context.Background()
+	afterStatusRead = func() {
+		p, err := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		p.Spec.NodeName = "n1"
+		p.Annotations = map[string]string{taskinfo.TaskIDAnnotation: task}
+		if _, err := client.CoreV1().Pods("default").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Error(err)
+			return
+		}
+		eventually(t, "the informer holds the bound pod", func() bool {
+			got := c.podByUID("u1")
+			return got != nil && got.Spec.NodeName == "n1"
+		})
+	}
+	t.Cleanup(func() { afterStatusRead = func() {} })
+	st := status(task, mesos.TASK_FAILED)
+	msg := "Failed to launch container: Failed to fetch all URIs"
+	st.Source, st.Reason, st.Message = mesos.SOURCE_AGENT.Enum(), mesos.REASON_CONTAINER_LAUNCH_FAILED.Enum(), &msg
+	if err := c.TaskStatus(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the pod bound as the ended attempt fails", func() bool { return phase(t, client) == v1.PodFailed })
+	got, _ := client.CoreV1().Pods("default").Get(ctx, "web-0", metav1.GetOptions{})
+	if got.Status.Reason != ReasonTaskFailed || !strings.Contains(got.Status.Message, "Failed to fetch all URIs") {
+		t.Errorf("pod %s: %q, want %s with Mesos' message", got.Status.Reason, got.Status.Message, ReasonTaskFailed)
+	}
+}
